@@ -309,6 +309,19 @@ class NATRule:
 
 
 @dataclass(frozen=True)
+class StaticMACBinding:
+    """A Static_MAC_Binding row (``ovn-nbctl static-mac-binding-add``).
+
+    ovnsim writes one for the upstream gateway of an external network whose
+    MAC the topology gives, so OVN need not ARP for it.
+    """
+
+    logical_port: str  #: the router port that reaches ``ip``
+    ip: str
+    mac: str
+
+
+@dataclass(frozen=True)
 class LogicalRouter:
     """A Logical_Router row with its ports, static routes and NAT rules.
 
@@ -340,6 +353,7 @@ class LogicalTopology:
 
     switches: Tuple[LogicalSwitch, ...]
     routers: Tuple[LogicalRouter, ...]
+    static_mac_bindings: Tuple[StaticMACBinding, ...] = ()
     source: str = "<builder>"
 
     def switch(self, name: str) -> LogicalSwitch:

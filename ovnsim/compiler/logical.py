@@ -1,0 +1,346 @@
+"""Tenant topology -> OVN northbound logical objects, as Neutron's ML2/OVN driver writes them.
+
+Naming follows Neutron (``ovn_client.py``) so ``ovnsim show`` lines up with
+``ovn-nbctl show`` of a real cloud, ids standing in for Neutron's UUIDs:
+
+* network ``N``                -> Logical_Switch ``neutron-N``
+* external network ``N``       -> the same, plus localnet port ``provnet-N``
+* port ``P``                   -> Logical_Switch_Port ``P``
+* router ``R`` interface ``I`` -> Logical_Router_Port ``lrp-I`` and router-type LSP ``I``
+* router ``R``                 -> Logical_Router ``neutron-R``
+* gateway of ``R``             -> Logical_Router_Port ``lrp-R-gw`` and LSP ``R-gw``
+
+The two gateway models (see ``docs/topology-format.md``):
+
+``distributed-gateway-port``
+    Neutron's own layout: ``lrp-R-gw`` sits on ``neutron-R`` itself, bound to
+    a gateway chassis; SNAT per internal subnet and the floating IPs live on
+    ``neutron-R`` and apply only to traffic leaving through that port.
+``gateway-router``
+    The OVN reference layout: ``neutron-R`` keeps east-west routing and a
+    default route over the join switch ``join-R`` to the gateway router
+    ``gr-R`` (``options:chassis``), which holds the default route out, the
+    routes back to the tenant subnets and every NAT rule.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Dict, List, Tuple
+
+from ovnsim.errors import TopologyError
+from ovnsim.model import (
+    DISTRIBUTED_GATEWAY_PORT,
+    LSP_TYPE_LOCALNET,
+    LSP_TYPE_ROUTER,
+    LSP_TYPE_VM,
+    NAT_DNAT_AND_SNAT,
+    NAT_SNAT,
+    FloatingIP,
+    GatewayChassis,
+    LogicalRouter,
+    LogicalRouterPort,
+    LogicalSwitch,
+    LogicalSwitchPort,
+    LogicalTopology,
+    NATRule,
+    Network,
+    Port,
+    Router,
+    StaticMACBinding,
+    StaticRoute,
+    Topology,
+)
+
+#: The join network between a router and its gateway router: the distributed
+#: router takes the first host address, the gateway router the second.
+JOIN_CIDR = ipaddress.ip_network("100.64.0.0/29")
+JOIN_DR_IP = JOIN_CIDR.network_address + 1
+JOIN_GR_IP = JOIN_CIDR.network_address + 2
+
+#: Neutron's device_owner for VM ports, kept in external_ids as Neutron does.
+DEVICE_OWNER_COMPUTE = "compute:nova"
+
+
+def switch_name(network_id: str) -> str:
+    return f"neutron-{network_id}"
+
+
+def router_name(router_id: str) -> str:
+    return f"neutron-{router_id}"
+
+
+def localnet_port_name(network_id: str) -> str:
+    return f"provnet-{network_id}"
+
+
+def router_port_name(port_id: str) -> str:
+    return f"lrp-{port_id}"
+
+
+def gateway_port_id(router_id: str) -> str:
+    return f"{router_id}-gw"
+
+
+def gateway_router_name(router_id: str) -> str:
+    return f"gr-{router_id}"
+
+
+def join_switch_name(router_id: str) -> str:
+    return f"join-{router_id}"
+
+
+def compile_logical(topo: Topology) -> LogicalTopology:
+    """Compile a checked tenant topology into OVN northbound objects."""
+    return _LogicalCompiler(topo).run()
+
+
+class _LogicalCompiler:
+    """One pass over the tenant model; switch ports are gathered per network first."""
+
+    def __init__(self, topo: Topology):
+        self.topo = topo
+        # network id -> the LSPs routers add to it (interfaces, gateways)
+        self.router_lsps: Dict[str, List[LogicalSwitchPort]] = {n: [] for n in topo.networks}
+        self.routers: List[LogicalRouter] = []
+        self.extra_switches: List[LogicalSwitch] = []
+        self.mac_bindings: List[StaticMACBinding] = []
+
+    def run(self) -> LogicalTopology:
+        for router in self.topo.routers.values():
+            self._router(router)
+        switches = [self._switch(net) for net in self.topo.networks.values()]
+        return LogicalTopology(
+            switches=tuple(switches + self.extra_switches),
+            routers=tuple(self.routers),
+            static_mac_bindings=tuple(self.mac_bindings),
+            source=self.topo.source,
+        )
+
+    # -- switches ---------------------------------------------------------
+
+    def _switch(self, net: Network) -> LogicalSwitch:
+        ports: List[LogicalSwitchPort] = []
+        if net.external:
+            ports.append(
+                LogicalSwitchPort(
+                    name=localnet_port_name(net.id),
+                    type=LSP_TYPE_LOCALNET,
+                    addresses=("unknown",),
+                    options={"network_name": net.physical_network or ""},
+                    tag=net.segmentation_id if net.network_type == "vlan" else None,
+                )
+            )
+        ports.extend(self._vm_port(p) for p in self.topo.ports.values() if p.network == net.id)
+        ports.extend(self.router_lsps[net.id])
+        external_ids = {"neutron:network_name": net.name}
+        if net.mtu:
+            external_ids["neutron:mtu"] = str(net.mtu)
+        return LogicalSwitch(name=switch_name(net.id), ports=tuple(ports), external_ids=external_ids)
+
+    def _vm_port(self, port: Port) -> LogicalSwitchPort:
+        """A VM port as Neutron writes it (``_get_port_options`` / ``_get_allowed_addresses_from_port``)."""
+        ips = [str(f.ip_address) for f in port.fixed_ips]
+        primary = " ".join([port.mac_address] + ips)
+        addresses = [primary]
+        port_security: Tuple[str, ...] = ()
+        if port.port_security:
+            # Pairs with the port's own MAC widen the primary entry; pairs with
+            # another MAC become entries of their own, and their MACs are added
+            # to addresses so the switch delivers frames sent to them.
+            same_mac = [p.ip_address for p in port.allowed_address_pairs if p.mac_address in (None, port.mac_address)]
+            other: Dict[str, List[str]] = {}
+            for pair in port.allowed_address_pairs:
+                if pair.mac_address not in (None, port.mac_address):
+                    other.setdefault(pair.mac_address, []).append(pair.ip_address)
+            port_security = (" ".join([port.mac_address] + ips + same_mac),) + tuple(
+                " ".join([mac] + pair_ips) for mac, pair_ips in other.items()
+            )
+            addresses.extend(other)
+        else:
+            addresses.append("unknown")
+        return LogicalSwitchPort(
+            name=port.id,
+            type=LSP_TYPE_VM,
+            addresses=tuple(addresses),
+            port_security=port_security,
+            external_ids={
+                "neutron:port_name": port.name,
+                "neutron:device_owner": DEVICE_OWNER_COMPUTE,
+                "neutron:cidrs": " ".join(
+                    f"{f.ip_address}/{self.topo.subnet(f.subnet).cidr.prefixlen}" for f in port.fixed_ips
+                ),
+            },
+            enabled=port.admin_state_up,
+        )
+
+    def _attach(self, network_id: str, lsp_name: str, lrp_name: str, *, gateway: bool = False) -> None:
+        """Add the router-type switch port that peers a router port with a switch."""
+        options = {"router-port": lrp_name}
+        if gateway:
+            # Neutron sets this on gateway ports so the gateway chassis answers
+            # (and announces) the router's NAT addresses on the provider network.
+            options["nat-addresses"] = "router"
+        self.router_lsps[network_id].append(
+            LogicalSwitchPort(name=lsp_name, type=LSP_TYPE_ROUTER, addresses=("router",), options=options)
+        )
+
+    # -- routers ----------------------------------------------------------
+
+    def _router(self, router: Router) -> None:
+        ports: List[LogicalRouterPort] = []
+        for iface in router.interfaces:
+            subnet = self.topo.subnet(iface.subnet)
+            lrp = router_port_name(iface.id)
+            ports.append(
+                LogicalRouterPort(
+                    name=lrp,
+                    mac=iface.mac_address,
+                    networks=(f"{iface.ip_address}/{subnet.cidr.prefixlen}",),
+                )
+            )
+            self._attach(subnet.network, iface.id, lrp)
+        extra_routes = tuple(StaticRoute(str(r.destination), str(r.nexthop)) for r in router.routes)
+        fips = [f for f in self.topo.floating_ips.values() if f.router == router.id]
+        external_ids = {"neutron:router_name": router.name}
+        gw = router.external_gateway
+        if gw is None:
+            self.routers.append(
+                LogicalRouter(router_name(router.id), tuple(ports), extra_routes, external_ids=external_ids,
+                              enabled=router.admin_state_up)
+            )
+            return
+
+        gw_subnet = self.topo.subnet(gw.subnet)
+        gw_lrp = LogicalRouterPort(
+            name=router_port_name(gateway_port_id(router.id)),
+            mac=gw.mac_address,
+            networks=(f"{gw.ip_address}/{gw_subnet.cidr.prefixlen}",),
+            gateway_chassis=(GatewayChassis(router.chassis, 1),)
+            if router.gateway_model == DISTRIBUTED_GATEWAY_PORT else (),
+        )
+        self._attach(gw.network, gateway_port_id(router.id), gw_lrp.name, gateway=True)
+        default_route: Tuple[StaticRoute, ...] = ()
+        if gw_subnet.gateway_ip is not None:
+            default_route = (
+                StaticRoute("0.0.0.0/0", str(gw_subnet.gateway_ip)),
+            )
+            if gw_subnet.gateway_mac:
+                self.mac_bindings.append(StaticMACBinding(gw_lrp.name, str(gw_subnet.gateway_ip), gw_subnet.gateway_mac))
+        nat = self._nat_rules(router, fips)
+
+        if router.gateway_model == DISTRIBUTED_GATEWAY_PORT:
+            self.routers.append(
+                LogicalRouter(
+                    router_name(router.id),
+                    tuple(ports) + (gw_lrp,),
+                    extra_routes + default_route,
+                    nat,
+                    options={"always_learn_from_arp_request": "false", "dynamic_neigh_routers": "true"},
+                    external_ids=external_ids,
+                    enabled=router.admin_state_up,
+                )
+            )
+            return
+
+        # gateway-router model: DR --join--> GR --> external network
+        self._check_join_overlap(router)
+        join_ls = join_switch_name(router.id)
+        dr_join = LogicalRouterPort(router_port_name(f"{router.id}-join"), _join_mac(router.id, "dr"),
+                                    (f"{JOIN_DR_IP}/{JOIN_CIDR.prefixlen}",))
+        gr_join = LogicalRouterPort(router_port_name(f"gr-{router.id}-join"), _join_mac(router.id, "gr"),
+                                    (f"{JOIN_GR_IP}/{JOIN_CIDR.prefixlen}",))
+        self.extra_switches.append(
+            LogicalSwitch(
+                join_ls,
+                (
+                    LogicalSwitchPort(f"{router.id}-join", LSP_TYPE_ROUTER, ("router",),
+                                      options={"router-port": dr_join.name}),
+                    LogicalSwitchPort(f"gr-{router.id}-join", LSP_TYPE_ROUTER, ("router",),
+                                      options={"router-port": gr_join.name}),
+                ),
+                external_ids={"neutron:router_name": router.name},
+            )
+        )
+        self.routers.append(
+            LogicalRouter(
+                router_name(router.id),
+                tuple(ports) + (dr_join,),
+                extra_routes + (StaticRoute("0.0.0.0/0", str(JOIN_GR_IP)),),
+                external_ids=external_ids,
+                enabled=router.admin_state_up,
+            )
+        )
+        # The gateway router must route replies (and un-NATed inbound traffic)
+        # back to everything behind the distributed router.
+        back = [str(self.topo.subnet(i.subnet).cidr) for i in router.interfaces]
+        back += [str(r.destination) for r in router.routes if str(r.destination) not in back]
+        self.routers.append(
+            LogicalRouter(
+                gateway_router_name(router.id),
+                (gr_join, gw_lrp),
+                tuple(StaticRoute(prefix, str(JOIN_DR_IP)) for prefix in back) + default_route,
+                nat,
+                options={"chassis": router.chassis},
+                external_ids=external_ids,
+                enabled=router.admin_state_up,
+            )
+        )
+
+    def _nat_rules(self, router: Router, fips: List[FloatingIP]) -> Tuple[NATRule, ...]:
+        gw = router.external_gateway
+        assert gw is not None
+        rules: List[NATRule] = []
+        if gw.enable_snat:
+            for iface in router.interfaces:
+                subnet = self.topo.subnet(iface.subnet)
+                if subnet.ip_version == 4:
+                    rules.append(NATRule(NAT_SNAT, str(gw.ip_address), str(subnet.cidr)))
+        for fip in fips:
+            if fip.distributed and router.gateway_model != DISTRIBUTED_GATEWAY_PORT:
+                raise TopologyError(
+                    "a distributed floating IP needs a router with gateway_model distributed-gateway-port",
+                    f"projects.{fip.project}.floating_ips.{fip.name}.distributed",
+                    self.topo.source,
+                )
+            external_mac = _fip_mac(self.topo, fip) if fip.distributed else None
+            rules.append(
+                NATRule(
+                    NAT_DNAT_AND_SNAT,
+                    str(fip.floating_ip_address),
+                    str(fip.fixed_ip_address),
+                    # Neutron also records logical_port on centralised FIPs;
+                    # OVN reads it only together with external_mac, and
+                    # ovn-nbctl lr-nat-add takes the two together.
+                    logical_port=fip.port if fip.distributed else None,
+                    external_mac=external_mac,
+                    stateless=fip.stateless,
+                )
+            )
+        return tuple(rules)
+
+    def _check_join_overlap(self, router: Router) -> None:
+        for i, iface in enumerate(router.interfaces):
+            if self.topo.subnet(iface.subnet).cidr.overlaps(JOIN_CIDR):
+                raise TopologyError(
+                    f"subnet overlaps {JOIN_CIDR}, the join network of the gateway-router model;"
+                    " use another CIDR or gateway_model distributed-gateway-port",
+                    f"projects.{router.project}.routers.{router.name}.interfaces[{i}]",
+                    self.topo.source,
+                )
+
+
+def _join_mac(router_id: str, side: str) -> str:
+    from ovnsim.loader import derive_mac
+
+    return derive_mac(f"router-join-{side}", router_id)
+
+
+def _fip_mac(topo: Topology, fip: FloatingIP) -> str:
+    """The MAC of a distributed floating IP's own Neutron port (its ``external_mac``)."""
+    from ovnsim.loader import derive_mac
+
+    taken = {p.mac_address for p in topo.ports.values() if p.network == fip.network}
+    taken |= {r.external_gateway.mac_address for r in topo.routers.values()
+              if r.external_gateway and r.external_gateway.network == fip.network}
+    return derive_mac("floating-ip", fip.id, taken)

@@ -1,0 +1,96 @@
+"""Logical topology -> the ``ovn-nbctl`` commands that build it in a real northbound DB.
+
+One invocation per object (a switch, a switch port, a router, a router port,
+a route, a NAT rule, a static MAC binding), chained with ``--`` where an
+object needs more than one command.  ``nbctl_commands`` gives argv lists (what
+the real-OVN test fixture runs, no shell involved); ``nbctl_script`` gives the
+shell-quoted lines ``ovnsim export nbctl`` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Iterator, List, Mapping
+
+from ovnsim.model import LogicalRouter, LogicalSwitch, LogicalSwitchPort, LogicalTopology
+
+__all__ = ["nbctl_commands", "nbctl_script"]
+
+
+def nbctl_commands(logical: LogicalTopology) -> List[List[str]]:
+    """The ovn-nbctl invocations that build ``logical``, as argv lists starting with ``ovn-nbctl``."""
+    return [["ovn-nbctl", *argv] for argv in _invocations(logical)]
+
+
+def nbctl_script(logical: LogicalTopology) -> str:
+    """``nbctl_commands`` as a shell script body, one quoted command per line."""
+    return "".join(shlex.join(argv) + "\n" for argv in nbctl_commands(logical))
+
+
+def _column_pairs(column: str, values: Mapping[str, str]) -> List[str]:
+    # ovsdb's value syntax: quote keys and values (keys like "neutron:port_name"
+    # contain colons); JSON string quoting is the C-style quoting ovsdb reads.
+    return [f"{column}:{json.dumps(k)}={json.dumps(v)}" for k, v in values.items()]
+
+
+def _chain(*commands: List[str]) -> List[str]:
+    argv: List[str] = []
+    for cmd in commands:
+        if cmd:
+            argv.extend((["--"] if argv else []) + cmd)
+    return argv
+
+
+def _invocations(logical: LogicalTopology) -> Iterator[List[str]]:
+    for ls in logical.switches:
+        yield from _switch(ls)
+    for lr in logical.routers:
+        yield from _router(lr)
+    for binding in logical.static_mac_bindings:
+        yield ["static-mac-binding-add", binding.logical_port, binding.ip, binding.mac]
+
+
+def _switch(ls: LogicalSwitch) -> Iterator[List[str]]:
+    columns = _column_pairs("external_ids", ls.external_ids) + _column_pairs("other_config", ls.other_config)
+    yield _chain(["ls-add", ls.name], ["set", "Logical_Switch", ls.name, *columns] if columns else [])
+    for port in ls.ports:
+        yield _switch_port(ls, port)
+
+
+def _switch_port(ls: LogicalSwitch, port: LogicalSwitchPort) -> List[str]:
+    columns = _column_pairs("external_ids", port.external_ids)
+    if port.tag is not None:
+        columns.append(f"tag={port.tag}")
+    return _chain(
+        ["lsp-add", ls.name, port.name],
+        ["lsp-set-type", port.name, port.type] if port.type else [],
+        ["lsp-set-addresses", port.name, *port.addresses] if port.addresses else [],
+        ["lsp-set-port-security", port.name, *port.port_security] if port.port_security else [],
+        ["lsp-set-options", port.name, *(f"{k}={v}" for k, v in port.options.items())] if port.options else [],
+        ["lsp-set-enabled", port.name, "disabled"] if not port.enabled else [],
+        ["set", "Logical_Switch_Port", port.name, *columns] if columns else [],
+    )
+
+
+def _router(lr: LogicalRouter) -> Iterator[List[str]]:
+    columns = _column_pairs("options", lr.options) + _column_pairs("external_ids", lr.external_ids)
+    if not lr.enabled:
+        columns.append("enabled=false")
+    yield _chain(["lr-add", lr.name], ["set", "Logical_Router", lr.name, *columns] if columns else [])
+    for port in lr.ports:
+        port_columns = _column_pairs("options", port.options) + _column_pairs("external_ids", port.external_ids)
+        yield _chain(
+            ["lrp-add", lr.name, port.name, port.mac, *port.networks],
+            *(["lrp-set-gateway-chassis", port.name, gc.chassis, str(gc.priority)] for gc in port.gateway_chassis),
+            ["lrp-set-enabled", port.name, "disabled"] if not port.enabled else [],
+            ["set", "Logical_Router_Port", port.name, *port_columns] if port_columns else [],
+        )
+    for route in lr.static_routes:
+        policy = [] if route.policy == "dst-ip" else [f"--policy={route.policy}"]
+        yield [*policy, "lr-route-add", lr.name, route.ip_prefix, route.nexthop,
+               *([route.output_port] if route.output_port else [])]
+    for nat in lr.nat:
+        extra = [nat.logical_port or "", nat.external_mac or ""] if nat.external_mac else []
+        yield [*(["--stateless"] if nat.stateless else []), "lr-nat-add", lr.name, nat.type,
+               nat.external_ip, nat.logical_ip, *extra]
