@@ -1,0 +1,264 @@
+"""The header fields a frame carries through the pipeline, and their wire form.
+
+:class:`Packet` holds the fields OVN's logical flows read and write (MACs and
+IPv4 addresses as ints) plus the logical registers the stages set.  It is
+parsed from raw frame bytes at the edge and written back to bytes at the
+other edge; the stages in between never touch bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Dict, Optional, Tuple
+
+from ovnsim.stages import Drop
+from ovnsim.tables import int_to_ip, int_to_mac
+
+ETH_IP4 = 0x0800
+ETH_ARP = 0x0806
+ETH_VLAN = 0x8100
+ETH_IP6 = 0x86DD
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+TCP_RST = 0x04
+
+#: Kinds of output (``kind`` in a verdict).
+KIND_PACKET = "packet"  #: the frame itself, possibly rewritten
+KIND_ARP_REPLY = "arp_reply"  #: an in-place ARP reply from a responder
+KIND_ECHO_REPLY = "echo_reply"  #: a router's in-place ICMP echo reply
+KIND_ARP = "arp"  #: an ARP request a router sent instead of the frame
+KIND_ICMP4 = "icmp4"  #: an ICMP error a router generated
+KIND_TCP_RESET = "tcp_reset"  #: a TCP RST a router generated
+
+
+class Packet:
+    """A frame's header fields and logical metadata while it crosses the pipeline."""
+
+    __slots__ = (
+        "eth_src", "eth_dst", "eth_type", "vlan",
+        "arp_op", "arp_sha", "arp_spa", "arp_tha", "arp_tpa",
+        "ip_src", "ip_dst", "ttl", "proto", "tos", "later_frag",
+        "icmp_type", "icmp_code", "icmp_id", "sport", "dport", "tcp_flags",
+        "payload", "ip_options",
+        "kind", "inport", "outport", "loopback", "hairpin", "use_snat_zone", "dnat_local",
+        "reg0", "reg1", "xreg0", "ct_rpl", "ct_trk", "ct_zones",
+    )
+
+    def __init__(self) -> None:
+        self.eth_src = self.eth_dst = 0
+        self.eth_type = 0
+        self.vlan = False
+        self.arp_op = self.arp_sha = self.arp_spa = self.arp_tha = self.arp_tpa = 0
+        self.ip_src = self.ip_dst = 0
+        self.ttl = self.proto = self.tos = 0
+        self.later_frag = False
+        self.icmp_type = self.icmp_code = self.icmp_id = 0
+        self.sport = self.dport = self.tcp_flags = 0
+        self.payload = b""  #: bytes after the L4 header (or after IPv4 for other protocols)
+        self.ip_options = b""
+        self.kind = KIND_PACKET
+        self.inport = self.outport = ""
+        self.loopback = self.hairpin = self.use_snat_zone = self.dnat_local = False
+        self.reg0 = self.reg1 = self.xreg0 = 0
+        self.ct_rpl = self.ct_trk = False
+        self.ct_zones: Tuple = ()
+
+    def copy(self) -> "Packet":
+        clone = Packet.__new__(Packet)
+        for name in Packet.__slots__:
+            setattr(clone, name, getattr(self, name))
+        return clone
+
+    @property
+    def is_arp(self) -> bool:
+        return self.eth_type == ETH_ARP
+
+    @property
+    def is_ip4(self) -> bool:
+        return self.eth_type == ETH_IP4
+
+    @property
+    def eth_mcast(self) -> bool:
+        return bool(self.eth_dst >> 40 & 1)
+
+    @property
+    def eth_bcast(self) -> bool:
+        return self.eth_dst == 0xFFFFFFFFFFFF
+
+    def fields(self) -> Dict[str, object]:
+        """The header fields that apply to this packet, with OVN's names and printed values."""
+        out: Dict[str, object] = {"eth.src": int_to_mac(self.eth_src), "eth.dst": int_to_mac(self.eth_dst)}
+        if self.is_arp:
+            out.update({"arp.op": self.arp_op, "arp.sha": int_to_mac(self.arp_sha),
+                        "arp.spa": int_to_ip(self.arp_spa), "arp.tha": int_to_mac(self.arp_tha),
+                        "arp.tpa": int_to_ip(self.arp_tpa)})
+        elif self.is_ip4:
+            out.update({"ip4.src": int_to_ip(self.ip_src), "ip4.dst": int_to_ip(self.ip_dst), "ip.ttl": self.ttl})
+            if self.proto == PROTO_ICMP:
+                out.update({"icmp4.type": self.icmp_type, "icmp4.code": self.icmp_code})
+            elif self.proto == PROTO_TCP:
+                out.update({"tcp.src": self.sport, "tcp.dst": self.dport})
+            elif self.proto == PROTO_UDP:
+                out.update({"udp.src": self.sport, "udp.dst": self.dport})
+        return out
+
+    def conn_tuple(self) -> Tuple[int, int, int, int, int]:
+        """The connection-tracking 5-tuple (ICMP echo: the id stands for both ports)."""
+        if self.proto == PROTO_ICMP:
+            return (self.proto, self.ip_src, self.icmp_id, self.ip_dst, self.icmp_id)
+        return (self.proto, self.ip_src, self.sport, self.ip_dst, self.dport)
+
+
+# --------------------------------------------------------------------------
+# bytes <-> Packet
+# --------------------------------------------------------------------------
+
+
+class ParseError(Exception):
+    """A frame ovnsim cannot take (carries the drop disposition)."""
+
+    def __init__(self, reason: Drop, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _mac(raw: bytes, offset: int) -> int:
+    return int.from_bytes(raw[offset:offset + 6], "big")
+
+
+def parse_frame(frame: bytes) -> Packet:
+    """Parse an Ethernet frame; raises :class:`ParseError` for what OVN could not carry."""
+    pkt = Packet()
+    n = len(frame)
+    if n < 14:
+        raise ParseError(Drop.MALFORMED, f"runt frame: {n} bytes, an Ethernet header needs 14")
+    pkt.eth_dst = _mac(frame, 0)
+    pkt.eth_src = _mac(frame, 6)
+    eth_type = int.from_bytes(frame[12:14], "big")
+    offset = 14
+    if eth_type == ETH_VLAN:
+        if n < 18:
+            raise ParseError(Drop.MALFORMED, "truncated 802.1Q tag")
+        pkt.vlan = True
+        eth_type = int.from_bytes(frame[16:18], "big")
+        offset = 18
+    pkt.eth_type = eth_type
+    if eth_type == ETH_ARP:
+        if n < offset + 28:
+            raise ParseError(Drop.MALFORMED, "truncated ARP header")
+        pkt.arp_op = int.from_bytes(frame[offset + 6:offset + 8], "big")
+        pkt.arp_sha = _mac(frame, offset + 8)
+        pkt.arp_spa = int.from_bytes(frame[offset + 14:offset + 18], "big")
+        pkt.arp_tha = _mac(frame, offset + 18)
+        pkt.arp_tpa = int.from_bytes(frame[offset + 24:offset + 28], "big")
+    elif eth_type == ETH_IP4:
+        if n < offset + 20:
+            raise ParseError(Drop.MALFORMED, "truncated IPv4 header")
+        vihl = frame[offset]
+        ihl = (vihl & 0x0F) * 4
+        if vihl >> 4 != 4 or ihl < 20 or n < offset + ihl:
+            raise ParseError(Drop.MALFORMED, "bad IPv4 version or header length")
+        total = int.from_bytes(frame[offset + 2:offset + 4], "big")
+        if total < ihl or offset + total > n:
+            raise ParseError(Drop.MALFORMED, "IPv4 total length exceeds the frame")
+        pkt.tos = frame[offset + 1]
+        frag = int.from_bytes(frame[offset + 6:offset + 8], "big")
+        pkt.later_frag = (frag & 0x1FFF) != 0
+        pkt.ttl = frame[offset + 8]
+        pkt.proto = frame[offset + 9]
+        pkt.ip_src = int.from_bytes(frame[offset + 12:offset + 16], "big")
+        pkt.ip_dst = int.from_bytes(frame[offset + 16:offset + 20], "big")
+        pkt.ip_options = bytes(frame[offset + 20:offset + ihl])
+        l4 = offset + ihl
+        end = offset + total
+        if pkt.later_frag:
+            pkt.payload = bytes(frame[l4:end])
+        elif pkt.proto == PROTO_ICMP:
+            if end - l4 < 8:
+                raise ParseError(Drop.MALFORMED, "truncated ICMP header")
+            pkt.icmp_type, pkt.icmp_code = frame[l4], frame[l4 + 1]
+            pkt.icmp_id = int.from_bytes(frame[l4 + 4:l4 + 6], "big")
+            pkt.payload = bytes(frame[l4 + 4:end])  # rest of header (id, seq) + data
+        elif pkt.proto == PROTO_TCP:
+            if end - l4 < 20:
+                raise ParseError(Drop.MALFORMED, "truncated TCP header")
+            pkt.sport = int.from_bytes(frame[l4:l4 + 2], "big")
+            pkt.dport = int.from_bytes(frame[l4 + 2:l4 + 4], "big")
+            pkt.tcp_flags = frame[l4 + 13]
+            pkt.payload = bytes(frame[l4 + 4:end])  # seq .. options + data, rewritten as is
+        elif pkt.proto == PROTO_UDP:
+            if end - l4 < 8:
+                raise ParseError(Drop.MALFORMED, "truncated UDP header")
+            pkt.sport = int.from_bytes(frame[l4:l4 + 2], "big")
+            pkt.dport = int.from_bytes(frame[l4 + 2:l4 + 4], "big")
+            pkt.payload = bytes(frame[l4 + 8:end])
+        else:
+            pkt.payload = bytes(frame[l4:end])
+    elif eth_type == ETH_IP6:
+        raise ParseError(Drop.UNSUPPORTED, "IPv6 is not modelled yet")
+    else:
+        pkt.payload = bytes(frame[offset:])
+    return pkt
+
+
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def build_frame(pkt: Packet) -> bytes:
+    """Write ``pkt`` back to an Ethernet frame with correct lengths and checksums."""
+    eth = pkt.eth_dst.to_bytes(6, "big") + pkt.eth_src.to_bytes(6, "big")
+    if pkt.is_arp:
+        return eth + struct.pack(
+            "!HHHBBH6sI6sI", ETH_ARP, 1, ETH_IP4, 6, 4, pkt.arp_op, pkt.arp_sha.to_bytes(6, "big"),
+            pkt.arp_spa, pkt.arp_tha.to_bytes(6, "big"), pkt.arp_tpa)
+    if not pkt.is_ip4:
+        return eth + pkt.eth_type.to_bytes(2, "big") + pkt.payload
+    if pkt.later_frag:
+        l4 = pkt.payload
+    elif pkt.proto == PROTO_ICMP:
+        body = pkt.payload
+        l4 = bytes([pkt.icmp_type, pkt.icmp_code]) + b"\0\0" + body
+        l4 = l4[:2] + checksum(l4).to_bytes(2, "big") + l4[4:]
+    elif pkt.proto in (PROTO_TCP, PROTO_UDP):
+        ports = struct.pack("!HH", pkt.sport, pkt.dport)
+        if pkt.proto == PROTO_TCP:
+            body = bytearray(pkt.payload)
+            if len(body) >= 10:
+                body[9] = pkt.tcp_flags  # offset 13 in the TCP header, 9 after the ports
+                body[12:14] = b"\0\0"  # checksum field (header offset 16)
+            l4 = ports + bytes(body)
+            csum_at = 16
+        else:
+            l4 = ports + struct.pack("!HH", 8 + len(pkt.payload), 0) + pkt.payload
+            csum_at = 6
+        pseudo = struct.pack("!IIBBH", pkt.ip_src, pkt.ip_dst, 0, pkt.proto, len(l4))
+        csum = checksum(pseudo + l4)
+        if pkt.proto == PROTO_UDP and csum == 0:
+            csum = 0xFFFF
+        l4 = l4[:csum_at] + csum.to_bytes(2, "big") + l4[csum_at + 2:]
+    else:
+        l4 = pkt.payload
+    ihl = 20 + len(pkt.ip_options)
+    header = struct.pack("!BBHHHBBHII", 0x40 | (ihl // 4), pkt.tos, ihl + len(l4), 0,
+                         0x2000 if pkt.later_frag else 0, pkt.ttl, pkt.proto, 0, pkt.ip_src, pkt.ip_dst)
+    header += pkt.ip_options
+    header = header[:10] + checksum(header).to_bytes(2, "big") + header[12:]
+    return eth + ETH_IP4.to_bytes(2, "big") + header + l4
+
+
+def icmp_error_payload(pkt: Packet, original: Optional[bytes]) -> bytes:
+    """The body of a generated ICMP error: unused word + the offending IP header and 8 bytes."""
+    if original is None:
+        return b"\0\0\0\0"
+    start = 18 if len(original) > 14 and original[12:14] == b"\x81\x00" else 14
+    ihl = (original[start] & 0x0F) * 4 if len(original) > start else 20
+    return b"\0\0\0\0" + bytes(original[start:start + ihl + 8])
