@@ -1,0 +1,79 @@
+"""Python surface of ovnsim's Cython fast path (ovnsim/_fastpath.pyx).
+
+The C surface (the ``Headers`` struct, ``parse_headers``, the checksum and
+rewrite helpers) is declared in ``_fastpath.pxd`` for other Cython code.
+"""
+
+from ipaddress import IPv4Address
+from typing import Optional, Union
+
+from typing_extensions import Buffer  # only for type checkers
+
+#: Names of the parse status codes, indexed by code; ``STATUS_NAMES[0] == "OK"``.
+#: The codes: OK, TRUNCATED_ETH, STACKED_VLAN, TRUNCATED_ARP, BAD_ARP_FORMAT,
+#: TRUNCATED_IP, BAD_IP_VERSION, BAD_IHL, BAD_IP_TOTAL_LENGTH,
+#: IPV6_UNSUPPORTED, FRAGMENT, TRUNCATED_L4, BAD_TCP_OFFSET.
+STATUS_NAMES: tuple[str, ...]
+
+#: ``sizeof(Headers)``: the bytes one parsed frame takes in C.
+HEADERS_SIZE: int
+
+_IPv4 = Union[str, int, IPv4Address]
+_Field = Union[str, int, bool, None]
+
+def status_name(code: int) -> str:
+    """Return the name of a parse status code; ``ValueError`` if there is none."""
+
+def parse_headers_dict(frame: Buffer) -> dict[str, _Field]:
+    """Parse a raw Ethernet frame (any C-contiguous byte buffer, not copied).
+
+    Always present: ``status`` (a name from :data:`STATUS_NAMES`) and the byte
+    offsets ``ofs.l2``, ``ofs.l3``, ``ofs.l4``, ``ofs.payload``, ``ofs.end``
+    (``None`` when the layer is absent; ``ofs.end`` excludes Ethernet padding).
+
+    Present when the header was parsed, with OVN's field names where OVN has
+    one:
+
+    * Ethernet: ``eth.dst``, ``eth.src`` (``"aa:bb:cc:dd:ee:ff"``),
+      ``eth.type`` (after any VLAN tag), ``vlan.present``;
+    * 802.1Q/802.1ad tag: ``vlan.tpid``, ``vlan.tci``, ``vlan.pcp``, ``vlan.vid``;
+    * ARP: ``arp.op``, ``arp.sha``, ``arp.spa``, ``arp.tha``, ``arp.tpa``;
+    * IPv4: ``ip4.src``, ``ip4.dst`` (dotted quads), ``ip.proto``, ``ip.ttl``,
+      ``ip.dscp``, ``ip.ecn``, ``ip.is_frag``, ``ip.later_frag``, ``ip4.ihl``,
+      ``ip4.tos``, ``ip4.len``, ``ip4.id``, ``ip4.flags``, ``ip4.frag_offset``,
+      ``ip4.csum``;
+    * ICMPv4: ``icmp4.type``, ``icmp4.code``, ``icmp4.id``, ``icmp4.seq``,
+      ``icmp4.csum``;
+    * TCP: ``tcp.src``, ``tcp.dst``, ``tcp.flags`` (12 bits), ``tcp.csum``;
+    * UDP: ``udp.src``, ``udp.dst``, ``udp.csum``.
+
+    Never raises on frame contents.
+    """
+
+def checksums_ok(frame: Buffer) -> bool:
+    """Whether the IPv4 header checksum (and, for an unfragmented datagram,
+    the ICMP/TCP/UDP checksum) is right; ``ValueError`` without IPv4."""
+
+def ipv4_checksum(header: Buffer) -> int:
+    """The checksum an IPv4 header should carry (its own field is ignored)."""
+
+def checksum_update16(csum: int, old: int, new: int) -> int:
+    """RFC 1624 incremental update for one 16-bit word."""
+
+def checksum_update32(csum: int, old: int, new: int) -> int:
+    """RFC 1624 incremental update for a 32-bit field (two words)."""
+
+def rewrite(
+    frame: Union[bytearray, memoryview],
+    *,
+    ttl: Optional[int] = ...,
+    ip4_src: Optional[_IPv4] = ...,
+    ip4_dst: Optional[_IPv4] = ...,
+    l4_src: Optional[int] = ...,
+    l4_dst: Optional[int] = ...,
+) -> None:
+    """Rewrite IPv4/TCP/UDP fields in place, updating checksums incrementally.
+
+    A UDP checksum of 0 stays 0.  ``ValueError`` (frame untouched) for an
+    out-of-range value or a frame without the header to rewrite.
+    """
