@@ -187,7 +187,9 @@ cdef int parse_headers(const unsigned char* frame, Py_ssize_t length,
     if eth_type == ETH_TYPE_IP6:
         return _done(out, PARSE_IPV6_UNSUPPORTED)
     if eth_type != ETH_TYPE_IP4:
-        return _done(out, PARSE_OK)          # L2 only: nothing more to read
+        # L2 only.  An 802.3 frame's length field (< 0x0600) is kept as its
+        # eth_type; OVS would report 0x05ff there.
+        return _done(out, PARSE_OK)
 
     # -- IPv4 --------------------------------------------------------------
     if avail < IP4_MIN_HLEN:
