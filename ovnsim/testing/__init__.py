@@ -1,0 +1,27 @@
+"""Test support: real OVN as a reference, and parsers for its output.
+
+* :mod:`ovnsim.testing.realovn` -- :class:`~ovnsim.testing.realovn.RealOVN`
+  runs ovsdb-server (NB, SB), ovn-northd and ovn-trace as plain processes in
+  a temporary directory (unix sockets, no root) and drives them.
+* :mod:`ovnsim.testing.nbshow` -- parsers for ``ovn-nbctl show``,
+  ``lr-route-list`` and ``lr-nat-list`` output (the format ``ovnsim show``
+  reproduces).
+
+Importing this package starts nothing; the heavy modules load on first use.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RealOVN", "RealOVNError", "parse_nbctl_show", "parse_lr_route_list"]
+
+
+def __getattr__(name):
+    if name in ("RealOVN", "RealOVNError"):
+        from ovnsim.testing import realovn
+
+        return getattr(realovn, name)
+    if name in ("parse_nbctl_show", "parse_lr_route_list"):
+        from ovnsim.testing import nbshow
+
+        return getattr(nbshow, name)
+    raise AttributeError(f"module 'ovnsim.testing' has no attribute {name!r}")

@@ -1,0 +1,42 @@
+"""Shared fixtures: one real OVN (NB + SB ovsdb-server, ovn-northd) per test session.
+
+* ``real_ovn`` (session): a started :class:`ovnsim.testing.realovn.RealOVN`.
+  Skipped, with the reason, only when the OVN programs are not installed;
+  with ``OVNSIM_REQUIRE_REAL_OVN=1`` in the environment (set it in CI, which
+  installs ovn-central) their absence is a failure instead of a skip.
+* ``ovn`` (function): the same instance, emptied (``reset()``) before the
+  test, so each test starts from empty NB/SB databases.
+
+Tests that use them carry ``@pytest.mark.ovn`` (declared in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ovnsim.testing.realovn import RealOVN
+
+
+@pytest.fixture(scope="session")
+def real_ovn():
+    """One RealOVN for the whole session; stopped (by pid) at the end."""
+    ok, reason = RealOVN.available()
+    if not ok:
+        if os.environ.get("OVNSIM_REQUIRE_REAL_OVN", "") not in ("", "0"):
+            pytest.fail(f"OVNSIM_REQUIRE_REAL_OVN is set but {reason}")
+        pytest.skip(reason)
+    ovn = RealOVN()
+    ovn.start()
+    try:
+        yield ovn
+    finally:
+        ovn.stop()
+
+
+@pytest.fixture
+def ovn(real_ovn):
+    """The session's RealOVN with empty databases (reset before the test)."""
+    real_ovn.reset()
+    return real_ovn
