@@ -11,6 +11,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import List, Optional
 
@@ -49,16 +50,6 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _trace_one(sim, microflow: str, fmt: str) -> str:
-    from ovnsim.microflow import parse_microflow
-    from ovnsim.packet import parse_frame
-    from ovnsim.trace import format_result
-
-    flow = parse_microflow(microflow)
-    result = sim.trace(microflow)
-    return format_result(result, parse_frame(flow.to_frame()).fields(), fmt)
-
-
 def cmd_trace(args: argparse.Namespace) -> int:
     import json
 
@@ -74,27 +65,48 @@ def cmd_trace(args: argparse.Namespace) -> int:
                     continue
                 sim.reset()  # every flow is traced on a fresh network, as ovn-trace does
                 try:
-                    sys.stdout.write(_trace_one(sim, _strip_datapath(text), "json") + "\n")
+                    datapath, microflow = _split_datapath(text)
+                    sys.stdout.write(_trace_one(sim, microflow, "json", datapath) + "\n")
                 except OvnsimError as err:
                     sys.stdout.write(json.dumps({"line": number, "microflow": text, "error": str(err)}) + "\n")
         return EXIT_OK
     if not args.microflow:
-        raise _usage_error("trace needs a MICROFLOW or --flows FILE")
-    microflow = args.microflow[-1]
-    sys.stdout.write(_trace_one(sim, microflow, args.format) + "\n")
+        raise OvnsimError("trace needs a MICROFLOW or --flows FILE")
+    if len(args.microflow) > 2:
+        raise OvnsimError("trace takes [DATAPATH] MICROFLOW: quote the microflow as one argument")
+    datapath = args.microflow[0] if len(args.microflow) == 2 else None
+    sys.stdout.write(_trace_one(sim, args.microflow[-1], args.format, datapath) + "\n")
     return EXIT_OK
 
 
-def _strip_datapath(text: str) -> str:
-    """Accept ovn-trace's optional leading DATAPATH word (``ovn-trace net1 'inport == ...'``)."""
-    head, _, rest = text.partition(" ")
-    if rest and "=" not in head and "&&" not in head:
-        return rest.strip().strip("'\"") if rest.strip()[:1] in "'\"" else rest.strip()
-    return text
+def _split_datapath(text: str):
+    """Split ovn-trace's optional leading DATAPATH word off a ``--flows`` line.
+
+    A microflow starts with a field name (``inport``, ``eth.src``, ...) or a
+    protocol (``ip4``, ``tcp``); a first word that is followed by another
+    word rather than by an operator is a datapath.
+    """
+    match = re.match(r"\s*([A-Za-z0-9_.:-]+)\s+(['\"]?)(.*?)\2\s*$", text)
+    if match and not re.match(r"(==|!=|=|&&|\|\||<|>)", match.group(3)):
+        return match.group(1), match.group(3)
+    return None, text
 
 
-def _usage_error(message: str) -> OvnsimError:
-    return OvnsimError(message)
+def _trace_one(sim, microflow: str, fmt: str, datapath=None) -> str:
+    from ovnsim.microflow import parse_microflow
+    from ovnsim.packet import parse_frame
+    from ovnsim.trace import format_result
+
+    flow = parse_microflow(microflow)
+    if datapath is not None:
+        # As ovn-trace: the datapath must exist and hold the inport.
+        names = {ls.name for ls in sim.logical.switches} | {lr.name for lr in sim.logical.routers}
+        if datapath not in names:
+            raise OvnsimError(f'unknown datapath "{datapath}"')
+        if sim.tables.switch_of_port.get(flow.inport) != datapath:
+            raise OvnsimError(f'inport "{flow.inport}" is not a port of datapath "{datapath}"')
+    result = sim.trace(microflow)
+    return format_result(result, parse_frame(flow.to_frame()).fields(), fmt)
 
 
 def build_parser() -> argparse.ArgumentParser:

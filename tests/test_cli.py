@@ -405,9 +405,6 @@ def test_trace_optional_leading_datapath(fmt):
     assert with_dp == plain == option_first
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli.cmd_trace ignores the DATAPATH argument (takes args.microflow[-1] only): an unknown datapath "
-    "is traced as if absent, exit 0, where ovn-trace fails with 'unknown datapath \"...\"'"))
 def test_trace_unknown_datapath_is_bad_input():
     line = assert_bad_input(run_cli("trace", REFERENCE, "no-such-datapath", SWITCHED))
     assert "no-such-datapath" in line
@@ -453,10 +450,6 @@ def test_trace_flows_file(tmp_path):
     assert {"outputs", "dropped", "drops", "trace"} <= set(switched)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli._strip_datapath takes the first word of a --flows line as a DATAPATH when it holds no '=': "
-    "a line in the spaced form `inport == \"vm1\" && ...` (the form of the trace help example) loses "
-    "'inport' and is reported as 'microflow: syntax error at =='"))
 def test_trace_flows_file_spaced_microflow(tmp_path):
     flows = tmp_path / "flows.txt"
     flows.write_text(SWITCHED + "\n")

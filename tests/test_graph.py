@@ -262,10 +262,6 @@ def test_dot_contains_every_label(topo):
         assert drawn[frozenset({a, b})] == data["label"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "export.graph.to_dot writes labels with json.dumps, which doubles the backslash of the \\n line "
-    "breaks: Graphviz reads '\\\\n' as a literal backslash and 'n', so 'gr-router1\\nchassis hv1' is "
-    "drawn on one line with a visible '\\n' instead of two lines"))
 def test_dot_multiline_labels_render_as_lines():
     graph = graph_of(REFERENCE)
     _, nodes, _ = parse_dot(to_dot(graph))

@@ -52,19 +52,25 @@ def logical_graph(logical: LogicalTopology) -> nx.Graph:
     return graph
 
 
+def _dot_quote(text: str) -> str:
+    # Graphviz strings: escape quotes and real backslashes, but keep the
+    # "\\n" the labels use as Graphviz's own line-break escape.
+    return '"' + text.replace("\\n", "\0").replace("\\", "\\\\").replace('"', '\\"').replace("\0", "\\n") + '"'
+
+
 _DOT_SHAPES = {"switch": "box", "router": "ellipse", "gateway-router": "doubleoctagon",
                "vm": "note", "provider": "cloud"}
 
 
 def to_dot(graph: nx.Graph) -> str:
     """Graphviz ``graph`` text (``dot -Tsvg`` draws it)."""
-    lines: List[str] = [f"graph {json.dumps(graph.graph.get('name') or 'ovnsim')} {{", "  node [fontsize=10];"]
+    lines: List[str] = [f"graph {_dot_quote(graph.graph.get('name') or 'ovnsim')} {{", "  node [fontsize=10];"]
     for node, data in graph.nodes(data=True):
-        lines.append(f"  {json.dumps(node)} [label={json.dumps(data['label'])}, "
+        lines.append(f"  {_dot_quote(node)} [label={_dot_quote(data['label'])}, "
                      f"shape={_DOT_SHAPES[data['kind']]}];")
     for a, b, data in graph.edges(data=True):
-        label = f" [label={json.dumps(data['label'])}, fontsize=8]" if data.get("label") else ""
-        lines.append(f"  {json.dumps(a)} -- {json.dumps(b)}{label};")
+        label = f" [label={_dot_quote(data['label'])}, fontsize=8]" if data.get("label") else ""
+        lines.append(f"  {_dot_quote(a)} -- {_dot_quote(b)}{label};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
