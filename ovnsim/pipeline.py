@@ -266,6 +266,10 @@ class _Run:
     def _flood(self, ls: SwitchTables, pkt: Packet, group: List[str], depth: int) -> None:
         # A multicast group never sends a copy back to the inport (flags.loopback is 0 here).
         targets = [p for p in group if p != pkt.inport]
+        if not targets:
+            stage = "ls_in_l2_unknown" if group is ls.unknown else "ls_in_l2_lkup"
+            return self.drop(depth, ls.name, stage, Drop.NO_OTHER_PORT,
+                             detail=f"no port of {ls.name} but the in-port {pkt.inport} is in the group")
         for i, port in enumerate(targets):
             self.ls_egress(ls, pkt if i == len(targets) - 1 else pkt.copy(), port, depth)
 
@@ -457,14 +461,17 @@ class _Run:
         """One ct_snat/ct_dnat action in zone (router, zone_kind); returns what it did, for the trace."""
         zone = (lr.name, zone_kind)
         pkt.ct_trk = True
+        # A frame already matched to a connection in this zone earlier in the
+        # same pass has been translated; a miss (lookup without commit)
+        # leaves the zone free for a later committing action.
         if zone in pkt.ct_zones:
             return "already tracked in this zone"
-        pkt.ct_zones = pkt.ct_zones + (zone,)
         key = pkt.conn_tuple()
         found = self.ct.lookup(zone, key)
         if found is not None:
             conn, reply = found
             pkt.ct_rpl = reply
+            pkt.ct_zones = pkt.ct_zones + (zone,)
             _set_tuple(pkt, _reverse(conn.original) if reply else conn.translated)
             return "un-NAT (reply)" if reply else "NAT (established)"
         pkt.ct_rpl = False
@@ -473,6 +480,7 @@ class _Run:
         proto, s, sp, d, dp = key
         translated = (proto, snat if snat is not None else s, sp, dnat if dnat is not None else d, dp)
         self.ct.commit(zone, key, translated)
+        pkt.ct_zones = pkt.ct_zones + (zone,)
         _set_tuple(pkt, translated)
         return f"new connection, {'ip4.src' if snat is not None else 'ip4.dst'} = " \
                f"{int_to_ip(snat if snat is not None else dnat)}"

@@ -16,6 +16,7 @@ and the MAC bindings routers learn from ARP.  ``reset()`` forgets both.
 
 from __future__ import annotations
 
+import json
 from typing import Dict, List, Union
 
 from ovnsim.compiler import compile_topology
@@ -112,7 +113,7 @@ def verdict(result: Result, *, with_trace: bool = False) -> Dict[str, object]:
     fan-out produced them in.
     """
     outputs = [{"port": o.port, "kind": o.kind, **o.packet.fields()} for o in result.outputs]
-    outputs.sort(key=lambda o: sorted((k, str(v)) for k, v in o.items()))
+    outputs.sort(key=lambda o: (o["port"], o["kind"], json.dumps(o, sort_keys=True)))
     out: Dict[str, object] = {
         "outputs": outputs,
         "dropped": result.dropped,

@@ -75,6 +75,7 @@ class Drop(enum.IntEnum):
     UNSUPPORTED = 17  #: a protocol ovnsim does not model (IPv6, ...)
     LOOP_LIMIT = 18  #: the frame crossed too many datapaths (a forwarding loop)
     SAME_PORT = 19  #: switch: unicast back to the port it came in on
+    NO_OTHER_PORT = 20  #: switch: flooded, but the group holds no port besides the in-port
 
     @property
     def label(self) -> str:
