@@ -40,7 +40,7 @@ class Packet:
         "arp_op", "arp_sha", "arp_spa", "arp_tha", "arp_tpa",
         "ip_src", "ip_dst", "ttl", "proto", "tos", "later_frag",
         "icmp_type", "icmp_code", "icmp_id", "sport", "dport", "tcp_flags",
-        "payload", "ip_options",
+        "payload", "ip_options", "raw", "l3", "l4",
         "kind", "inport", "outport", "loopback", "hairpin", "use_snat_zone", "dnat_local",
         "reg0", "reg1", "xreg0", "ct_rpl", "ct_trk", "ct_zones",
     )
@@ -57,6 +57,10 @@ class Packet:
         self.sport = self.dport = self.tcp_flags = 0
         self.payload = b""  #: bytes after the L4 header (or after IPv4 for other protocols)
         self.ip_options = b""
+        #: the frame as received (None for a frame the pipeline generated);
+        #: outputs are this frame with the changed fields written in place
+        self.raw: Optional[bytes] = None
+        self.l3 = self.l4 = -1  #: offsets of the L3 and L4 headers in ``raw``
         self.kind = KIND_PACKET
         self.inport = self.outport = ""
         self.loopback = self.hairpin = self.use_snat_zone = self.dnat_local = False
@@ -131,6 +135,7 @@ def _mac(raw: bytes, offset: int) -> int:
 def parse_frame(frame: bytes) -> Packet:
     """Parse an Ethernet frame; raises :class:`ParseError` for what OVN could not carry."""
     pkt = Packet()
+    pkt.raw = bytes(frame)
     n = len(frame)
     if n < 14:
         raise ParseError(Drop.MALFORMED, f"runt frame: {n} bytes, an Ethernet header needs 14")
@@ -145,6 +150,7 @@ def parse_frame(frame: bytes) -> Packet:
         eth_type = int.from_bytes(frame[16:18], "big")
         offset = 18
     pkt.eth_type = eth_type
+    pkt.l3 = offset
     if eth_type == ETH_ARP:
         if n < offset + 28:
             raise ParseError(Drop.MALFORMED, "truncated ARP header")
@@ -173,6 +179,7 @@ def parse_frame(frame: bytes) -> Packet:
         pkt.ip_options = bytes(frame[offset + 20:offset + ihl])
         l4 = offset + ihl
         end = offset + total
+        pkt.l4 = l4
         if pkt.later_frag:
             pkt.payload = bytes(frame[l4:end])
         elif pkt.proto == PROTO_ICMP:
@@ -213,52 +220,100 @@ def checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
+def _csum_update(csum: int, old: bytes, new: bytes) -> int:
+    """RFC 1624 eqn. 3: the checksum after the 16-bit words ``old`` became ``new``."""
+    acc = ~csum & 0xFFFF
+    for i in range(0, len(old), 2):
+        acc += (~int.from_bytes(old[i:i + 2], "big") & 0xFFFF) + int.from_bytes(new[i:i + 2], "big")
+    while acc >> 16:
+        acc = (acc & 0xFFFF) + (acc >> 16)
+    return ~acc & 0xFFFF
+
+
 def build_frame(pkt: Packet) -> bytes:
-    """Write ``pkt`` back to an Ethernet frame with correct lengths and checksums."""
+    """The wire bytes of ``pkt``.
+
+    A received frame (``pkt.raw``) is rewritten in place, as OVS's set-field
+    actions do: only the changed fields are written and the IPv4, ICMP, TCP
+    and UDP checksums are updated incrementally (RFC 1624), so everything
+    else -- IP ID, options, payload, Ethernet padding, and a checksum that
+    was already wrong -- stays as it came.  A UDP checksum of 0 (none) stays
+    0; an updated one that comes out 0 is sent as 0xffff (RFC 768).  A frame
+    the pipeline generated (ARP request, ICMP error, TCP reset) is built from
+    its fields (:func:`build_generated`).
+    """
+    if pkt.raw is None:
+        return build_generated(pkt)
+    buf = bytearray(pkt.raw)
+    buf[0:6] = pkt.eth_dst.to_bytes(6, "big")
+    buf[6:12] = pkt.eth_src.to_bytes(6, "big")
+    l3 = pkt.l3
+    if pkt.is_arp:
+        struct.pack_into("!H6sI6sI", buf, l3 + 6, pkt.arp_op, pkt.arp_sha.to_bytes(6, "big"), pkt.arp_spa,
+                         pkt.arp_tha.to_bytes(6, "big"), pkt.arp_tpa)
+        return bytes(buf)
+    if not pkt.is_ip4:
+        return bytes(buf)
+    old_ip = bytes(buf[l3:l3 + 20])
+    buf[l3 + 8] = pkt.ttl
+    struct.pack_into("!II", buf, l3 + 12, pkt.ip_src, pkt.ip_dst)
+    new_ip = bytes(buf[l3:l3 + 20])
+    ip_csum = int.from_bytes(old_ip[10:12], "big")
+    # the checksum word itself is not part of the update
+    struct.pack_into("!H", buf, l3 + 10, _csum_update(ip_csum, old_ip[:10] + old_ip[12:], new_ip[:10] + new_ip[12:]))
+    l4 = pkt.l4
+    if pkt.later_frag or l4 < 0:
+        return bytes(buf)
+    if pkt.proto == PROTO_ICMP:
+        old = bytes(buf[l4:l4 + 2])
+        buf[l4] = pkt.icmp_type
+        buf[l4 + 1] = pkt.icmp_code
+        csum = int.from_bytes(buf[l4 + 2:l4 + 4], "big")
+        struct.pack_into("!H", buf, l4 + 2, _csum_update(csum, old, bytes(buf[l4:l4 + 2])))
+    elif pkt.proto in (PROTO_TCP, PROTO_UDP):
+        at = l4 + (16 if pkt.proto == PROTO_TCP else 6)
+        csum = int.from_bytes(buf[at:at + 2], "big")
+        old = old_ip[12:20] + bytes(buf[l4:l4 + 4])
+        struct.pack_into("!HH", buf, l4, pkt.sport, pkt.dport)
+        new = new_ip[12:20] + bytes(buf[l4:l4 + 4])
+        if not (pkt.proto == PROTO_UDP and csum == 0):
+            csum = _csum_update(csum, old, new)
+            if pkt.proto == PROTO_UDP and csum == 0:
+                csum = 0xFFFF
+            struct.pack_into("!H", buf, at, csum)
+    return bytes(buf)
+
+
+def build_generated(pkt: Packet) -> bytes:
+    """A frame the pipeline generated, in ovnsim's one fixed format.
+
+    ``arp``: 42 bytes (Ethernet + ARP, no padding).  ``icmp4``: a 20-byte
+    IPv4 header (TOS 0, ID 0, no flags, protocol 1) and the ICMP message:
+    type, code, checksum, four zero bytes, then ``pkt.payload`` (the
+    offending IPv4 header and first 8 bytes of its payload).
+    ``tcp_reset``: a 20-byte IPv4 header (as above, protocol 6) and a 20-byte
+    TCP header: the ports, sequence and acknowledgement 0, flags RST, window 0.
+    """
     eth = pkt.eth_dst.to_bytes(6, "big") + pkt.eth_src.to_bytes(6, "big")
     if pkt.is_arp:
         return eth + struct.pack(
             "!HHHBBH6sI6sI", ETH_ARP, 1, ETH_IP4, 6, 4, pkt.arp_op, pkt.arp_sha.to_bytes(6, "big"),
             pkt.arp_spa, pkt.arp_tha.to_bytes(6, "big"), pkt.arp_tpa)
-    if not pkt.is_ip4:
-        return eth + pkt.eth_type.to_bytes(2, "big") + pkt.payload
-    if pkt.later_frag:
-        l4 = pkt.payload
-    elif pkt.proto == PROTO_ICMP:
-        body = pkt.payload
-        l4 = bytes([pkt.icmp_type, pkt.icmp_code]) + b"\0\0" + body
+    if pkt.proto == PROTO_ICMP:
+        l4 = bytes([pkt.icmp_type, pkt.icmp_code]) + b"\0\0\0\0\0\0" + pkt.payload
         l4 = l4[:2] + checksum(l4).to_bytes(2, "big") + l4[4:]
-    elif pkt.proto in (PROTO_TCP, PROTO_UDP):
-        ports = struct.pack("!HH", pkt.sport, pkt.dport)
-        if pkt.proto == PROTO_TCP:
-            body = bytearray(pkt.payload)
-            if len(body) >= 10:
-                body[9] = pkt.tcp_flags  # offset 13 in the TCP header, 9 after the ports
-                body[12:14] = b"\0\0"  # checksum field (header offset 16)
-            l4 = ports + bytes(body)
-            csum_at = 16
-        else:
-            l4 = ports + struct.pack("!HH", 8 + len(pkt.payload), 0) + pkt.payload
-            csum_at = 6
-        pseudo = struct.pack("!IIBBH", pkt.ip_src, pkt.ip_dst, 0, pkt.proto, len(l4))
-        csum = checksum(pseudo + l4)
-        if pkt.proto == PROTO_UDP and csum == 0:
-            csum = 0xFFFF
-        l4 = l4[:csum_at] + csum.to_bytes(2, "big") + l4[csum_at + 2:]
-    else:
-        l4 = pkt.payload
-    ihl = 20 + len(pkt.ip_options)
-    header = struct.pack("!BBHHHBBHII", 0x40 | (ihl // 4), pkt.tos, ihl + len(l4), 0,
-                         0x2000 if pkt.later_frag else 0, pkt.ttl, pkt.proto, 0, pkt.ip_src, pkt.ip_dst)
-    header += pkt.ip_options
+    else:  # the TCP reset
+        l4 = struct.pack("!HHIIBBHHH", pkt.sport, pkt.dport, 0, 0, 5 << 4, TCP_RST, 0, 0, 0)
+        pseudo = struct.pack("!IIBBH", pkt.ip_src, pkt.ip_dst, 0, PROTO_TCP, len(l4))
+        l4 = l4[:16] + checksum(pseudo + l4).to_bytes(2, "big") + l4[18:]
+    header = struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(l4), 0, 0, pkt.ttl, pkt.proto, 0, pkt.ip_src, pkt.ip_dst)
     header = header[:10] + checksum(header).to_bytes(2, "big") + header[12:]
     return eth + ETH_IP4.to_bytes(2, "big") + header + l4
 
 
-def icmp_error_payload(pkt: Packet, original: Optional[bytes]) -> bytes:
-    """The body of a generated ICMP error: unused word + the offending IP header and 8 bytes."""
-    if original is None:
-        return b"\0\0\0\0"
-    start = 18 if len(original) > 14 and original[12:14] == b"\x81\x00" else 14
-    ihl = (original[start] & 0x0F) * 4 if len(original) > start else 20
-    return b"\0\0\0\0" + bytes(original[start:start + ihl + 8])
+def embedded_header(pkt: Packet) -> bytes:
+    """What an ICMP error quotes: the packet's IPv4 header and first 8 bytes after it, as they are now."""
+    frame = build_frame(pkt)
+    l3 = pkt.l3 if pkt.raw is not None else 14
+    ihl = (frame[l3] & 0x0F) * 4
+    return bytes(frame[l3:l3 + ihl + 8])

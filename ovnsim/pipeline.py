@@ -29,7 +29,7 @@ from ovnsim.packet import (
     PROTO_UDP,
     TCP_RST,
     Packet,
-    icmp_error_payload,
+    embedded_header,
 )
 from ovnsim.stages import STAGES, Drop, Stage
 from ovnsim.tables import BROADCAST_MAC, NatEntry, RouterTables, SwitchTables, Tables, int_to_ip, int_to_mac
@@ -152,10 +152,9 @@ class Pipeline:
 
     # -- entry ----------------------------------------------------------------
 
-    def process(self, inport: str, pkt: Packet, *, trace: bool = False,
-                original: Optional[bytes] = None) -> Result:
+    def process(self, inport: str, pkt: Packet, *, trace: bool = False) -> Result:
         """Inject ``pkt`` on logical switch port ``inport``; returns every output and drop."""
-        run = _Run(self, trace, original)
+        run = _Run(self, trace)
         switch = self.tables.switch_of_port[inport]
         pkt.inport = inport
         run.ls_ingress(self.tables.switches[switch], pkt, 0)
@@ -165,12 +164,11 @@ class Pipeline:
 class _Run:
     """The state of one injected frame: the result being built and the trace switch."""
 
-    def __init__(self, pipeline: Pipeline, tracing: bool, original: Optional[bytes]):
+    def __init__(self, pipeline: Pipeline, tracing: bool):
         self.p = pipeline
         self.tables = pipeline.tables
         self.ct = pipeline.conntrack
         self.tracing = tracing
-        self.original = original
         self.result = Result()
 
     # -- bookkeeping ----------------------------------------------------------
@@ -409,19 +407,19 @@ class _Run:
 
     def _lr_l4_reject(self, lr: RouterTables, inport, pkt: Packet, depth: int) -> None:
         dp = lr.name
+        quoted = embedded_header(pkt)
+        pkt.raw = None  # from here on a generated frame
         pkt.eth_src, pkt.eth_dst = pkt.eth_dst, pkt.eth_src
         pkt.ip_src, pkt.ip_dst = pkt.ip_dst, pkt.ip_src
         pkt.ttl = 255
         if pkt.proto == PROTO_TCP:
             pkt.kind = KIND_TCP_RESET
             pkt.tcp_flags = TCP_RST
-            pkt.payload = b"\0" * 16  # seq, ack, offset, window, checksum, urgent: a bare RST
             action = "tcp_reset {eth.dst <-> eth.src; ip4.dst <-> ip4.src; next; };"
             prio = 80
         else:
             code = 3 if pkt.proto == PROTO_UDP else 2
-            original = self.original
-            pkt.payload = icmp_error_payload(pkt, original)
+            pkt.payload = quoted
             pkt.proto = PROTO_ICMP
             pkt.icmp_type, pkt.icmp_code = 3, code
             pkt.kind = KIND_ICMP4
@@ -435,7 +433,8 @@ class _Run:
         dp = lr.name
         if not inport.networks:
             return self.drop(depth, dp, "lr_in_ip_input", Drop.TTL_EXPIRED, 30, "ip.ttl == {0, 1}")
-        payload = icmp_error_payload(pkt, self.original)
+        payload = embedded_header(pkt)
+        pkt.raw = None  # from here on a generated frame
         pkt.eth_src, pkt.eth_dst = pkt.eth_dst, pkt.eth_src
         if inport.gateway:
             # On a distributed gateway port the error comes from the address

@@ -92,7 +92,7 @@ class Simulator:
         except ParseError as err:
             switch = self.tables.switch_of_port[port]
             return Result(drops=[DropRecord(switch, "ls_in_check_port_sec", err.reason, err.detail)])
-        return self.pipeline.process(port, pkt, trace=trace, original=raw)
+        return self.pipeline.process(port, pkt, trace=trace)
 
     def trace(self, microflow: str) -> Result:
         """Run an ovn-trace microflow (``inport == "vm1" && eth.src == ... && ...``) with tracing on."""

@@ -76,6 +76,7 @@ class Drop(enum.IntEnum):
     LOOP_LIMIT = 18  #: the frame crossed too many datapaths (a forwarding loop)
     SAME_PORT = 19  #: switch: unicast back to the port it came in on
     NO_OTHER_PORT = 20  #: switch: flooded, but the group holds no port besides the in-port
+    NO_INGRESS = 21  #: replay --auto: no logical port could be chosen as the frame's ingress
 
     @property
     def label(self) -> str:
