@@ -38,6 +38,8 @@ def _ip4(inport: str, src_mac: str, dst_mac: str, src: str, dst: str, l4: str = 
         l4_fields = {"tcp": True, "tcp__src": 33000, "tcp__dst": 22}
     elif l4 == "udp":
         l4_fields = {"udp": True, "udp__src": 33000, "udp__dst": 53}
+    elif l4 == "gre":
+        l4_fields = {"ip4": True, "ip__proto": 47}
     return _flow(inport, eth__src=src_mac, eth__dst=dst_mac, ip4__src=src, ip4__dst=dst, ip__ttl=ttl, **l4_fields)
 
 
@@ -126,6 +128,12 @@ def generate(tables: Tables) -> Iterator[Tuple[str, str]]:
         yield from emit(f"{src.name} ping its router", _ip4(src.name, smac, rmac, sip, rip, "icmp"))
         yield from emit(f"{src.name} UDP to its router", _ip4(src.name, smac, rmac, sip, rip, "udp"))
         yield from emit(f"{src.name} TCP to its router", _ip4(src.name, smac, rmac, sip, rip, "tcp"))
+        yield from emit(f"{src.name} GRE to its router", _ip4(src.name, smac, rmac, sip, rip, "gre"))
+        yield from emit(f"{src.name} TTL 1 ping to its router", _ip4(src.name, smac, rmac, sip, rip, "icmp", ttl=1))
+        yield from emit(f"{src.name} ARP reply to its router",
+                        _flow(src.name, eth__src=smac, eth__dst=rmac, arp__op=2, arp__sha=smac, arp__spa=sip,
+                              arp__tha=rmac, arp__tpa=rip))
+        yield from emit(f"{src.name} gratuitous ARP", _arp(src.name, smac, sip, sip))
         yield from emit(f"{src.name} TTL 1 through its router", _ip4(src.name, smac, rmac, sip, OUTSIDE, "udp", ttl=1))
         yield from emit(f"{src.name} frame to the router with a wrong MAC",
                         _ip4(src.name, smac, "02:00:00:00:00:01", sip, OUTSIDE))
@@ -140,6 +148,12 @@ def generate(tables: Tables) -> Iterator[Tuple[str, str]]:
                                 _ip4(src.name, smac, rmac, sip, int_to_ip(dip_i)))
                 yield from emit(f"{src.name}->{dst.name} routed tcp",
                                 _ip4(src.name, smac, rmac, sip, int_to_ip(dip_i), "tcp"))
+                yield from emit(f"{src.name}->{dst.name} routed udp",
+                                _ip4(src.name, smac, rmac, sip, int_to_ip(dip_i), "udp"))
+                yield from emit(f"{src.name}->{dst.name} routed TTL 2",
+                                _ip4(src.name, smac, rmac, sip, int_to_ip(dip_i), "udp", ttl=2))
+                yield from emit(f"{src.name}->{dst.name} routed TTL 1",
+                                _ip4(src.name, smac, rmac, sip, int_to_ip(dip_i), "icmp", ttl=1))
                 yield from emit(f"{src.name}->{dst.name}'s subnet unknown host",
                                 _ip4(src.name, smac, rmac, sip, int_to_ip(dip_i ^ 0x70), "udp"))
         yield from emit(f"{src.name} to the Internet tcp", _ip4(src.name, smac, rmac, sip, OUTSIDE, "tcp"))
