@@ -213,13 +213,7 @@ class _Run:
             if entry is not None and entry[1] != inport.name:
                 mac = entry[0]
                 tpa = pkt.arp_tpa
-                pkt.eth_dst, pkt.eth_src = pkt.eth_src, mac
-                pkt.arp_op = 2
-                pkt.arp_tha, pkt.arp_sha = pkt.arp_sha, mac
-                pkt.arp_tpa, pkt.arp_spa = pkt.arp_spa, tpa
-                pkt.kind = KIND_ARP_REPLY
-                pkt.outport = pkt.inport
-                pkt.loopback = True
+                _arp_reply_in_place(pkt, mac)
                 if self.tracing:
                     self.log(depth, dp, "ls_in_arp_rsp", 50, f"arp.tpa == {int_to_ip(tpa)} && arp.op == 1",
                              f"ARP reply from {int_to_mac(mac)}; outport = inport; output;")
@@ -347,13 +341,7 @@ class _Run:
                     match = f'inport == "{inport.name}" && arp.op == 1 && arp.tpa == {int_to_ip(tpa)}'
                     prio = 90
             if reply_mac is not None:
-                pkt.eth_dst, pkt.eth_src = pkt.eth_src, reply_mac
-                pkt.arp_op = 2
-                pkt.arp_tha, pkt.arp_sha = pkt.arp_sha, reply_mac
-                pkt.arp_tpa, pkt.arp_spa = pkt.arp_spa, tpa
-                pkt.kind = KIND_ARP_REPLY
-                pkt.outport = inport.name
-                pkt.loopback = True
+                _arp_reply_in_place(pkt, reply_mac)
                 if self.tracing:
                     self.log(depth, dp, "lr_in_ip_input", prio, match, "ARP reply; outport = inport; output;")
                 return self.lr_egress(lr, pkt, depth)
@@ -677,6 +665,22 @@ class _Run:
             self._trace(depth, dp, "lr_out_snat", priority, f"ip && ip4.src == {n.logical}"
                         + (f' && outport == "{gw}"' if gw else ""), action)
             return
+
+
+def _arp_reply_in_place(pkt: Packet, mac: int) -> None:
+    """Turn an ARP request into its reply from ``mac``, sent back out of the in-port.
+
+    The responder actions of ls_in_arp_rsp and lr_in_ip_input alike:
+    ``eth.dst = eth.src; eth.src = MAC; arp.op = 2; arp.tha = arp.sha;
+    arp.sha = MAC; arp.tpa <-> arp.spa; outport = inport; flags.loopback = 1``.
+    """
+    pkt.eth_dst, pkt.eth_src = pkt.eth_src, mac
+    pkt.arp_op = 2
+    pkt.arp_tha, pkt.arp_sha = pkt.arp_sha, mac
+    pkt.arp_tpa, pkt.arp_spa = pkt.arp_spa, pkt.arp_tpa
+    pkt.kind = KIND_ARP_REPLY
+    pkt.outport = pkt.inport
+    pkt.loopback = True
 
 
 # --------------------------------------------------------------------------
