@@ -18,6 +18,11 @@ extensions = [
         ["ovnsim/_fastpath.pyx"],
         extra_compile_args=extra_compile_args,
     ),
+    Extension(
+        "ovnsim._pcapio",
+        ["ovnsim/_pcapio.pyx"],
+        extra_compile_args=extra_compile_args,
+    ),
 ]
 
 setup(
