@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
-import sys
+import threading
 import time
 from array import array
 from collections import OrderedDict
@@ -54,6 +55,8 @@ GENERATED_KINDS = tuple(k for k in KINDS if k != "packet")
 PYTHON_ENGINE_BATCH = 4096
 #: The most per-port files kept open at once (the rest are reopened to append).
 MAX_OPEN_FILES = 64
+#: Output bytes one batch should produce at most; a batch that fans out more shrinks the next ones.
+OUT_BYTES_PER_BATCH = 32 * 1024 * 1024
 #: The stage a drop of the capture itself (its cut-short final record) is reported at.
 CAPTURE_STAGE = "capture"
 #: The disposition label of a dropped frame for which the engine recorded no drop.
@@ -191,6 +194,13 @@ class _PortFiles:
         self._taken.add(name)
         return name
 
+    def write_batch(self, blob, bounds: array) -> None:
+        """Write ``blob[bounds[p]:bounds[p + 1]]`` to port ``p``'s file, for every port with records."""
+        view = memoryview(blob)
+        for p in range(len(bounds) - 1):
+            if bounds[p + 1] > bounds[p]:
+                self.write(p, view[bounds[p]:bounds[p + 1]])
+
     def write(self, port: int, records) -> None:
         writer = self.open.get(port)
         if writer is None:
@@ -210,6 +220,47 @@ class _PortFiles:
         while self.open:
             _, writer = self.open.popitem()
             writer.close()
+
+
+class _Sink:
+    """File writes on a thread of their own, in submission order, so they overlap the engine.
+
+    The queue is bounded (``depth`` batches' worth of records), so memory
+    stays bounded when the disk is slower than the engine.  Every file
+    operation (open, write, close) runs on the writer thread; an error
+    there is raised again in the caller at the next ``submit`` or at
+    ``close``.
+    """
+
+    def __init__(self, depth: int = 4):
+        self._queue: "queue.Queue" = queue.Queue(maxsize=depth)
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="ovnsim-replay-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                fn, args = item
+                try:
+                    fn(*args)
+                except BaseException as err:  # handed to the caller thread
+                    self._error = err
+
+    def submit(self, fn, *args) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((fn, args))
+
+    def close(self) -> None:
+        """Finish every pending write; re-raise a writer error."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class _Progress:
@@ -401,6 +452,7 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     progress = _Progress(progress_stream, reader.size)
     ports = _PortFiles(out, port_names)
     drops = PcapNgWriter(out / DROPS_FILE, if_name="drops")
+    sink = _Sink()
     frames = 0
     start = time.perf_counter()
     try:
@@ -421,12 +473,12 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
             if result.n_outputs:
                 blob = _pcapio.build_pcap_records(result.out_data, result.out_start, result.out_len,
                                                   result.out_frame, result.out_port, batch.timestamps, port_bounds)
-                view = memoryview(blob)
-                for p in range(n_ports):
-                    if port_bounds[p + 1] > port_bounds[p]:
-                        ports.write(p, view[port_bounds[p]:port_bounds[p + 1]])
+                sink.submit(ports.write_batch, blob, array("q", port_bounds))
+                # A batch that fans out into many copies gets smaller successors (memory stays bounded).
+                if len(result.out_data) > OUT_BYTES_PER_BATCH and len(batch) > 256:
+                    reader.batch_size = max(256, len(batch) * OUT_BYTES_PER_BATCH // len(result.out_data))
             if n_dropped:
-                drops.write_raw(_pcapio.build_drop_epbs(
+                sink.submit(drops.write_raw, _pcapio.build_drop_epbs(
                     batch.data, batch.offsets, batch.lengths, batch.origlens, batch.timestamps, state,
                     result.ingress, batch.first, result.drop_frame, result.drop_reason, result.drop_stage,
                     result.drop_datapath, names))
@@ -443,13 +495,16 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
                                               "have": partial.have, "need": partial.need}
             summary.warnings.append(f"{reader.path}: {described}: the capture ends inside this record; "
                                     f"counted as a dropped frame (malformed)")
-            drops.write(partial.data, partial.timestamp, partial.origlen or len(partial.data),
+            sink.submit(drops.write, partial.data, partial.timestamp, partial.origlen or len(partial.data),
                         [f"{Drop.MALFORMED.label} at {CAPTURE_STAGE}: final record cut short ({described})",
                          f"frame {partial.number}, ingress (none)"])
     finally:
-        ports.close()
-        drops.close()
-        progress.finish()
+        try:
+            sink.close()
+        finally:
+            ports.close()
+            drops.close()
+            progress.finish()
     summary.elapsed_s = time.perf_counter() - start
     summary.frames_per_s = frames / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
     summary.warnings = reader.warnings + summary.warnings

@@ -18,7 +18,7 @@ upstream router's MAC and Internet addresses for inbound traffic):
   IPv6, VLAN-tagged, garbage).
 * ``reference-cut.pcap``: ``reference-mixed.pcap`` cut short inside its last
   record, as when tcpdump is killed.
-* ``reference-snaplen.pcap``: captured with snaplen 96: the large frames are
+* ``reference-snaplen.pcap``: captured with snaplen 64: the larger frames are
   truncated (caplen < origlen).
 * ``dgp-mixed.pcap``, ``two-projects-mixed.pcap``, ``multi-router-mixed.pcap``:
   the other example topologies (centralised and distributed floating IPs,
@@ -318,7 +318,7 @@ def generate(out: Path) -> List[Path]:
     last = len(bytes(ref.items[-1]))
     (out / "reference-cut.pcap").write_bytes(whole[:len(whole) - last + 20])
     written.append(out / "reference-cut.pcap")
-    _write_snaplen(out / "reference-snaplen.pcap", ref, 96)
+    _write_snaplen(out / "reference-snaplen.pcap", ref, 64)
     written.append(out / "reference-snaplen.pcap")
     return written
 
