@@ -295,6 +295,11 @@ class CaptureReader:
             self._if_arrays = self._interface_arrays()
             if self._pcapng_other_block(first=True) is False:
                 raise self._error("truncated pcapng section header block", offset=0)
+            # The blocks before the first frame (interfaces, ...) are read now, so their errors come at open.
+            s = self._stream
+            while s.fill(8) and self._u32(s.pos) not in _PCAPNG_PACKET_BLOCKS:
+                if self._pcapng_other_block() is False:
+                    break
         elif magic in (b"\xa1\xb2\xcd\x34", b"\x34\xcd\xb2\xa1"):
             raise self._error("modified (Kuznetzov) pcap format is not supported: convert it with "
                               "`editcap -F pcap`")

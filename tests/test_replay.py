@@ -1,0 +1,574 @@
+"""``ovnsim replay``: the sample captures through both engines, what leaves each port, the summary, the CLI.
+
+Frames in the sample captures are found by the note make_pcaps.py wrote on
+each (the comments of ``pcaps/reference-mixed.pcapng``, which holds the same
+frames as ``reference-mixed.pcap``), not by position.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import re
+import struct
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.l2 import ARP, Ether
+from scapy.utils import PcapNgReader, RawPcapReader
+
+from ovnsim import replay as replay_mod
+from ovnsim.cli import main
+from ovnsim.errors import OvnsimError
+from ovnsim.pcap import PcapWriter, read_frames
+from ovnsim.replay import DROPS_FILE, ReplaySummary, replay
+
+ROOT = Path(__file__).resolve().parent.parent
+PCAPS = ROOT / "pcaps"
+TOPOLOGIES = ROOT / "topologies"
+REFERENCE = TOPOLOGIES / "reference.yaml"
+MIXED = PCAPS / "reference-mixed.pcap"
+T0_NS = 1_700_000_000 * 10**9
+
+VM1_MAC, VM1 = "fa:16:3e:00:00:11", "10.0.0.11"
+VM2_MAC, VM2 = "fa:16:3e:00:00:12", "10.0.0.12"
+DB1 = "10.0.1.21"
+SNAT_IP, FIP = "172.24.4.10", "172.24.4.100"
+INTERNET, UPSTREAM_MAC = "198.51.100.7", "52:54:00:c0:ff:ee"
+
+
+def _fast_built() -> bool:
+    try:
+        from ovnsim._fastpath import FastEngine  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+FAST = pytest.mark.skipif(not _fast_built(), reason="the fast engine (ovnsim._fastpath.FastEngine) is not built")
+ENGINES = [pytest.param("python", id="python"), pytest.param("fast", id="fast", marks=FAST)]
+
+SAMPLES = [
+    ("reference", "reference-mixed.pcap"),
+    ("reference", "reference-mixed.pcapng"),
+    ("reference", "reference-cut.pcap"),
+    ("reference", "reference-snaplen.pcap"),
+    ("dgp", "dgp-mixed.pcap"),
+    ("two-projects", "two-projects-mixed.pcap"),
+    ("multi-router", "multi-router-mixed.pcap"),
+]
+
+
+def run(tmp_path: Path, engine: str, capture: Path = MIXED, topology: Path = REFERENCE, name: str = "out",
+        **kwargs) -> Tuple[ReplaySummary, Path]:
+    out = tmp_path / name
+    kwargs.setdefault("auto", "port" not in kwargs)
+    summary = replay(topology, capture, out, engine=engine, **kwargs)
+    return summary, out
+
+
+def comparable(summary: ReplaySummary) -> Dict[str, object]:
+    """The summary without what differs between runs (engine name, timing, directory)."""
+    data = summary.as_dict()
+    for key in ("engine", "elapsed_s", "frames_per_s", "out_dir"):
+        data.pop(key)
+    return data
+
+
+def packets(path: Path) -> List[Ether]:
+    return [Ether(frame) for _ts, frame, _orig in read_frames(path)]
+
+
+def stamped(path: Path) -> List[Tuple[int, Ether]]:
+    return [(ts, Ether(frame)) for ts, frame, _orig in read_frames(path)]
+
+
+def drops_of(out: Path) -> List[Tuple[List[str], bytes, int]]:
+    with PcapNgReader(str(out / DROPS_FILE)) as reader:
+        return [([c.decode() for c in p.comments], bytes(p), int(p.time * 10**9)) for p in reader]
+
+
+@pytest.fixture(scope="module")
+def notes() -> Dict[str, int]:
+    """make_pcaps.py's note of each frame of reference-mixed -> its 1-based frame number."""
+    with PcapNgReader(str(PCAPS / "reference-mixed.pcapng")) as reader:
+        return {p.comments[0].decode(): n for n, p in enumerate(reader, 1)}
+
+
+def frame_number(notes: Dict[str, int], text: str) -> int:
+    found = [n for note, n in notes.items() if text in note]
+    assert len(found) == 1, f"{text!r} matches {len(found)} notes"
+    return found[0]
+
+
+def capture_frames(path: Path) -> List[bytes]:
+    return [frame for _ts, frame, _orig in read_frames(path)]
+
+
+# ---------------------------------------------------------------------------
+# both engines, every sample capture
+# ---------------------------------------------------------------------------
+
+
+@FAST
+@pytest.mark.parametrize("topology, capture", SAMPLES, ids=[s[1] for s in SAMPLES])
+def test_engines_write_identical_files_and_summaries(tmp_path, topology, capture):
+    topo, cap = TOPOLOGIES / f"{topology}.yaml", PCAPS / capture
+    python, out_py = run(tmp_path, "python", cap, topo, "py")
+    fast, out_fast = run(tmp_path, "fast", cap, topo, "fast")
+    assert (python.engine, fast.engine) == ("python", "fast")
+    assert comparable(python) == comparable(fast)
+    names = sorted(p.name for p in out_py.iterdir())
+    assert names == sorted(p.name for p in out_fast.iterdir())
+    for name in names:
+        assert (out_py / name).read_bytes() == (out_fast / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("topology, capture", SAMPLES, ids=[s[1] for s in SAMPLES])
+def test_summary_adds_up_and_matches_the_files(tmp_path, engine, topology, capture):
+    cap = PCAPS / capture
+    summary, out = run(tmp_path, engine, cap, TOPOLOGIES / f"{topology}.yaml")
+    with RawPcapReader(str(cap)) as reader:
+        records = sum(1 for _ in reader)  # scapy includes a cut-short final record (and warns)
+    assert summary.frames_in == records
+    assert summary.frames_in == summary.delivered + summary.exited + summary.dropped
+    assert sum(entry["frames"] for entry in summary.drops.values()) == summary.dropped
+    assert summary.delivered > 0 and summary.exited > 0 and summary.dropped > 0
+    # every port that emitted has its file, with exactly the frames counted
+    files = {p.name for p in out.iterdir()}
+    assert files == set(summary.files.values())
+    for port, count in summary.outputs.items():
+        assert summary.files[port] == f"{port}-tx.pcap"
+        assert len(capture_frames(out / summary.files[port])) == count
+    assert sum(summary.output_kinds.values()) == sum(summary.outputs.values())
+    assert summary.generated == {k: summary.output_kinds[k] for k in summary.generated}
+    # one block per dropped frame in drops.pcapng
+    assert len(drops_of(out)) == summary.dropped
+    summary.check()
+
+
+def test_summary_check_catches_a_miscount():
+    summary = ReplaySummary("t", "c", "pcap", "python", "auto", "o", frames_in=3, delivered=1, exited=1, dropped=0)
+    with pytest.raises(AssertionError, match="frames in 3"):
+        summary.check()
+
+
+# ---------------------------------------------------------------------------
+# what leaves the ports
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_snat_replies_come_back_unsnated_to_the_vm(tmp_path, engine, notes):
+    summary, out = run(tmp_path, engine)
+    provider = packets(out / "provnet-public-tx.pcap")
+    syn = [p for p in provider if TCP in p and p[TCP].flags == "S" and p[TCP].dport == 443]
+    assert len(syn) == 1
+    assert (syn[0][IP].src, syn[0][TCP].sport, syn[0][IP].ttl) == (SNAT_IP, 40000, 62)
+    assert syn[0][Ether].dst == UPSTREAM_MAC
+    vm1 = stamped(out / "vm1-tx.pcap")
+    synack = [(ts, p) for ts, p in vm1 if TCP in p and p[TCP].flags == "SA" and p[TCP].sport == 443]
+    assert len(synack) == 1
+    ts, pkt = synack[0]
+    assert (pkt[IP].src, pkt[IP].dst, pkt[TCP].dport, pkt[Ether].dst) == (INTERNET, VM1, 40000, VM1_MAC)
+    # the output carries the timestamp of the input frame it came from
+    number = frame_number(notes, "un-SNATed back to vm1")
+    assert ts == T0_NS + (number - 1) * 10**6
+    # UDP and ICMP too
+    db1 = packets(out / "db1-tx.pcap")
+    assert any(UDP in p and p[IP].src == "198.51.100.53" and p[UDP].dport == 33333 and p[IP].dst == DB1 for p in db1)
+    assert any(ICMP in p and p[ICMP].type == 0 and p[ICMP].id == 0x1234 and p[IP].dst == VM1 for _t, p in vm1)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_floating_ip_inbound_and_its_replies(tmp_path, engine):
+    _summary, out = run(tmp_path, engine)
+    vm2 = packets(out / "vm2-tx.pcap")
+    assert any(TCP in p and p[IP].dst == VM2 and p[TCP].dport == 80 and p[IP].src == INTERNET for p in vm2)
+    provider = packets(out / "provnet-public-tx.pcap")
+    assert any(TCP in p and p[IP].src == FIP and p[TCP].sport == 80 for p in provider)
+    assert any(ICMP in p and p[IP].src == FIP and p[ICMP].type == 0 for p in provider)
+    arp = [p for p in provider if ARP in p and p[ARP].op == 2]
+    assert sorted(p[ARP].psrc for p in arp) == [SNAT_IP, FIP]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_replies_need_the_connection_state(tmp_path, engine, notes):
+    """The same SYN-ACK replayed alone (no SNAT entry in conntrack) does not reach vm1."""
+    frames = capture_frames(MIXED)
+    alone = tmp_path / "alone.pcap"
+    with PcapWriter(alone) as writer:
+        writer.write(frames[frame_number(notes, "un-SNATed back to vm1") - 1], T0_NS)
+    summary, _out = run(tmp_path, engine, alone)
+    assert summary.frames_in == 1 and "vm1" not in summary.outputs
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_odd_frame_is_counted(tmp_path, engine, notes):
+    """Malformed and unusual frames: a drop with its disposition, or forwarded as they are."""
+    summary, out = run(tmp_path, engine)
+    by_frame = {}
+    for comments, _frame, _ts in drops_of(out):
+        number = int(re.match(r"frame (\d+), ingress ", comments[-1]).group(1))
+        by_frame[number] = comments[0].split(" at ")[0]
+    expected = {"a 10-byte runt": "malformed", "a truncated IPv4 header": "malformed",
+                "IHL 3": "malformed", "IPv6 from vm1": "unsupported", "802.1Q-tagged": "vlan-tagged",
+                "spoofs its source IP": "port-security", "a spoofed source MAC": "port-security"}
+    for note, disposition in expected.items():
+        assert by_frame.get(frame_number(notes, note)) == disposition, note
+    vm2 = packets(out / "vm2-tx.pcap")
+    assert any(len(p) == 9000 for p in vm2)  # the jumbo frame
+    bad = [p for p in vm2 if IP in p and p[IP].chksum == 0xDEAD]
+    assert len(bad) == 1  # carried with its wrong checksum
+    db1 = packets(out / "db1-tx.pcap")
+    assert any(IP in p and p[IP].options for p in db1)
+    assert sum(1 for p in db1 if IP in p and p[IP].id == 22) == 2  # both fragments
+    assert summary.generated["tcp_reset"] == 1 and summary.generated["icmp4"] >= 2
+    assert summary.generated["echo_reply"] >= 1 and summary.generated["arp_reply"] >= 2
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_drops_pcapng_holds_each_dropped_frame_with_its_disposition(tmp_path, engine):
+    summary, out = run(tmp_path, engine)
+    frames = capture_frames(MIXED)
+    drops = drops_of(out)
+    assert len(drops) == summary.dropped
+    for comments, frame, ts in drops:
+        assert len(comments) >= 2
+        for comment in comments[:-1]:
+            assert re.fullmatch(r"[a-z-]+ at [\w.-]+ [a-z_0-9]+", comment), comment
+        number = int(re.fullmatch(r"frame (\d+), ingress [\w-]+", comments[-1]).group(1))
+        assert frame == frames[number - 1]
+        assert ts == T0_NS + (number - 1) * 10**6
+    reasons = {c[0].split(" at ")[0] for c, _f, _t in drops}
+    assert reasons == set(summary.drops)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fixed_ingress_port(tmp_path, engine):
+    summary, out = run(tmp_path, engine, port="vm1")
+    assert summary.ingress == "vm1"
+    assert summary.frames_in == summary.delivered + summary.exited + summary.dropped
+    for comments, _frame, _ts in drops_of(out):
+        assert comments[-1].endswith(", ingress vm1")
+    # vm2's traffic entering on vm1 breaks vm1's port security
+    assert summary.drops["port-security"]["frames"] > 3
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_auto_ingress_that_cannot_place_a_frame_drops_it(tmp_path, engine):
+    topology = tmp_path / "isolated.yaml"
+    topology.write_text(
+        "name: isolated\n"
+        "projects:\n"
+        "  demo:\n"
+        "    networks:\n"
+        "      web: {subnets: {web-v4: {cidr: 10.0.0.0/24, gateway_ip: 10.0.0.1}}}\n"
+        "    ports:\n"
+        "      vm1: {network: web, fixed_ips: [10.0.0.11], mac_address: 'fa:16:3e:00:00:11'}\n"
+        "      vm2: {network: web, fixed_ips: [10.0.0.12], mac_address: 'fa:16:3e:00:00:12'}\n")
+    capture = tmp_path / "c.pcap"
+    with PcapWriter(capture) as writer:
+        writer.write(bytes(Ether(src=VM1_MAC, dst=VM2_MAC) / IP(src=VM1, dst=VM2) / UDP()), T0_NS)
+        writer.write(bytes(Ether(src="02:00:00:00:00:99", dst=VM2_MAC) / IP(src="192.0.2.1", dst=VM2) / UDP()), T0_NS)
+    summary, out = run(tmp_path, engine, capture, topology)
+    assert (summary.frames_in, summary.delivered, summary.dropped) == (2, 1, 1)
+    assert summary.drops == {"no-ingress": {"frames": 1, "stages": {"ls_in_check_port_sec": 1}}}
+    (comments, _frame, _ts), = drops_of(out)
+    assert comments[0].startswith("no-ingress at ") and comments[1] == "frame 2, ingress (none)"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_batch_and_chunk_boundaries_change_nothing(tmp_path, engine):
+    """Tiny batches and chunks: conntrack carries across batches, numbering stays right."""
+    whole, out1 = run(tmp_path, engine, name="whole")
+    small, out2 = run(tmp_path, engine, name="small", batch_size=3, chunk_size=256)
+    assert comparable(whole) == comparable(small)
+    for path in out1.iterdir():
+        assert path.read_bytes() == (out2 / path.name).read_bytes(), path.name
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_random_garbage_frames_never_crash(tmp_path, engine):
+    """2,000 frames of random bytes and lengths (0 .. 200, some with a plausible header): all counted."""
+    rng = random.Random(7)
+    capture = tmp_path / "garbage.pcap"
+    with PcapWriter(capture) as writer:
+        for i in range(2000):
+            if i % 3 == 0:  # an Ethernet/IPv4 start with random rest: gets past the first checks
+                head = bytes(Ether(src=VM1_MAC, dst=rng.choice([VM2_MAC, "ff:ff:ff:ff:ff:ff", "fa:16:3e:fe:49:48"]),
+                                   type=rng.choice([0x0800, 0x0806, 0x8100, 0x86DD])))
+                frame = head + bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 120)))
+            else:
+                frame = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 200)))
+            writer.write(frame, T0_NS + i)
+    summary, _out = run(tmp_path, engine, capture)
+    assert summary.frames_in == 2000
+    summary.check()
+    assert summary.drops["malformed"]["frames"] > 0
+
+
+@FAST
+def test_random_garbage_same_on_both_engines(tmp_path):
+    rng = random.Random(11)
+    capture = tmp_path / "garbage.pcap"
+    with PcapWriter(capture) as writer:
+        for i in range(1000):
+            head = bytes(Ether(src=rng.choice([VM1_MAC, VM2_MAC, UPSTREAM_MAC]), dst="fa:16:3e:fe:49:48"))
+            writer.write(head[:12] + b"\x08\x00" + bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 80))), i)
+    python, out_py = run(tmp_path, "python", capture, name="py")
+    fast, out_fast = run(tmp_path, "fast", capture, name="fast")
+    assert comparable(python) == comparable(fast)
+    for path in out_py.iterdir():
+        assert path.read_bytes() == (out_fast / path.name).read_bytes(), path.name
+
+
+# ---------------------------------------------------------------------------
+# damaged captures
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_capture_cut_short_counts_the_partial_record_as_dropped(tmp_path, engine):
+    summary, out = run(tmp_path, engine, PCAPS / "reference-cut.pcap")
+    complete, _ = run(tmp_path, engine, MIXED, name="complete")
+    final = summary.truncated_final_record
+    assert final is not None and final["record"] == summary.frames_in == complete.frames_in
+    # the last frame (a multicast source MAC) is dropped either way: whole, by the pipeline; cut, as malformed
+    assert (summary.delivered, summary.exited, summary.dropped) == (complete.delivered, complete.exited,
+                                                                    complete.dropped)
+    assert summary.drops["malformed"]["frames"] == complete.drops["malformed"]["frames"] + 1
+    assert summary.drops["malformed"]["stages"]["capture"] == 1
+    assert "multicast-source" in complete.drops and "multicast-source" not in summary.drops
+    assert len(summary.warnings) == 1 and "the capture ends inside this record" in summary.warnings[0]
+    last_comments, last_frame, _ts = drops_of(out)[-1]
+    assert last_comments[0].startswith("malformed at capture: final record cut short (record 41 at byte offset")
+    assert last_comments[1] == "frame 41, ingress (none)"
+    assert last_frame == capture_frames(MIXED)[40][:len(last_frame)] and last_frame
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_snaplen_truncated_frames_are_replayed_as_captured_and_counted(tmp_path, engine):
+    capture = PCAPS / "reference-snaplen.pcap"
+    with RawPcapReader(str(capture)) as reader:
+        truncated = sum(1 for data, meta in reader if meta.wirelen > len(data))
+    summary, _out = run(tmp_path, engine, capture)
+    assert summary.snaplen_truncated == truncated > 0
+    complete, _ = run(tmp_path, engine, MIXED, name="complete")
+    assert summary.dropped > complete.dropped  # cut IPv4 packets are malformed now
+    assert summary.frames_in == complete.frames_in
+
+
+# ---------------------------------------------------------------------------
+# the output directory
+# ---------------------------------------------------------------------------
+
+
+def test_non_empty_out_dir_is_refused_unless_forced(tmp_path):
+    _summary, out = run(tmp_path, "python")
+    with pytest.raises(OvnsimError, match="output directory is not empty"):
+        run(tmp_path, "python")
+    (out / "stale-tx.pcap").write_bytes(b"old")
+    (out / "notes.txt").write_text("mine")
+    run(tmp_path, "python", port="vm1", force=True)
+    assert not (out / "stale-tx.pcap").exists()
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_out_dir_that_is_a_file(tmp_path):
+    (tmp_path / "out").write_text("x")
+    with pytest.raises(OvnsimError, match="not a directory"):
+        run(tmp_path, "python")
+
+
+def test_port_file_names_are_safe():
+    assert replay_mod.port_file_name("vm1") == "vm1-tx.pcap"
+    assert replay_mod.port_file_name("../etc/x y") == "_._etc_x_y-tx.pcap"
+
+
+# ---------------------------------------------------------------------------
+# --trace
+# ---------------------------------------------------------------------------
+
+
+def test_trace_carries_the_connection_state(tmp_path, notes):
+    number = frame_number(notes, "un-SNATed back to vm1")
+    summary, _out = run(tmp_path, "python", trace_frame=number)
+    trace = summary.trace
+    assert trace["frame"] == number and trace["ingress"] == "provnet-public"
+    assert f"frames 1-{number - 1}" in trace["state"]
+    assert 'output("vm1")' in trace["text"] and "lr_in_unsnat" in trace["text"]
+    assert trace["verdict"]["outputs"][0]["port"] == "vm1"
+    # traced as the first frame (a fresh network), the same frame does not reach vm1
+    with PcapWriter(tmp_path / "alone.pcap") as writer:
+        writer.write(capture_frames(MIXED)[number - 1], T0_NS)
+    alone, _out = run(tmp_path, "python", tmp_path / "alone.pcap", name="alone", trace_frame=1)
+    assert alone.trace["state"] == "fresh network"
+    assert 'output("vm1")' not in alone.trace["text"]
+
+
+def test_trace_of_a_malformed_frame_and_of_the_cut_record(tmp_path, notes):
+    number = frame_number(notes, "a 10-byte runt")
+    summary, _ = run(tmp_path, "python", trace_frame=number)
+    assert "malformed" in summary.trace["text"]
+    summary, _ = run(tmp_path, "python", PCAPS / "reference-cut.pcap", name="cut", trace_frame=41)
+    assert "cut-short final record" in summary.trace["text"]
+
+
+# ---------------------------------------------------------------------------
+# the CLI
+# ---------------------------------------------------------------------------
+
+
+def cli(capsys, *argv) -> Tuple[int, str, str]:
+    rc = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_cli_text_summary(tmp_path, capsys, engine):
+    rc, out, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "o", "--auto", "--engine", engine)
+    assert rc == 0 and err == ""
+    assert re.search(r"frames in +41\n +delivered +\d+", out)
+    assert f"engine {engine}, ingress auto" in out
+    assert "provnet-public-tx.pcap" in out and "generated: arp_reply" in out
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_cli_json_is_one_valid_object(tmp_path, capsys, engine):
+    rc, out, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "o", "--auto", "--json",
+                       "--engine", engine)
+    assert rc == 0 and err == ""
+    data = json.loads(out)
+    assert data["frames_in"] == data["delivered"] + data["exited"] + data["dropped"] == 41
+    assert set(data) >= {"outputs", "files", "generated", "drops", "copy_drops", "anomalies", "warnings"}
+    assert data["anomalies"] == {"snaplen_truncated": 0, "truncated_final_record": None}
+
+
+def test_cli_json_with_trace(tmp_path, capsys):
+    rc, out, _err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "o", "--port", "vm1", "--json",
+                        "--trace", "3")
+    assert rc == 0
+    trace = json.loads(out)["trace"]
+    assert trace["frame"] == 3 and trace["ingress"] == "vm1" and "lr_in_ip_input" in trace["text"]
+
+
+def test_cli_warns_about_a_cut_capture_on_stderr(tmp_path, capsys):
+    rc, out, err = cli(capsys, "replay", REFERENCE, PCAPS / "reference-cut.pcap", "--out-dir", tmp_path / "o",
+                       "--auto", "--json")
+    assert rc == 0
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ovnsim: warning: ") and "record 41" in lines[0]
+    assert json.loads(out)["anomalies"]["truncated_final_record"]["record"] == 41
+
+
+def _capture_with(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def _header(snaplen: int = 65535, linktype: int = 1) -> bytes:
+    return struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype)
+
+
+def _record(frame: bytes) -> bytes:
+    return struct.pack("<IIII", 0, 0, len(frame), len(frame)) + frame
+
+
+GOOD_FRAME = bytes(Ether(src=VM1_MAC, dst=VM2_MAC) / IP(src=VM1, dst=VM2) / UDP())
+
+BAD_CAPTURES = {
+    "empty": (b"", "empty file"),
+    "bad-magic": (b"\x00\x01\x02\x03" + b"\0" * 40, "not a pcap or pcapng capture"),
+    "truncated-header": (_header()[:20], "truncated pcap file header"),
+    "linktype": (_header(linktype=101), "link type 101 (RAW (IP)) is not supported"),
+    "caplen": (_header(snaplen=64) + _record(GOOD_FRAME[:60]) + _record(GOOD_FRAME + b"\0" * 40),
+               "record 2 at byte offset 82: captured length 82 exceeds the snaplen 64"),
+    "pcapng-trailer": (bytes.fromhex("0a0d0d0a1c0000004d3c2b1a01000000ffffffffffffffff1c000000")
+                       + struct.pack("<IIHHI", 1, 20, 1, 0, 0) + struct.pack("<I", 24), "trailing block length 24"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CAPTURES))
+def test_cli_bad_capture_is_one_line_exit_2(tmp_path, capsys, case):
+    data, expected = BAD_CAPTURES[case]
+    path = _capture_with(tmp_path, f"{case}.pcap", data)
+    out_dir = tmp_path / "o"
+    rc, out, err = cli(capsys, "replay", REFERENCE, path, "--out-dir", out_dir, "--auto")
+    assert rc == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"ovnsim: error: {path}: ")
+    assert expected in err
+    if case not in ("caplen",):  # found at open: nothing written, not even the directory
+        assert not out_dir.exists()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--port", "nope"], "unknown logical port 'nope'"),
+    (["--auto", "--trace", "0"], "--trace 0: frame numbers start at 1"),
+    (["--auto", "--trace", "999"], "--trace 999: the capture has only 41 frames"),
+], ids=["unknown-port", "trace-0", "trace-beyond"])
+def test_cli_bad_arguments_are_one_line_exit_2(tmp_path, capsys, argv, expected):
+    rc, _out, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "o", *argv)
+    assert rc == 2 and err.count("\n") == 1 and expected in err
+
+
+def test_cli_missing_capture_and_bad_topology(tmp_path, capsys):
+    rc, _out, err = cli(capsys, "replay", REFERENCE, tmp_path / "missing.pcap", "--out-dir", tmp_path / "o", "--auto")
+    assert rc == 2 and err.count("\n") == 1 and "missing.pcap" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("projects: {demo: {ports: {vm1: {network: nope}}}}\n")
+    rc, _out, err = cli(capsys, "replay", bad, MIXED, "--out-dir", tmp_path / "o", "--auto")
+    assert rc == 2 and err.count("\n") == 1 and err.startswith(f"ovnsim: error: {bad}")
+
+
+def test_cli_non_empty_out_dir(tmp_path, capsys):
+    out_dir = tmp_path / "o"
+    assert cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", out_dir, "--auto")[0] == 0
+    rc, _out, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", out_dir, "--auto")
+    assert rc == 2 and "use --force" in err and err.count("\n") == 1
+    assert cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", out_dir, "--auto", "--force")[0] == 0
+
+
+def test_cli_needs_port_or_auto_not_both(tmp_path, capsys):
+    for argv in ([], ["--auto", "--port", "vm1"]):
+        with pytest.raises(SystemExit) as info:
+            main(["replay", str(REFERENCE), str(MIXED), "--out-dir", str(tmp_path / "o"), *argv])
+        assert info.value.code == 2
+    capsys.readouterr()
+
+
+def test_cli_engine_fast_when_not_built(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ovnsim._fastpath", None)  # import fails as if never built
+    monkeypatch.delenv("OVNSIM_ENGINE", raising=False)
+    rc, _out, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "o", "--auto", "--engine", "fast")
+    assert rc == 2 and "the fast engine" in err and err.count("\n") == 1
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_only_on_a_terminal_and_not_with_json(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(replay_mod._Progress, "INTERVAL", 0.0)
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["replay", str(REFERENCE), str(MIXED), "--out-dir", str(tmp_path / "a"), "--auto",
+                 "--engine", "python"]) == 0
+    assert "replaying: " in terminal.getvalue() and "frames/s" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\r\033[K")  # the line is cleared at the end
+    for extra in (["--json"], ["--no-progress"]):
+        terminal.seek(0)
+        terminal.truncate()
+        assert main(["replay", str(REFERENCE), str(MIXED), "--out-dir", str(tmp_path / extra[0][2:]), "--auto",
+                     *extra]) == 0
+        assert terminal.getvalue() == ""
+    capsys.readouterr()
