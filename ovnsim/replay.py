@@ -140,18 +140,18 @@ class ReplaySummary:
 
     def format_text(self) -> str:
         """The summary as printed by ``ovnsim replay``."""
-        width = max([len(str(self.frames_in))] + [len(p) for p in self.outputs] + [10])
+        width = max([12] + [len(p) + 1 for p in self.outputs])
         lines = [
             f"replayed {self.capture} ({self.format}) through {self.topology}: engine {self.engine}, "
             f"ingress {self.ingress}",
-            f"  frames in   {self.frames_in:>12}",
-            f"  delivered   {self.delivered:>12}   a copy reached a VM port",
-            f"  exited      {self.exited:>12}   left only through a localnet port",
-            f"  dropped     {self.dropped:>12}   no copy left (frames in {DROPS_FILE})",
+            f"  {'frames in':<{width}}{self.frames_in:>12}",
+            f"  {'delivered':<{width}}{self.delivered:>12}   a copy reached a VM port",
+            f"  {'exited':<{width}}{self.exited:>12}   left only through a localnet port",
+            f"  {'dropped':<{width}}{self.dropped:>12}   no copy left (frames in {DROPS_FILE})",
             "output frames per port:" if self.outputs else "output frames per port: none",
         ]
         for port, count in self.outputs.items():
-            lines.append(f"  {port:<{width}} {count:>12}   {self.files[port]}")
+            lines.append(f"  {port:<{width}}{count:>12}   {self.files[port]}")
         lines.append("generated: " + ", ".join(f"{k} {self.generated.get(k, 0)}" for k in GENERATED_KINDS))
         for title, table, unit in (("drops (frames with no copy left, by first disposition)", self.drops, "frames"),
                                    ("dropped copies of frames that left elsewhere", self.copy_drops, "copies")):
@@ -166,7 +166,8 @@ class ReplaySummary:
                      + (f"record {final['record']} at byte offset {final['offset']} (counted as dropped, "
                         f"malformed)" if final else "none"))
         rate = f"{self.frames_per_s / 1e6:.2f} M" if self.frames_per_s >= 1e6 else f"{self.frames_per_s:,.0f}"
-        lines.append(f"wrote {len(self.files)} files to {self.out_dir} in {self.elapsed_s:.2f} s ({rate} frames/s)")
+        files = f"{len(self.files)} file{'s' if len(self.files) != 1 else ''}"
+        lines.append(f"wrote {files} to {self.out_dir} in {self.elapsed_s:.2f} s ({rate} frames/s)")
         if self.trace is not None:
             lines += ["", f"trace of frame {self.trace['frame']} (ingress {self.trace['ingress']}, "
                           f"{self.trace['state']}):", str(self.trace["text"])]
