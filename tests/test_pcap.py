@@ -248,6 +248,22 @@ def test_pcapng_blocks_resolutions_and_sections(tmp_path, order):
     assert capture.records == 8 and not capture.warnings
 
 
+@pytest.mark.parametrize("chunk", [64, 4096, 1 << 20])
+def test_pcapng_unknown_blocks_larger_than_a_chunk_are_skipped(tmp_path, chunk):
+    """A 3 MB custom block between frames is skipped by its length, whatever the chunk size."""
+    fs = frames(3)
+    data = (ng_shb() + ng_idb() + ng_epb("<", fs[0], 1) + ng_block("<", 0x40000BAD, b"\x5a" * (3 << 20))
+            + ng_epb("<", fs[1], 2) + ng_block("<", 0x0BAD, b"small") + ng_epb("<", fs[2], 3))
+    got, capture = read_all(write(tmp_path, "x.pcapng", data), chunk_size=chunk)
+    assert [g[1] for g in got] == fs and not capture.warnings
+
+
+def test_pcapng_skipped_block_with_a_bad_trailer(tmp_path):
+    data = ng_shb() + ng_idb() + ng_block("<", 0x0BAD, b"\0" * 5000, trailer=12) + ng_epb("<", frames(1)[0], 1)
+    with pytest.raises(CaptureError, match="trailing block length"):
+        read_all(write(tmp_path, "x.pcapng", data), chunk_size=1024)
+
+
 def test_pcapng_spb_bounded_by_interface_snaplen(tmp_path):
     frame = frames(5)[4]
     data = ng_shb() + ng_idb(snaplen=50) + ng_spb("<", frame)
