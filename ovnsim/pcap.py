@@ -617,9 +617,10 @@ def read_frames(path: Union[str, "os.PathLike[str]"]) -> Iterator[Tuple[int, byt
 
 
 class _Writer:
-    def __init__(self, path: Union[str, "os.PathLike[str]"], header: bytes, append: bool):
+    def __init__(self, path: Union[str, "os.PathLike[str]"], header: bytes, append: bool, buffering: int):
         self.path = os.fspath(path)
-        self._handle: Optional[BinaryIO] = open(self.path, "ab" if append else "wb", buffering=1024 * 1024)
+        # Bulk writes larger than the buffer go straight to the file; the buffer only gathers small ones.
+        self._handle: Optional[BinaryIO] = open(self.path, "ab" if append else "wb", buffering=buffering)
         if not append:
             self._handle.write(header)
 
@@ -642,14 +643,15 @@ class _Writer:
 class PcapWriter(_Writer):
     """Classic pcap: little-endian, nanosecond timestamps, link type Ethernet, snaplen 262144.
 
-    ``append=True`` reopens a file this class wrote and adds records (no header).
+    ``append=True`` reopens a file this class wrote and adds records (no
+    header); ``buffering`` is the write buffer in bytes.
     """
 
     #: The 24-byte file header every file starts with.
     HEADER = struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, WRITE_SNAPLEN, LINKTYPE_ETHERNET)
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"], *, append: bool = False):
-        super().__init__(path, self.HEADER, append)
+    def __init__(self, path: Union[str, "os.PathLike[str]"], *, append: bool = False, buffering: int = 65536):
+        super().__init__(path, self.HEADER, append, buffering)
 
     def write(self, frame: bytes, timestamp_ns: int = 0, origlen: Optional[int] = None) -> None:
         """Append one frame."""
@@ -681,7 +683,7 @@ class PcapNgWriter(_Writer):
                      + _option(4, application.encode()) + b"\0\0\0\0")
         idb = _block(_PCAPNG_IDB, struct.pack("<HHI", LINKTYPE_ETHERNET, 0, WRITE_SNAPLEN)
                      + _option(2, if_name.encode()) + _option(9, b"\x09") + b"\0\0\0\0")
-        super().__init__(path, shb + idb, False)
+        super().__init__(path, shb + idb, False, 1024 * 1024)
 
     @staticmethod
     def epb(frame: bytes, timestamp_ns: int = 0, origlen: Optional[int] = None,

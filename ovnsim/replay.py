@@ -53,8 +53,16 @@ DROPS_FILE = "drops.pcapng"
 GENERATED_KINDS = tuple(k for k in KINDS if k != "packet")
 #: Frames per batch for the reference (Python) engine: small enough for a lively progress bar.
 PYTHON_ENGINE_BATCH = 4096
-#: The most per-port files kept open at once (the rest are reopened to append).
-MAX_OPEN_FILES = 64
+#: The most per-port files kept open at once (the rest are closed and reopened to append):
+#: half the process's file descriptor limit, within [16, 4096].
+try:
+    import resource as _resource
+
+    MAX_OPEN_FILES = max(16, min(4096, _resource.getrlimit(_resource.RLIMIT_NOFILE)[0] // 2))
+except (ImportError, ValueError, OSError):  # pragma: no cover - not Unix
+    MAX_OPEN_FILES = 64
+#: Write buffer of each per-port file: records arrive grouped per batch, so only small runs are buffered.
+PORT_FILE_BUFFER = 16384
 #: Output bytes one batch should produce at most; a batch that fans out more shrinks the next ones.
 OUT_BYTES_PER_BATCH = 32 * 1024 * 1024
 #: The stage a drop of the capture itself (its cut-short final record) is reported at.
@@ -211,7 +219,7 @@ class _PortFiles:
             if len(self.open) >= MAX_OPEN_FILES:
                 _, oldest = self.open.popitem(last=False)
                 oldest.close()
-            writer = PcapWriter(self.out_dir / self.names[port], append=not first)
+            writer = PcapWriter(self.out_dir / self.names[port], append=not first, buffering=PORT_FILE_BUFFER)
             self.open[port] = writer
         else:
             self.open.move_to_end(port)
