@@ -292,6 +292,16 @@ def test_batch_and_chunk_boundaries_change_nothing(tmp_path, engine):
         assert path.read_bytes() == (out2 / path.name).read_bytes(), path.name
 
 
+def test_port_files_closed_and_reopened_keep_every_frame(tmp_path, monkeypatch):
+    """With one file open at a time, each port's file is closed and reopened to append between batches."""
+    whole, out1 = run(tmp_path, "python", name="whole")
+    monkeypatch.setattr(replay_mod, "MAX_OPEN_FILES", 1)
+    juggled, out2 = run(tmp_path, "python", name="juggled", batch_size=2)
+    assert comparable(whole) == comparable(juggled)
+    for path in out1.iterdir():
+        assert path.read_bytes() == (out2 / path.name).read_bytes(), path.name
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_random_garbage_frames_never_crash(tmp_path, engine):
     """2,000 frames of random bytes and lengths (0 .. 200, some with a plausible header): all counted."""
