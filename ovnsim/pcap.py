@@ -258,6 +258,7 @@ class CaptureReader:
         self.close()
 
     def close(self) -> None:
+        """Close the file (iteration stops working; counters stay readable)."""
         if self._handle is not None:
             self._handle.close()
             self._handle = None
@@ -629,6 +630,7 @@ class _Writer:
         self._handle.write(blob)
 
     def close(self) -> None:
+        """Flush and close the file."""
         if self._handle is not None:
             self._handle.close()
             self._handle = None

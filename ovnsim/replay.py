@@ -182,6 +182,7 @@ class ReplaySummary:
         return "\n".join(lines)
 
     def to_json(self) -> str:
+        """``as_dict()`` as one line of JSON (what ``--json`` prints)."""
         return json.dumps(self.as_dict(), indent=None, sort_keys=False)
 
 
