@@ -40,7 +40,7 @@ from __future__ import annotations
 import os
 import struct
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ovnsim.errors import OvnsimError

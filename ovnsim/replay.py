@@ -339,7 +339,8 @@ class _Tracer:
         except ParseError as err:
             if inport == AUTO_INGRESS:
                 inport = engine.ingress.choose(int.from_bytes(raw[6:12], "big") if len(raw) >= 12 else 0, None)
-            switch = engine.tables.switch_of_port[engine.port_names[inport]] if inport >= 0 else engine.datapath_names[0]
+            switch = (engine.tables.switch_of_port[engine.port_names[inport]] if inport >= 0
+                      else engine.datapath_names[0])
             result = Result(drops=[DropRecord(switch, "ls_in_check_port_sec", err.reason, err.detail)])
         else:
             if inport == AUTO_INGRESS:

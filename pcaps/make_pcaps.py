@@ -100,7 +100,8 @@ def _tcp(src_mac, dst_mac, src, dst, sport, dport, flags="S", ttl=64, seq=1000, 
 
 
 def _udp(src_mac, dst_mac, src, dst, sport, dport, payload=b"ovnsim", ttl=64):
-    return Ether(src=src_mac, dst=dst_mac) / IP(src=src, dst=dst, ttl=ttl, id=9) / UDP(sport=sport, dport=dport) / payload
+    return (Ether(src=src_mac, dst=dst_mac) / IP(src=src, dst=dst, ttl=ttl, id=9) / UDP(sport=sport, dport=dport)
+            / payload)
 
 
 def _ping(src_mac, dst_mac, src, dst, ident, seq=1, reply=False, ttl=64):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 import pytest
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import EDecimal, PcapNgReader, PcapNgWriter as ScapyPcapNgWriter, PcapWriter as ScapyPcapWriter
 from scapy.utils import RawPcapReader, rdpcap
