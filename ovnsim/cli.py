@@ -3,6 +3,8 @@
 ``ovnsim show TOPO``                   the logical topology, as ``ovn-nbctl show`` prints it
 ``ovnsim export nbctl TOPO``           the ovn-nbctl commands that build it in real OVN
 ``ovnsim graph TOPO --format dot``     a drawing (dot or mermaid)
+``ovnsim trace TOPO MICROFLOW``        what OVN does with one packet (ovn-trace syntax)
+``ovnsim replay TOPO CAPTURE ...``     replay a capture: per-port pcaps, drops, a summary
 
 Bad input of any kind ends with one line on stderr and exit status 2, never a
 traceback.
