@@ -13,7 +13,7 @@
 #     one's-complement arithmetic needs no byte swapping;
 #   * nothing here raises or touches a Python object: errors are status codes.
 
-from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 
 cdef enum ParseStatus:
@@ -151,3 +151,283 @@ cdef int rewrite_ip4_addr(unsigned char* frame, Headers* h, int which,
                           uint32_t addr) noexcept nogil
 cdef int rewrite_l4_port(unsigned char* frame, Headers* h, int which,
                          uint16_t port) noexcept nogil
+
+
+# ===========================================================================
+# The packet pipeline (FastEngine)
+#
+# The tables are arrays of the structs below, built once from
+# ovnsim.tables.build_tables() by FastEngine.__init__ (Python), then walked
+# nogil.  Indices, not names: a switch port (LSP) is its index in
+# FastEngine.port_names; a switch is its datapath index; a router r is
+# datapath n_switches + r; router ports (LRPs) are numbered router by router,
+# in each router's port order, so one router's ports are contiguous.
+# Exact-match lookups go through U64Map, one open-addressing table per
+# lookup kind, with the datapath packed into the key's high bits.
+# ===========================================================================
+
+# u64 -> u64 hash table: linear probing, power-of-two capacity, at most half
+# full.  A slot whose key is MAP_EMPTY (all ones) is free; no packed key can
+# be all ones (datapath/port indices are limited so that it cannot).
+ctypedef struct MapSlot:
+    uint64_t key
+    uint64_t val
+
+ctypedef struct U64Map:
+    MapSlot* slots
+    uint64_t mask            # capacity - 1
+    uint64_t count
+    int shift                # 64 - log2(capacity): Fibonacci hashing
+
+# One port_security entry of a switch port: its MAC and a slice of the
+# prefix array (no prefixes: any address with that MAC).
+ctypedef struct PortSec:
+    uint64_t mac
+    int32_t pfx_start
+    int32_t pfx_count
+
+ctypedef struct Prefix4:
+    uint32_t network
+    uint32_t mask
+    uint32_t bcast
+    uint8_t plen
+
+# A logical switch port.  peer_lrp >= 0 only for a router-type port with a
+# router-port option (traffic out of it enters that router).
+ctypedef struct SwPort:
+    int32_t sw
+    int32_t peer_lrp
+    int32_t psec_start
+    int32_t psec_count
+    uint8_t enabled
+    uint8_t is_localnet
+
+# A logical switch: its three multicast groups as slices of `members`
+# (group 0 _MC_flood, 1 _MC_flood_l2, 2 _MC_unknown), in port order.
+ctypedef struct Switch:
+    int32_t group_start[3]
+    int32_t group_count[3]
+
+# A logical router port; peer_lsp is the router-type switch port naming it
+# (-1: not attached).  Its networks are a slice of the RtrNet array.
+ctypedef struct RtrPort:
+    uint64_t mac
+    int32_t router
+    int32_t peer_lsp
+    int32_t net_start
+    int32_t net_count
+    uint8_t gateway
+    uint8_t enabled
+
+ctypedef struct RtrNet:
+    uint32_t ip
+    uint32_t network
+    uint32_t mask
+    uint32_t bcast
+
+# lr_in_ip_routing entry; a router's routes are a slice in OVN priority order.
+ctypedef struct Route:
+    uint64_t src_mac
+    uint32_t network
+    uint32_t mask
+    uint32_t nexthop
+    uint32_t src_ip
+    int32_t outport
+    uint8_t has_nexthop
+
+ctypedef struct NatRule:
+    uint64_t external_mac
+    uint32_t external_ip
+    uint32_t logical_net
+    uint32_t logical_mask
+    uint8_t plen
+    uint8_t stateless
+    uint8_t distributed
+
+ctypedef struct Router:
+    int32_t gw_port          # the distributed gateway port (LRP), -1
+    int32_t port_start
+    int32_t port_count
+    int32_t route_start
+    int32_t route_count
+    int32_t nat_start        # this router's NAT rows (lr.nat order)
+    int32_t nat_count
+    int32_t snat_start       # lr_out_snat order: indices into the NAT array
+    int32_t snat_count
+    uint8_t gateway_router
+    uint8_t enabled
+    uint8_t answers_l4
+    uint8_t has_distributed
+
+# What a router knows about one IPv4 address (ip_map: (router, ip) -> index).
+ctypedef struct IpInfo:
+    int32_t first_nat        # first NAT row with this external IP (ARP), -1
+    int32_t dnat             # lr.dnat[ip], -1
+    int32_t unsnat           # lr.unsnat_ips[ip], -1
+    uint8_t flags            # IPF_* bits
+
+# --auto ingress: a localnet port and the provider prefix it stands for.
+ctypedef struct AutoNet:
+    uint32_t network
+    uint32_t mask
+    int32_t port
+    uint8_t has_prefix
+
+# Conntrack: one table for every zone; a slot maps (zone, 5-tuple) to a
+# connection and whether the key is its reply direction.  A connection keeps
+# its original and translated tuples (the protocol is in the key).
+ctypedef struct CtSlot:
+    uint64_t k1              # src << 32 | dst
+    uint64_t k2              # zone << 40 | proto << 32 | sport << 16 | dport
+    int32_t conn             # -1: free slot
+    uint8_t reply
+
+ctypedef struct CtConn:
+    uint32_t osrc
+    uint32_t odst
+    uint32_t tsrc
+    uint32_t tdst
+    uint16_t osport
+    uint16_t odport
+    uint16_t tsport
+    uint16_t tdport
+
+ctypedef struct Conntrack:
+    CtSlot* slots
+    uint64_t mask
+    uint64_t count           # keys in the table (two per connection, fewer after overwrites)
+    int shift
+    CtConn* conns
+    int64_t n_conns
+    int64_t cap_conns
+
+# One copy of a frame while it crosses the pipeline: the header fields and
+# logical registers of ovnsim.packet.Packet.  The received bytes are not in
+# here (every copy of a frame shares them, see FrameCtx); a generated frame
+# (ARP request, ICMP error, TCP reset) is rebuilt from these fields, with the
+# quoted header of an ICMP error in `payload`.  `op` says which stage runs
+# next (the engine is a trampoline: stages return, the loop dispatches).
+ctypedef struct Pkt:
+    uint64_t eth_src
+    uint64_t eth_dst
+    uint64_t arp_sha
+    uint64_t arp_tha
+    uint64_t xreg0
+    uint32_t arp_spa
+    uint32_t arp_tpa
+    uint32_t ip_src
+    uint32_t ip_dst
+    uint32_t reg0
+    uint32_t reg1
+    int32_t inport           # LSP in a switch, LRP in a router
+    int32_t outport          # likewise; -1 for ""
+    int32_t depth
+    int32_t gidx             # next member of the group being flooded
+    uint16_t eth_type
+    uint16_t arp_op
+    uint16_t icmp_id
+    uint16_t sport
+    uint16_t dport
+    uint8_t vlan
+    uint8_t ttl
+    uint8_t proto
+    uint8_t later_frag
+    uint8_t icmp_type
+    uint8_t icmp_code
+    uint8_t kind             # index into ovnsim.engine.KINDS
+    uint8_t loopback
+    uint8_t hairpin
+    uint8_t use_snat_zone
+    uint8_t dnat_local
+    uint8_t ct_trk
+    uint8_t ct_rpl
+    uint8_t ct_zones         # bit per zone kind of the current router
+    uint8_t generated        # Packet.raw is None
+    uint8_t op
+    uint8_t group            # group being flooded (0, 1, 2)
+    uint8_t payload_len
+    unsigned char payload[68]
+
+# The received frame every copy of it refers to.
+ctypedef struct FrameCtx:
+    const unsigned char* raw
+    int32_t n
+    int32_t l3
+    int32_t l4
+    int32_t index
+
+# Everything the nogil loop reads and writes: tables, state (conntrack,
+# learned MAC bindings), the work stack and the batch's result arrays.
+ctypedef struct Core:
+    int32_t n_ports
+    int32_t n_switches
+    int32_t n_routers
+    int32_t n_rports
+    SwPort* ports
+    Switch* switches
+    int32_t* members
+    PortSec* psec
+    Prefix4* pfx
+    RtrPort* rports
+    RtrNet* rnets
+    Router* routers
+    Route* routes
+    NatRule* nats
+    int32_t* snat_order
+    IpInfo* ipinfo
+    U64Map mac_table         # (switch << 48 | mac) -> LSP
+    U64Map arp_rsp           # (switch << 32 | ip) -> owner LSP << 48 | mac
+    U64Map router_arp        # (switch << 32 | ip) -> router-type LSP
+    U64Map router_src        # (switch << 48 | mac) -> 1
+    U64Map ip_map            # (router << 32 | ip) -> IpInfo index
+    U64Map arp_static        # (LRP << 32 | ip) -> mac
+    U64Map bindings          # (LRP << 32 | ip) -> mac: static and learned MAC_Binding
+    U64Map gw_redirect       # (router << 32 | logical ip) -> distributed /32 NAT
+    U64Map undnat_fip        # (router << 32 | logical ip) -> first lr.dnat value
+    U64Map auto_mac          # mac -> LSP
+    U64Map auto_ip           # ip -> LSP
+    AutoNet* auto_nets
+    int32_t n_auto_nets
+    uint64_t* static_keys    # static MAC bindings, restored by reset()
+    uint64_t* static_vals
+    int32_t n_static
+    Conntrack ct
+    int16_t stage_code[16]
+    # work space
+    Pkt* stack
+    int64_t stack_len
+    int64_t stack_cap
+    unsigned char* scratch
+    int64_t scratch_cap
+    # the batch's results
+    int32_t* ingress
+    int32_t* out_frame
+    int32_t* out_port
+    int8_t* out_kind
+    int64_t* out_start
+    int32_t* out_len
+    int64_t n_out
+    int64_t cap_out
+    unsigned char* out_data
+    int64_t data_len
+    int64_t data_cap
+    int32_t* drop_frame
+    int8_t* drop_reason
+    int16_t* drop_stage
+    int32_t* drop_dp
+    int64_t n_drop
+    int64_t cap_drop
+    int error                # set when an allocation failed: the batch stops
+
+
+cdef class FastEngine:
+    cdef Core core
+    cdef bint busy
+    cdef readonly list port_names
+    cdef readonly dict port_index
+    cdef readonly list datapath_names
+    cdef readonly dict datapath_index
+    cdef readonly object logical
+    cdef readonly object ingress
+    cdef _build(self, tables, stage_code, ip_to_int, mac_to_int)
+    cdef _map(self, U64Map* m, dict items)

@@ -604,3 +604,1763 @@ def rewrite(unsigned char[::1] frame not None, *, ttl=None, ip4_src=None,
         rewrite_l4_port(p, &h, 0, <uint16_t>l4_src)
     if l4_dst is not None:
         rewrite_l4_port(p, &h, 1, <uint16_t>l4_dst)
+
+
+# ===========================================================================
+# The packet pipeline: FastEngine
+#
+# The same stages as ovnsim.pipeline (read it beside this: every function
+# below names the Python method it mirrors), over the C tables declared in
+# _fastpath.pxd.  The per-frame loop runs nogil and never raises: a drop is
+# a record in the result arrays, an allocation failure sets core.error and
+# stops the batch (MemoryError after the loop).
+# ===========================================================================
+
+from libc.stdlib cimport malloc, calloc, realloc, free
+from libc.string cimport memcpy
+from cpython.memoryview cimport PyMemoryView_FromMemory
+from cpython.buffer cimport PyBUF_READ
+
+from array import array as _array
+
+cdef enum:
+    MAX_HOPS = 64            # ovnsim.pipeline.MAX_HOPS
+    AUTO_INGRESS = -1
+    N_KINDS = 6
+    # Output kinds (ovnsim.engine.KINDS order; checked at import)
+    KIND_PACKET = 0
+    KIND_ARP_REPLY = 1
+    KIND_ECHO_REPLY = 2
+    KIND_ARP = 3
+    KIND_ICMP4 = 4
+    KIND_TCP_RESET = 5
+    # Drop reasons (ovnsim.stages.Drop values; checked at import)
+    D_PORT_SECURITY = 1
+    D_EGRESS_PORT_SECURITY = 2
+    D_VLAN_TAGGED = 3
+    D_MULTICAST_SOURCE = 4
+    D_PORT_DISABLED = 5
+    D_UNKNOWN_DESTINATION = 6
+    D_ADMISSION = 7
+    D_MARTIAN = 8
+    D_ROUTER_ADDRESS = 9
+    D_ARP_NOT_ANSWERED = 10
+    D_MULTICAST = 11
+    D_BROADCAST = 12
+    D_TTL_EXPIRED = 13
+    D_NO_ROUTE = 14
+    D_NAT_ADDRESS = 15
+    D_MALFORMED = 16
+    D_UNSUPPORTED = 17
+    D_LOOP_LIMIT = 18
+    D_SAME_PORT = 19
+    D_NO_OTHER_PORT = 20
+    D_NO_INGRESS = 21
+    # The stages drops happen in (core.stage_code maps them to STAGE_LIST codes)
+    ST_LS_IN_CHECK_PORT_SEC = 0
+    ST_LS_IN_APPLY_PORT_SEC
+    ST_LS_IN_L2_LKUP
+    ST_LS_IN_L2_UNKNOWN
+    ST_LS_OUT_CHECK_PORT_SEC
+    ST_LS_OUT_APPLY_PORT_SEC
+    ST_LR_IN_ADMISSION
+    ST_LR_IN_IP_INPUT
+    ST_LR_IN_IP_ROUTING
+    ST_LR_IN_ARP_RESOLVE
+    ST_LR_OUT_DELIVERY
+    ST_LR_OUT_EGR_LOOP
+    ST_COUNT
+    # Work-item operations (Pkt.op)
+    OP_DONE = 0
+    OP_LS_IN
+    OP_LS_OUT
+    OP_LR_IN
+    OP_REENTER
+    OP_FLOOD_START
+    OP_FLOOD_NEXT
+    # Multicast groups of a switch
+    G_FLOOD = 0
+    G_FLOOD_L2 = 1
+    G_UNKNOWN = 2
+    # Conntrack zone kinds of a router (zone = router * 3 + kind)
+    Z_SNAT = 0
+    Z_DNAT = 1
+    Z_COMMON = 2
+    # IpInfo.flags
+    IPF_OWN = 0x01           # a port IP of the router
+    IPF_DROP = 0x02          # drop_ips
+    IPF_SNAT_OWN = 0x04      # snat_own_ips
+    IPF_NAT = 0x08           # nat_ips
+    IPF_MARTIAN_SRC = 0x10   # a port IP or its subnet broadcast
+    # Generated frames: ICMP errors quote at most 60 + 8 bytes
+    MAX_QUOTE = 68
+    MAX_GENERATED = 14 + 20 + 8 + MAX_QUOTE
+
+_STAGE_NAMES = (
+    "ls_in_check_port_sec", "ls_in_apply_port_sec", "ls_in_l2_lkup", "ls_in_l2_unknown",
+    "ls_out_check_port_sec", "ls_out_apply_port_sec", "lr_in_admission", "lr_in_ip_input",
+    "lr_in_ip_routing", "lr_in_arp_resolve", "lr_out_delivery", "lr_out_egr_loop",
+)
+
+cdef uint64_t MAP_EMPTY = 0xffffffffffffffffULL
+cdef uint64_t MAC_MASK = 0xffffffffffffULL
+cdef uint64_t BCAST_MAC = 0xffffffffffffULL
+
+
+# ---------------------------------------------------------------------------
+# U64Map
+# ---------------------------------------------------------------------------
+
+cdef int map_alloc(U64Map* m, uint64_t min_entries) noexcept nogil:
+    cdef uint64_t cap = 16, i
+    cdef int bits = 4
+    while cap < 2 * min_entries:
+        cap <<= 1
+        bits += 1
+    cdef MapSlot* slots = <MapSlot*>malloc(cap * sizeof(MapSlot))
+    if slots == NULL:
+        return -1
+    for i in range(cap):
+        slots[i].key = MAP_EMPTY
+    free(m.slots)
+    m.slots = slots
+    m.mask = cap - 1
+    m.count = 0
+    m.shift = 64 - bits
+    return 0
+
+
+cdef inline uint64_t _hash64(uint64_t key, int shift) noexcept nogil:
+    return (key * 0x9E3779B97F4A7C15ULL) >> shift
+
+
+cdef inline MapSlot* map_slot(const U64Map* m, uint64_t key) noexcept nogil:
+    # The slot holding `key`, or the free slot where it would go.
+    cdef uint64_t i = _hash64(key, m.shift)
+    cdef MapSlot* s
+    while True:
+        s = &m.slots[i]
+        if s.key == key or s.key == MAP_EMPTY:
+            return s
+        i = (i + 1) & m.mask
+
+
+cdef inline bint map_get(const U64Map* m, uint64_t key, uint64_t* val) noexcept nogil:
+    cdef MapSlot* s = map_slot(m, key)
+    if s.key == MAP_EMPTY:
+        return False
+    val[0] = s.val
+    return True
+
+
+cdef int map_put(U64Map* m, uint64_t key, uint64_t val) noexcept nogil:
+    # Insert or replace (a dict's d[key] = val); -1 if growing failed.
+    cdef MapSlot* s
+    cdef MapSlot* old
+    cdef uint64_t old_cap, i
+    if 2 * (m.count + 1) > m.mask + 1:
+        old = m.slots
+        old_cap = m.mask + 1
+        m.slots = NULL
+        if map_alloc(m, m.count + 1) < 0:
+            m.slots = old
+            return -1
+        for i in range(old_cap):
+            if old[i].key != MAP_EMPTY:
+                s = map_slot(m, old[i].key)
+                s[0] = old[i]
+                m.count += 1
+        free(old)
+    s = map_slot(m, key)
+    if s.key == MAP_EMPTY:
+        s.key = key
+        m.count += 1
+    s.val = val
+    return 0
+
+
+cdef void map_clear(U64Map* m) noexcept nogil:
+    cdef uint64_t i
+    if m.slots != NULL:
+        for i in range(m.mask + 1):
+            m.slots[i].key = MAP_EMPTY
+    m.count = 0
+
+
+# ---------------------------------------------------------------------------
+# Conntrack (ovnsim.pipeline.Conntrack: a dict per zone, two keys per connection)
+# ---------------------------------------------------------------------------
+
+cdef int ct_alloc(Conntrack* ct, uint64_t min_entries) noexcept nogil:
+    cdef uint64_t cap = 64, i
+    cdef int bits = 6
+    while cap < 2 * min_entries:
+        cap <<= 1
+        bits += 1
+    cdef CtSlot* slots = <CtSlot*>malloc(cap * sizeof(CtSlot))
+    if slots == NULL:
+        return -1
+    for i in range(cap):
+        slots[i].conn = -1
+    free(ct.slots)
+    ct.slots = slots
+    ct.mask = cap - 1
+    ct.count = 0
+    ct.shift = 64 - bits
+    return 0
+
+
+cdef inline CtSlot* ct_slot(const Conntrack* ct, uint64_t k1, uint64_t k2) noexcept nogil:
+    cdef uint64_t h = (k1 ^ (k2 * 0xC2B2AE3D27D4EB4FULL)) * 0x9E3779B97F4A7C15ULL
+    cdef uint64_t i = (h ^ (h >> 29)) >> ct.shift
+    cdef CtSlot* s
+    while True:
+        s = &ct.slots[i]
+        if s.conn < 0 or (s.k1 == k1 and s.k2 == k2):
+            return s
+        i = (i + 1) & ct.mask
+
+
+cdef int ct_reserve(Conntrack* ct) noexcept nogil:
+    # Room for one more connection: two keys, one CtConn.
+    cdef CtSlot* old
+    cdef CtSlot* s
+    cdef CtConn* conns
+    cdef uint64_t old_cap, i
+    if 2 * (ct.count + 2) > ct.mask + 1:
+        old = ct.slots
+        old_cap = ct.mask + 1
+        ct.slots = NULL
+        if ct_alloc(ct, ct.count + 2) < 0:
+            ct.slots = old
+            return -1
+        for i in range(old_cap):
+            if old[i].conn >= 0:
+                s = ct_slot(ct, old[i].k1, old[i].k2)
+                s[0] = old[i]
+                ct.count += 1
+        free(old)
+    if ct.n_conns == ct.cap_conns:
+        conns = <CtConn*>realloc(ct.conns, (2 * ct.cap_conns + 64) * sizeof(CtConn))
+        if conns == NULL:
+            return -1
+        ct.conns = conns
+        ct.cap_conns = 2 * ct.cap_conns + 64
+    return 0
+
+
+cdef void ct_clear(Conntrack* ct) noexcept nogil:
+    cdef uint64_t i
+    if ct.slots != NULL:
+        for i in range(ct.mask + 1):
+            ct.slots[i].conn = -1
+    ct.count = 0
+    ct.n_conns = 0
+
+
+cdef inline uint64_t ct_k2(uint32_t zone, uint8_t proto, uint16_t sport, uint16_t dport) noexcept nogil:
+    return (<uint64_t>zone << 40) | (<uint64_t>proto << 32) | (<uint64_t>sport << 16) | dport
+
+
+# ---------------------------------------------------------------------------
+# Result arrays and work stack (grown by doubling, never per frame)
+# ---------------------------------------------------------------------------
+
+cdef int _grow(void** p, int64_t n, size_t size) noexcept nogil:
+    cdef void* q = realloc(p[0], n * size)
+    if q == NULL:
+        return -1
+    p[0] = q
+    return 0
+
+
+cdef int grow_outputs(Core* c) noexcept nogil:
+    cdef int64_t n = 2 * c.cap_out + 256
+    if (_grow(<void**>&c.out_frame, n, 4) or _grow(<void**>&c.out_port, n, 4)
+            or _grow(<void**>&c.out_kind, n, 1) or _grow(<void**>&c.out_start, n, 8)
+            or _grow(<void**>&c.out_len, n, 4)):
+        return -1
+    c.cap_out = n
+    return 0
+
+
+cdef int grow_drops(Core* c) noexcept nogil:
+    cdef int64_t n = 2 * c.cap_drop + 256
+    if (_grow(<void**>&c.drop_frame, n, 4) or _grow(<void**>&c.drop_reason, n, 1)
+            or _grow(<void**>&c.drop_stage, n, 2) or _grow(<void**>&c.drop_dp, n, 4)):
+        return -1
+    c.cap_drop = n
+    return 0
+
+
+cdef inline void emit_drop(Core* c, const FrameCtx* f, int reason, int stage, int32_t dp) noexcept nogil:
+    cdef int64_t i = c.n_drop
+    if i == c.cap_drop:
+        if grow_drops(c) < 0:
+            c.error = 1
+            return
+    c.drop_frame[i] = f.index
+    c.drop_reason[i] = <int8_t>reason
+    c.drop_stage[i] = c.stage_code[stage]
+    c.drop_dp[i] = dp
+    c.n_drop = i + 1
+
+
+cdef inline int push(Core* c, const Pkt* p) noexcept nogil:
+    if c.stack_len == c.stack_cap:
+        if _grow(<void**>&c.stack, 2 * c.stack_cap + 16, sizeof(Pkt)) < 0:
+            c.error = 1
+            return -1
+        c.stack_cap = 2 * c.stack_cap + 16
+    c.stack[c.stack_len] = p[0]
+    c.stack_len += 1
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Frame bytes (ovnsim.packet.build_frame / build_generated / embedded_header)
+# ---------------------------------------------------------------------------
+
+cdef inline void wr48(unsigned char* p, uint64_t v) noexcept nogil:
+    wr16(p, <uint16_t>(v >> 32))
+    wr32(p + 2, <uint32_t>(v & 0xffffffffU))
+
+
+cdef inline uint16_t _csum_words(uint16_t csum, uint64_t acc) noexcept nogil:
+    # build_frame's _csum_update: ~(~csum + sum(~old + new)) over the words
+    # it passes, old and new already summed into `acc` (unchanged words
+    # included: each adds 0xffff, which is why a no-op update turns a
+    # checksum of 0xffff into 0).
+    acc += (~csum) & 0xffff
+    while acc >> 16:
+        acc = (acc & 0xffff) + (acc >> 16)
+    return <uint16_t>(~acc & 0xffff)
+
+
+cdef inline uint64_t _diff16(const unsigned char* old, const unsigned char* new) noexcept nogil:
+    return <uint64_t>((~rd16(old)) & 0xffff) + rd16(new)
+
+
+cdef int32_t build_raw(const FrameCtx* f, const Pkt* p, unsigned char* o) noexcept nogil:
+    """build_frame() of a received frame: the frame with every field written back, in place."""
+    cdef int32_t n = f.n
+    cdef unsigned char* q
+    cdef unsigned char* ip
+    cdef const unsigned char* oip
+    cdef unsigned char* l4
+    cdef const unsigned char* ol4
+    cdef uint64_t acc
+    cdef uint16_t csum
+    cdef int w, at
+    memcpy(o, f.raw, n)
+    wr48(o, p.eth_dst)
+    wr48(o + 6, p.eth_src)
+    if p.eth_type == ETH_TYPE_ARP:
+        q = o + f.l3 + 6
+        wr16(q, p.arp_op)
+        wr48(q + 2, p.arp_sha)
+        wr32(q + 8, p.arp_spa)
+        wr48(q + 12, p.arp_tha)
+        wr32(q + 18, p.arp_tpa)
+        return n
+    if p.eth_type != ETH_TYPE_IP4:
+        return n
+    ip = o + f.l3
+    oip = f.raw + f.l3
+    ip[8] = p.ttl
+    wr32(ip + 12, p.ip_src)
+    wr32(ip + 16, p.ip_dst)
+    acc = 0
+    for w in range(10):
+        if w != 5:
+            acc += _diff16(oip + 2 * w, ip + 2 * w)
+    wr16(ip + 10, _csum_words(rd16(oip + 10), acc))
+    if p.later_frag:
+        return n
+    l4 = o + f.l4
+    ol4 = f.raw + f.l4
+    if p.proto == IPPROTO_ICMP:
+        l4[0] = p.icmp_type
+        l4[1] = p.icmp_code
+        wr16(l4 + 2, _csum_words(rd16(ol4 + 2), _diff16(ol4, l4)))
+    elif p.proto == IPPROTO_TCP or p.proto == IPPROTO_UDP:
+        at = 16 if p.proto == IPPROTO_TCP else 6
+        csum = rd16(ol4 + at)
+        wr16(l4, p.sport)
+        wr16(l4 + 2, p.dport)
+        if not (p.proto == IPPROTO_UDP and csum == 0):
+            acc = (_diff16(oip + 12, ip + 12) + _diff16(oip + 14, ip + 14) + _diff16(oip + 16, ip + 16)
+                   + _diff16(oip + 18, ip + 18) + _diff16(ol4, l4) + _diff16(ol4 + 2, l4 + 2))
+            csum = _csum_words(csum, acc)
+            if p.proto == IPPROTO_UDP and csum == 0:
+                csum = 0xffff
+            wr16(l4 + at, csum)
+    return n
+
+
+cdef int32_t build_gen(const Pkt* p, unsigned char* o) noexcept nogil:
+    """build_generated(): ARP request (42 bytes), ICMP error or TCP reset in the fixed format."""
+    cdef unsigned char* ip = o + 14
+    cdef unsigned char* l4 = o + 34
+    cdef int32_t l4len, i
+    cdef uint32_t acc
+    wr48(o, p.eth_dst)
+    wr48(o + 6, p.eth_src)
+    if p.eth_type == ETH_TYPE_ARP:
+        wr16(o + 12, ETH_TYPE_ARP)
+        wr16(o + 14, 1)
+        wr16(o + 16, ETH_TYPE_IP4)
+        o[18] = 6
+        o[19] = 4
+        wr16(o + 20, p.arp_op)
+        wr48(o + 22, p.arp_sha)
+        wr32(o + 28, p.arp_spa)
+        wr48(o + 32, p.arp_tha)
+        wr32(o + 38, p.arp_tpa)
+        return 42
+    wr16(o + 12, ETH_TYPE_IP4)
+    if p.proto == IPPROTO_ICMP:
+        l4len = 8 + p.payload_len
+        l4[0] = p.icmp_type
+        l4[1] = p.icmp_code
+        for i in range(2, 8):
+            l4[i] = 0
+        memcpy(l4 + 8, p.payload, p.payload_len)
+        wr16(l4 + 2, csum_fold(csum_partial(l4, l4len, 0)))
+    else:
+        l4len = 20
+        wr16(l4, p.sport)
+        wr16(l4 + 2, p.dport)
+        for i in range(4, 20):
+            l4[i] = 0
+        l4[12] = 5 << 4
+        l4[13] = 0x04        # RST
+        acc = ((p.ip_src >> 16) + (p.ip_src & 0xffff) + (p.ip_dst >> 16) + (p.ip_dst & 0xffff)
+               + IPPROTO_TCP + 20)
+        wr16(l4 + 16, csum_fold(csum_partial(l4, 20, acc)))
+    ip[0] = 0x45
+    ip[1] = 0
+    wr16(ip + 2, <uint16_t>(20 + l4len))
+    wr32(ip + 4, 0)
+    ip[8] = p.ttl
+    ip[9] = p.proto
+    wr16(ip + 10, 0)
+    wr32(ip + 12, p.ip_src)
+    wr32(ip + 16, p.ip_dst)
+    wr16(ip + 10, csum_fold(csum_partial(ip, 20, 0)))
+    return 34 + l4len
+
+
+cdef void quote_header(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
+    """embedded_header(): the IPv4 header and 8 bytes after it, as the frame is now, into p.payload."""
+    cdef int32_t n, l3, ihl, end
+    if p.generated:
+        n = build_gen(p, c.scratch)
+        l3 = 14
+    else:
+        n = build_raw(f, p, c.scratch)
+        l3 = f.l3
+    ihl = (c.scratch[l3] & 0x0f) * 4
+    end = l3 + ihl + 8
+    if end > n:
+        end = n
+    if end < l3:
+        end = l3
+    memcpy(p.payload, c.scratch + l3, end - l3)
+    p.payload_len = <uint8_t>(end - l3)
+
+
+cdef inline void emit_output(Core* c, const FrameCtx* f, const Pkt* p, int32_t port) noexcept nogil:
+    cdef int64_t i = c.n_out
+    cdef int64_t need = c.data_len + (MAX_GENERATED if p.generated else f.n)
+    cdef int64_t cap
+    cdef int32_t n
+    if i == c.cap_out:
+        if grow_outputs(c) < 0:
+            c.error = 1
+            return
+    if need > c.data_cap:
+        cap = 2 * c.data_cap
+        if cap < need:
+            cap = need + 4096
+        if _grow(<void**>&c.out_data, cap, 1) < 0:
+            c.error = 1
+            return
+        c.data_cap = cap
+    if p.generated:
+        n = build_gen(p, c.out_data + c.data_len)
+    else:
+        n = build_raw(f, p, c.out_data + c.data_len)
+    c.out_frame[i] = f.index
+    c.out_port[i] = port
+    c.out_kind[i] = <int8_t>p.kind
+    c.out_start[i] = c.data_len
+    c.out_len[i] = n
+    c.data_len += n
+    c.n_out = i + 1
+
+
+# ---------------------------------------------------------------------------
+# Lookups
+# ---------------------------------------------------------------------------
+
+cdef inline IpInfo* ip_info(const Core* c, int32_t r, uint32_t ip) noexcept nogil:
+    cdef uint64_t v
+    if map_get(&c.ip_map, (<uint64_t>r << 32) | ip, &v):
+        return &c.ipinfo[v]
+    return NULL
+
+
+cdef inline uint8_t ip_flags(const Core* c, int32_t r, uint32_t ip) noexcept nogil:
+    cdef IpInfo* info = ip_info(c, r, ip)
+    return info.flags if info != NULL else 0
+
+
+cdef inline bint in_prefixes(const Core* c, int32_t start, int32_t count, uint32_t ip) noexcept nogil:
+    cdef int32_t k
+    for k in range(start, start + count):
+        if (ip & c.pfx[k].mask) == c.pfx[k].network:
+            return True
+    return False
+
+
+cdef bint in_port_sec_ok(const Core* c, const SwPort* port, const Pkt* p) noexcept nogil:
+    """pipeline._in_port_sec_ok."""
+    cdef int32_t k
+    cdef const PortSec* e
+    for k in range(port.psec_start, port.psec_start + port.psec_count):
+        e = &c.psec[k]
+        if e.mac != p.eth_src:
+            continue
+        if p.eth_type == ETH_TYPE_ARP:
+            if p.arp_sha != e.mac:
+                return False
+            return e.pfx_count == 0 or in_prefixes(c, e.pfx_start, e.pfx_count, p.arp_spa)
+        if p.eth_type == ETH_TYPE_IP4:
+            if e.pfx_count == 0:
+                return True
+            if in_prefixes(c, e.pfx_start, e.pfx_count, p.ip_src):
+                return True
+            return (p.ip_src == 0 and p.ip_dst == 0xffffffffU and p.proto == IPPROTO_UDP
+                    and p.sport == 68 and p.dport == 67)
+        return True
+    return False
+
+
+cdef bint out_port_sec_ok(const Core* c, const SwPort* port, const Pkt* p) noexcept nogil:
+    """pipeline._out_port_sec_ok."""
+    cdef int32_t k, j
+    cdef const PortSec* e
+    cdef uint32_t dst
+    for k in range(port.psec_start, port.psec_start + port.psec_count):
+        e = &c.psec[k]
+        if e.mac != p.eth_dst:
+            continue
+        if p.eth_type != ETH_TYPE_IP4 or e.pfx_count == 0:
+            return True
+        dst = p.ip_dst
+        if dst == 0xffffffffU or (dst >> 28) == 0xe:
+            return True
+        for j in range(e.pfx_start, e.pfx_start + e.pfx_count):
+            if (dst & c.pfx[j].mask) == c.pfx[j].network or (c.pfx[j].plen < 32 and dst == c.pfx[j].bcast):
+                return True
+        return False
+    return False
+
+
+cdef int32_t auto_ingress(const Core* c, uint64_t eth_src, bint has_ip, uint32_t ip_src) noexcept nogil:
+    """IngressTable.choose."""
+    cdef uint64_t v
+    cdef int32_t k
+    if map_get(&c.auto_mac, eth_src, &v):
+        return <int32_t>v
+    if has_ip:
+        if map_get(&c.auto_ip, ip_src, &v):
+            return <int32_t>v
+        for k in range(c.n_auto_nets):
+            if c.auto_nets[k].has_prefix and (ip_src & c.auto_nets[k].mask) == c.auto_nets[k].network:
+                return c.auto_nets[k].port
+    return c.auto_nets[0].port if c.n_auto_nets else -1
+
+
+# ---------------------------------------------------------------------------
+# Conntrack NAT (Pipeline._ct_nat)
+# ---------------------------------------------------------------------------
+
+cdef inline void set_tuple(Pkt* p, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport) noexcept nogil:
+    p.ip_src = src
+    p.ip_dst = dst
+    if p.proto != IPPROTO_ICMP:
+        p.sport = sport
+        p.dport = dport
+
+
+cdef void ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32_t snat,
+                 bint has_dnat, uint32_t dnat) noexcept nogil:
+    cdef Conntrack* ct = &c.ct
+    cdef uint32_t zone = <uint32_t>(r * 3 + kind)
+    cdef uint16_t sp, dp
+    cdef uint32_t s = p.ip_src, d = p.ip_dst, ts, td
+    cdef CtSlot* slot
+    cdef CtConn* conn
+    cdef int32_t ci
+    p.ct_trk = 1
+    if p.ct_zones & (1 << kind):
+        return
+    if p.proto == IPPROTO_ICMP:
+        sp = dp = p.icmp_id
+    else:
+        sp = p.sport
+        dp = p.dport
+    if has_snat or has_dnat:
+        if ct_reserve(ct) < 0:
+            c.error = 1
+            return
+    slot = ct_slot(ct, (<uint64_t>s << 32) | d, ct_k2(zone, p.proto, sp, dp))
+    if slot.conn >= 0:
+        conn = &ct.conns[slot.conn]
+        p.ct_rpl = slot.reply
+        p.ct_zones |= 1 << kind
+        if slot.reply:
+            set_tuple(p, conn.odst, conn.odport, conn.osrc, conn.osport)
+        else:
+            set_tuple(p, conn.tsrc, conn.tsport, conn.tdst, conn.tdport)
+        return
+    p.ct_rpl = 0
+    if not has_snat and not has_dnat:
+        return
+    ts = snat if has_snat else s
+    td = dnat if has_dnat else d
+    ci = <int32_t>ct.n_conns
+    conn = &ct.conns[ci]
+    ct.n_conns += 1
+    conn.osrc = s
+    conn.odst = d
+    conn.osport = sp
+    conn.odport = dp
+    conn.tsrc = ts
+    conn.tdst = td
+    conn.tsport = sp
+    conn.tdport = dp
+    # table[original] = (conn, False); table[reverse(translated)] = (conn, True)
+    slot.k1 = (<uint64_t>s << 32) | d
+    slot.k2 = ct_k2(zone, p.proto, sp, dp)
+    slot.conn = ci
+    slot.reply = 0
+    ct.count += 1
+    slot = ct_slot(ct, (<uint64_t>td << 32) | ts, ct_k2(zone, p.proto, dp, sp))
+    if slot.conn < 0:
+        slot.k1 = (<uint64_t>td << 32) | ts
+        slot.k2 = ct_k2(zone, p.proto, dp, sp)
+        ct.count += 1
+    slot.conn = ci
+    slot.reply = 1
+    p.ct_zones |= 1 << kind
+    set_tuple(p, ts, sp, td, dp)
+
+
+# ---------------------------------------------------------------------------
+# Logical switch (_Run.ls_ingress, _flood, ls_egress)
+# ---------------------------------------------------------------------------
+
+cdef void ls_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
+    cdef const SwPort* inp = &c.ports[p.inport]
+    cdef int32_t sw = inp.sw
+    cdef uint64_t v, mac
+    cdef uint32_t tpa
+    cdef bint arp_req
+    p.op = OP_DONE
+    if p.depth >= MAX_HOPS:
+        emit_drop(c, f, D_LOOP_LIMIT, ST_LS_IN_CHECK_PORT_SEC, sw)
+        return
+    p.loopback = 0
+    p.outport = -1
+    if (p.eth_src >> 40) & 1:
+        emit_drop(c, f, D_MULTICAST_SOURCE, ST_LS_IN_CHECK_PORT_SEC, sw)
+        return
+    if p.vlan:
+        emit_drop(c, f, D_VLAN_TAGGED, ST_LS_IN_CHECK_PORT_SEC, sw)
+        return
+    if not inp.enabled:
+        emit_drop(c, f, D_PORT_DISABLED, ST_LS_IN_CHECK_PORT_SEC, sw)
+        return
+    if inp.psec_count and not in_port_sec_ok(c, inp, p):
+        emit_drop(c, f, D_PORT_SECURITY, ST_LS_IN_APPLY_PORT_SEC, sw)
+        return
+    arp_req = p.eth_type == ETH_TYPE_ARP and p.arp_op == 1
+    if arp_req:
+        # ls_in_arp_rsp
+        if not inp.is_localnet and map_get(&c.arp_rsp, (<uint64_t>sw << 32) | p.arp_tpa, &v) \
+                and <int32_t>(v >> 48) != p.inport:
+            mac = v & MAC_MASK
+            tpa = p.arp_tpa
+            p.eth_dst = p.eth_src
+            p.eth_src = mac
+            p.arp_op = 2
+            p.arp_tha = p.arp_sha
+            p.arp_sha = mac
+            p.arp_tpa = p.arp_spa
+            p.arp_spa = tpa
+            p.kind = KIND_ARP_REPLY
+            p.outport = p.inport
+            p.loopback = 1
+            p.op = OP_LS_OUT
+            return
+        # ls_in_l2_lkup prio 80: clone to the router port, flood to the others
+        if map_get(&c.router_arp, (<uint64_t>sw << 32) | p.arp_tpa, &v):
+            p.group = G_FLOOD_L2
+            p.op = OP_FLOOD_START
+            if <int32_t>v != p.inport:
+                if push(c, p) < 0:
+                    p.op = OP_DONE
+                    return
+                p.outport = <int32_t>v
+                p.op = OP_LS_OUT
+            return
+        # prio 75: a router's own ARP requests are not sent to other routers
+        if map_get(&c.router_src, (<uint64_t>sw << 48) | p.eth_src, &v):
+            p.group = G_FLOOD_L2
+            p.op = OP_FLOOD_START
+            return
+    if (p.eth_dst >> 40) & 1:
+        p.group = G_FLOOD
+        p.op = OP_FLOOD_START
+        return
+    if map_get(&c.mac_table, (<uint64_t>sw << 48) | p.eth_dst, &v):
+        if <int32_t>v == p.inport and not p.loopback:
+            emit_drop(c, f, D_SAME_PORT, ST_LS_IN_L2_LKUP, sw)
+            return
+        p.outport = <int32_t>v
+        p.op = OP_LS_OUT
+        return
+    if c.switches[sw].group_count[G_UNKNOWN] == 0:
+        emit_drop(c, f, D_UNKNOWN_DESTINATION, ST_LS_IN_L2_UNKNOWN, sw)
+        return
+    p.group = G_UNKNOWN
+    p.op = OP_FLOOD_START
+
+
+cdef void flood_start(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
+    # A multicast group never sends a copy back to the inport.
+    cdef int32_t sw = c.ports[p.inport].sw
+    cdef int32_t start = c.switches[sw].group_start[p.group]
+    cdef int32_t count = c.switches[sw].group_count[p.group]
+    cdef int32_t k
+    for k in range(count):
+        if c.members[start + k] != p.inport:
+            p.gidx = 0
+            p.op = OP_FLOOD_NEXT
+            return
+    emit_drop(c, f, D_NO_OTHER_PORT, ST_LS_IN_L2_UNKNOWN if p.group == G_UNKNOWN else ST_LS_IN_L2_LKUP, sw)
+    p.op = OP_DONE
+
+
+cdef void flood_next(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
+    cdef int32_t sw = c.ports[p.inport].sw
+    cdef int32_t start = c.switches[sw].group_start[p.group]
+    cdef int32_t count = c.switches[sw].group_count[p.group]
+    cdef int32_t k = p.gidx, target
+    while c.members[start + k] == p.inport:
+        k += 1
+    target = c.members[start + k]
+    k += 1
+    if k < count and c.members[start + k] == p.inport:
+        k += 1
+    if k < count:
+        # The rest of the group is a copy of the frame as it is now, run
+        # after everything this copy leads to (depth first, as the recursion).
+        p.gidx = k
+        if push(c, p) < 0:
+            p.op = OP_DONE
+            return
+    p.outport = target
+    p.op = OP_LS_OUT
+
+
+cdef void ls_egress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
+    cdef int32_t out = p.outport
+    cdef const SwPort* port = &c.ports[out]
+    p.op = OP_DONE
+    if not port.enabled:
+        emit_drop(c, f, D_PORT_DISABLED, ST_LS_OUT_CHECK_PORT_SEC, port.sw)
+        return
+    # ls_out_check_port_sec: multicast skips it (prio 100 eth.mcast).
+    if port.psec_count and not ((p.eth_dst >> 40) & 1) and not out_port_sec_ok(c, port, p):
+        emit_drop(c, f, D_EGRESS_PORT_SECURITY, ST_LS_OUT_APPLY_PORT_SEC, port.sw)
+        return
+    if port.peer_lrp >= 0:
+        p.inport = port.peer_lrp
+        p.depth += 1
+        p.op = OP_LR_IN
+        return
+    emit_output(c, f, p, out)
+
+
+# ---------------------------------------------------------------------------
+# Logical router (_Run.lr_ingress .. lr_egress)
+# ---------------------------------------------------------------------------
+
+cdef void lr_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
+    cdef const RtrPort* rp = &c.rports[p.inport]
+    cdef int32_t r = rp.router
+    cdef const Router* R = &c.routers[r]
+    cdef int32_t dp = c.n_switches + r
+    cdef bint admitted
+    cdef int32_t k
+    p.op = OP_DONE
+    if p.depth >= MAX_HOPS:
+        emit_drop(c, f, D_LOOP_LIMIT, ST_LR_IN_ADMISSION, dp)
+        return
+    p.loopback = 0
+    p.outport = -1
+    p.ct_trk = 0
+    p.ct_rpl = 0
+    if p.vlan or (p.eth_src >> 40) & 1:
+        emit_drop(c, f, D_ADMISSION, ST_LR_IN_ADMISSION, dp)
+        return
+    if not R.enabled or not rp.enabled:
+        emit_drop(c, f, D_PORT_DISABLED, ST_LR_IN_ADMISSION, dp)
+        return
+    admitted = ((p.eth_dst >> 40) & 1) or p.eth_dst == rp.mac
+    if not admitted and rp.gateway:
+        for k in range(R.nat_start, R.nat_start + R.nat_count):
+            if c.nats[k].distributed and c.nats[k].external_mac == p.eth_dst:
+                admitted = True
+                break
+    if not admitted:
+        emit_drop(c, f, D_ADMISSION, ST_LR_IN_ADMISSION, dp)
+        return
+    p.xreg0 = rp.mac
+    if p.eth_type == ETH_TYPE_ARP:
+        lr_arp(c, f, p, r, rp)
+        return
+    if p.eth_type != ETH_TYPE_IP4:
+        emit_drop(c, f, D_UNSUPPORTED, ST_LR_IN_IP_INPUT, dp)
+        return
+    lr_ip(c, f, p, r, rp)
+
+
+cdef inline int32_t network_for(const Core* c, const RtrPort* rp, uint32_t ip) noexcept nogil:
+    cdef int32_t k
+    for k in range(rp.net_start, rp.net_start + rp.net_count):
+        if (ip & c.rnets[k].mask) == c.rnets[k].network:
+            return k
+    return -1
+
+
+cdef void lr_arp(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp) noexcept nogil:
+    """_lr_arp: answer for own and NAT IPs, learn, drop the rest."""
+    cdef IpInfo* info
+    cdef const NatRule* nat
+    cdef uint64_t reply_mac = 0
+    cdef bint found = False
+    cdef uint32_t tpa
+    cdef int32_t k
+    if p.arp_op == 2 or (p.arp_op == 1 and network_for(c, rp, p.arp_spa) >= 0):
+        # lr_in_learn_neighbor: put_arp
+        if map_put(&c.bindings, (<uint64_t>p.inport << 32) | p.arp_spa, p.arp_sha) < 0:
+            c.error = 1
+            return
+    if p.arp_op == 1:
+        tpa = p.arp_tpa
+        info = ip_info(c, r, tpa)
+        if info != NULL and info.first_nat >= 0:
+            nat = &c.nats[info.first_nat]
+            reply_mac = nat.external_mac if (nat.distributed and rp.gateway) else p.xreg0
+            found = True
+        else:
+            for k in range(rp.net_start, rp.net_start + rp.net_count):
+                if c.rnets[k].ip == tpa and (p.arp_spa & c.rnets[k].mask) == c.rnets[k].network:
+                    reply_mac = p.xreg0
+                    found = True
+                    break
+        if found:
+            p.eth_dst = p.eth_src
+            p.eth_src = reply_mac
+            p.arp_op = 2
+            p.arp_tha = p.arp_sha
+            p.arp_sha = reply_mac
+            p.arp_tpa = p.arp_spa
+            p.arp_spa = tpa
+            p.kind = KIND_ARP_REPLY
+            p.outport = p.inport
+            p.loopback = 1
+            lr_egress(c, f, p)
+            return
+    emit_drop(c, f, D_ARP_NOT_ANSWERED, ST_LR_IN_IP_INPUT, c.n_switches + r)
+
+
+cdef inline bint _martian_net(uint32_t a) noexcept nogil:
+    # 127.0.0.0/8 or 0.0.0.0/8
+    return (a & 0xff000000U) == 0x7f000000U or (a & 0xff000000U) == 0
+
+
+cdef void lr_ip(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp) noexcept nogil:
+    """_lr_ip: lr_in_ip_input for IPv4."""
+    cdef const Router* R = &c.routers[r]
+    cdef int32_t dp = c.n_switches + r
+    cdef uint32_t src = p.ip_src, dst = p.ip_dst
+    cdef bint own_src_ok = False
+    cdef uint8_t dflags
+    cdef int32_t k
+    if rp.gateway:
+        for k in range(rp.net_start, rp.net_start + rp.net_count):
+            if c.rnets[k].ip == src:
+                own_src_ok = True
+                break
+    if not own_src_ok and not p.hairpin and ip_flags(c, r, src) & IPF_MARTIAN_SRC:
+        emit_drop(c, f, D_MARTIAN, ST_LR_IN_IP_INPUT, dp)
+        return
+    if (src >> 28) == 0xe or src == 0xffffffffU or _martian_net(src) or _martian_net(dst):
+        emit_drop(c, f, D_MARTIAN, ST_LR_IN_IP_INPUT, dp)
+        return
+    dflags = ip_flags(c, r, dst)
+    if dflags & IPF_OWN and p.proto == IPPROTO_ICMP and p.icmp_type == 8 and p.icmp_code == 0:
+        # prio 90: echo reply in place, routed back
+        p.ip_src = dst
+        p.ip_dst = src
+        p.ttl = 255
+        p.icmp_type = 0
+        p.kind = KIND_ECHO_REPLY
+        p.loopback = 1
+        lr_after_input(c, f, p, r, rp)
+        return
+    if (dst >> 28) == 0xe:
+        emit_drop(c, f, D_MULTICAST, ST_LR_IN_IP_INPUT, dp)
+        return
+    if dflags & IPF_OWN and R.answers_l4 and not p.later_frag:
+        lr_l4_reject(c, f, p, r, rp)
+        return
+    if dflags & IPF_DROP:
+        emit_drop(c, f, D_ROUTER_ADDRESS, ST_LR_IN_IP_INPUT, dp)
+        return
+    if p.eth_dst == BCAST_MAC:
+        emit_drop(c, f, D_BROADCAST, ST_LR_IN_IP_INPUT, dp)
+        return
+    if p.ttl <= 1:
+        if p.later_frag:
+            emit_drop(c, f, D_TTL_EXPIRED, ST_LR_IN_IP_INPUT, dp)
+            return
+        lr_time_exceeded(c, f, p, r, rp)
+        return
+    lr_after_input(c, f, p, r, rp)
+
+
+cdef inline void _swap_eth(Pkt* p) noexcept nogil:
+    cdef uint64_t t = p.eth_src
+    p.eth_src = p.eth_dst
+    p.eth_dst = t
+
+
+cdef void lr_l4_reject(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp) noexcept nogil:
+    """_lr_l4_reject: UDP -> port unreachable, TCP -> reset, other -> protocol unreachable."""
+    cdef uint32_t t
+    quote_header(c, f, p)           # into p.payload; used below only for ICMP
+    p.generated = 1
+    _swap_eth(p)
+    t = p.ip_src
+    p.ip_src = p.ip_dst
+    p.ip_dst = t
+    p.ttl = 255
+    if p.proto == IPPROTO_TCP:
+        p.kind = KIND_TCP_RESET
+    else:
+        p.icmp_code = 3 if p.proto == IPPROTO_UDP else 2
+        p.proto = IPPROTO_ICMP
+        p.icmp_type = 3
+        p.kind = KIND_ICMP4
+    lr_after_input(c, f, p, r, rp)
+
+
+cdef void lr_time_exceeded(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp) noexcept nogil:
+    """_lr_time_exceeded: ICMP 11/0 back out of the in-port."""
+    cdef uint32_t t
+    if rp.net_count == 0:
+        emit_drop(c, f, D_TTL_EXPIRED, ST_LR_IN_IP_INPUT, c.n_switches + r)
+        return
+    quote_header(c, f, p)
+    p.generated = 1
+    _swap_eth(p)
+    if rp.gateway:
+        t = p.ip_src
+        p.ip_src = p.ip_dst
+        p.ip_dst = t
+    else:
+        p.ip_dst = p.ip_src
+        p.ip_src = c.rnets[rp.net_start].ip
+    p.proto = IPPROTO_ICMP
+    p.icmp_type = 11
+    p.icmp_code = 0
+    p.ttl = 254
+    p.kind = KIND_ICMP4
+    p.outport = p.inport
+    p.loopback = 1
+    lr_egress(c, f, p)
+
+
+cdef void lr_after_input(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp) noexcept nogil:
+    """_lr_after_input: lr_in_unsnat .. lr_in_arp_request."""
+    cdef const Router* R = &c.routers[r]
+    cdef int32_t dp = c.n_switches + r
+    cdef int32_t gw = R.gw_port
+    cdef bint from_gw = p.inport == gw
+    cdef IpInfo* info = ip_info(c, r, p.ip_dst)
+    cdef const NatRule* nat
+    cdef const Route* route = NULL
+    cdef int32_t k, out
+    cdef uint32_t dst0
+    cdef uint64_t v
+    # lr_in_unsnat
+    if info != NULL and info.unsnat >= 0:
+        dst0 = p.ip_dst
+        if R.gateway_router:
+            ct_nat(c, p, r, Z_SNAT, False, 0, False, 0)
+        elif from_gw:
+            if c.nats[info.unsnat].stateless:
+                pass
+            elif not p.loopback:
+                ct_nat(c, p, r, Z_COMMON, False, 0, False, 0)
+            elif p.use_snat_zone:
+                ct_nat(c, p, r, Z_SNAT, False, 0, False, 0)
+        if p.ip_dst != dst0:
+            info = ip_info(c, r, p.ip_dst)
+    # lr_in_dnat
+    if info != NULL and info.dnat >= 0 and (R.gateway_router or from_gw):
+        nat = &c.nats[info.dnat]
+        if nat.stateless:
+            p.ip_dst = nat.logical_net
+        elif R.gateway_router:
+            p.loopback = 1
+            ct_nat(c, p, r, Z_DNAT, False, 0, True, nat.logical_net)
+        else:
+            ct_nat(c, p, r, Z_COMMON, False, 0, True, nat.logical_net)
+        info = ip_info(c, r, p.ip_dst)
+    if c.error:
+        return
+    # lr_in_ip_routing (first match in priority order = LPM)
+    for k in range(R.route_start, R.route_start + R.route_count):
+        if (p.ip_dst & c.routes[k].mask) == c.routes[k].network:
+            route = &c.routes[k]
+            break
+    if route == NULL:
+        emit_drop(c, f, D_NO_ROUTE, ST_LR_IN_IP_ROUTING, dp)
+        return
+    p.ttl = <uint8_t>(p.ttl - 1)
+    p.reg0 = route.nexthop if route.has_nexthop else p.ip_dst
+    p.reg1 = route.src_ip
+    p.eth_src = route.src_mac
+    out = route.outport
+    p.outport = out
+    p.loopback = 1
+    # lr_in_arp_resolve
+    if (p.ip_dst >> 28) != 0xe:
+        if out == gw and from_gw and info != NULL and info.flags & IPF_NAT:
+            emit_drop(c, f, D_NAT_ADDRESS, ST_LR_IN_ARP_RESOLVE, dp)
+            return
+        if map_get(&c.arp_static, (<uint64_t>out << 32) | p.reg0, &v):
+            p.eth_dst = v
+        elif info != NULL and info.flags & IPF_SNAT_OWN:
+            emit_drop(c, f, D_ROUTER_ADDRESS, ST_LR_IN_ARP_RESOLVE, dp)
+            return
+        elif map_get(&c.bindings, (<uint64_t>out << 32) | p.reg0, &v):
+            p.eth_dst = v
+        else:
+            p.eth_dst = 0
+    # lr_in_gw_redirect: a distributed FIP leaves with its own MAC.
+    if out == gw and R.has_distributed and map_get(&c.gw_redirect, (<uint64_t>r << 32) | p.ip_src, &v):
+        p.eth_src = c.nats[v].external_mac
+        p.reg1 = c.nats[v].external_ip
+    # lr_in_arp_request: the frame becomes an ARP request for the next hop.
+    if p.eth_dst == 0:
+        _make_arp_request(p, out)
+    lr_egress(c, f, p)
+
+
+cdef void _make_arp_request(Pkt* p, int32_t out) noexcept nogil:
+    # A fresh Packet(): every field zero but those the arp action sets.
+    cdef uint64_t mac = p.eth_src
+    cdef uint32_t spa = p.reg1, tpa = p.reg0
+    cdef int32_t inport = p.inport, depth = p.depth
+    memset(p, 0, sizeof(Pkt))
+    p.eth_type = ETH_TYPE_ARP
+    p.eth_src = mac
+    p.eth_dst = BCAST_MAC
+    p.arp_op = 1
+    p.arp_sha = mac
+    p.arp_spa = spa
+    p.arp_tha = 0
+    p.arp_tpa = tpa
+    p.kind = KIND_ARP
+    p.inport = inport
+    p.outport = out
+    p.loopback = 1
+    p.generated = 1
+    p.depth = depth
+
+
+cdef void lr_egress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
+    """lr_egress: lr_out_undnat, lr_out_snat, lr_out_egr_loop, lr_out_delivery."""
+    cdef int32_t out = p.outport
+    cdef const RtrPort* op = &c.rports[out]
+    cdef int32_t r = op.router
+    cdef const Router* R = &c.routers[r]
+    cdef int32_t gw = R.gw_port
+    cdef IpInfo* info
+    cdef const NatRule* fip
+    cdef uint64_t v, t
+    p.op = OP_DONE
+    if p.eth_type == ETH_TYPE_IP4:
+        # lr_out_chk_dnat_local
+        if gw >= 0:
+            info = ip_info(c, r, p.ip_dst)
+            p.dnat_local = info != NULL and info.dnat >= 0
+        else:
+            p.dnat_local = 0
+        # lr_out_undnat
+        if R.gateway_router:
+            p.loopback = 1
+            ct_nat(c, p, r, Z_DNAT, False, 0, False, 0)
+        elif out == gw and map_get(&c.undnat_fip, (<uint64_t>r << 32) | p.ip_src, &v):
+            fip = &c.nats[v]
+            if not fip.stateless:
+                if fip.distributed:
+                    p.eth_src = fip.external_mac
+                ct_nat(c, p, r, Z_COMMON, False, 0, False, 0)
+        # lr_out_snat
+        if R.gateway_router or out == gw:
+            lr_snat(c, p, r, R)
+        if c.error:
+            return
+        # lr_out_egr_loop: a DGP sends traffic for its own NAT addresses back into its ingress.
+        if out == gw and ip_flags(c, r, p.ip_dst) & IPF_NAT:
+            p.ct_zones = 0
+            p.inport = out
+            p.outport = -1
+            _swap_eth(p)
+            p.use_snat_zone = p.dnat_local
+            p.hairpin = 1
+            p.op = OP_REENTER
+            return
+    # lr_out_delivery
+    if op.peer_lsp < 0:
+        emit_drop(c, f, D_NO_ROUTE, ST_LR_OUT_DELIVERY, c.n_switches + r)
+        return
+    p.inport = op.peer_lsp
+    p.hairpin = 0
+    p.use_snat_zone = 0
+    p.ct_zones = 0
+    p.depth += 1
+    p.op = OP_LS_IN
+
+
+cdef void lr_reenter(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
+    """_reenter: the hairpinned copy runs the router's ingress again."""
+    cdef const RtrPort* rp = &c.rports[p.inport]
+    p.op = OP_DONE
+    if p.depth + 1 >= MAX_HOPS:
+        emit_drop(c, f, D_LOOP_LIMIT, ST_LR_OUT_EGR_LOOP, c.n_switches + rp.router)
+        return
+    p.xreg0 = rp.mac
+    p.loopback = 1
+    p.depth += 1
+    lr_ip(c, f, p, rp.router, rp)
+
+
+cdef void lr_snat(Core* c, Pkt* p, int32_t r, const Router* R) noexcept nogil:
+    """_lr_snat: the first lr_out_snat entry whose logical_ip holds ip4.src."""
+    cdef int32_t k
+    cdef const NatRule* n
+    for k in range(R.snat_start, R.snat_start + R.snat_count):
+        n = &c.nats[c.snat_order[k]]
+        if (p.ip_src & n.logical_mask) != n.logical_net:
+            continue
+        if n.stateless:
+            p.ip_src = n.external_ip
+            return
+        if R.gateway_router:
+            if p.ct_trk and p.ct_rpl:
+                return          # (!ct.trk || !ct.rpl): replies are not SNATed again
+            ct_nat(c, p, r, Z_SNAT, True, n.external_ip, False, 0)
+        else:
+            if n.distributed:
+                p.eth_src = n.external_mac
+            ct_nat(c, p, r, Z_SNAT if p.dnat_local else Z_COMMON, True, n.external_ip, False, 0)
+        return
+
+
+# ---------------------------------------------------------------------------
+# One frame: parse (parse_frame's decisions), choose the ingress, run the work loop
+# ---------------------------------------------------------------------------
+
+cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noexcept nogil:
+    """Parse like ovnsim.packet.parse_frame: 0, or the Drop of its ParseError.
+
+    parse_headers() is stricter or different in a few places, mapped here:
+    an 802.1ad (0x88a8) outer tag is an ordinary ethertype to parse_frame;
+    a stacked tag parses (and is dropped as VLAN-tagged by the switch); ARP
+    htype/ptype/lengths are not checked; a TCP data offset is not checked
+    (20 bytes of TCP header are enough); fragments parse.
+    """
+    cdef Headers h
+    cdef int st
+    cdef const unsigned char* q
+    if n < ETH_HLEN:
+        return D_MALFORMED
+    p.eth_dst = rd48(raw)
+    p.eth_src = rd48(raw + 6)
+    f.l3 = ETH_HLEN
+    f.l4 = -1
+    if rd16(raw + 12) == ETH_TYPE_QINQ:
+        p.eth_type = ETH_TYPE_QINQ
+        return 0
+    st = parse_headers(raw, n, &h)
+    if st == PARSE_TRUNCATED_ETH or st == PARSE_TRUNCATED_ARP:
+        return D_MALFORMED
+    if st == PARSE_IPV6_UNSUPPORTED:
+        return D_UNSUPPORTED
+    if (st == PARSE_TRUNCATED_IP or st == PARSE_BAD_IP_VERSION or st == PARSE_BAD_IHL
+            or st == PARSE_BAD_IP_TOTAL_LENGTH):
+        return D_MALFORMED
+    p.vlan = h.vlan_present
+    p.eth_type = h.eth_type
+    f.l3 = h.l3_ofs
+    if st == PARSE_BAD_ARP_FORMAT:
+        q = raw + h.l3_ofs
+        p.arp_op = rd16(q + 6)
+        p.arp_sha = rd48(q + 8)
+        p.arp_spa = rd32(q + 14)
+        p.arp_tha = rd48(q + 18)
+        p.arp_tpa = rd32(q + 24)
+        return 0
+    if h.layers & LAYER_ARP:
+        p.arp_op = h.arp_op
+        p.arp_sha = h.arp_sha
+        p.arp_spa = h.arp_spa
+        p.arp_tha = h.arp_tha
+        p.arp_tpa = h.arp_tpa
+        return 0
+    if not (h.layers & LAYER_IP4):
+        return 0            # OK or STACKED_VLAN: an L2 frame
+    p.ip_src = h.ip4_src
+    p.ip_dst = h.ip4_dst
+    p.ttl = h.ip_ttl
+    p.proto = h.ip_proto
+    p.later_frag = (h.ip_frag & IP_FRAG_LATER) != 0
+    f.l4 = h.l4_ofs
+    if st == PARSE_TRUNCATED_L4 or st == PARSE_BAD_TCP_OFFSET:
+        if h.ip_proto != IPPROTO_TCP or h.end_ofs - h.l4_ofs < TCP_MIN_HLEN:
+            return D_MALFORMED
+        q = raw + h.l4_ofs
+        p.sport = rd16(q)
+        p.dport = rd16(q + 2)
+        return 0
+    if h.layers & LAYER_ICMP4:
+        p.icmp_type = h.icmp_type
+        p.icmp_code = h.icmp_code
+        p.icmp_id = h.icmp_id
+    elif h.layers & (LAYER_TCP | LAYER_UDP):
+        p.sport = h.tp_src
+        p.dport = h.tp_dst
+    return 0
+
+
+cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport,
+                    int32_t index) noexcept nogil:
+    """PythonEngine._one for one frame."""
+    cdef FrameCtx f
+    cdef Pkt p
+    cdef int reason
+    cdef int32_t port
+    cdef uint8_t op
+    f.raw = raw
+    f.n = n
+    f.index = index
+    memset(&p, 0, sizeof(Pkt))
+    reason = classify(raw, n, &p, &f)
+    if reason:
+        if inport >= 0:
+            port = <int32_t>inport
+        else:
+            port = auto_ingress(c, rd48(raw + 6) if n >= 12 else 0, False, 0)
+        c.ingress[index] = port
+        emit_drop(c, &f, reason, ST_LS_IN_CHECK_PORT_SEC, c.ports[port].sw if port >= 0 else 0)
+        return
+    if inport == AUTO_INGRESS:
+        if p.eth_type == ETH_TYPE_ARP:
+            port = auto_ingress(c, p.eth_src, True, p.arp_spa)
+        elif p.eth_type == ETH_TYPE_IP4:
+            port = auto_ingress(c, p.eth_src, True, p.ip_src)
+        else:
+            port = auto_ingress(c, p.eth_src, False, 0)
+    else:
+        port = <int32_t>inport
+    c.ingress[index] = port
+    if port < 0:
+        emit_drop(c, &f, D_NO_INGRESS, ST_LS_IN_CHECK_PORT_SEC, 0)
+        return
+    p.inport = port
+    p.outport = -1
+    p.op = OP_LS_IN
+    c.stack_len = 0
+    while not c.error:
+        op = p.op
+        if op == OP_LS_IN:
+            ls_ingress(c, &f, &p)
+        elif op == OP_LS_OUT:
+            ls_egress(c, &f, &p)
+        elif op == OP_LR_IN:
+            lr_ingress(c, &f, &p)
+        elif op == OP_FLOOD_NEXT:
+            flood_next(c, &f, &p)
+        elif op == OP_FLOOD_START:
+            flood_start(c, &f, &p)
+        elif op == OP_REENTER:
+            lr_reenter(c, &f, &p)
+        elif c.stack_len:
+            c.stack_len -= 1
+            p = c.stack[c.stack_len]
+        else:
+            break
+
+
+# ---------------------------------------------------------------------------
+# Python edge
+# ---------------------------------------------------------------------------
+
+cdef int _check_contract() except -1:
+    # The codes above are copies of Python's closed sets: fail at import if they drift.
+    from ovnsim.engine import KINDS, KIND_CODE
+    from ovnsim.stages import Drop
+    from ovnsim.packet import (KIND_ARP as _A, KIND_ARP_REPLY as _AR, KIND_ECHO_REPLY as _ER,
+                               KIND_ICMP4 as _I, KIND_PACKET as _P, KIND_TCP_RESET as _T)
+    expected = {_P: KIND_PACKET, _AR: KIND_ARP_REPLY, _ER: KIND_ECHO_REPLY, _A: KIND_ARP,
+                _I: KIND_ICMP4, _T: KIND_TCP_RESET}
+    if len(KINDS) != N_KINDS or any(KIND_CODE[k] != v for k, v in expected.items()):
+        raise ImportError("ovnsim._fastpath: output kind codes differ from ovnsim.engine.KINDS")
+    drops = {"PORT_SECURITY": D_PORT_SECURITY, "EGRESS_PORT_SECURITY": D_EGRESS_PORT_SECURITY,
+             "VLAN_TAGGED": D_VLAN_TAGGED, "MULTICAST_SOURCE": D_MULTICAST_SOURCE,
+             "PORT_DISABLED": D_PORT_DISABLED, "UNKNOWN_DESTINATION": D_UNKNOWN_DESTINATION,
+             "ADMISSION": D_ADMISSION, "MARTIAN": D_MARTIAN, "ROUTER_ADDRESS": D_ROUTER_ADDRESS,
+             "ARP_NOT_ANSWERED": D_ARP_NOT_ANSWERED, "MULTICAST": D_MULTICAST, "BROADCAST": D_BROADCAST,
+             "TTL_EXPIRED": D_TTL_EXPIRED, "NO_ROUTE": D_NO_ROUTE, "NAT_ADDRESS": D_NAT_ADDRESS,
+             "MALFORMED": D_MALFORMED, "UNSUPPORTED": D_UNSUPPORTED, "LOOP_LIMIT": D_LOOP_LIMIT,
+             "SAME_PORT": D_SAME_PORT, "NO_OTHER_PORT": D_NO_OTHER_PORT, "NO_INGRESS": D_NO_INGRESS}
+    if {d.name: int(d) for d in Drop} != drops:
+        raise ImportError("ovnsim._fastpath: drop codes differ from ovnsim.stages.Drop")
+    for code, size in (("i", 4), ("b", 1), ("h", 2), ("q", 8)):
+        if _array(code).itemsize != size:
+            raise ImportError(f"ovnsim._fastpath: array('{code}') is not {size} bytes")
+    return 0
+
+
+cdef void* _c_array(Py_ssize_t n, size_t size) except NULL:
+    cdef void* p = calloc(n if n > 0 else 1, size)
+    if p == NULL:
+        raise MemoryError()
+    return p
+
+
+cdef object _int64_view(obj, Py_ssize_t n, str what):
+    """``obj`` as a C-contiguous int64 buffer of at least n items (copied only when it must be)."""
+    cdef const int64_t[::1] view
+    try:
+        view = obj
+    except (TypeError, ValueError, BufferError):
+        try:
+            mv = memoryview(obj)
+        except TypeError:
+            view = _array("q", obj)
+        else:
+            view = _array("q", mv.tolist() if mv.ndim == 1 else list(obj))
+    if view.shape[0] < n:
+        raise ValueError(f"{what} has {view.shape[0]} items, offsets has {n}")
+    return view
+
+
+cdef class FastEngine:
+    """The Cython engine: the reference pipeline's behaviour over C tables, nogil.
+
+    ``FastEngine(logical)`` compiles ``ovnsim.tables.build_tables(logical)``
+    into arrays of C structs and hash tables; :meth:`process_batch` fills a
+    :class:`ovnsim.engine.BatchResult` exactly as
+    :class:`ovnsim.engine.PythonEngine` does (same outputs, bytes, drops,
+    ingress ports and conntrack state).  Conntrack and learned MAC bindings
+    persist across batches until :meth:`reset`.
+    """
+
+    name = "fast"
+
+    def __cinit__(self, *args, **kwargs):
+        memset(&self.core, 0, sizeof(Core))
+        self.busy = False
+
+    def __dealloc__(self):
+        cdef Core* c = &self.core
+        free(c.ports); free(c.switches); free(c.members); free(c.psec); free(c.pfx)
+        free(c.rports); free(c.rnets); free(c.routers); free(c.routes); free(c.nats)
+        free(c.snat_order); free(c.ipinfo); free(c.auto_nets)
+        free(c.static_keys); free(c.static_vals)
+        free(c.mac_table.slots); free(c.arp_rsp.slots); free(c.router_arp.slots)
+        free(c.router_src.slots); free(c.ip_map.slots); free(c.arp_static.slots)
+        free(c.bindings.slots); free(c.gw_redirect.slots); free(c.undnat_fip.slots)
+        free(c.auto_mac.slots); free(c.auto_ip.slots)
+        free(c.ct.slots); free(c.ct.conns)
+        free(c.stack); free(c.scratch); free(c.ingress)
+        free(c.out_frame); free(c.out_port); free(c.out_kind); free(c.out_start); free(c.out_len)
+        free(c.out_data)
+        free(c.drop_frame); free(c.drop_reason); free(c.drop_stage); free(c.drop_dp)
+
+    def __init__(self, logical, tables=None):
+        from ovnsim.engine import STAGE_CODE, IngressTable
+        from ovnsim.tables import build_tables, ip_to_int, mac_to_int
+
+        tables = tables if tables is not None else build_tables(logical)
+        self.logical = logical
+        self.port_names = list(tables.switch_of_port)
+        self.port_index = {name: i for i, name in enumerate(self.port_names)}
+        self.datapath_names = list(tables.switches) + list(tables.routers)
+        self.datapath_index = {name: i for i, name in enumerate(self.datapath_names)}
+        self.ingress = IngressTable(logical, self.port_index)
+        self._build(tables, STAGE_CODE, ip_to_int, mac_to_int)
+
+    cdef _build(self, tables, stage_code, ip_to_int, mac_to_int):
+        cdef Core* c = &self.core
+        cdef Router* R
+        cdef Py_ssize_t i, k
+        cdef dict port_index = self.port_index
+        switches = list(tables.switches.values())
+        routers = list(tables.routers.values())
+        nsw, nr, nports = len(switches), len(routers), len(self.port_names)
+        # Keys pack a switch into 16 bits and owner ports into 16 bits of a value.
+        if nsw >= 0xffff or nports >= 0xffff or nr >= 0x7fffffff:
+            raise ValueError("topology too large for the fast engine (65534 switches/ports at most)")
+        for name, _code in zip(_STAGE_NAMES, range(ST_COUNT)):
+            c.stage_code[_code] = stage_code[name]
+        c.n_ports, c.n_switches, c.n_routers = nports, nsw, nr
+
+        lrp_index = {}
+        for lr in routers:
+            for name in lr.ports:
+                lrp_index[name] = len(lrp_index)
+        c.n_rports = len(lrp_index)
+
+        # -- switches and their ports
+        c.ports = <SwPort*>_c_array(nports, sizeof(SwPort))
+        c.switches = <Switch*>_c_array(nsw, sizeof(Switch))
+        members, psec, pfx = [], [], []
+        mac_table, arp_rsp, router_arp, router_src = {}, {}, {}, {}
+        for s, ls in enumerate(switches):
+            for name, sp in ls.ports.items():
+                i = port_index[name]
+                c.ports[i].sw = s
+                c.ports[i].enabled = bool(sp.enabled)
+                c.ports[i].is_localnet = bool(sp.is_localnet)
+                c.ports[i].peer_lrp = -1
+                if sp.is_router and sp.peer:
+                    if sp.peer not in lrp_index:
+                        raise ValueError(f"switch port {name!r} names router port {sp.peer!r}, which no router has")
+                    c.ports[i].peer_lrp = lrp_index[sp.peer]
+                c.ports[i].psec_start = len(psec)
+                c.ports[i].psec_count = len(sp.port_security)
+                for entry in sp.port_security:
+                    psec.append((entry.mac, len(pfx), len(entry.prefixes)))
+                    pfx.extend(entry.prefixes)
+            for g, group in enumerate((ls.flood, ls.flood_l2, ls.unknown)):
+                c.switches[s].group_start[g] = len(members)
+                c.switches[s].group_count[g] = len(group)
+                members.extend(port_index[name] for name in group)
+            for mac, name in ls.mac_table.items():
+                mac_table[(s << 48) | mac] = port_index[name]
+            for ip, (mac, owner) in ls.arp_responder.items():
+                arp_rsp[(s << 32) | ip] = (port_index[owner] << 48) | mac
+            for ip, name in ls.router_arp.items():
+                router_arp[(s << 32) | ip] = port_index[name]
+            for mac in ls.router_arp_sources:
+                router_src[(s << 48) | mac] = 1
+        c.members = <int32_t*>_c_array(len(members), sizeof(int32_t))
+        for k, v in enumerate(members):
+            c.members[k] = v
+        c.psec = <PortSec*>_c_array(len(psec), sizeof(PortSec))
+        for k, (mac, start, count) in enumerate(psec):
+            c.psec[k].mac, c.psec[k].pfx_start, c.psec[k].pfx_count = mac, start, count
+        c.pfx = <Prefix4*>_c_array(len(pfx), sizeof(Prefix4))
+        for k, prefix in enumerate(pfx):
+            c.pfx[k].network, c.pfx[k].mask = prefix.network, prefix.mask
+            c.pfx[k].bcast, c.pfx[k].plen = prefix.broadcast, prefix.plen
+        self._map(&c.mac_table, mac_table)
+        self._map(&c.arp_rsp, arp_rsp)
+        self._map(&c.router_arp, router_arp)
+        self._map(&c.router_src, router_src)
+
+        # -- routers
+        c.routers = <Router*>_c_array(nr, sizeof(Router))
+        c.rports = <RtrPort*>_c_array(len(lrp_index), sizeof(RtrPort))
+        rnets, routes, nats, snat_order, ipinfo = [], [], [], [], []
+        ip_map, arp_static, bindings, gw_redirect, undnat_fip = {}, {}, {}, {}, {}
+        for r, lr in enumerate(routers):
+            R = &c.routers[r]
+            R.gw_port = lrp_index[lr.gateway_port] if lr.gateway_port is not None else -1
+            R.gateway_router = bool(lr.gateway_router)
+            R.enabled = bool(lr.enabled)
+            R.answers_l4 = bool(lr.answers_l4)
+            R.has_distributed = any(n.distributed for n in lr.nat)
+            R.port_start = lrp_index[next(iter(lr.ports))] if lr.ports else 0
+            R.port_count = len(lr.ports)
+            for name, rp in lr.ports.items():
+                i = lrp_index[name]
+                c.rports[i].mac = rp.mac
+                c.rports[i].router = r
+                c.rports[i].peer_lsp = port_index[rp.peer] if rp.peer is not None else -1
+                c.rports[i].gateway = bool(rp.gateway)
+                c.rports[i].enabled = bool(rp.enabled)
+                c.rports[i].net_start = len(rnets)
+                c.rports[i].net_count = len(rp.networks)
+                rnets.extend(rp.networks)
+            R.route_start, R.route_count = len(routes), len(lr.routes)
+            routes.extend(lr.routes)
+            nat_of = {}
+            R.nat_start, R.nat_count = len(nats), len(lr.nat)
+            for n in lr.nat:
+                nat_of[id(n)] = len(nats)
+                nats.append(n)
+            R.snat_start, R.snat_count = len(snat_order), len(lr.snat)
+            snat_order.extend(nat_of[id(n)] for _prio, n in lr.snat)
+
+            info = {}   # ip -> [first_nat, dnat, unsnat, flags]
+            for rp in lr.ports.values():
+                for ip, prefix in rp.networks:
+                    info.setdefault(ip, [-1, -1, -1, 0])[3] |= IPF_OWN | IPF_MARTIAN_SRC
+                    info.setdefault(prefix.broadcast, [-1, -1, -1, 0])[3] |= IPF_MARTIAN_SRC
+            for ip in lr.drop_ips:
+                info.setdefault(ip, [-1, -1, -1, 0])[3] |= IPF_DROP
+            for ip in lr.snat_own_ips:
+                info.setdefault(ip, [-1, -1, -1, 0])[3] |= IPF_SNAT_OWN
+            for ip in lr.nat_ips:
+                info.setdefault(ip, [-1, -1, -1, 0])[3] |= IPF_NAT
+            for n in lr.nat:
+                entry = info.setdefault(n.external_ip, [-1, -1, -1, 0])
+                if entry[0] < 0:
+                    entry[0] = nat_of[id(n)]
+            for ip, n in lr.dnat.items():
+                info.setdefault(ip, [-1, -1, -1, 0])[1] = nat_of[id(n)]
+            for ip, n in lr.unsnat_ips.items():
+                info.setdefault(ip, [-1, -1, -1, 0])[2] = nat_of[id(n)]
+            for ip, entry in info.items():
+                ip_map[(r << 32) | ip] = len(ipinfo)
+                ipinfo.append(entry)
+            for (name, ip), mac in lr.arp_static.items():
+                arp_static[(lrp_index[name] << 32) | ip] = mac
+            for (name, ip), mac in lr.mac_bindings.items():
+                bindings[(lrp_index[name] << 32) | ip] = mac
+            for n in lr.nat:
+                if n.distributed and n.logical.plen == 32:
+                    gw_redirect.setdefault((r << 32) | n.logical.network, nat_of[id(n)])
+            for n in lr.dnat.values():
+                undnat_fip.setdefault((r << 32) | n.logical.network, nat_of[id(n)])
+
+        c.rnets = <RtrNet*>_c_array(len(rnets), sizeof(RtrNet))
+        for k, (ip, prefix) in enumerate(rnets):
+            c.rnets[k].ip, c.rnets[k].network = ip, prefix.network
+            c.rnets[k].mask, c.rnets[k].bcast = prefix.mask, prefix.broadcast
+        c.routes = <Route*>_c_array(len(routes), sizeof(Route))
+        for k, route in enumerate(routes):
+            c.routes[k].network, c.routes[k].mask = route.prefix.network, route.prefix.mask
+            c.routes[k].has_nexthop = route.nexthop is not None
+            c.routes[k].nexthop = route.nexthop if route.nexthop is not None else 0
+            c.routes[k].src_ip, c.routes[k].src_mac = route.src_ip, route.src_mac
+            c.routes[k].outport = lrp_index[route.outport]
+        c.nats = <NatRule*>_c_array(len(nats), sizeof(NatRule))
+        for k, n in enumerate(nats):
+            c.nats[k].external_ip = n.external_ip
+            c.nats[k].external_mac = n.external_mac if n.external_mac is not None else 0
+            c.nats[k].logical_net, c.nats[k].logical_mask = n.logical.network, n.logical.mask
+            c.nats[k].plen = n.logical.plen
+            c.nats[k].stateless, c.nats[k].distributed = bool(n.stateless), bool(n.distributed)
+        c.snat_order = <int32_t*>_c_array(len(snat_order), sizeof(int32_t))
+        for k, v in enumerate(snat_order):
+            c.snat_order[k] = v
+        c.ipinfo = <IpInfo*>_c_array(len(ipinfo), sizeof(IpInfo))
+        for k, (first_nat, dnat, unsnat, flags) in enumerate(ipinfo):
+            c.ipinfo[k].first_nat, c.ipinfo[k].dnat = first_nat, dnat
+            c.ipinfo[k].unsnat, c.ipinfo[k].flags = unsnat, flags
+        self._map(&c.ip_map, ip_map)
+        self._map(&c.arp_static, arp_static)
+        self._map(&c.bindings, bindings)
+        self._map(&c.gw_redirect, gw_redirect)
+        self._map(&c.undnat_fip, undnat_fip)
+
+        # Static MAC bindings as PythonEngine.reset() restores them.
+        statics = []
+        for binding in self.logical.static_mac_bindings:
+            statics.append(((lrp_index[binding.logical_port] << 32) | ip_to_int(binding.ip),
+                            mac_to_int(binding.mac)))
+        c.n_static = len(statics)
+        c.static_keys = <uint64_t*>_c_array(len(statics), sizeof(uint64_t))
+        c.static_vals = <uint64_t*>_c_array(len(statics), sizeof(uint64_t))
+        for k, (key, mac) in enumerate(statics):
+            c.static_keys[k], c.static_vals[k] = key, mac
+
+        # --auto ingress: IngressTable's own dicts and list, copied.
+        table = self.ingress
+        self._map(&c.auto_mac, table.by_mac)
+        self._map(&c.auto_ip, table.by_ip)
+        c.n_auto_nets = len(table.localnets)
+        c.auto_nets = <AutoNet*>_c_array(len(table.localnets), sizeof(AutoNet))
+        for k, (prefix, port) in enumerate(table.localnets):
+            c.auto_nets[k].port = port
+            c.auto_nets[k].has_prefix = prefix is not None
+            if prefix is not None:
+                c.auto_nets[k].network, c.auto_nets[k].mask = prefix.network, prefix.mask
+
+        if ct_alloc(&c.ct, 0) < 0:
+            raise MemoryError()
+        c.scratch_cap = 4096
+        c.scratch = <unsigned char*>_c_array(c.scratch_cap, 1)
+
+    cdef _map(self, U64Map* m, dict items):
+        if map_alloc(m, len(items)) < 0:
+            raise MemoryError()
+        for key, val in items.items():
+            if map_put(m, key, val) < 0:
+                raise MemoryError()
+
+    @property
+    def conntrack_size(self):
+        """Connections in the tracker (as ``len(PythonEngine.conntrack)``)."""
+        return self.core.ct.count // 2
+
+    def reset(self):
+        """Forget connections and learned MAC bindings (static bindings stay)."""
+        cdef Core* c = &self.core
+        cdef int32_t k
+        if self.busy:
+            raise RuntimeError("FastEngine.reset() while a batch is running")
+        ct_clear(&c.ct)
+        map_clear(&c.bindings)
+        for k in range(c.n_static):
+            if map_put(&c.bindings, c.static_keys[k], c.static_vals[k]) < 0:
+                raise MemoryError()
+
+    def process_batch(self, data, offsets, lengths, inports, result=None):
+        """Run ``len(offsets)`` frames (``data[offsets[i]:offsets[i] + lengths[i]]``) through the pipeline.
+
+        ``data`` is any byte buffer (read in place); ``offsets``, ``lengths``
+        and ``inports`` are sequences of ints or int buffers (``array('q')``
+        is taken without a copy).  ``inports[i]`` is an index into
+        :attr:`port_names`, or ``-1`` (``AUTO_INGRESS``) to choose the port
+        as ``--auto`` does.  Appends to ``result`` (a new
+        :class:`~ovnsim.engine.BatchResult` if None) and returns it.
+        """
+        from ovnsim.engine import BatchResult
+
+        cdef Core* c = &self.core
+        cdef const unsigned char[::1] buf
+        cdef const int64_t[::1] offs
+        cdef const int64_t[::1] lens
+        cdef const int64_t[::1] ins
+        cdef Py_ssize_t n, i, size
+        cdef int64_t start, stop, maxlen = MAX_GENERATED
+        cdef int64_t* starts
+        cdef int32_t* sizes
+        cdef const unsigned char* base
+        cdef int64_t data_base
+        cdef int64_t port
+
+        if result is None:
+            result = BatchResult()
+        mv = memoryview(data)
+        if mv.ndim != 1 or mv.itemsize != 1 or not mv.c_contiguous:
+            mv = mv.cast("B") if mv.c_contiguous else memoryview(mv.tobytes())
+        elif mv.format not in ("B", "b", "c"):
+            mv = mv.cast("B")
+        if mv.format != "B":
+            mv = mv.cast("B")
+        buf = mv
+        n = len(offsets)
+        offs = _int64_view(offsets, n, "offsets")
+        lens = _int64_view(lengths, n, "lengths")
+        ins = _int64_view(inports, n, "inports")
+        size = buf.shape[0]
+        base = &buf[0] if size else <const unsigned char*>b""
+        for i in range(n):
+            port = ins[i]
+            if port >= c.n_ports:
+                raise IndexError(f"inports[{i}] = {port}: the engine has {c.n_ports} ports")
+        if self.busy:
+            raise RuntimeError("FastEngine.process_batch() is already running on this engine")
+
+        # Frame slices with Python's slice semantics, as PythonEngine takes them.
+        starts = <int64_t*>_c_array(n, sizeof(int64_t))
+        sizes = <int32_t*>_c_array(n, sizeof(int32_t))
+        try:
+            for i in range(n):
+                start = offs[i]
+                stop = start + lens[i]
+                if start < 0:
+                    start = start + size if start + size > 0 else 0
+                elif start > size:
+                    start = size
+                if stop < 0:
+                    stop = stop + size if stop + size > 0 else 0
+                elif stop > size:
+                    stop = size
+                if stop < start:
+                    stop = start
+                if stop - start > 0x7fffffff - 4096:
+                    raise ValueError(f"frame {i} is too long")
+                starts[i] = start
+                sizes[i] = <int32_t>(stop - start)
+                if sizes[i] > maxlen:
+                    maxlen = sizes[i]
+            if maxlen > c.scratch_cap:
+                free(c.scratch)
+                c.scratch = NULL
+                c.scratch = <unsigned char*>_c_array(maxlen, 1)
+                c.scratch_cap = maxlen
+            free(c.ingress)
+            c.ingress = NULL
+            c.ingress = <int32_t*>_c_array(n, sizeof(int32_t))
+            c.n_out = 0
+            c.data_len = 0
+            c.n_drop = 0
+            c.error = 0
+            self.busy = True
+            with nogil:
+                for i in range(n):
+                    run_frame(c, base + starts[i], sizes[i], ins[i], <int32_t>i)
+                    if c.error:
+                        break
+            self.busy = False
+            if c.error:
+                raise MemoryError("FastEngine: out of memory while processing a batch")
+
+            # Append in bulk.
+            data_base = len(result.out_data)
+            for i in range(c.n_out):
+                c.out_start[i] += data_base
+            result.ingress.frombytes(_view(c.ingress, n * 4))
+            result.out_frame.frombytes(_view(c.out_frame, c.n_out * 4))
+            result.out_port.frombytes(_view(c.out_port, c.n_out * 4))
+            result.out_kind.frombytes(_view(c.out_kind, c.n_out))
+            result.out_start.frombytes(_view(c.out_start, c.n_out * 8))
+            result.out_len.frombytes(_view(c.out_len, c.n_out * 4))
+            result.out_data += _view(c.out_data, c.data_len)
+            result.drop_frame.frombytes(_view(c.drop_frame, c.n_drop * 4))
+            result.drop_reason.frombytes(_view(c.drop_reason, c.n_drop))
+            result.drop_stage.frombytes(_view(c.drop_stage, c.n_drop * 2))
+            result.drop_datapath.frombytes(_view(c.drop_dp, c.n_drop * 4))
+            result.frames += n
+        finally:
+            self.busy = False
+            free(starts)
+            free(sizes)
+        return result
+
+
+cdef object _view(void* p, Py_ssize_t nbytes):
+    if nbytes == 0 or p == NULL:
+        return b""
+    return PyMemoryView_FromMemory(<char*>p, nbytes, PyBUF_READ)
+
+
+_check_contract()
