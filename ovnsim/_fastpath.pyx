@@ -1501,6 +1501,7 @@ cdef void lr_ip(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp
     cdef int32_t dp = c.n_switches + r
     cdef uint32_t src = p.ip_src, dst = p.ip_dst
     cdef bint own_src_ok = False
+    cdef IpInfo* dinfo
     cdef uint8_t dflags
     cdef int32_t k
     if rp.gateway:
@@ -1514,7 +1515,8 @@ cdef void lr_ip(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp
     if (src >> 28) == 0xe or src == 0xffffffffU or _martian_net(src) or _martian_net(dst):
         emit_drop(c, f, D_MARTIAN, ST_LR_IN_IP_INPUT, dp)
         return
-    dflags = ip_flags(c, r, dst)
+    dinfo = ip_info(c, r, dst)
+    dflags = dinfo.flags if dinfo != NULL else 0
     if dflags & IPF_OWN and p.proto == IPPROTO_ICMP and p.icmp_type == 8 and p.icmp_code == 0:
         # prio 90: echo reply in place, routed back
         p.ip_src = dst
@@ -1523,7 +1525,7 @@ cdef void lr_ip(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp
         p.icmp_type = 0
         p.kind = KIND_ECHO_REPLY
         p.loopback = 1
-        lr_after_input(c, f, p, r, rp)
+        lr_after_input(c, f, p, r, rp, ip_info(c, r, p.ip_dst))
         return
     if (dst >> 28) == 0xe:
         emit_drop(c, f, D_MULTICAST, ST_LR_IN_IP_INPUT, dp)
@@ -1543,7 +1545,7 @@ cdef void lr_ip(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp
             return
         lr_time_exceeded(c, f, p, r, rp)
         return
-    lr_after_input(c, f, p, r, rp)
+    lr_after_input(c, f, p, r, rp, dinfo)
 
 
 cdef inline void _swap_eth(Pkt* p) noexcept nogil:
@@ -1569,7 +1571,7 @@ cdef void lr_l4_reject(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrP
         p.proto = IPPROTO_ICMP
         p.icmp_type = 3
         p.kind = KIND_ICMP4
-    lr_after_input(c, f, p, r, rp)
+    lr_after_input(c, f, p, r, rp, ip_info(c, r, p.ip_dst))
 
 
 cdef void lr_time_exceeded(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp) noexcept nogil:
@@ -1598,13 +1600,13 @@ cdef void lr_time_exceeded(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const 
     lr_egress(c, f, p)
 
 
-cdef void lr_after_input(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp) noexcept nogil:
-    """_lr_after_input: lr_in_unsnat .. lr_in_arp_request."""
+cdef void lr_after_input(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp,
+                         IpInfo* info) noexcept nogil:
+    """_lr_after_input: lr_in_unsnat .. lr_in_arp_request (`info`: ip_info() of ip4.dst)."""
     cdef const Router* R = &c.routers[r]
     cdef int32_t dp = c.n_switches + r
     cdef int32_t gw = R.gw_port
     cdef bint from_gw = p.inport == gw
-    cdef IpInfo* info = ip_info(c, r, p.ip_dst)
     cdef const NatRule* nat
     cdef const Route* route = NULL
     cdef int32_t k, out
@@ -1965,7 +1967,7 @@ cdef object _int64_view(obj, Py_ssize_t n, str what):
     cdef const int64_t[::1] view
     try:
         view = obj
-    except (TypeError, ValueError, BufferError):
+    except Exception:
         try:
             mv = memoryview(obj)
         except TypeError:
@@ -2288,11 +2290,13 @@ cdef class FastEngine:
                 raise IndexError(f"inports[{i}] = {port}: the engine has {c.n_ports} ports")
         if self.busy:
             raise RuntimeError("FastEngine.process_batch() is already running on this engine")
-
-        # Frame slices with Python's slice semantics, as PythonEngine takes them.
-        starts = <int64_t*>_c_array(n, sizeof(int64_t))
-        sizes = <int32_t*>_c_array(n, sizeof(int32_t))
+        self.busy = True
+        starts = NULL
+        sizes = NULL
         try:
+            # Frame slices with Python's slice semantics, as PythonEngine takes them.
+            starts = <int64_t*>_c_array(n, sizeof(int64_t))
+            sizes = <int32_t*>_c_array(n, sizeof(int32_t))
             for i in range(n):
                 start = offs[i]
                 stop = start + lens[i]
@@ -2324,13 +2328,11 @@ cdef class FastEngine:
             c.data_len = 0
             c.n_drop = 0
             c.error = 0
-            self.busy = True
             with nogil:
                 for i in range(n):
                     run_frame(c, base + starts[i], sizes[i], ins[i], <int32_t>i)
                     if c.error:
                         break
-            self.busy = False
             if c.error:
                 raise MemoryError("FastEngine: out of memory while processing a batch")
 
