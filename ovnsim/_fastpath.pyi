@@ -5,7 +5,7 @@ rewrite helpers) is declared in ``_fastpath.pxd`` for other Cython code.
 """
 
 from ipaddress import IPv4Address
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from typing_extensions import Buffer  # only for type checkers
 
@@ -77,3 +77,54 @@ def rewrite(
     A UDP checksum of 0 stays 0.  ``ValueError`` (frame untouched) for an
     out-of-range value or a frame without the header to rewrite.
     """
+
+class FastEngine:
+    """The Cython engine: ``ovnsim.pipeline``'s stages over C tables, in a nogil loop.
+
+    Same Python surface and results as :class:`ovnsim.engine.PythonEngine`:
+    byte-identical outputs, the same drops, ingress choices and conntrack
+    state.  Conntrack and learned MAC bindings persist across batches until
+    :meth:`reset`.  Not for concurrent use from several threads (one batch at
+    a time per engine; ``RuntimeError`` otherwise); distinct engines run in
+    parallel, the GIL is released while frames are processed.
+    """
+
+    name: str  #: ``"fast"``
+    #: every logical switch port, the index space of ``inports`` / ``out_port``
+    port_names: list[str]
+    port_index: dict[str, int]
+    #: logical switches, then logical routers (``drop_datapath``)
+    datapath_names: list[str]
+    datapath_index: dict[str, int]
+    #: the ``LogicalTopology`` the engine was built from
+    logical: object
+    #: the ``IngressTable`` whose choices ``--auto`` ingress reproduces
+    ingress: object
+
+    def __init__(self, logical: object, tables: Optional[object] = ...) -> None:
+        """Compile ``tables`` (default ``build_tables(logical)``) into C tables.
+
+        ``ValueError`` for a topology the C layout cannot hold (65534 switches
+        or switch ports at most) or a router-type port naming no router port.
+        """
+
+    def process_batch(
+        self,
+        data: Buffer,
+        offsets: Union[Sequence[int], Buffer],
+        lengths: Union[Sequence[int], Buffer],
+        inports: Union[Sequence[int], Buffer],
+        result: Optional[object] = ...,
+    ) -> object:
+        """Run frame ``i`` = ``data[offsets[i]:offsets[i] + lengths[i]]`` in on
+        port ``inports[i]`` (``-1``: chosen as ``--auto`` does) for every ``i``;
+        append everything to ``result`` (a new ``BatchResult`` if None) and
+        return it.  ``IndexError`` for an inport past ``port_names``,
+        ``MemoryError`` if the result buffers cannot grow."""
+
+    def reset(self) -> None:
+        """Forget connections and learned MAC bindings (static bindings stay)."""
+
+    @property
+    def conntrack_size(self) -> int:
+        """Connections tracked (``len(PythonEngine.conntrack)``)."""

@@ -1,11 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""ovnsim's fast path, in C: raw-frame header parsing and checksum updates.
+"""ovnsim's fast path, in C: the packet pipeline (``FastEngine``), raw-frame
+header parsing and checksum updates.
 
-This module will hold the packet pipeline.  Its first piece is what the
-pipeline runs on every frame: :c:func:`parse_headers` turns a raw Ethernet
-frame into a flat ``Headers`` struct (see ``_fastpath.pxd`` for the layout),
-and the ``rewrite_*`` helpers apply TTL and NAT rewrites in place while
-keeping every checksum valid by RFC 1624 incremental update.
+:c:func:`parse_headers` turns a raw Ethernet frame into a flat ``Headers``
+struct (see ``_fastpath.pxd`` for the layout), and the ``rewrite_*`` helpers
+apply TTL and NAT rewrites in place while keeping every checksum valid by
+RFC 1624 incremental update.  :class:`FastEngine` runs OVN's logical switch
+and router stages, as ``ovnsim.pipeline`` defines them, over C tables built
+from ``ovnsim.tables.build_tables()``, in a nogil loop, behind the batch
+contract of ``ovnsim.engine``.
 
 The C functions never raise and never touch Python objects: they return
 status codes (the httptools/uvloop pattern).  The ``def`` functions below are

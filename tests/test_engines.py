@@ -403,6 +403,37 @@ def test_two_projects_with_overlapping_addresses_stay_apart(net):
     assert (port, kind, pkt[ARP].pdst, pkt[ARP].psrc) == ("provnet-public", "arp", "172.24.4.201", "172.24.4.10")
 
 
+def test_fast_engine_argument_errors():
+    engine = FastEngine(logical("reference"))
+    frame = bytes(tcp(VM1[0], VM2[0], VM1[1], VM2[1]))
+    with pytest.raises(IndexError):
+        engine.process_batch(frame, [0], [len(frame)], [len(engine.port_names)])
+    with pytest.raises(ValueError):
+        engine.process_batch(frame, [0, 0], [len(frame)], [0, 0])
+    # Slices follow Python's rules, as PythonEngine takes them: past the end is a runt.
+    result = engine.process_batch(frame, [len(frame) + 5], [60], [0])
+    assert [Drop(r).label for r in result.drop_reason] == ["malformed"]
+
+
+def test_fast_engines_in_parallel_threads_agree():
+    """The loop runs without the GIL; engines share no state."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lg = logical("reference")
+    tables = build_tables(lg)
+    rmac = int_to_mac(tables.routers["neutron-router1"].ports["lrp-router1-web-v4"].mac)
+    frames = [bytes(tcp(VM1[0], rmac, VM1[1], UPSTREAM_IP, sport=1024 + i)) for i in range(3000)]
+    data, offsets, lengths = pack(frames)
+    vm1 = PythonEngine(lg).port_index["vm1"]
+    expected = FastEngine(lg).process_batch(data, offsets, lengths, [vm1] * len(frames))
+    engines = [FastEngine(lg) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda e: e.process_batch(data, offsets, lengths, [vm1] * len(frames)), engines))
+    for engine, result in zip(engines, results):
+        assert_same_result(expected, result)
+        assert engine.conntrack_size == len(frames)
+
+
 # ---------------------------------------------------------------------------
 # Comparing two results
 # ---------------------------------------------------------------------------
