@@ -30,6 +30,7 @@ from array import array
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -40,7 +41,7 @@ from conformance.flowgen import generate
 from ovnsim import _fastpath
 from ovnsim.compiler import compile_topology
 from ovnsim.engine import AUTO_INGRESS, KINDS, STAGE_LIST, BatchResult, PythonEngine, make_engine
-from ovnsim.loader import load_topology
+from ovnsim.loader import load_document, load_topology
 from ovnsim.microflow import parse_microflow
 from ovnsim.packet import checksum
 from ovnsim.stages import Drop
@@ -63,8 +64,52 @@ RESULT_ARRAYS = ("ingress", "out_frame", "out_port", "out_kind", "out_start", "o
                  "drop_frame", "drop_reason", "drop_stage", "drop_datapath")
 
 
+#: What the examples lack, for the differential test: stateful floating IPs on a
+#: distributed gateway port (centralised and distributed: ct_dnat_in_czone,
+#: lr_out_undnat, the hairpin through the snat zone), a disabled port, and two
+#: routers that route 192.0.2.0/24 at each other (a loop, once they have
+#: learned each other's MAC by ARP).
+STRESS = """
+name: stress
+external_networks:
+  public:
+    provider: {physical_network: physnet1, network_type: flat}
+    subnets:
+      public-v4: {cidr: 172.24.4.0/24, gateway_ip: 172.24.4.1, gateway_mac: "52:54:00:c0:ff:ee"}
+projects:
+  p:
+    networks:
+      web: {subnets: {web-v4: {cidr: 10.1.0.0/24, gateway_ip: 10.1.0.1}}}
+      app: {subnets: {app-v4: {cidr: 10.1.1.0/24, gateway_ip: 10.1.1.1}}}
+      transit: {subnets: {transit-v4: {cidr: 10.255.0.0/24, gateway_ip: 10.255.0.1}}}
+    ports:
+      web1: {network: web, fixed_ips: [10.1.0.11], mac_address: "fa:16:3e:01:00:11"}
+      web2: {network: web, fixed_ips: [10.1.0.12], mac_address: "fa:16:3e:01:00:12"}
+      web3: {network: web, fixed_ips: [10.1.0.13], admin_state_up: false}
+      app1: {network: app, fixed_ips: [10.1.1.21], mac_address: "fa:16:3e:01:01:21"}
+      app2: {network: app, fixed_ips: [10.1.1.22], port_security: false}
+    routers:
+      r1:
+        gateway_model: distributed-gateway-port
+        interfaces: [web-v4, app-v4, transit-v4]
+        routes: [{destination: 192.0.2.0/24, nexthop: 10.255.0.2}]
+        external_gateway: {network: public, ip_address: 172.24.4.50, enable_snat: true}
+      r2:
+        interfaces: [{subnet: transit-v4, ip_address: 10.255.0.2}]
+        routes:
+          - {destination: 192.0.2.0/24, nexthop: 10.255.0.1}
+          - {destination: 0.0.0.0/0, nexthop: 10.255.0.1}
+    floating_ips:
+      fip-web1: {floating_ip_address: 172.24.4.150, port: web1, stateless: false}
+      fip-app1: {floating_ip_address: 172.24.4.151, port: app1, distributed: true, stateless: false}
+      fip-web2: {floating_ip_address: 172.24.4.152, port: web2}
+"""
+
+
 @functools.lru_cache(maxsize=None)
 def logical(stem: str):
+    if stem == "stress":
+        return compile_topology(load_document(yaml.safe_load(STRESS), "stress"))
     return compile_topology(load_topology(str(TOPOLOGY_DIR / f"{stem}.yaml")))
 
 
@@ -364,6 +409,43 @@ def test_dgp_distributed_floating_ip_leaves_with_its_external_mac(net):
     assert (port, pkt[IP].dst) == ("app1", app1[1])
 
 
+def test_forwarding_loop_ends_at_the_hop_limit(net):
+    n = net("stress")
+    web1 = ("fa:16:3e:01:00:11", "10.1.0.11")
+    to_loop = udp(web1[0], n.lrp_mac("lrp-r1-web-v4"), web1[1], "192.0.2.5", ttl=255)
+    # The first frame makes r1 ARP for r2 (r2 answers, both learn); the second loops.
+    result = n.send(("web1", to_loop), ("web1", to_loop))
+    assert n.outputs(result, 0) == []
+    assert n.drops(result, 1) == [("loop-limit", "ls_in_check_port_sec", "neutron-transit")]
+    # With a small TTL the loop ends in an ICMP time exceeded.  From r2 (TTL 10
+    # runs out there) it reaches the sender; from r1 (TTL 9) it goes back out
+    # the transit port, r2 routes it back to r1, and r1 drops its own address
+    # as a martian source.
+    result = n.send(("web1", udp(web1[0], n.lrp_mac("lrp-r1-web-v4"), web1[1], "192.0.2.5", ttl=10)),
+                    ("web1", udp(web1[0], n.lrp_mac("lrp-r1-web-v4"), web1[1], "192.0.2.5", ttl=9)))
+    [(port, kind, pkt)] = n.outputs(result, 0)
+    assert (port, kind, pkt[ICMP].type, pkt[IP].src, pkt[IP].dst) == ("web1", "icmp4", 11, "10.255.0.2", web1[1])
+    assert n.drops(result, 1) == [("martian", "lr_in_ip_input", "neutron-r1")]
+
+
+def test_stateful_floating_ips_on_a_distributed_gateway_port(net):
+    n = net("stress")
+    gw_mac = n.lrp_mac("lrp-r1-gw")
+    fip_mac = int_to_mac(next(x.external_mac for x in n.tables.routers["neutron-r1"].nat if x.distributed))
+    result = n.send(("provnet-public", tcp(UPSTREAM_MAC, gw_mac, OUTSIDE, "172.24.4.150", sport=5555, dport=22)),
+                    ("web1", tcp("fa:16:3e:01:00:11", n.lrp_mac("lrp-r1-web-v4"), "10.1.0.11", OUTSIDE,
+                                 sport=22, dport=5555)),
+                    ("provnet-public", tcp(UPSTREAM_MAC, fip_mac, OUTSIDE, "172.24.4.151", sport=5556, dport=22)),
+                    ("app1", tcp("fa:16:3e:01:01:21", n.lrp_mac("lrp-r1-app-v4"), "10.1.1.21", OUTSIDE,
+                                 sport=22, dport=5556)))
+    assert [(p, pkt[IP].dst) for p, _, pkt in n.outputs(result, 0)] == [("web1", "10.1.0.11")]
+    assert [(p, pkt[IP].src) for p, _, pkt in n.outputs(result, 1)] == [("provnet-public", "172.24.4.150")]
+    assert [(p, pkt[IP].dst) for p, _, pkt in n.outputs(result, 2)] == [("app1", "10.1.1.21")]
+    assert [(p, pkt.src, pkt[IP].src) for p, _, pkt in n.outputs(result, 3)] == [
+        ("provnet-public", fip_mac, "172.24.4.151")]
+    assert conntrack_size(n.engine) == 2
+
+
 def test_plain_router_rejects_udp_and_tcp_to_itself(net):
     n = net("multi-router")
     lab1 = next(p for p in n.tables.switches["neutron-lab"].ports.values() if p.name == "lab1").addresses[0]
@@ -560,6 +642,9 @@ class Facts:
                         self.vm_ips.update(ips)
                         for ip in ips or (0x0A0000FE,):
                             self.vms.append((index, mac, ip, gateways))
+        #: addresses behind static routes (other routers, port-secured next hops, loops)
+        self.route_ips = sorted({r.prefix.network | 5 for router in tables.routers.values()
+                                 for r in router.routes if r.static and r.prefix.plen}) or self.outside_ips
         for router in tables.routers.values():
             for rp in router.ports.values():
                 self.macs.add(rp.mac)
@@ -573,7 +658,8 @@ class Facts:
         self.macs = sorted(self.macs)
         self.vm_ips, self.router_ips = sorted(self.vm_ips), sorted(self.router_ips)
         self.nat_ips = sorted(self.nat_ips) or self.outside_ips
-        self.ips = sorted(set(self.vm_ips + self.router_ips + self.nat_ips + self.outside_ips + self.odd_ips))
+        self.ips = sorted(set(self.vm_ips + self.router_ips + self.nat_ips + self.outside_ips + self.odd_ips
+                              + self.route_ips))
 
 
 PORTS = [0, 22, 53, 67, 68, 80, 33000, 33001, 40000]
@@ -617,7 +703,7 @@ def frame_strategy(draw, facts: Facts):
                      (1, st.just(0xFFFFFFFFFFFF)))
     dip = _weighted(draw, (3, st.sampled_from(facts.outside_ips)), (3, st.sampled_from(facts.nat_ips)),
                     (3, st.sampled_from(facts.vm_ips or facts.ips)), (2, st.sampled_from(facts.router_ips or facts.ips)),
-                    (1, st.sampled_from(facts.ips)))
+                    (1, st.sampled_from(facts.route_ips)), (1, st.sampled_from(facts.ips)))
     kind = draw(st.sampled_from(["udp"] * 3 + ["tcp"] * 3 + ["echo"] * 3 + ["icmp", "gre", "arp", "arp",
                                 "arp_reply", "ipv6", "l2", "garbage"]))
     ttl = draw(st.sampled_from([64] * 6 + [0, 1, 2, 3, 255]))
@@ -772,7 +858,7 @@ def _differential(data, stem: str, rounds: int) -> None:
             break
 
 
-@pytest.mark.parametrize("stem", EXAMPLES)
+@pytest.mark.parametrize("stem", EXAMPLES + ("stress",))
 @HYPOTHESIS
 @given(data=st.data())
 def test_engines_agree_on_random_traffic(stem, data):
@@ -792,7 +878,7 @@ def test_engines_agree_on_a_long_sequence_of_connections():
     connections, one reply tuple): the reference keeps the later one for the
     replies (see Conntrack.commit), and so must the fast engine.
     """
-    for stem in EXAMPLES:
+    for stem in EXAMPLES + ("stress",):
         lg = logical(stem)
         py, fast = PythonEngine(lg), FastEngine(lg)
         facts = Facts(py.tables, py.port_index)
