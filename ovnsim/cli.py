@@ -117,6 +117,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     show_progress = sys.stderr.isatty() and not args.json and not args.no_progress
     summary = replay(args.topology, args.capture, args.out_dir, port=args.port, auto=args.auto,
                      engine=args.engine, force=args.force, trace_frame=args.trace,
+                     trace_match=args.trace_match, trace_limit=args.trace_limit,
                      progress=sys.stderr if show_progress else None)
     for warning in summary.warnings:
         print(f"ovnsim: warning: {warning}", file=sys.stderr)
@@ -181,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also print the detailed trace of frame N (1-based), run by the reference pipeline "
                              "after it has replayed frames 1..N-1 (so conntrack state is carried; this costs the "
                              "reference pipeline's speed, about 20,000 frames/s, over those frames)")
+    replay.add_argument("--trace-match", metavar="EXPR",
+                        help="also trace the frames this microflow-style filter selects, e.g. "
+                             "'inport == \"vm1\" && tcp && tcp.dst == 22' (a conjunction of protocol words and "
+                             "FIELD == VALUE); the reference pipeline keeps in step with the replay until it has "
+                             "traced --trace-limit frames, at its own speed")
+    replay.add_argument("--trace-limit", metavar="N", type=int, default=10,
+                        help="trace at most N frames selected by --trace-match (default 10)")
     replay.set_defaults(func=cmd_replay)
     return parser
 

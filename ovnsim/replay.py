@@ -27,6 +27,7 @@ about damaged captures.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import queue
@@ -116,6 +117,7 @@ class ReplaySummary:
     elapsed_s: float = 0.0
     frames_per_s: float = 0.0
     trace: Optional[Dict[str, object]] = None
+    traces: List[Dict[str, object]] = field(default_factory=list)  #: frames --trace-match selected
 
     def check(self) -> None:
         """Raise AssertionError unless the counts add up (they always should)."""
@@ -144,6 +146,8 @@ class ReplaySummary:
         }
         if self.trace is not None:
             out["trace"] = self.trace
+        if self.traces:
+            out["traces"] = self.traces
         return out
 
     def format_text(self) -> str:
@@ -176,9 +180,9 @@ class ReplaySummary:
         rate = f"{self.frames_per_s / 1e6:.2f} M" if self.frames_per_s >= 1e6 else f"{self.frames_per_s:,.0f}"
         files = f"{len(self.files)} file{'s' if len(self.files) != 1 else ''}"
         lines.append(f"wrote {files} to {self.out_dir} in {self.elapsed_s:.2f} s ({rate} frames/s)")
-        if self.trace is not None:
-            lines += ["", f"trace of frame {self.trace['frame']} (ingress {self.trace['ingress']}, "
-                          f"{self.trace['state']}):", str(self.trace["text"])]
+        for trace in ([self.trace] if self.trace is not None else []) + self.traces:
+            lines += ["", f"trace of frame {trace['frame']} (ingress {trace['ingress']}, "
+                          f"{trace['state']}):", str(trace["text"])]
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -303,30 +307,134 @@ class _Progress:
             self.stream.flush()
 
 
-class _Tracer:
-    """The reference pipeline kept in step with the replay up to frame ``target``, which it traces.
+class FrameFilter:
+    """A microflow-style filter selecting frames to trace: ``ip4.src == 10.0.0.11 && tcp``.
 
-    It replays frames 1 .. target-1 (so conntrack and learned MAC bindings
-    are what they are when frame ``target`` arrives) and then traces that
-    frame; the cost is the reference pipeline's speed over those frames.
+    A conjunction (``&&``) of protocol words (``arp``, ``ip4``/``ip``,
+    ``icmp4``/``icmp``, ``tcp``, ``udp``) and ``FIELD == VALUE`` terms over
+    the fields ovnsim reports for a frame (``eth.src``, ``eth.dst``,
+    ``arp.op``, ``arp.spa``, ``arp.tpa``, ``ip4.src``, ``ip4.dst``,
+    ``ip.ttl``, ``icmp4.type``, ``tcp.dst``, ``udp.src``, ...) and
+    ``inport`` (the ingress port).  Values are compared as ovnsim prints
+    them: MACs in lower case, IPv4 dotted, numbers in any base (``0x11``).
     """
 
-    def __init__(self, logical: LogicalTopology, target: int, inport: int):
+    _PROTOCOLS = {"arp": ("arp.op",), "ip4": ("ip4.src",), "ip": ("ip4.src",), "icmp4": ("icmp4.type",),
+                  "icmp": ("icmp4.type",), "tcp": ("tcp.dst",), "udp": ("udp.dst",)}
+
+    def __init__(self, expr: str):
+        self.expr = expr
+        self.protocols: List[str] = []
+        self.terms: List[tuple] = []
+        for raw_term in expr.split("&&"):
+            term = raw_term.strip()
+            if not term:
+                raise OvnsimError(f"--trace-match {expr!r}: empty term")
+            if "==" in term:
+                name, _, value = (t.strip() for t in term.partition("=="))
+                self.terms.append((name, self._normalise(name, value.strip('"'))))
+            elif term in self._PROTOCOLS:
+                self.protocols.append(term)
+            else:
+                raise OvnsimError(f"--trace-match {expr!r}: {term!r} is neither a protocol "
+                                  f"({', '.join(self._PROTOCOLS)}) nor FIELD == VALUE")
+
+    @staticmethod
+    def _normalise(name: str, value: str) -> object:
+        if name in ("inport",):
+            return value
+        if name.endswith((".src", ".dst", ".sha", ".tha", ".spa", ".tpa")) and not name.startswith(("tcp", "udp")):
+            if name.startswith(("ip4", "arp.spa", "arp.tpa")):
+                try:
+                    return str(ipaddress.IPv4Address(value))
+                except ValueError:
+                    raise OvnsimError(f"--trace-match: {name} == {value!r}: not an IPv4 address") from None
+            return value.lower()
+        try:
+            return int(value, 0)
+        except ValueError:
+            raise OvnsimError(f"--trace-match: {name} == {value!r}: not a number") from None
+
+    def matches(self, fields: Dict[str, object], inport: Optional[str]) -> bool:
+        for proto in self.protocols:
+            if not all(f in fields for f in self._PROTOCOLS[proto]):
+                return False
+        for name, value in self.terms:
+            have = inport if name == "inport" else fields.get(name)
+            if have != value:
+                return False
+        return True
+
+
+class _Tracer:
+    """The reference pipeline kept in step with the replay, tracing the frames asked for.
+
+    It replays every frame before a traced one (so conntrack and learned MAC
+    bindings are what they are when that frame arrives) and traces the
+    selected frames: frame number ``frame``, and/or up to ``limit`` frames
+    that ``match`` selects.  The cost is the reference pipeline's speed over
+    the frames it replays; it stops once it has nothing left to trace.
+    """
+
+    def __init__(self, logical: LogicalTopology, inport: int, frame: Optional[int] = None,
+                 match: Optional[FrameFilter] = None, limit: int = 10):
         self.engine = PythonEngine(logical)
-        self.target = target
+        self.frame = frame
+        self.match = match
+        self.limit = limit
         self.inport = inport
-        self.result: Optional[Dict[str, object]] = None
+        self.result: Optional[Dict[str, object]] = None  #: the trace of frame ``frame``
+        self.matched: List[Dict[str, object]] = []  #: traces of the frames ``match`` selected
+
+    @property
+    def done(self) -> bool:
+        frame_done = self.frame is None or self.result is not None
+        match_done = self.match is None or len(self.matched) >= self.limit
+        return frame_done and match_done
 
     def feed(self, batch, inports: array) -> None:
-        if self.result is not None or batch.first > self.target:
+        if self.done:
             return
-        before = min(len(batch), self.target - batch.first)
-        if before > 0:
-            self.engine.process_batch(batch.data, batch.offsets[:before], batch.lengths[:before], inports[:before])
-        if before < len(batch):
-            self.result = self._trace(batch.frame(before))
+        if self.match is None:
+            # Only frame N: replay the frames before it in bulk.
+            if batch.first > self.frame:
+                return
+            before = min(len(batch), self.frame - batch.first)
+            if before > 0:
+                self.engine.process_batch(batch.data, batch.offsets[:before], batch.lengths[:before],
+                                          inports[:before])
+            if before < len(batch):
+                self.result = self._trace(batch.frame(before), self.frame)
+            return
+        for j in range(len(batch)):
+            if self.done:
+                return
+            raw = batch.frame(j)
+            number = batch.first + j
+            if number == self.frame:
+                self.result = self._trace(raw, number)
+            elif len(self.matched) < self.limit and self._selected(raw):
+                self.matched.append(self._trace(raw, number))
+            else:
+                self.engine.process_batch(raw, [0], [len(raw)], [inports[j]])
 
-    def _trace(self, raw: bytes) -> Dict[str, object]:
+    def _ingress(self, pkt) -> int:
+        if self.inport != AUTO_INGRESS:
+            return self.inport
+        ip_src = pkt.arp_spa if pkt.is_arp else (pkt.ip_src if pkt.is_ip4 else None)
+        return self.engine.ingress.choose(pkt.eth_src, ip_src)
+
+    def _selected(self, raw: bytes) -> bool:
+        from ovnsim.packet import ParseError, parse_frame
+
+        try:
+            pkt = parse_frame(raw)
+        except ParseError:
+            return False
+        inport = self._ingress(pkt)
+        return self.match.matches(pkt.fields(), self.engine.port_names[inport] if inport >= 0 else None)
+
+    def _trace(self, raw: bytes, number: int) -> Dict[str, object]:
         from ovnsim.packet import ParseError, parse_frame
         from ovnsim.pipeline import DropRecord, Result
         from ovnsim.sim import verdict
@@ -343,17 +451,15 @@ class _Tracer:
                       else engine.datapath_names[0])
             result = Result(drops=[DropRecord(switch, "ls_in_check_port_sec", err.reason, err.detail)])
         else:
-            if inport == AUTO_INGRESS:
-                ip_src = pkt.arp_spa if pkt.is_arp else (pkt.ip_src if pkt.is_ip4 else None)
-                inport = engine.ingress.choose(pkt.eth_src, ip_src)
+            inport = self._ingress(pkt)
             if inport < 0:
                 result = Result(drops=[DropRecord(engine.datapath_names[0], "ls_in_check_port_sec", Drop.NO_INGRESS,
                                                   "no logical port owns the frame's source")])
             else:
                 result = engine.pipeline.process(engine.port_names[inport], pkt, trace=True)
-        return {"frame": self.target, "ingress": engine.port_names[inport] if inport >= 0 else None,
-                "state": f"conntrack and MAC bindings as left by frames 1-{self.target - 1}"
-                         if self.target > 1 else "fresh network",
+        return {"frame": number, "ingress": engine.port_names[inport] if inport >= 0 else None,
+                "state": f"conntrack and MAC bindings as left by frames 1-{number - 1}"
+                         if number > 1 else "fresh network",
                 "text": format_detailed(result), "verdict": verdict(result, with_trace=True)}
 
 
@@ -399,6 +505,7 @@ def _load(topology: Union[str, os.PathLike, LogicalTopology]):
 def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[str, os.PathLike],
            out_dir: Union[str, os.PathLike], *, port: Optional[str] = None, auto: bool = False,
            engine: Optional[str] = None, force: bool = False, trace_frame: Optional[int] = None,
+           trace_match: Optional[str] = None, trace_limit: int = 10,
            progress: Optional[TextIO] = None, batch_size: Optional[int] = None,
            chunk_size: int = DEFAULT_CHUNK) -> ReplaySummary:
     """Replay ``capture`` through ``topology``, writing the per-port pcaps and drops into ``out_dir``.
@@ -408,6 +515,9 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
     when built); ``force``: replace the files of an earlier replay in a
     non-empty ``out_dir``; ``trace_frame``: also trace frame N (1-based) with
     the reference pipeline, in the state the earlier frames left;
+    ``trace_match``: also trace up to ``trace_limit`` frames a
+    :class:`FrameFilter` expression selects (the reference pipeline then
+    keeps in step with the replay until it has traced them);
     ``progress``: a stream for the progress line (None: none).  Bad input
     raises :class:`~ovnsim.errors.OvnsimError` (``CaptureError`` for the
     capture) before anything is written, except a corrupt record in the
@@ -421,6 +531,9 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
         raise OvnsimError("give exactly one of a port (--port P) or auto ingress (--auto)")
     if trace_frame is not None and trace_frame < 1:
         raise OvnsimError(f"--trace {trace_frame}: frame numbers start at 1")
+    match = FrameFilter(trace_match) if trace_match is not None else None
+    if trace_limit < 1:
+        raise OvnsimError(f"--trace-limit {trace_limit}: must be at least 1")
     logical, topology_name = _load(topology)
     engine_obj = _select_engine(logical, engine)
     port_names: List[str] = list(engine_obj.port_names)
@@ -436,14 +549,17 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
         summary = ReplaySummary(topology=topology_name, capture=os.fspath(capture), format=reader.format,
                                 engine=_engine_name(engine_obj), ingress="auto" if auto else port,
                                 out_dir=os.fspath(out_dir))
-        _run(summary, reader, engine_obj, logical, inport, out, trace_frame, progress, _pcapio)
+        tracer = (_Tracer(logical, inport, trace_frame, match, trace_limit)
+                  if trace_frame is not None or match is not None else None)
+        _run(summary, reader, engine_obj, logical, inport, out, tracer, trace_frame, progress, _pcapio)
     finally:
         reader.close()
     return summary
 
 
 def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: LogicalTopology, inport: int, out: Path,
-         trace_frame: Optional[int], progress_stream: Optional[TextIO], _pcapio) -> None:
+         tracer: Optional[_Tracer], trace_frame: Optional[int], progress_stream: Optional[TextIO],
+         _pcapio) -> None:
     port_names: List[str] = list(engine.port_names)
     n_ports, n_stages = len(port_names), len(STAGE_LIST)
     localnet = {p.name for ls in logical.switches for p in ls.ports if p.type == "localnet"}
@@ -459,7 +575,6 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     frame_state = bytearray(reader.batch_size)
     port_bounds = array("q", [0] * (n_ports + 1))
     inports_cache: Dict[int, array] = {}
-    tracer = _Tracer(logical, trace_frame, inport) if trace_frame is not None else None
     progress = _Progress(progress_stream, reader.size)
     ports = _PortFiles(out, port_names)
     drops = PcapNgWriter(out / DROPS_FILE, if_name="drops")
@@ -535,6 +650,8 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
         entry["stages"][CAPTURE_STAGE] = entry["stages"].get(CAPTURE_STAGE, 0) + 1
     summary.copy_drops = _by_reason(copy_counts, reasons, n_stages, "copies")
     if tracer is not None:
+        summary.traces = tracer.matched
+    if tracer is not None and trace_frame is not None:
         if tracer.result is None:
             partial = reader.partial
             if partial is not None and partial.number == trace_frame:

@@ -429,6 +429,43 @@ def test_trace_of_a_malformed_frame_and_of_the_cut_record(tmp_path, notes):
     assert "cut-short final record" in summary.trace["text"]
 
 
+def test_trace_match_traces_the_selected_frames_with_their_state(tmp_path, notes):
+    number = frame_number(notes, "un-SNATed back to vm1")
+    reply = Ether(capture_frames(MIXED)[number - 1])
+    expr = f"inport == \"provnet-public\" && ip4.dst == {reply[IP].dst} && tcp && tcp.dst == {reply[TCP].dport}"
+    summary, _out = run(tmp_path, "fast" if _fast_built() else "python", trace_match=expr)
+    assert [t["frame"] for t in summary.traces] == [number]
+    trace = summary.traces[0]
+    assert trace["ingress"] == "provnet-public" and f"frames 1-{number - 1}" in trace["state"]
+    assert trace["verdict"]["outputs"][0]["port"] == "vm1"  # un-SNATed: the state of the earlier frames
+    assert "lr_in_unsnat" in trace["text"]
+    assert summary.as_dict()["traces"] == summary.traces
+
+
+def test_trace_match_honours_the_limit_and_selects_only_matches(tmp_path):
+    summary, _out = run(tmp_path, "python", trace_match="icmp", trace_limit=2)
+    assert len(summary.traces) == 2
+    frames = capture_frames(MIXED)
+    for trace in summary.traces:
+        assert ICMP in Ether(frames[trace["frame"] - 1])
+    everything, _out = run(tmp_path, "python", name="all", trace_match="icmp", trace_limit=1000)
+
+    def is_icmp(frame: bytes) -> bool:
+        if len(frame) < 34 or frame[12:14] != b"\x08\x00":  # untagged IPv4 only; runts never match
+            return False
+        packet = Ether(frame)
+        return ICMP in packet and packet[IP].frag == 0
+
+    expected = [n for n, f in enumerate(frames, 1) if is_icmp(f)]
+    assert expected and [t["frame"] for t in everything.traces] == expected
+
+
+@pytest.mark.parametrize("expr", ["bogus", "ip4.src == 10.0.0.300", "tcp.dst == http", "tcp && "])
+def test_trace_match_rejects_a_bad_expression(tmp_path, expr):
+    with pytest.raises(OvnsimError, match="--trace-match"):
+        run(tmp_path, "python", trace_match=expr)
+
+
 # ---------------------------------------------------------------------------
 # the CLI
 # ---------------------------------------------------------------------------
@@ -466,6 +503,17 @@ def test_cli_json_with_trace(tmp_path, capsys):
     assert rc == 0
     trace = json.loads(out)["trace"]
     assert trace["frame"] == 3 and trace["ingress"] == "vm1" and "lr_in_ip_input" in trace["text"]
+
+
+def test_cli_trace_match(tmp_path, capsys):
+    rc, out, _err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "o", "--auto", "--json",
+                        "--trace-match", 'inport == "vm1" && icmp', "--trace-limit", "1")
+    assert rc == 0
+    traces = json.loads(out)["traces"]
+    assert len(traces) == 1 and traces[0]["ingress"] == "vm1"
+    rc, _out, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "p", "--auto",
+                        "--trace-match", "nonsense")
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("ovnsim: error: --trace-match")
 
 
 def test_cli_warns_about_a_cut_capture_on_stderr(tmp_path, capsys):
