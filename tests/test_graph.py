@@ -272,7 +272,7 @@ def test_dot_multiline_labels_render_as_lines():
 
 
 def test_dot_rendering_helper():
-    """The helper behind the xfail above reads Graphviz escapes as Graphviz does."""
+    """The helper behind the multi-line label test reads Graphviz escapes as Graphviz does."""
     assert dot_rendered_lines("a\\nb") == ["a", "b"]
     assert dot_rendered_lines("a\\\\nb") == ["a\\nb"]
     assert dot_rendered_lines("plain") == ["plain"]
