@@ -931,21 +931,30 @@ cdef inline void wr48(unsigned char* p, uint64_t v) noexcept nogil:
 
 cdef inline uint16_t _csum_words(uint16_t csum, uint64_t acc) noexcept nogil:
     # build_frame's _csum_update: ~(~csum + sum(~old + new)) over the words
-    # it passes, old and new already summed into `acc` (unchanged words
-    # included: each adds 0xffff, which is why a no-op update turns a
-    # checksum of 0xffff into 0).
+    # that changed, their ~old + new already summed into `acc` (_acc16).
+    # Called only when at least one word changed: an unchanged word would
+    # add 0xffff, which turns a checksum of 0xffff into 0.
     acc += (~csum) & 0xffff
     while acc >> 16:
         acc = (acc & 0xffff) + (acc >> 16)
     return <uint16_t>(~acc & 0xffff)
 
 
-cdef inline uint64_t _diff16(const unsigned char* old, const unsigned char* new) noexcept nogil:
-    return <uint64_t>((~rd16(old)) & 0xffff) + rd16(new)
+cdef inline bint _acc16(uint64_t* acc, const unsigned char* old, const unsigned char* new) noexcept nogil:
+    # Add the word's ~old + new to acc if it changed; whether it did.
+    cdef uint16_t o = rd16(old), n = rd16(new)
+    if o == n:
+        return False
+    acc[0] += <uint64_t>((~o) & 0xffff) + n
+    return True
 
 
 cdef int32_t build_raw(const FrameCtx* f, const Pkt* p, unsigned char* o) noexcept nogil:
-    """build_frame() of a received frame: the frame with every field written back, in place."""
+    """build_frame() of a received frame: the changed fields written back in place.
+
+    A checksum is updated only when a word it covers changed, so a frame
+    nothing changed leaves byte for byte as it came.
+    """
     cdef int32_t n = f.n
     cdef unsigned char* q
     cdef unsigned char* ip
@@ -954,7 +963,8 @@ cdef int32_t build_raw(const FrameCtx* f, const Pkt* p, unsigned char* o) noexce
     cdef const unsigned char* ol4
     cdef uint64_t acc
     cdef uint16_t csum
-    cdef int w, at
+    cdef int at
+    cdef bint changed
     memcpy(o, f.raw, n)
     wr48(o, p.eth_dst)
     wr48(o + 6, p.eth_src)
@@ -973,11 +983,15 @@ cdef int32_t build_raw(const FrameCtx* f, const Pkt* p, unsigned char* o) noexce
     ip[8] = p.ttl
     wr32(ip + 12, p.ip_src)
     wr32(ip + 16, p.ip_dst)
+    # Of the header words only TTL/protocol (4) and the addresses (6-9) are written.
     acc = 0
-    for w in range(10):
-        if w != 5:
-            acc += _diff16(oip + 2 * w, ip + 2 * w)
-    wr16(ip + 10, _csum_words(rd16(oip + 10), acc))
+    changed = _acc16(&acc, oip + 8, ip + 8)
+    changed |= _acc16(&acc, oip + 12, ip + 12)
+    changed |= _acc16(&acc, oip + 14, ip + 14)
+    changed |= _acc16(&acc, oip + 16, ip + 16)
+    changed |= _acc16(&acc, oip + 18, ip + 18)
+    if changed:
+        wr16(ip + 10, _csum_words(rd16(oip + 10), acc))
     if p.later_frag:
         return n
     l4 = o + f.l4
@@ -985,19 +999,27 @@ cdef int32_t build_raw(const FrameCtx* f, const Pkt* p, unsigned char* o) noexce
     if p.proto == IPPROTO_ICMP:
         l4[0] = p.icmp_type
         l4[1] = p.icmp_code
-        wr16(l4 + 2, _csum_words(rd16(ol4 + 2), _diff16(ol4, l4)))
+        acc = 0
+        if _acc16(&acc, ol4, l4):
+            wr16(l4 + 2, _csum_words(rd16(ol4 + 2), acc))
     elif p.proto == IPPROTO_TCP or p.proto == IPPROTO_UDP:
         at = 16 if p.proto == IPPROTO_TCP else 6
         csum = rd16(ol4 + at)
         wr16(l4, p.sport)
         wr16(l4 + 2, p.dport)
         if not (p.proto == IPPROTO_UDP and csum == 0):
-            acc = (_diff16(oip + 12, ip + 12) + _diff16(oip + 14, ip + 14) + _diff16(oip + 16, ip + 16)
-                   + _diff16(oip + 18, ip + 18) + _diff16(ol4, l4) + _diff16(ol4 + 2, l4 + 2))
-            csum = _csum_words(csum, acc)
-            if p.proto == IPPROTO_UDP and csum == 0:
-                csum = 0xffff
-            wr16(l4 + at, csum)
+            acc = 0
+            changed = _acc16(&acc, oip + 12, ip + 12)
+            changed |= _acc16(&acc, oip + 14, ip + 14)
+            changed |= _acc16(&acc, oip + 16, ip + 16)
+            changed |= _acc16(&acc, oip + 18, ip + 18)
+            changed |= _acc16(&acc, ol4, l4)
+            changed |= _acc16(&acc, ol4 + 2, l4 + 2)
+            if changed:
+                csum = _csum_words(csum, acc)
+                if p.proto == IPPROTO_UDP and csum == 0:
+                    csum = 0xffff
+                wr16(l4 + at, csum)
     return n
 
 

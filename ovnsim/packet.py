@@ -220,11 +220,24 @@ def checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _csum_update(csum: int, old: bytes, new: bytes) -> int:
-    """RFC 1624 eqn. 3: the checksum after the 16-bit words ``old`` became ``new``."""
-    acc = ~csum & 0xFFFF
+def _csum_update(csum: int, old: bytes, new: bytes) -> Optional[int]:
+    """RFC 1624 eqn. 3, ``~(~HC + sum(~m + m'))``, over the 16-bit words of ``old`` that ``new`` changes.
+
+    None when no word changed: the checksum is then left as it is.  (A word
+    that stays the same adds ``0xffff`` to the sum, which would turn a
+    checksum of ``0xffff`` into ``0x0000``; OVS writes a field only when its
+    value changes, so such a checksum leaves untouched.)
+    """
+    acc = 0
+    changed = False
     for i in range(0, len(old), 2):
-        acc += (~int.from_bytes(old[i:i + 2], "big") & 0xFFFF) + int.from_bytes(new[i:i + 2], "big")
+        o, n = int.from_bytes(old[i:i + 2], "big"), int.from_bytes(new[i:i + 2], "big")
+        if o != n:
+            acc += (~o & 0xFFFF) + n
+            changed = True
+    if not changed:
+        return None
+    acc += ~csum & 0xFFFF
     while acc >> 16:
         acc = (acc & 0xFFFF) + (acc >> 16)
     return ~acc & 0xFFFF
@@ -234,13 +247,14 @@ def build_frame(pkt: Packet) -> bytes:
     """The wire bytes of ``pkt``.
 
     A received frame (``pkt.raw``) is rewritten in place, as OVS's set-field
-    actions do: only the changed fields are written and the IPv4, ICMP, TCP
-    and UDP checksums are updated incrementally (RFC 1624), so everything
-    else -- IP ID, options, payload, Ethernet padding, and a checksum that
-    was already wrong -- stays as it came.  A UDP checksum of 0 (none) stays
-    0; an updated one that comes out 0 is sent as 0xffff (RFC 768).  A frame
-    the pipeline generated (ARP request, ICMP error, TCP reset) is built from
-    its fields (:func:`build_generated`).
+    actions do: only the changed fields are written and a checksum is
+    updated incrementally (RFC 1624 eqn. 3) only when a word it covers
+    changed, so everything else -- IP ID, options, payload, Ethernet
+    padding, and a checksum that was already wrong -- stays as it came, and
+    a frame nothing changed leaves byte for byte as it arrived.  A UDP
+    checksum of 0 (none) stays 0; an updated one that comes out 0 is sent as
+    0xffff (RFC 768).  A frame the pipeline generated (ARP request, ICMP
+    error, TCP reset) is built from its fields (:func:`build_generated`).
     """
     if pkt.raw is None:
         return build_generated(pkt)
@@ -258,9 +272,10 @@ def build_frame(pkt: Packet) -> bytes:
     buf[l3 + 8] = pkt.ttl
     struct.pack_into("!II", buf, l3 + 12, pkt.ip_src, pkt.ip_dst)
     new_ip = bytes(buf[l3:l3 + 20])
-    ip_csum = int.from_bytes(old_ip[10:12], "big")
     # the checksum word itself is not part of the update
-    struct.pack_into("!H", buf, l3 + 10, _csum_update(ip_csum, old_ip[:10] + old_ip[12:], new_ip[:10] + new_ip[12:]))
+    csum = _csum_update(int.from_bytes(old_ip[10:12], "big"), old_ip[:10] + old_ip[12:], new_ip[:10] + new_ip[12:])
+    if csum is not None:
+        struct.pack_into("!H", buf, l3 + 10, csum)
     l4 = pkt.l4
     if pkt.later_frag or l4 < 0:
         return bytes(buf)
@@ -268,8 +283,9 @@ def build_frame(pkt: Packet) -> bytes:
         old = bytes(buf[l4:l4 + 2])
         buf[l4] = pkt.icmp_type
         buf[l4 + 1] = pkt.icmp_code
-        csum = int.from_bytes(buf[l4 + 2:l4 + 4], "big")
-        struct.pack_into("!H", buf, l4 + 2, _csum_update(csum, old, bytes(buf[l4:l4 + 2])))
+        csum = _csum_update(int.from_bytes(buf[l4 + 2:l4 + 4], "big"), old, bytes(buf[l4:l4 + 2]))
+        if csum is not None:
+            struct.pack_into("!H", buf, l4 + 2, csum)
     elif pkt.proto in (PROTO_TCP, PROTO_UDP):
         at = l4 + (16 if pkt.proto == PROTO_TCP else 6)
         csum = int.from_bytes(buf[at:at + 2], "big")
@@ -277,10 +293,11 @@ def build_frame(pkt: Packet) -> bytes:
         struct.pack_into("!HH", buf, l4, pkt.sport, pkt.dport)
         new = new_ip[12:20] + bytes(buf[l4:l4 + 4])
         if not (pkt.proto == PROTO_UDP and csum == 0):
-            csum = _csum_update(csum, old, new)
-            if pkt.proto == PROTO_UDP and csum == 0:
-                csum = 0xFFFF
-            struct.pack_into("!H", buf, at, csum)
+            updated = _csum_update(csum, old, new)
+            if updated is not None:
+                if pkt.proto == PROTO_UDP and updated == 0:
+                    updated = 0xFFFF
+                struct.pack_into("!H", buf, at, updated)
     return bytes(buf)
 
 

@@ -249,6 +249,28 @@ def test_snat_through_gateway_router_and_the_reply_is_un_snated(net):
     assert_checksums_ok(pkt)
 
 
+
+def test_a_checksum_is_touched_only_when_a_word_it_covers_changes(net):
+    n = net("reference")
+    # Switched: nothing changes, the frame leaves byte for byte (checksums of
+    # 0xffff, wrong here, included: an update over unchanged words gives 0).
+    echo = bytearray(bytes(ping(VM1[0], VM2[0], VM1[1], VM2[1])))
+    echo[24:26] = echo[36:38] = b"\xff\xff"
+    # Routed without NAT: the TTL changes (IPv4 checksum updated), the ICMP
+    # message and the TCP pseudo-header and ports do not.
+    rmac = n.lrp_mac("lrp-router1-web-v4")
+    routed_echo = bytearray(bytes(ping(VM1[0], rmac, VM1[1], DB1[1])))
+    routed_echo[36:38] = b"\xff\xff"
+    routed_tcp = bytearray(bytes(tcp(VM1[0], rmac, VM1[1], DB1[1])))
+    routed_tcp[50:52] = b"\xff\xff"
+    result = n.send(("vm1", echo), ("vm1", routed_echo), ("vm1", routed_tcp))
+    assert result.output_bytes(0) == bytes(echo)
+    for i, at in ((1, 36), (2, 50)):
+        [(port, _, pkt)] = n.outputs(result, i)
+        out = result.output_bytes(i)
+        assert (port, pkt[IP].ttl, out[at:at + 2]) == ("db1", 63, b"\xff\xff")
+        assert _fastpath.ipv4_checksum(out[14:34]) == pkt[IP].chksum
+
 def test_reply_to_a_snat_address_without_a_connection_is_dropped(net):
     n = net("reference")
     reply = tcp(UPSTREAM_MAC, n.lrp_mac("lrp-router1-gw"), UPSTREAM_IP, "172.24.4.10", sport=80, dport=40000)

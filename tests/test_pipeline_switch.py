@@ -15,7 +15,7 @@ r1 has a distributed gateway port (172.24.4.10, no SNAT) and a floating IP
 from __future__ import annotations
 
 import pytest
-from scapy.layers.inet import IP, UDP, IPOption_Router_Alert, fragment
+from scapy.layers.inet import ICMP, IP, UDP, IPOption_Router_Alert, fragment
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from ovnsim.builder import TopologyBuilder
@@ -359,6 +359,17 @@ def test_switching_keeps_ip_options_and_tos(sim):
     out = only_output(sim.inject("vm1", frame))
     assert out.frame == bytes(frame)
 
+
+
+def test_switching_leaves_a_checksum_of_ffff_as_it_is(sim):
+    # Nothing a checksum covers changes, so no checksum is touched: an
+    # incremental update over unchanged words would turn 0xffff into 0x0000.
+    frame = bytearray(bytes(Ether(src=VM1_MAC, dst=VM2_MAC) / IP(src=VM1_IP, dst=VM2_IP, id=0)
+                            / ICMP(type=8, id=1, seq=1) / b"ping"))
+    frame[24:26] = b"\xff\xff"  # IPv4 header checksum
+    frame[36:38] = b"\xff\xff"  # ICMP checksum
+    out = only_output(sim.inject("vm1", bytes(frame)))
+    assert out.frame == bytes(frame)
 
 # -- egress port security -------------------------------------------------------------
 
