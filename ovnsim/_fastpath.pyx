@@ -1823,10 +1823,10 @@ cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noex
     """Parse like ovnsim.packet.parse_frame: 0, or the Drop of its ParseError.
 
     parse_headers() is stricter or different in a few places, mapped here:
-    an 802.1ad (0x88a8) outer tag is an ordinary ethertype to parse_frame;
-    a stacked tag parses (and is dropped as VLAN-tagged by the switch); ARP
-    htype/ptype/lengths are not checked; a TCP data offset is not checked
-    (20 bytes of TCP header are enough); fragments parse.
+    a stacked tag parses (and is dropped as VLAN-tagged by the switch, as
+    an 802.1Q or 802.1ad outer tag is); ARP htype/ptype/lengths are not
+    checked; a TCP data offset is not checked (20 bytes of TCP header are
+    enough); fragments parse.
     """
     cdef Headers h
     cdef int st
@@ -1837,9 +1837,6 @@ cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noex
     p.eth_src = rd48(raw + 6)
     f.l3 = ETH_HLEN
     f.l4 = -1
-    if rd16(raw + 12) == ETH_TYPE_QINQ:
-        p.eth_type = ETH_TYPE_QINQ
-        return 0
     st = parse_headers(raw, n, &h)
     if st == PARSE_TRUNCATED_ETH or st == PARSE_TRUNCATED_ARP:
         return D_MALFORMED

@@ -17,6 +17,9 @@ from ovnsim.tables import int_to_ip, int_to_mac
 ETH_IP4 = 0x0800
 ETH_ARP = 0x0806
 ETH_VLAN = 0x8100
+ETH_QINQ = 0x88A8
+#: TPIDs that OVS takes for a VLAN tag (vlan.present): 802.1Q and 802.1ad.
+VLAN_TPIDS = (ETH_VLAN, ETH_QINQ)
 ETH_IP6 = 0x86DD
 PROTO_ICMP = 1
 PROTO_TCP = 6
@@ -143,9 +146,12 @@ def parse_frame(frame: bytes) -> Packet:
     pkt.eth_src = _mac(frame, 6)
     eth_type = int.from_bytes(frame[12:14], "big")
     offset = 14
-    if eth_type == ETH_VLAN:
+    if eth_type in VLAN_TPIDS:
+        # An 802.1Q or 802.1ad outer tag: OVS sets vlan.present for both and
+        # the switch drops the frame.  Behind a second (stacked) tag nothing
+        # more is parsed: the inner TPID is kept as eth.type.
         if n < 18:
-            raise ParseError(Drop.MALFORMED, "truncated 802.1Q tag")
+            raise ParseError(Drop.MALFORMED, "truncated VLAN tag")
         pkt.vlan = True
         eth_type = int.from_bytes(frame[16:18], "big")
         offset = 18

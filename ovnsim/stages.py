@@ -58,7 +58,7 @@ class Drop(enum.IntEnum):
 
     PORT_SECURITY = 1  #: ingress port security (source MAC/IP, ARP sha/spa)
     EGRESS_PORT_SECURITY = 2  #: egress port security (destination MAC/IP)
-    VLAN_TAGGED = 3  #: 802.1Q tagged frame on a logical port
+    VLAN_TAGGED = 3  #: VLAN-tagged frame (802.1Q or 802.1ad outer tag) on a logical port
     MULTICAST_SOURCE = 4  #: eth.src has the group bit set
     PORT_DISABLED = 5  #: the logical port is administratively down
     UNKNOWN_DESTINATION = 6  #: unicast to an unknown MAC and no port takes unknown

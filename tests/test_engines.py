@@ -341,15 +341,22 @@ def test_port_security_and_parse_drops(net):
     spoofed = tcp(VM1[0], VM2[0], "10.0.0.99", VM2[1])
     tagged = Ether(src=VM1[0], dst=VM2[0]) / Dot1Q(vlan=100) / IP(src=VM1[1], dst=VM2[1]) / ICMP()
     ipv6 = Ether(src=VM1[0], dst=VM2[0]) / IPv6(src="fd00::1", dst="fd00::2")
-    result = n.send(("vm1", spoofed), ("vm1", tagged), ("vm1", ipv6), ("vm1", b"\x01" * 10), (None, b"\x02" * 9))
+    # 802.1ad outer tags count as VLAN-tagged too (OVS's vlan.present), alone or stacked
+    qinq = Ether(src=VM1[0], dst=VM2[0], type=0x88A8) / Dot1Q(vlan=100) / IP(src=VM1[1], dst=VM2[1]) / ICMP()
+    stacked = Ether(src=VM1[0], dst=BCAST, type=0x88A8) / Dot1Q(vlan=100, type=0x8100) / Dot1Q(vlan=5) / ARP()
+    result = n.send(("vm1", spoofed), ("vm1", tagged), ("vm1", ipv6), ("vm1", b"\x01" * 10), (None, b"\x02" * 9),
+                    ("vm1", qinq), ("vm1", stacked), ("vm1", bytes(qinq)[:16]))
     assert n.drops(result, 0) == [("port-security", "ls_in_apply_port_sec", "neutron-web")]
     assert n.drops(result, 1) == [("vlan-tagged", "ls_in_check_port_sec", "neutron-web")]
     assert n.drops(result, 2) == [("unsupported", "ls_in_check_port_sec", "neutron-web")]
     assert n.drops(result, 3) == [("malformed", "ls_in_check_port_sec", "neutron-web")]
     # --auto on a runt: no source MAC to go by, the first localnet port takes it
     assert n.drops(result, 4) == [("malformed", "ls_in_check_port_sec", "neutron-public")]
+    assert n.drops(result, 5) == n.drops(result, 6) == [("vlan-tagged", "ls_in_check_port_sec", "neutron-web")]
+    assert n.drops(result, 7) == [("malformed", "ls_in_check_port_sec", "neutron-web")]  # the tag cut short
     assert result.n_outputs == 0
-    assert list(result.ingress) == [n.engine.port_index[p] for p in ("vm1", "vm1", "vm1", "vm1", "provnet-public")]
+    assert list(result.ingress) == [n.engine.port_index[p] for p in ("vm1", "vm1", "vm1", "vm1", "provnet-public",
+                                                                     "vm1", "vm1", "vm1")]
 
 
 def test_broadcast_floods_every_other_port_and_the_router_consumes_its_copy(net):

@@ -404,9 +404,20 @@ def test_multicast_skips_egress_port_security(sim):
 # -- frames a switch never takes ------------------------------------------------------
 
 
-def test_vlan_tagged_frame_is_dropped(sim):
-    frame = Ether(src=VM1_MAC, dst=VM2_MAC) / Dot1Q(vlan=10) / IP(src=VM1_IP, dst=VM2_IP) / UDP(sport=1, dport=2)
+@pytest.mark.parametrize("tpids", [(0x8100,), (0x88A8,), (0x88A8, 0x8100), (0x8100, 0x8100)],
+                         ids=["802.1Q", "802.1ad", "802.1ad+802.1Q", "802.1Q+802.1Q"])
+def test_vlan_tagged_frame_is_dropped(sim, tpids):
+    # OVS's vlan.present is set by an 802.1Q or an 802.1ad outer tag, stacked or not.
+    tags = Ether(src=VM1_MAC, dst=VM2_MAC, type=tpids[0])
+    for i, _ in enumerate(tpids):
+        tags = tags / Dot1Q(vlan=10 + i, type=tpids[i + 1] if i + 1 < len(tpids) else 0x0800)
+    frame = tags / IP(src=VM1_IP, dst=VM2_IP) / UDP(sport=1, dport=2)
     assert_dropped(sim.inject("vm1", frame), Drop.VLAN_TAGGED, "ls_in_check_port_sec", "neutron-web")
+
+
+def test_vlan_tagged_frame_from_a_port_without_port_security_is_dropped(sim):
+    frame = Ether(src=OPEN1_MAC, dst=BCAST, type=0x88A8) / Dot1Q(vlan=10) / b"anything"
+    assert_dropped(sim.inject("open1", frame), Drop.VLAN_TAGGED, "ls_in_check_port_sec", "neutron-web")
 
 
 def test_multicast_source_mac_is_dropped(sim):
