@@ -329,6 +329,7 @@ ctypedef struct Pkt:
     uint16_t sport
     uint16_t dport
     uint8_t vlan
+    uint8_t arp_opaque       # ARP but not Ethernet/IPv4: arp.* all 0, not written back
     uint8_t ttl
     uint8_t proto
     uint8_t later_frag

@@ -969,6 +969,8 @@ cdef int32_t build_raw(const FrameCtx* f, const Pkt* p, unsigned char* o) noexce
     wr48(o, p.eth_dst)
     wr48(o + 6, p.eth_src)
     if p.eth_type == ETH_TYPE_ARP:
+        if p.arp_opaque:
+            return n        # not Ethernet/IPv4: never rewritten beyond the Ethernet header
         q = o + f.l3 + 6
         wr16(q, p.arp_op)
         wr48(q + 2, p.arp_sha)
@@ -1824,9 +1826,10 @@ cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noex
 
     parse_headers() is stricter or different in a few places, mapped here:
     a stacked tag parses (and is dropped as VLAN-tagged by the switch, as
-    an 802.1Q or 802.1ad outer tag is); ARP htype/ptype/lengths are not
-    checked; a TCP data offset is not checked (20 bytes of TCP header are
-    enough); fragments parse.
+    an 802.1Q or 802.1ad outer tag is); an ARP that is not Ethernet/IPv4
+    parses as an opaque ARP (every field 0, nothing written back); a TCP
+    data offset is not checked (20 bytes of TCP header are enough);
+    fragments parse.
     """
     cdef Headers h
     cdef int st
@@ -1849,12 +1852,9 @@ cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noex
     p.eth_type = h.eth_type
     f.l3 = h.l3_ofs
     if st == PARSE_BAD_ARP_FORMAT:
-        q = raw + h.l3_ofs
-        p.arp_op = rd16(q + 6)
-        p.arp_sha = rd48(q + 8)
-        p.arp_spa = rd32(q + 14)
-        p.arp_tha = rd48(q + 18)
-        p.arp_tpa = rd32(q + 24)
+        # Not Ethernet/IPv4: OVS extracts no ARP field, every arp.* reads 0
+        # (already, from the memset) and none is written back.
+        p.arp_opaque = 1
         return 0
     if h.layers & LAYER_ARP:
         p.arp_op = h.arp_op

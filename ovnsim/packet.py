@@ -40,7 +40,7 @@ class Packet:
 
     __slots__ = (
         "eth_src", "eth_dst", "eth_type", "vlan",
-        "arp_op", "arp_sha", "arp_spa", "arp_tha", "arp_tpa",
+        "arp_op", "arp_sha", "arp_spa", "arp_tha", "arp_tpa", "arp_opaque",
         "ip_src", "ip_dst", "ttl", "proto", "tos", "later_frag",
         "icmp_type", "icmp_code", "icmp_id", "sport", "dport", "tcp_flags",
         "payload", "ip_options", "raw", "l3", "l4",
@@ -53,6 +53,9 @@ class Packet:
         self.eth_type = 0
         self.vlan = False
         self.arp_op = self.arp_sha = self.arp_spa = self.arp_tha = self.arp_tpa = 0
+        #: an ARP frame that is not Ethernet/IPv4: OVS extracts none of its
+        #: fields, so every arp.* reads 0, and none is written back
+        self.arp_opaque = False
         self.ip_src = self.ip_dst = 0
         self.ttl = self.proto = self.tos = 0
         self.later_frag = False
@@ -160,6 +163,13 @@ def parse_frame(frame: bytes) -> Packet:
     if eth_type == ETH_ARP:
         if n < offset + 28:
             raise ParseError(Drop.MALFORMED, "truncated ARP header")
+        if frame[offset:offset + 6] != b"\x00\x01\x08\x00\x06\x04":
+            # Not Ethernet/IPv4 (htype 1, ptype 0x0800, hlen 6, plen 4): OVS's
+            # flow extraction leaves every ARP field 0.  Nothing answers or
+            # learns from it, port security (sha == MAC) drops it on a
+            # port-secured port, and otherwise it is switched by its MACs.
+            pkt.arp_opaque = True
+            return pkt
         pkt.arp_op = int.from_bytes(frame[offset + 6:offset + 8], "big")
         pkt.arp_sha = _mac(frame, offset + 8)
         pkt.arp_spa = int.from_bytes(frame[offset + 14:offset + 18], "big")
@@ -269,8 +279,9 @@ def build_frame(pkt: Packet) -> bytes:
     buf[6:12] = pkt.eth_src.to_bytes(6, "big")
     l3 = pkt.l3
     if pkt.is_arp:
-        struct.pack_into("!H6sI6sI", buf, l3 + 6, pkt.arp_op, pkt.arp_sha.to_bytes(6, "big"), pkt.arp_spa,
-                         pkt.arp_tha.to_bytes(6, "big"), pkt.arp_tpa)
+        if not pkt.arp_opaque:  # an opaque ARP is never rewritten beyond the Ethernet header
+            struct.pack_into("!H6sI6sI", buf, l3 + 6, pkt.arp_op, pkt.arp_sha.to_bytes(6, "big"), pkt.arp_spa,
+                             pkt.arp_tha.to_bytes(6, "big"), pkt.arp_tpa)
         return bytes(buf)
     if not pkt.is_ip4:
         return bytes(buf)

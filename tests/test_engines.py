@@ -359,6 +359,23 @@ def test_port_security_and_parse_drops(net):
                                                                      "vm1", "vm1", "vm1")]
 
 
+
+def test_arp_that_is_not_ethernet_ipv4_reads_as_all_zero_and_is_only_switched(net):
+    n = net("dgp")
+    fw1 = ("fa:16:3e:01:01:31", "10.1.1.31")  # no port security
+    web1 = ("fa:16:3e:01:00:11", "10.1.0.11")
+    odd = bytearray(bytes(arp_request(fw1[0], fw1[1], "10.1.1.1")))
+    odd[14:16] = b"\x00\x06"  # htype 6 (IEEE 802)
+    secured = bytearray(bytes(arp_request(web1[0], web1[1], "10.1.0.1")))
+    secured[18:20] = b"\x08\x10"  # hlen 8, plen 16
+    result = n.send(("fw1", odd), ("web1", secured), (None, odd))
+    outs = n.outputs(result, 0)
+    assert outs and all(kind == "packet" and bytes(pkt) == bytes(odd) for _, kind, pkt in outs)
+    assert "arp_reply" not in {kind for _, kind, _ in outs}
+    assert n.drops(result, 0) == [("arp-not-answered", "lr_in_ip_input", "neutron-router1")]
+    assert n.drops(result, 1) == [("port-security", "ls_in_apply_port_sec", "neutron-web")]
+    assert n.engine.port_names[result.ingress[2]] == "fw1"  # --auto: by the source MAC
+
 def test_broadcast_floods_every_other_port_and_the_router_consumes_its_copy(net):
     n = net("reference")
     result = n.send(("vm1", arp_request(VM1[0], VM1[1], "10.0.0.77")))

@@ -153,6 +153,40 @@ def test_dhcp_discover_from_unconfigured_address_passes_port_security(sim):
     assert drops_of(result) == [("neutron-r1", "lr_in_ip_input", Drop.MARTIAN)]
 
 
+
+# An ARP that is not Ethernet/IPv4 (htype 6, ptype 0x86dd, hlen 8, plen 16):
+# OVS extracts none of its fields, so OVN sees arp.op/sha/spa/tha/tpa as 0.
+NON_ETHERNET_ARP = [dict(hwtype=6), dict(ptype=0x86DD), dict(hwlen=8), dict(plen=16)]
+
+
+def _odd_arp(sender_mac: str, spa: str, tpa: str, **fields) -> Ether:
+    return Ether(src=sender_mac, dst=BCAST) / ARP(op=1, hwsrc=sender_mac, psrc=spa, hwdst="00:00:00:00:00:00",
+                                                  pdst=tpa, **fields)
+
+
+@pytest.mark.parametrize("fields", NON_ETHERNET_ARP, ids=lambda f: next(iter(f)))
+def test_non_ethernet_arp_from_a_port_secured_port_is_dropped(sim, fields):
+    # port security checks arp.sha == the port's MAC, and arp.sha reads 0
+    frame = _odd_arp(VM1_MAC, VM1_IP, VM2_IP, **fields)
+    assert_dropped(sim.inject("vm1", frame), Drop.PORT_SECURITY, "ls_in_apply_port_sec", "neutron-web")
+
+
+@pytest.mark.parametrize("fields", NON_ETHERNET_ARP, ids=lambda f: next(iter(f)))
+def test_non_ethernet_arp_is_switched_by_its_macs_and_never_answered(sim, fields):
+    # A request "for" vm2's IP and for the router's: neither the responder nor
+    # the router answers (arp.op reads 0); the frame is flooded as any
+    # broadcast and leaves unchanged; the router drops its copy.
+    for tpa in (VM2_IP, "10.0.0.1"):
+        frame = bytes(_odd_arp(OPEN1_MAC, OPEN1_IP, tpa, **fields))
+        result = sim.inject("open1", frame)
+        outs = outputs_by_port(result)
+        assert set(outs) == {"vm1", "vm2"}
+        assert all(o.kind == "packet" and o.frame == frame for o in outs.values())
+        assert drops_of(result) == [("neutron-r1", "lr_in_ip_input", Drop.ARP_NOT_ANSWERED)]
+        unicast = bytes(Ether(src=OPEN1_MAC, dst=VM2_MAC) / Ether(frame)[ARP])
+        out = only_output(sim.inject("open1", unicast))
+        assert (out.port, out.kind, out.frame) == ("vm2", "packet", unicast)
+
 # -- ARP responder (ls_in_arp_rsp) -------------------------------------------------
 
 
