@@ -305,8 +305,10 @@ ctypedef struct Conntrack:
 # logical registers of ovnsim.packet.Packet.  The received bytes are not in
 # here (every copy of a frame shares them, see FrameCtx); a generated frame
 # (ARP request, ICMP error, TCP reset) is rebuilt from these fields, with the
-# quoted header of an ICMP error in `payload`.  `op` says which stage runs
-# next (the engine is a trampoline: stages return, the loop dispatches).
+# datagram an ICMP error quotes at Core.quotes[quote_ofs:quote_ofs +
+# quote_len] (a per-frame arena, so that copies stay small and share it).
+# `op` says which stage runs next (the engine is a trampoline: stages
+# return, the loop dispatches).
 ctypedef struct Pkt:
     uint64_t eth_src
     uint64_t eth_dst
@@ -323,14 +325,17 @@ ctypedef struct Pkt:
     int32_t outport          # likewise; -1 for ""
     int32_t depth
     int32_t gidx             # next member of the group being flooded
+    int32_t quote_ofs        # an ICMP error's quoted datagram in Core.quotes
     uint16_t eth_type
     uint16_t arp_op
     uint16_t icmp_id
     uint16_t sport
     uint16_t dport
+    uint16_t quote_len
     uint8_t vlan
     uint8_t arp_opaque       # ARP but not Ethernet/IPv4: arp.* all 0, not written back
     uint8_t ttl
+    uint8_t tos
     uint8_t proto
     uint8_t later_frag
     uint8_t icmp_type
@@ -346,8 +351,6 @@ ctypedef struct Pkt:
     uint8_t generated        # Packet.raw is None
     uint8_t op
     uint8_t group            # group being flooded (0, 1, 2)
-    uint8_t payload_len
-    unsigned char payload[68]
 
 # The received frame every copy of it refers to.
 ctypedef struct FrameCtx:
@@ -400,6 +403,9 @@ ctypedef struct Core:
     int64_t stack_cap
     unsigned char* scratch
     int64_t scratch_cap
+    unsigned char* quotes    # the datagrams ICMP errors quote, for the frame being run
+    int64_t quotes_len
+    int64_t quotes_cap
     # the batch's results
     int32_t* ingress
     int32_t* out_frame

@@ -695,9 +695,11 @@ cdef enum:
     IPF_SNAT_OWN = 0x04      # snat_own_ips
     IPF_NAT = 0x08           # nat_ips
     IPF_MARTIAN_SRC = 0x10   # a port IP or its subnet broadcast
-    # Generated frames: ICMP errors quote at most 60 + 8 bytes
-    MAX_QUOTE = 68
+    # Generated frames: an ICMP error quotes at most what fits in 576 bytes
+    # (ovnsim.packet.ICMP_QUOTE_MAX)
+    MAX_QUOTE = 576 - (14 + 20 + 8)
     MAX_GENERATED = 14 + 20 + 8 + MAX_QUOTE
+    IP4_DF = 0x4000
 
 _STAGE_NAMES = (
     "ls_in_check_port_sec", "ls_in_apply_port_sec", "ls_in_l2_lkup", "ls_in_l2_unknown",
@@ -1025,8 +1027,8 @@ cdef int32_t build_raw(const FrameCtx* f, const Pkt* p, unsigned char* o) noexce
     return n
 
 
-cdef int32_t build_gen(const Pkt* p, unsigned char* o) noexcept nogil:
-    """build_generated(): ARP request (42 bytes), ICMP error or TCP reset in the fixed format."""
+cdef int32_t build_gen(const Core* c, const Pkt* p, unsigned char* o) noexcept nogil:
+    """build_generated(): ARP request (42 bytes), ICMP error or TCP reset as pinctrl builds them."""
     cdef unsigned char* ip = o + 14
     cdef unsigned char* l4 = o + 34
     cdef int32_t l4len, i
@@ -1047,13 +1049,16 @@ cdef int32_t build_gen(const Pkt* p, unsigned char* o) noexcept nogil:
         return 42
     wr16(o + 12, ETH_TYPE_IP4)
     if p.proto == IPPROTO_ICMP:
-        l4len = 8 + p.payload_len
+        # pinctrl_handle_icmp: TOS of the packet, ID 0, DF
+        l4len = 8 + p.quote_len
         l4[0] = p.icmp_type
         l4[1] = p.icmp_code
         for i in range(2, 8):
             l4[i] = 0
-        memcpy(l4 + 8, p.payload, p.payload_len)
+        memcpy(l4 + 8, c.quotes + p.quote_ofs, p.quote_len)
         wr16(l4 + 2, csum_fold(csum_partial(l4, l4len, 0)))
+        ip[1] = p.tos
+        wr16(ip + 6, IP4_DF)
     else:
         l4len = 20
         wr16(l4, p.sport)
@@ -1065,10 +1070,11 @@ cdef int32_t build_gen(const Pkt* p, unsigned char* o) noexcept nogil:
         acc = ((p.ip_src >> 16) + (p.ip_src & 0xffff) + (p.ip_dst >> 16) + (p.ip_dst & 0xffff)
                + IPPROTO_TCP + 20)
         wr16(l4 + 16, csum_fold(csum_partial(l4, 20, acc)))
+        ip[1] = 0
+        wr16(ip + 6, 0)
     ip[0] = 0x45
-    ip[1] = 0
     wr16(ip + 2, <uint16_t>(20 + l4len))
-    wr32(ip + 4, 0)
+    wr16(ip + 4, 0)
     ip[8] = p.ttl
     ip[9] = p.proto
     wr16(ip + 10, 0)
@@ -1078,23 +1084,36 @@ cdef int32_t build_gen(const Pkt* p, unsigned char* o) noexcept nogil:
     return 34 + l4len
 
 
-cdef void quote_header(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
-    """embedded_header(): the IPv4 header and 8 bytes after it, as the frame is now, into p.payload."""
-    cdef int32_t n, l3, ihl, end
+cdef void quote_datagram(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
+    """embedded_header(): the datagram as it is now, into the quote arena (p.quote_ofs, p.quote_len).
+
+    Its IPv4 header onwards, bounded by its IPv4 total length (never the
+    Ethernet padding) and by MAX_QUOTE.
+    """
+    cdef int32_t n, l3, qlen
+    cdef int64_t cap
     if p.generated:
-        n = build_gen(p, c.scratch)
+        n = build_gen(c, p, c.scratch)
         l3 = 14
     else:
         n = build_raw(f, p, c.scratch)
         l3 = f.l3
-    ihl = (c.scratch[l3] & 0x0f) * 4
-    end = l3 + ihl + 8
-    if end > n:
-        end = n
-    if end < l3:
-        end = l3
-    memcpy(p.payload, c.scratch + l3, end - l3)
-    p.payload_len = <uint8_t>(end - l3)
+    qlen = rd16(c.scratch + l3 + 2)
+    if qlen > MAX_QUOTE:
+        qlen = MAX_QUOTE
+    if qlen > n - l3:
+        qlen = n - l3
+    if c.quotes_len + qlen > c.quotes_cap:
+        cap = 2 * c.quotes_cap + MAX_QUOTE
+        if _grow(<void**>&c.quotes, cap, 1) < 0:
+            c.error = 1
+            p.quote_len = 0
+            return
+        c.quotes_cap = cap
+    memcpy(c.quotes + c.quotes_len, c.scratch + l3, qlen)
+    p.quote_ofs = <int32_t>c.quotes_len
+    p.quote_len = <uint16_t>qlen
+    c.quotes_len += qlen
 
 
 cdef inline void emit_output(Core* c, const FrameCtx* f, const Pkt* p, int32_t port) noexcept nogil:
@@ -1115,7 +1134,7 @@ cdef inline void emit_output(Core* c, const FrameCtx* f, const Pkt* p, int32_t p
             return
         c.data_cap = cap
     if p.generated:
-        n = build_gen(p, c.out_data + c.data_len)
+        n = build_gen(c, p, c.out_data + c.data_len)
     else:
         n = build_raw(f, p, c.out_data + c.data_len)
     c.out_frame[i] = f.index
@@ -1584,7 +1603,10 @@ cdef inline void _swap_eth(Pkt* p) noexcept nogil:
 cdef void lr_l4_reject(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp) noexcept nogil:
     """_lr_l4_reject: UDP -> port unreachable, TCP -> reset, other -> protocol unreachable."""
     cdef uint32_t t
-    quote_header(c, f, p)           # into p.payload; used below only for ICMP
+    if p.proto != IPPROTO_TCP:
+        quote_datagram(c, f, p)
+        if c.error:
+            return
     p.generated = 1
     _swap_eth(p)
     t = p.ip_src
@@ -1597,6 +1619,7 @@ cdef void lr_l4_reject(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrP
         p.icmp_code = 3 if p.proto == IPPROTO_UDP else 2
         p.proto = IPPROTO_ICMP
         p.icmp_type = 3
+        p.icmp_id = 0       # bytes 4-7 of an ICMP error are zero
         p.kind = KIND_ICMP4
     lr_after_input(c, f, p, r, rp, ip_info(c, r, p.ip_dst))
 
@@ -1607,7 +1630,9 @@ cdef void lr_time_exceeded(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const 
     if rp.net_count == 0:
         emit_drop(c, f, D_TTL_EXPIRED, ST_LR_IN_IP_INPUT, c.n_switches + r)
         return
-    quote_header(c, f, p)
+    quote_datagram(c, f, p)
+    if c.error:
+        return
     p.generated = 1
     _swap_eth(p)
     if rp.gateway:
@@ -1620,6 +1645,7 @@ cdef void lr_time_exceeded(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const 
     p.proto = IPPROTO_ICMP
     p.icmp_type = 11
     p.icmp_code = 0
+    p.icmp_id = 0
     p.ttl = 254
     p.kind = KIND_ICMP4
     p.outport = p.inport
@@ -1868,6 +1894,7 @@ cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noex
     p.ip_src = h.ip4_src
     p.ip_dst = h.ip4_dst
     p.ttl = h.ip_ttl
+    p.tos = h.ip_tos
     p.proto = h.ip_proto
     p.later_frag = (h.ip_frag & IP_FRAG_LATER) != 0
     f.l4 = h.l4_ofs
@@ -1899,6 +1926,7 @@ cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport
     f.raw = raw
     f.n = n
     f.index = index
+    c.quotes_len = 0
     memset(&p, 0, sizeof(Pkt))
     reason = classify(raw, n, &p, &f)
     if reason:
@@ -2029,7 +2057,7 @@ cdef class FastEngine:
         free(c.bindings.slots); free(c.gw_redirect.slots); free(c.undnat_fip.slots)
         free(c.auto_mac.slots); free(c.auto_ip.slots)
         free(c.ct.slots); free(c.ct.conns)
-        free(c.stack); free(c.scratch); free(c.ingress)
+        free(c.stack); free(c.scratch); free(c.quotes); free(c.ingress)
         free(c.out_frame); free(c.out_port); free(c.out_kind); free(c.out_start); free(c.out_len)
         free(c.out_data)
         free(c.drop_frame); free(c.drop_reason); free(c.drop_stage); free(c.drop_dp)

@@ -25,6 +25,11 @@ PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_UDP = 17
 TCP_RST = 0x04
+IP4_DF = 0x4000
+#: How much of the offending datagram an ICMP error quotes at most: what fits
+#: in 576 bytes after the Ethernet, IPv4 and ICMP headers (ovn-controller's
+#: pinctrl_handle_icmp, after RFC 1812 4.3.2.3).
+ICMP_QUOTE_MAX = 576 - (14 + 20 + 8)
 
 #: Kinds of output (``kind`` in a verdict).
 KIND_PACKET = "packet"  #: the frame itself, possibly rewritten
@@ -319,14 +324,16 @@ def build_frame(pkt: Packet) -> bytes:
 
 
 def build_generated(pkt: Packet) -> bytes:
-    """A frame the pipeline generated, in ovnsim's one fixed format.
+    """A frame the pipeline generated, as ovn-controller's pinctrl builds it.
 
-    ``arp``: 42 bytes (Ethernet + ARP, no padding).  ``icmp4``: a 20-byte
-    IPv4 header (TOS 0, ID 0, no flags, protocol 1) and the ICMP message:
-    type, code, checksum, four zero bytes, then ``pkt.payload`` (the
-    offending IPv4 header and first 8 bytes of its payload).
-    ``tcp_reset``: a 20-byte IPv4 header (as above, protocol 6) and a 20-byte
-    TCP header: the ports, sequence and acknowledgement 0, flags RST, window 0.
+    ``arp``: 42 bytes (Ethernet + ARP, no padding).  ``icmp4``
+    (pinctrl_handle_icmp): a 20-byte IPv4 header -- TOS of the packet the
+    error is about, ID 0, DF, the TTL the nested actions set (255 unless
+    they change it), protocol 1 -- and the ICMP message: type, code,
+    checksum, four zero bytes, then ``pkt.payload`` (the offending datagram,
+    :func:`embedded_header`).  ``tcp_reset``: a 20-byte IPv4 header (TOS 0,
+    ID 0, no flags, protocol 6) and a 20-byte TCP header: the ports,
+    sequence and acknowledgement 0, flags RST, window 0.
     """
     eth = pkt.eth_dst.to_bytes(6, "big") + pkt.eth_src.to_bytes(6, "big")
     if pkt.is_arp:
@@ -336,18 +343,27 @@ def build_generated(pkt: Packet) -> bytes:
     if pkt.proto == PROTO_ICMP:
         l4 = bytes([pkt.icmp_type, pkt.icmp_code]) + b"\0\0\0\0\0\0" + pkt.payload
         l4 = l4[:2] + checksum(l4).to_bytes(2, "big") + l4[4:]
+        tos, flags = pkt.tos, IP4_DF
     else:  # the TCP reset
         l4 = struct.pack("!HHIIBBHHH", pkt.sport, pkt.dport, 0, 0, 5 << 4, TCP_RST, 0, 0, 0)
         pseudo = struct.pack("!IIBBH", pkt.ip_src, pkt.ip_dst, 0, PROTO_TCP, len(l4))
         l4 = l4[:16] + checksum(pseudo + l4).to_bytes(2, "big") + l4[18:]
-    header = struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(l4), 0, 0, pkt.ttl, pkt.proto, 0, pkt.ip_src, pkt.ip_dst)
+        tos, flags = 0, 0
+    header = struct.pack("!BBHHHBBHII", 0x45, tos, 20 + len(l4), 0, flags, pkt.ttl, pkt.proto, 0,
+                         pkt.ip_src, pkt.ip_dst)
     header = header[:10] + checksum(header).to_bytes(2, "big") + header[12:]
     return eth + ETH_IP4.to_bytes(2, "big") + header + l4
 
 
 def embedded_header(pkt: Packet) -> bytes:
-    """What an ICMP error quotes: the packet's IPv4 header and first 8 bytes after it, as they are now."""
+    """What an ICMP error about ``pkt`` quotes: the datagram as it is now.
+
+    Its IPv4 header onwards, as far as its IPv4 total length goes (never
+    the Ethernet padding), at most :data:`ICMP_QUOTE_MAX` bytes -- as
+    pinctrl_handle_icmp copies it from the packet it gets at that point of
+    the pipeline.
+    """
     frame = build_frame(pkt)
     l3 = pkt.l3 if pkt.raw is not None else 14
-    ihl = (frame[l3] & 0x0F) * 4
-    return bytes(frame[l3:l3 + ihl + 8])
+    total = int.from_bytes(frame[l3 + 2:l3 + 4], "big")
+    return bytes(frame[l3:l3 + min(total, ICMP_QUOTE_MAX)])

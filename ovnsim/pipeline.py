@@ -395,7 +395,7 @@ class _Run:
 
     def _lr_l4_reject(self, lr: RouterTables, inport, pkt: Packet, depth: int) -> None:
         dp = lr.name
-        quoted = embedded_header(pkt)
+        quoted = embedded_header(pkt) if pkt.proto != PROTO_TCP else b""
         pkt.raw = None  # from here on a generated frame
         pkt.eth_src, pkt.eth_dst = pkt.eth_dst, pkt.eth_src
         pkt.ip_src, pkt.ip_dst = pkt.ip_dst, pkt.ip_src
@@ -410,6 +410,7 @@ class _Run:
             pkt.payload = quoted
             pkt.proto = PROTO_ICMP
             pkt.icmp_type, pkt.icmp_code = 3, code
+            pkt.icmp_id = 0  # bytes 4-7 of an ICMP error are zero
             pkt.kind = KIND_ICMP4
             action = f"icmp4 {{... icmp4.type = 3; icmp4.code = {code}; next; }};"
             prio = 80 if code == 3 else 70
@@ -433,6 +434,7 @@ class _Run:
             pkt.ip_src = inport.networks[0][0]
         pkt.proto = PROTO_ICMP
         pkt.icmp_type, pkt.icmp_code = 11, 0
+        pkt.icmp_id = 0  # bytes 4-7 of an ICMP error are zero
         pkt.payload = payload
         pkt.ttl = 254
         pkt.kind = KIND_ICMP4

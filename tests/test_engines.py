@@ -300,6 +300,26 @@ def test_ttl_expiry_generates_time_exceeded_quoting_the_header(net):
     assert_checksums_ok(pkt)
 
 
+
+def test_icmp_errors_quote_the_datagram_up_to_576_bytes_without_padding(net):
+    n = net("multi-router")
+    lab1 = next(p for p in n.tables.switches["neutron-lab"].ports.values() if p.name == "lab1").addresses[0]
+    mac, ip = int_to_mac(lab1[0]), int_to_ip(lab1[1][0])
+    rmac = n.lrp_mac("lrp-r-lab-lab-v4")
+    big = Ether(src=mac, dst=rmac) / IP(src=ip, dst=OUTSIDE, ttl=1, tos=0x28) / UDP() / (b"q" * 1000)
+    small = bytes(udp(mac, rmac, ip, "10.30.0.1"))  # port unreachable from the router itself
+    padded = small + b"\xee" * (60 - len(small))
+    result = n.send(("lab1", big), ("lab1", padded))
+    [(_, kind, pkt)] = n.outputs(result, 0)
+    out = result.output_bytes(0)
+    assert (kind, len(out), pkt[ICMP].type) == ("icmp4", 576, 11)
+    assert (pkt[IP].tos, pkt[IP].id, pkt[IP].flags, pkt[IP].ttl) == (0x28, 0, "DF", 254)
+    assert out[42:] == bytes(big[IP])[:534]
+    [(_, kind, pkt)] = n.outputs(result, 1)
+    assert (kind, pkt[ICMP].type, pkt[ICMP].code) == ("icmp4", 3, 3)
+    assert bytes(pkt[ICMP])[8:] == small[14:]
+    assert_checksums_ok(pkt)
+
 def test_ping_to_a_router_address_is_answered(net):
     n = net("reference")
     result = n.send(("vm1", ping(VM1[0], n.lrp_mac("lrp-router1-web-v4"), VM1[1], "10.0.1.1")))

@@ -286,15 +286,50 @@ def test_udp_to_the_router_with_ttl_1_gets_port_unreachable(plain):
     assert out.kind == "icmp4" and fields_of(out, "icmp4.type", "icmp4.code") == (3, 3)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ICMP errors quote only the IP header + 8 bytes (packet.icmp_error_payload); ovn-controller's "
-    "pinctrl_handle_icmp quotes as much of the offending datagram as fits in 576 bytes (RFC 1812 4.3.2.3). "
-    "From the pinctrl source, not OVN-NOTES (which lists the ICMP error payload as not verified)"))
 def test_time_exceeded_quotes_as_much_of_the_datagram_as_fits(plain):
+    # ovn-controller's pinctrl_handle_icmp quotes the datagram up to 576 bytes
+    # of ICMP error (RFC 1812 4.3.2.3).  From the pinctrl source, not
+    # OVN-NOTES (which lists the ICMP error payload as not verified).
     web_mac, _ = macs(plain)
     frame = ip_frame(VM1_MAC, web_mac, VM1_IP, DB1_IP, UDP(sport=1, dport=2) / (b"z" * 100), ttl=1)
     pkt = wire(only_output(plain.inject("vm1", frame)))
     assert quoted(pkt) == bytes(frame[IP])
+
+
+def test_time_exceeded_quotes_at_most_576_bytes_of_icmp_error(plain):
+    web_mac, _ = macs(plain)
+    frame = ip_frame(VM1_MAC, web_mac, VM1_IP, DB1_IP, UDP(sport=1, dport=2) / (b"z" * 1200), ttl=1)
+    out = only_output(plain.inject("vm1", frame))
+    pkt = wire(out)
+    assert len(out.frame) == 576 and pkt[IP].len == 576 - 14
+    assert quoted(pkt) == bytes(frame[IP])[:576 - (14 + 20 + 8)]
+
+
+def test_icmp_error_quotes_the_datagram_without_ethernet_padding(plain):
+    # A 42-byte frame comes padded to 60 bytes; the IPv4 total length says
+    # where the datagram ends.
+    web_mac, _ = macs(plain)
+    frame = bytes(udp_frame(VM1_MAC, web_mac, VM1_IP, WEB_GW))
+    assert len(frame) < 60
+    pkt = wire(only_output(plain.inject("vm1", frame + b"\xee" * (60 - len(frame)))))
+    assert quoted(pkt) == frame[14:]
+
+
+def test_icmp_error_header_is_built_as_pinctrl_builds_it(plain):
+    # pinctrl_handle_icmp: TOS of the offending packet, ID 0, DF, TTL 255
+    # (then the nested actions: ip.ttl = 254 for time exceeded; the port
+    # unreachable is routed back, ttl 254 on arrival), protocol 1.
+    web_mac, _ = macs(plain)
+    expired = ip_frame(VM1_MAC, web_mac, VM1_IP, DB1_IP, UDP(sport=1, dport=2), ttl=1)
+    expired[IP].tos = 0xB8
+    to_router = udp_frame(VM1_MAC, web_mac, VM1_IP, WEB_GW)
+    to_router[IP].tos = 0x02
+    for frame, tos, icmp in ((expired, 0xB8, (11, 0)), (to_router, 0x02, (3, 3))):
+        pkt = wire(only_output(plain.inject("vm1", frame)))
+        assert (pkt[IP].tos, pkt[IP].id, int(pkt[IP].flags), pkt[IP].frag, pkt[IP].ttl, pkt[IP].proto) == (
+            tos, 0, 2, 0, 254, 1)
+        assert (pkt[ICMP].type, pkt[ICMP].code) == icmp and bytes(pkt[ICMP])[4:8] == bytes(4)
+        assert quoted(pkt) == bytes(frame[IP])
 
 
 # -- lr_in_ip_input: L4 to the router's own addresses ---------------------------------------------
