@@ -321,6 +321,9 @@ ctypedef struct Pkt:
     uint32_t ip_dst
     uint32_t reg0
     uint32_t reg1
+    uint32_t tcp_seq         # a TCP segment's sequence and acknowledgement numbers
+    uint32_t tcp_ack
+    int32_t tcp_dlen         # its payload length as pinctrl counts it (IP payload - data offset * 4)
     int32_t inport           # LSP in a switch, LRP in a router
     int32_t outport          # likewise; -1 for ""
     int32_t depth
@@ -336,6 +339,7 @@ ctypedef struct Pkt:
     uint8_t arp_opaque       # ARP but not Ethernet/IPv4: arp.* all 0, not written back
     uint8_t ttl
     uint8_t tos
+    uint8_t tcp_flags        # low 8 bits of the TCP flags (ACK 0x10, RST 0x04)
     uint8_t proto
     uint8_t later_frag
     uint8_t icmp_type

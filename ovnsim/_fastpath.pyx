@@ -1049,7 +1049,7 @@ cdef int32_t build_gen(const Core* c, const Pkt* p, unsigned char* o) noexcept n
         return 42
     wr16(o + 12, ETH_TYPE_IP4)
     if p.proto == IPPROTO_ICMP:
-        # pinctrl_handle_icmp: TOS of the packet, ID 0, DF
+        # pinctrl_handle_icmp
         l4len = 8 + p.quote_len
         l4[0] = p.icmp_type
         l4[1] = p.icmp_code
@@ -1057,24 +1057,26 @@ cdef int32_t build_gen(const Core* c, const Pkt* p, unsigned char* o) noexcept n
             l4[i] = 0
         memcpy(l4 + 8, c.quotes + p.quote_ofs, p.quote_len)
         wr16(l4 + 2, csum_fold(csum_partial(l4, l4len, 0)))
-        ip[1] = p.tos
-        wr16(ip + 6, IP4_DF)
     else:
+        # pinctrl_handle_tcp_reset: 20-byte header, RST only, window 0
         l4len = 20
         wr16(l4, p.sport)
         wr16(l4 + 2, p.dport)
-        for i in range(4, 20):
+        wr32(l4 + 4, p.tcp_seq)
+        wr32(l4 + 8, p.tcp_ack)
+        for i in range(12, 20):
             l4[i] = 0
         l4[12] = 5 << 4
         l4[13] = 0x04        # RST
         acc = ((p.ip_src >> 16) + (p.ip_src & 0xffff) + (p.ip_dst >> 16) + (p.ip_dst & 0xffff)
                + IPPROTO_TCP + 20)
         wr16(l4 + 16, csum_fold(csum_partial(l4, 20, acc)))
-        ip[1] = 0
-        wr16(ip + 6, 0)
+    # Both: TOS of the packet they answer, ID 0, DF.
     ip[0] = 0x45
+    ip[1] = p.tos
     wr16(ip + 2, <uint16_t>(20 + l4len))
     wr16(ip + 4, 0)
+    wr16(ip + 6, IP4_DF)
     ip[8] = p.ttl
     ip[9] = p.proto
     wr16(ip + 10, 0)
@@ -1614,6 +1616,20 @@ cdef void lr_l4_reject(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrP
     p.ip_dst = t
     p.ttl = 255
     if p.proto == IPPROTO_TCP:
+        # pinctrl_handle_tcp_reset: RST only; after a segment with ACK,
+        # seq = its ack; else seq 0, ack = its seq + its payload length; the
+        # ports swapped.
+        if p.tcp_flags & 0x10:
+            p.tcp_seq = p.tcp_ack
+            p.tcp_ack = 0
+        else:
+            p.tcp_ack = p.tcp_seq + <uint32_t>p.tcp_dlen
+            p.tcp_seq = 0
+        t = p.sport
+        p.sport = p.dport
+        p.dport = <uint16_t>t
+        p.tcp_flags = 0x04
+        p.tcp_dlen = 0
         p.kind = KIND_TCP_RESET
     else:
         p.icmp_code = 3 if p.proto == IPPROTO_UDP else 2
@@ -1901,18 +1917,29 @@ cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noex
     if st == PARSE_TRUNCATED_L4 or st == PARSE_BAD_TCP_OFFSET:
         if h.ip_proto != IPPROTO_TCP or h.end_ofs - h.l4_ofs < TCP_MIN_HLEN:
             return D_MALFORMED
-        q = raw + h.l4_ofs
-        p.sport = rd16(q)
-        p.dport = rd16(q + 2)
+        _tcp_fields(raw, &h, p)
         return 0
     if h.layers & LAYER_ICMP4:
         p.icmp_type = h.icmp_type
         p.icmp_code = h.icmp_code
         p.icmp_id = h.icmp_id
-    elif h.layers & (LAYER_TCP | LAYER_UDP):
+    elif h.layers & LAYER_TCP:
+        _tcp_fields(raw, &h, p)
+    elif h.layers & LAYER_UDP:
         p.sport = h.tp_src
         p.dport = h.tp_dst
     return 0
+
+
+cdef inline void _tcp_fields(const unsigned char* raw, const Headers* h, Pkt* p) noexcept nogil:
+    # What the pipeline reads of a TCP header (20 bytes are there).
+    cdef const unsigned char* q = raw + h.l4_ofs
+    p.sport = rd16(q)
+    p.dport = rd16(q + 2)
+    p.tcp_seq = rd32(q + 4)
+    p.tcp_ack = rd32(q + 8)
+    p.tcp_flags = q[13]
+    p.tcp_dlen = (h.end_ofs - h.l4_ofs) - (q[12] >> 4) * 4
 
 
 cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport,

@@ -25,6 +25,7 @@ PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_UDP = 17
 TCP_RST = 0x04
+TCP_ACK = 0x10
 IP4_DF = 0x4000
 #: How much of the offending datagram an ICMP error quotes at most: what fits
 #: in 576 bytes after the Ethernet, IPv4 and ICMP headers (ovn-controller's
@@ -47,7 +48,7 @@ class Packet:
         "eth_src", "eth_dst", "eth_type", "vlan",
         "arp_op", "arp_sha", "arp_spa", "arp_tha", "arp_tpa", "arp_opaque",
         "ip_src", "ip_dst", "ttl", "proto", "tos", "later_frag",
-        "icmp_type", "icmp_code", "icmp_id", "sport", "dport", "tcp_flags",
+        "icmp_type", "icmp_code", "icmp_id", "sport", "dport", "tcp_flags", "tcp_seq", "tcp_ack", "tcp_dlen",
         "payload", "ip_options", "raw", "l3", "l4",
         "kind", "inport", "outport", "loopback", "hairpin", "use_snat_zone", "dnat_local",
         "reg0", "reg1", "xreg0", "ct_rpl", "ct_trk", "ct_zones",
@@ -66,6 +67,10 @@ class Packet:
         self.later_frag = False
         self.icmp_type = self.icmp_code = self.icmp_id = 0
         self.sport = self.dport = self.tcp_flags = 0
+        #: a TCP segment's sequence and acknowledgement numbers, and its payload
+        #: length as pinctrl counts it (IPv4 payload - data offset * 4; may be
+        #: negative for a bad data offset)
+        self.tcp_seq = self.tcp_ack = self.tcp_dlen = 0
         self.payload = b""  #: bytes after the L4 header (or after IPv4 for other protocols)
         self.ip_options = b""
         #: the frame as received (None for a frame the pipeline generated);
@@ -215,6 +220,9 @@ def parse_frame(frame: bytes) -> Packet:
             pkt.sport = int.from_bytes(frame[l4:l4 + 2], "big")
             pkt.dport = int.from_bytes(frame[l4 + 2:l4 + 4], "big")
             pkt.tcp_flags = frame[l4 + 13]
+            pkt.tcp_seq = int.from_bytes(frame[l4 + 4:l4 + 8], "big")
+            pkt.tcp_ack = int.from_bytes(frame[l4 + 8:l4 + 12], "big")
+            pkt.tcp_dlen = (end - l4) - (frame[l4 + 12] >> 4) * 4
             pkt.payload = bytes(frame[l4 + 4:end])  # seq .. options + data, rewritten as is
         elif pkt.proto == PROTO_UDP:
             if end - l4 < 8:
@@ -326,14 +334,15 @@ def build_frame(pkt: Packet) -> bytes:
 def build_generated(pkt: Packet) -> bytes:
     """A frame the pipeline generated, as ovn-controller's pinctrl builds it.
 
-    ``arp``: 42 bytes (Ethernet + ARP, no padding).  ``icmp4``
-    (pinctrl_handle_icmp): a 20-byte IPv4 header -- TOS of the packet the
-    error is about, ID 0, DF, the TTL the nested actions set (255 unless
-    they change it), protocol 1 -- and the ICMP message: type, code,
-    checksum, four zero bytes, then ``pkt.payload`` (the offending datagram,
-    :func:`embedded_header`).  ``tcp_reset``: a 20-byte IPv4 header (TOS 0,
-    ID 0, no flags, protocol 6) and a 20-byte TCP header: the ports,
-    sequence and acknowledgement 0, flags RST, window 0.
+    ``arp``: 42 bytes (Ethernet + ARP, no padding).  The others have a
+    20-byte IPv4 header -- TOS of the packet they answer, ID 0, DF, the TTL
+    the nested actions leave (255 unless they change it) -- and:
+    ``icmp4`` (pinctrl_handle_icmp): protocol 1, the ICMP message: type,
+    code, checksum, four zero bytes, then ``pkt.payload`` (the offending
+    datagram, :func:`embedded_header`); ``tcp_reset``
+    (pinctrl_handle_tcp_reset): protocol 6, a 20-byte TCP header with the
+    ports, ``pkt.tcp_seq`` and ``pkt.tcp_ack`` as the pipeline set them,
+    flags RST, window 0, urgent pointer 0.
     """
     eth = pkt.eth_dst.to_bytes(6, "big") + pkt.eth_src.to_bytes(6, "big")
     if pkt.is_arp:
@@ -343,13 +352,11 @@ def build_generated(pkt: Packet) -> bytes:
     if pkt.proto == PROTO_ICMP:
         l4 = bytes([pkt.icmp_type, pkt.icmp_code]) + b"\0\0\0\0\0\0" + pkt.payload
         l4 = l4[:2] + checksum(l4).to_bytes(2, "big") + l4[4:]
-        tos, flags = pkt.tos, IP4_DF
     else:  # the TCP reset
-        l4 = struct.pack("!HHIIBBHHH", pkt.sport, pkt.dport, 0, 0, 5 << 4, TCP_RST, 0, 0, 0)
+        l4 = struct.pack("!HHIIBBHHH", pkt.sport, pkt.dport, pkt.tcp_seq, pkt.tcp_ack, 5 << 4, TCP_RST, 0, 0, 0)
         pseudo = struct.pack("!IIBBH", pkt.ip_src, pkt.ip_dst, 0, PROTO_TCP, len(l4))
         l4 = l4[:16] + checksum(pseudo + l4).to_bytes(2, "big") + l4[18:]
-        tos, flags = 0, 0
-    header = struct.pack("!BBHHHBBHII", 0x45, tos, 20 + len(l4), 0, flags, pkt.ttl, pkt.proto, 0,
+    header = struct.pack("!BBHHHBBHII", 0x45, pkt.tos, 20 + len(l4), 0, IP4_DF, pkt.ttl, pkt.proto, 0,
                          pkt.ip_src, pkt.ip_dst)
     header = header[:10] + checksum(header).to_bytes(2, "big") + header[12:]
     return eth + ETH_IP4.to_bytes(2, "big") + header + l4

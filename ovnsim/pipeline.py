@@ -27,6 +27,7 @@ from ovnsim.packet import (
     PROTO_ICMP,
     PROTO_TCP,
     PROTO_UDP,
+    TCP_ACK,
     TCP_RST,
     Packet,
     embedded_header,
@@ -401,8 +402,18 @@ class _Run:
         pkt.ip_src, pkt.ip_dst = pkt.ip_dst, pkt.ip_src
         pkt.ttl = 255
         if pkt.proto == PROTO_TCP:
-            pkt.kind = KIND_TCP_RESET
+            # pinctrl_handle_tcp_reset: RST only; after a segment with ACK,
+            # seq = its ack; else seq 0, ack = its seq + its payload length.
+            # The ports are written swapped before the nested actions run
+            # (ovn-trace does not show this: it only applies those actions).
+            if pkt.tcp_flags & TCP_ACK:
+                pkt.tcp_seq, pkt.tcp_ack = pkt.tcp_ack, 0
+            else:
+                pkt.tcp_seq, pkt.tcp_ack = 0, (pkt.tcp_seq + pkt.tcp_dlen) & 0xFFFFFFFF
+            pkt.sport, pkt.dport = pkt.dport, pkt.sport
             pkt.tcp_flags = TCP_RST
+            pkt.tcp_dlen = 0
+            pkt.kind = KIND_TCP_RESET
             action = "tcp_reset {eth.dst <-> eth.src; ip4.dst <-> ip4.src; next; };"
             prio = 80
         else:

@@ -517,15 +517,29 @@ def test_plain_router_rejects_udp_and_tcp_to_itself(net):
     lab1 = next(p for p in n.tables.switches["neutron-lab"].ports.values() if p.name == "lab1").addresses[0]
     mac, ip = int_to_mac(lab1[0]), int_to_ip(lab1[1][0])
     rmac = n.lrp_mac("lrp-r-lab-lab-v4")
-    result = n.send(("lab1", udp(mac, rmac, ip, "10.30.0.1")), ("lab1", tcp(mac, rmac, ip, "10.30.0.1", dport=22)),
-                    ("lab1", udp(mac, rmac, ip, "8.8.8.8")))
+    syn = tcp(mac, rmac, ip, "10.30.0.1", dport=22, tos=0x10)
+    syn[TCP].seq = 0xFFFFFFF0
+    data_ack = Ether(src=mac, dst=rmac) / IP(src=ip, dst="10.30.0.1") \
+        / TCP(sport=33001, dport=80, flags="PA", seq=5000, ack=0x12345678) / (b"d" * 30)
+    result = n.send(("lab1", udp(mac, rmac, ip, "10.30.0.1")), ("lab1", syn),
+                    ("lab1", udp(mac, rmac, ip, "8.8.8.8")), ("lab1", data_ack))
     [(port, kind, pkt)] = n.outputs(result, 0)
     assert (port, kind, pkt[ICMP].type, pkt[ICMP].code, pkt[IP].ttl) == ("lab1", "icmp4", 3, 3, 254)
     assert_checksums_ok(pkt)
+    # pinctrl_handle_tcp_reset: back to the sender's port; RST only; no ACK in
+    # the segment: seq 0, ack = its seq + its payload length (mod 2^32)
     [(port, kind, pkt)] = n.outputs(result, 1)
-    assert (port, kind, pkt[TCP].flags, pkt[TCP].sport, pkt[TCP].dport) == ("lab1", "tcp_reset", "R", 33000, 22)
+    assert (port, kind, pkt[TCP].flags, pkt[TCP].sport, pkt[TCP].dport) == ("lab1", "tcp_reset", "R", 22, 33000)
+    assert (pkt[TCP].seq, pkt[TCP].ack, pkt[TCP].window, pkt[TCP].urgptr, pkt[TCP].dataofs) == (0, 0xFFFFFFF0,
+                                                                                               0, 0, 5)
+    assert (pkt[IP].tos, pkt[IP].id, pkt[IP].flags, pkt[IP].ttl, len(pkt[IP])) == (0x10, 0, "DF", 254, 40)
     assert_checksums_ok(pkt)
     assert n.drops(result, 2) == [("no-route", "lr_in_ip_routing", "neutron-r-lab")]
+    # with ACK: seq = its ack, ack 0
+    [(port, kind, pkt)] = n.outputs(result, 3)
+    assert (kind, pkt[TCP].flags, pkt[TCP].sport, pkt[TCP].dport) == ("tcp_reset", "R", 80, 33001)
+    assert (pkt[TCP].seq, pkt[TCP].ack) == (0x12345678, 0)
+    assert_checksums_ok(pkt)
 
 
 def test_static_route_via_a_port_secured_vm_hits_egress_port_security(net):

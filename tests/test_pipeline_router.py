@@ -357,15 +357,34 @@ def test_tcp_to_plain_router_ip_gets_a_reset(plain):
     assert pkt[TCP].flags.R
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tcp_reset keeps the ports of the offending segment (tcp.src 40001, tcp.dst 22); ovn-controller's "
-    "pinctrl_handle_tcp_reset writes tcp_src = original tp_dst and tcp_dst = original tp_src, so the RST "
-    "reaches the sender's socket (ovn-trace does not show this, OVN-NOTES 3 marks it unsure)"))
 def test_tcp_reset_goes_back_to_the_senders_port(plain):
+    # ovn-controller's pinctrl_handle_tcp_reset writes tcp_src = the
+    # segment's tp_dst and tcp_dst = its tp_src, so the RST reaches the
+    # sender's socket (ovn-trace does not show this: it only applies the
+    # nested actions; OVN-NOTES 3 marks it unsure).
     web_mac, _ = macs(plain)
     out = only_output(plain.inject("vm1", tcp_frame(VM1_MAC, web_mac, VM1_IP, WEB_GW, sport=40001, dport=22)))
     pkt = wire(out)
     assert (pkt[TCP].sport, pkt[TCP].dport) == (22, 40001)
+    assert fields_of(out, "tcp.src", "tcp.dst") == (22, 40001)
+
+
+@pytest.mark.parametrize("flags, payload, seq_ack", [
+    ("S", b"", (0, 1000)),                      # no ACK: seq 0, ack = seq + payload length
+    ("P", b"x" * 11, (0, 1011)),
+    ("A", b"", (777, 0)),                       # ACK: seq = its ack, ack 0
+    ("PA", b"x" * 11, (777, 0)),
+])
+def test_tcp_reset_sequence_numbers_are_pinctrls(plain, flags, payload, seq_ack):
+    web_mac, _ = macs(plain)
+    frame = ip_frame(VM1_MAC, web_mac, VM1_IP, WEB_GW, TCP(sport=40001, dport=22, flags=flags, seq=1000, ack=777))
+    frame[TCP].remove_payload()
+    frame = frame / payload if payload else frame
+    pkt = wire(only_output(plain.inject("vm1", frame)))
+    assert (pkt[TCP].seq, pkt[TCP].ack) == seq_ack
+    # RST only (the ACK flag is not set), window 0, urgent pointer 0, no options
+    assert (str(pkt[TCP].flags), pkt[TCP].window, pkt[TCP].urgptr, pkt[TCP].dataofs) == ("R", 0, 0, 5)
+    assert (pkt[IP].id, str(pkt[IP].flags), pkt[IP].len) == (0, "DF", 40)
 
 
 def test_tcp_reset_has_a_valid_tcp_header(plain):
