@@ -258,6 +258,7 @@ ctypedef struct Router:
     uint8_t enabled
     uint8_t answers_l4
     uint8_t has_distributed
+    uint8_t always_learn     # options:always_learn_from_arp_request (default true)
 
 # What a router knows about one IPv4 address (ip_map: (router, ip) -> index).
 ctypedef struct IpInfo:

@@ -1504,9 +1504,23 @@ cdef void lr_arp(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* r
     cdef bint found = False
     cdef uint32_t tpa
     cdef int32_t k
-    if p.arp_op == 2 or (p.arp_op == 1 and network_for(c, rp, p.arp_spa) >= 0):
+    cdef uint64_t key = (<uint64_t>p.inport << 32) | p.arp_spa, v
+    cdef bint learn = False
+    if p.arp_op == 2:
+        learn = True
+    elif p.arp_op == 1 and network_for(c, rp, p.arp_spa) >= 0:
+        # always_learn_from_arp_request=false: a request creates a binding
+        # only for the port's own address (from that address's subnet), else
+        # it only refreshes an existing one.
+        learn = c.routers[r].always_learn or map_get(&c.bindings, key, &v)
+        if not learn:
+            for k in range(rp.net_start, rp.net_start + rp.net_count):
+                if c.rnets[k].ip == p.arp_tpa and (p.arp_spa & c.rnets[k].mask) == c.rnets[k].network:
+                    learn = True
+                    break
+    if learn:
         # lr_in_learn_neighbor: put_arp
-        if map_put(&c.bindings, (<uint64_t>p.inport << 32) | p.arp_spa, p.arp_sha) < 0:
+        if map_put(&c.bindings, key, p.arp_sha) < 0:
             c.error = 1
             return
     if p.arp_op == 1:
@@ -2183,6 +2197,7 @@ cdef class FastEngine:
             R.enabled = bool(lr.enabled)
             R.answers_l4 = bool(lr.answers_l4)
             R.has_distributed = any(n.distributed for n in lr.nat)
+            R.always_learn = bool(lr.always_learn_from_arp_request)
             R.port_start = lrp_index[next(iter(lr.ports))] if lr.ports else 0
             R.port_count = len(lr.ports)
             for name, rp in lr.ports.items():

@@ -321,10 +321,22 @@ class _Run:
     def _lr_arp(self, lr: RouterTables, inport, pkt: Packet, depth: int) -> None:
         """lr_in_lookup_neighbor .. lr_in_ip_input for ARP: answer for own and NAT IPs, learn, drop the rest."""
         dp = lr.name
-        if pkt.arp_op == 2 or (pkt.arp_op == 1 and inport.network_for(pkt.arp_spa)):
-            # lr_in_learn_neighbor: put_arp (OVN learns from replies and from
-            # requests whose sender is on the port's subnet).
-            lr.mac_bindings[(inport.name, pkt.arp_spa)] = pkt.arp_sha
+        key = (inport.name, pkt.arp_spa)
+        if pkt.arp_op == 2:
+            learn = True  # lr_in_learn_neighbor: put_arp for every reply
+        elif pkt.arp_op == 1 and inport.network_for(pkt.arp_spa):
+            # A request whose sender is on the port's subnet.  With
+            # options:always_learn_from_arp_request=false (Neutron) only one
+            # for the port's own address (lr_in_lookup_neighbor prio 110:
+            # arp.spa in that address's subnet, arp.tpa == it) creates a
+            # binding; any other only refreshes an existing one (prio 100:
+            # lookup_arp_ip(inport, arp.spa)).
+            learn = (lr.always_learn_from_arp_request or key in lr.mac_bindings
+                     or any(ip == pkt.arp_tpa and prefix.contains(pkt.arp_spa) for ip, prefix in inport.networks))
+        else:
+            learn = False
+        if learn:
+            lr.mac_bindings[key] = pkt.arp_sha
         if pkt.arp_op == 1:
             tpa = pkt.arp_tpa
             reply_mac: Optional[int] = None

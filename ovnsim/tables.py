@@ -198,6 +198,10 @@ class RouterTables:
     nat_ips: Set[int]  #: every external IP
     #: learned and static neighbours (MAC_Binding): (port, IP) -> MAC
     mac_bindings: Dict[Tuple[str, int], int] = field(default_factory=dict)
+    #: options:always_learn_from_arp_request (default true; Neutron sets
+    #: false): whether any ARP request from the port's subnet creates a MAC
+    #: binding, or only one for the router's own address on that port
+    always_learn_from_arp_request: bool = True
 
     @property
     def answers_l4(self) -> bool:
@@ -388,4 +392,6 @@ def _router_tables(lr, router_ports: Dict[str, RouterPort], switches: Dict[str, 
         dnat={n.external_ip: n for n in nat if n.type in (NAT_DNAT, NAT_DNAT_AND_SNAT)},
         unsnat_ips={n.external_ip: n for n in nat if n.type in (NAT_SNAT, NAT_DNAT_AND_SNAT)},
         nat_ips={n.external_ip for n in nat},
+        # smap_get_bool(..., true): false only when the option says "false"
+        always_learn_from_arp_request=lr.options.get("always_learn_from_arp_request", "true").lower() != "false",
     )

@@ -356,6 +356,22 @@ def test_router_learns_mac_bindings_from_arp(net):
     assert fw1  # the unknown-address port the learned MAC floods to
 
 
+
+def test_neutron_router_learns_from_arp_requests_only_for_its_own_address_or_to_refresh(net):
+    # always_learn_from_arp_request=false (Neutron's DGP routers): a request
+    # for another host creates no binding; one for the router's address does;
+    # any request refreshes a binding that exists.
+    n = net("dgp")
+    web1 = ("fa:16:3e:01:00:11", "10.1.0.11")
+    out = udp(web1[0], n.lrp_mac("lrp-router1-web-v4"), web1[1], "172.24.4.77")
+    a, b = "02:00:00:00:00:a1", "02:00:00:00:00:b2"
+    result = n.send(("provnet-public", arp_request(a, "172.24.4.77", "172.24.4.99")), ("web1", out),
+                    ("provnet-public", arp_request(a, "172.24.4.77", "172.24.4.50")), ("web1", out),
+                    ("provnet-public", arp_request(b, "172.24.4.77", "172.24.4.99")), ("web1", out))
+    assert [(p, k) for p, k, _ in n.outputs(result, 1)] == [("provnet-public", "arp")]
+    assert [(p, k, pkt.dst) for p, k, pkt in n.outputs(result, 3)] == [("provnet-public", "packet", a)]
+    assert [(p, k, pkt.dst) for p, k, pkt in n.outputs(result, 5)] == [("provnet-public", "packet", b)]
+
 def test_port_security_and_parse_drops(net):
     n = net("reference")
     spoofed = tcp(VM1[0], VM2[0], "10.0.0.99", VM2[1])

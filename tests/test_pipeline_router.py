@@ -195,17 +195,36 @@ def test_router_learns_from_an_arp_request_for_its_own_ip(dgp):
     assert out.packet.fields()["eth.dst"] == "52:54:00:00:00:77"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the router learns a new MAC binding from every ARP request whose sender is on the port's subnet "
-    "(_Run._lr_arp ignores options:always_learn_from_arp_request); Neutron routers set it to false, and "
-    "then (ovn-nb(5)) a request for an address that is not the router's only refreshes an existing "
-    "binding, it creates none"))
 def test_neutron_router_does_not_learn_from_arp_requests_for_other_hosts(dgp):
+    # Neutron sets options:always_learn_from_arp_request=false; then (ovn-nb(5))
+    # a request for an address that is not the router's creates no binding.
     assert dgp.logical.router("neutron-r1").options.get("always_learn_from_arp_request") == "false"
     web_mac = lrp_mac(dgp, "lrp-r1-web-v4")
     dgp.inject("provnet-public", arp_request("52:54:00:00:00:77", "172.24.4.77", "172.24.4.99"))
     out = only_output(dgp.inject("vm1", udp_frame(VM1_MAC, web_mac, VM1_IP, "172.24.4.77")))
     assert (out.port, out.kind) == ("provnet-public", "arp")
+
+
+def test_neutron_router_refreshes_an_existing_binding_from_any_arp_request(dgp):
+    # ... but it does update a binding that exists (lookup_arp_ip(inport, arp.spa)).
+    web_mac, gw_mac = lrp_mac(dgp, "lrp-r1-web-v4"), lrp_mac(dgp, "lrp-r1-gw")
+    dgp.inject("provnet-public", arp_reply("52:54:00:00:00:77", "172.24.4.77", gw_mac, GW_IP))
+    dgp.inject("provnet-public", arp_request("52:54:00:00:00:78", "172.24.4.77", "172.24.4.99"))
+    out = only_output(dgp.inject("vm1", udp_frame(VM1_MAC, web_mac, VM1_IP, "172.24.4.77")))
+    assert (out.port, out.kind) == ("provnet-public", "packet")
+    assert out.packet.fields()["eth.dst"] == "52:54:00:00:00:78"
+
+
+def test_router_without_the_option_learns_from_any_arp_request_on_its_subnet(plain):
+    # always_learn_from_arp_request defaults to true: a request for another
+    # host (flooded, the router gets a copy) is enough.
+    assert "always_learn_from_arp_request" not in plain.logical.router("neutron-r1").options
+    web_mac, _ = macs(plain)
+    result = plain.inject("hop1", arp_request(HOP1_MAC, "10.0.1.77", "10.0.1.99"))
+    assert ("neutron-r1", "lr_in_ip_input", Drop.ARP_NOT_ANSWERED) in drops_of(result)
+    out = only_output(plain.inject("vm1", udp_frame(VM1_MAC, web_mac, VM1_IP, "10.0.1.77")))
+    assert (out.port, out.kind) == ("hop1", "packet")
+    assert out.packet.fields()["eth.dst"] == HOP1_MAC
 
 
 # -- lr_in_ip_input: ICMP echo -----------------------------------------------------------------
