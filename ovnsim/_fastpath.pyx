@@ -1001,10 +1001,14 @@ cdef int32_t build_raw(const FrameCtx* f, const Pkt* p, unsigned char* o) noexce
     l4 = o + f.l4
     ol4 = f.raw + f.l4
     if p.proto == IPPROTO_ICMP:
+        # type and code, and the identifier (bytes 4-5) NAT may have changed
         l4[0] = p.icmp_type
         l4[1] = p.icmp_code
+        wr16(l4 + 4, p.icmp_id)
         acc = 0
-        if _acc16(&acc, ol4, l4):
+        changed = _acc16(&acc, ol4, l4)
+        changed |= _acc16(&acc, ol4 + 4, l4 + 4)
+        if changed:
             wr16(l4 + 2, _csum_words(rd16(ol4 + 2), acc))
     elif p.proto == IPPROTO_TCP or p.proto == IPPROTO_UDP:
         at = 16 if p.proto == IPPROTO_TCP else 6
@@ -1241,13 +1245,51 @@ cdef inline void set_tuple(Pkt* p, uint32_t src, uint16_t sport, uint32_t dst, u
     if p.proto != IPPROTO_ICMP:
         p.sport = sport
         p.dport = dport
+    else:
+        p.icmp_id = sport   # an ICMP "connection" has its identifier for both ports
+
+
+cdef inline bint icmp_query(uint8_t icmp_type) noexcept nogil:
+    # ovnsim.packet.ICMP_QUERY_TYPES: echo, timestamp, information, address mask
+    return icmp_type == 0 or icmp_type == 8 or (13 <= icmp_type <= 18)
+
+
+cdef uint16_t ct_unique_sport(const Conntrack* ct, uint32_t zone, uint8_t proto, bint query,
+                              uint32_t ts, uint16_t tsp, uint32_t td, uint16_t tdp) noexcept nogil:
+    """Conntrack.unique_source: a source port (ICMP: identifier) whose reply key is free in the zone.
+
+    Called when (ts, tsp) -> (td, tdp)'s reply key is taken; returns tsp
+    itself when the protocol has no port to change or every port is taken.
+    """
+    cdef uint32_t low, high, port, k
+    if proto == IPPROTO_ICMP:
+        if not query:
+            return tsp
+        low = 1
+        high = 0xffff
+    elif proto == IPPROTO_TCP or proto == IPPROTO_UDP:
+        if tsp >= 1024:
+            low = 1024
+            high = 0xffff
+        else:
+            low = 1
+            high = 1023
+    else:
+        return tsp
+    port = tsp
+    for k in range(high - low + 1):
+        port = port + 1 if low <= port < high else low
+        if ct_slot(ct, (<uint64_t>td << 32) | ts,
+                   ct_k2(zone, proto, port if proto == IPPROTO_ICMP else tdp, <uint16_t>port)).conn < 0:
+            return <uint16_t>port
+    return tsp
 
 
 cdef void ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32_t snat,
                  bint has_dnat, uint32_t dnat) noexcept nogil:
     cdef Conntrack* ct = &c.ct
     cdef uint32_t zone = <uint32_t>(r * 3 + kind)
-    cdef uint16_t sp, dp
+    cdef uint16_t sp, dp, tsp, tdp
     cdef uint32_t s = p.ip_src, d = p.ip_dst, ts, td
     cdef CtSlot* slot
     cdef CtConn* conn
@@ -1279,6 +1321,14 @@ cdef void ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32_t s
         return
     ts = snat if has_snat else s
     td = dnat if has_dnat else d
+    tsp = sp
+    tdp = dp
+    if has_snat and not p.later_frag \
+            and ct_slot(ct, (<uint64_t>td << 32) | ts, ct_k2(zone, p.proto, tdp, tsp)).conn >= 0:
+        # Another connection has this reply tuple: another source port.
+        tsp = ct_unique_sport(ct, zone, p.proto, icmp_query(p.icmp_type), ts, tsp, td, tdp)
+        if p.proto == IPPROTO_ICMP:
+            tdp = tsp
     ci = <int32_t>ct.n_conns
     conn = &ct.conns[ci]
     ct.n_conns += 1
@@ -1288,23 +1338,23 @@ cdef void ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32_t s
     conn.odport = dp
     conn.tsrc = ts
     conn.tdst = td
-    conn.tsport = sp
-    conn.tdport = dp
+    conn.tsport = tsp
+    conn.tdport = tdp
     # table[original] = (conn, False); table[reverse(translated)] = (conn, True)
     slot.k1 = (<uint64_t>s << 32) | d
     slot.k2 = ct_k2(zone, p.proto, sp, dp)
     slot.conn = ci
     slot.reply = 0
     ct.count += 1
-    slot = ct_slot(ct, (<uint64_t>td << 32) | ts, ct_k2(zone, p.proto, dp, sp))
+    slot = ct_slot(ct, (<uint64_t>td << 32) | ts, ct_k2(zone, p.proto, tdp, tsp))
     if slot.conn < 0:
         slot.k1 = (<uint64_t>td << 32) | ts
-        slot.k2 = ct_k2(zone, p.proto, dp, sp)
+        slot.k2 = ct_k2(zone, p.proto, tdp, tsp)
         ct.count += 1
     slot.conn = ci
     slot.reply = 1
     p.ct_zones |= 1 << kind
-    set_tuple(p, ts, sp, td, dp)
+    set_tuple(p, ts, tsp, td, tdp)
 
 
 # ---------------------------------------------------------------------------

@@ -27,6 +27,10 @@ PROTO_UDP = 17
 TCP_RST = 0x04
 TCP_ACK = 0x10
 IP4_DF = 0x4000
+#: ICMP query messages, whose bytes 4-5 are an identifier that conntrack
+#: uses as the "port" of the connection (echo, timestamp, information,
+#: address mask; requests and replies).
+ICMP_QUERY_TYPES = frozenset((0, 8, 13, 14, 15, 16, 17, 18))
 #: How much of the offending datagram an ICMP error quotes at most: what fits
 #: in 576 bytes after the Ethernet, IPv4 and ICMP headers (ovn-controller's
 #: pinctrl_handle_icmp, after RFC 1812 4.3.2.3).
@@ -310,10 +314,12 @@ def build_frame(pkt: Packet) -> bytes:
     if pkt.later_frag or l4 < 0:
         return bytes(buf)
     if pkt.proto == PROTO_ICMP:
-        old = bytes(buf[l4:l4 + 2])
+        # type and code, and the identifier (bytes 4-5) NAT may have changed
+        old = bytes(buf[l4:l4 + 2] + buf[l4 + 4:l4 + 6])
         buf[l4] = pkt.icmp_type
         buf[l4 + 1] = pkt.icmp_code
-        csum = _csum_update(int.from_bytes(buf[l4 + 2:l4 + 4], "big"), old, bytes(buf[l4:l4 + 2]))
+        struct.pack_into("!H", buf, l4 + 4, pkt.icmp_id)
+        csum = _csum_update(int.from_bytes(buf[l4 + 2:l4 + 4], "big"), old, bytes(buf[l4:l4 + 2] + buf[l4 + 4:l4 + 6]))
         if csum is not None:
             struct.pack_into("!H", buf, l4 + 2, csum)
     elif pkt.proto in (PROTO_TCP, PROTO_UDP):

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ovnsim.packet import (
     ETH_ARP,
+    ICMP_QUERY_TYPES,
     KIND_ARP,
     KIND_ARP_REPLY,
     KIND_ECHO_REPLY,
@@ -104,7 +105,9 @@ class Conntrack:
     """Connection tracking with NAT, one table per zone, as OVN uses Linux conntrack.
 
     A connection is stored under its original tuple and under the tuple its
-    replies will carry after NAT, so a reply finds it and is un-NATed.
+    replies will carry after NAT, so a reply finds it and is un-NATed.  SNAT
+    keeps those reply tuples unique as Linux NAT does (:meth:`unique_source`):
+    two connections never share one.
     """
 
     def __init__(self) -> None:
@@ -126,6 +129,36 @@ class Conntrack:
         table[_reverse(translated)] = (conn, True)
         return conn
 
+    def unique_source(self, zone: Tuple[str, str], translated: Tuple, icmp_query: bool) -> Tuple:
+        """``translated`` with another source port if its reply tuple is taken in ``zone``.
+
+        Linux NAT (nf_nat get_unique_tuple) for a source NAT whose reply
+        tuple another connection already has: TCP/UDP try sport + 1, + 2,
+        ... wrapping within 1024-65535 (a port below 1024 within 1-1023);
+        an ICMP query the same on its identifier (both "ports"), within
+        1-65535.  Other protocols, and a search that finds every port taken,
+        keep ``translated`` (the later connection then takes the replies).
+        """
+        table = self.zones.get(zone)
+        if not table or _reverse(translated) not in table:
+            return translated
+        proto, src, sport, dst, dport = translated
+        if proto == PROTO_ICMP:
+            if not icmp_query:
+                return translated
+            low, high = 1, 0xFFFF
+        elif proto in (PROTO_TCP, PROTO_UDP):
+            low, high = (1024, 0xFFFF) if sport >= 1024 else (1, 1023)
+        else:
+            return translated
+        port = sport
+        for _ in range(high - low + 1):
+            port = port + 1 if low <= port < high else low
+            candidate = (proto, src, port, dst, port if proto == PROTO_ICMP else dport)
+            if _reverse(candidate) not in table:
+                return candidate
+        return translated
+
 
 @dataclass
 class _Conn:
@@ -142,6 +175,8 @@ def _set_tuple(pkt: Packet, t: Tuple) -> None:
     _, pkt.ip_src, sport, pkt.ip_dst, dport = t
     if pkt.proto != PROTO_ICMP:
         pkt.sport, pkt.dport = sport, dport
+    else:
+        pkt.icmp_id = sport  # an ICMP "connection" has its identifier for both ports
 
 
 class Pipeline:
@@ -491,11 +526,14 @@ class _Run:
             return "no conntrack entry, no change"
         proto, s, sp, d, dp = key
         translated = (proto, snat if snat is not None else s, sp, dnat if dnat is not None else d, dp)
+        if snat is not None and not pkt.later_frag:  # (a later fragment has no ports to change)
+            translated = self.ct.unique_source(zone, translated, pkt.icmp_type in ICMP_QUERY_TYPES)
         self.ct.commit(zone, key, translated)
         pkt.ct_zones = pkt.ct_zones + (zone,)
         _set_tuple(pkt, translated)
+        port = f", source port {translated[2]}" if translated[2] != sp else ""
         return f"new connection, {'ip4.src' if snat is not None else 'ip4.dst'} = " \
-               f"{int_to_ip(snat if snat is not None else dnat)}"
+               f"{int_to_ip(snat if snat is not None else dnat)}{port}"
 
     def _lr_after_input(self, lr: RouterTables, inport, pkt: Packet, depth: int) -> None:
         """lr_in_unsnat .. lr_in_arp_request."""

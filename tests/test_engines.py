@@ -271,6 +271,30 @@ def test_a_checksum_is_touched_only_when_a_word_it_covers_changes(net):
         assert (port, pkt[IP].ttl, out[at:at + 2]) == ("db1", 63, b"\xff\xff")
         assert _fastpath.ipv4_checksum(out[14:34]) == pkt[IP].chksum
 
+
+def test_snat_gives_a_colliding_connection_another_source_port(net):
+    n = net("reference")
+    web, db, gw = n.lrp_mac("lrp-router1-web-v4"), n.lrp_mac("lrp-router1-db-v4"), n.lrp_mac("lrp-router1-gw")
+    result = n.send(("vm1", tcp(VM1[0], web, VM1[1], UPSTREAM_IP, sport=65535)),
+                    ("db1", tcp(DB1[0], db, DB1[1], UPSTREAM_IP, sport=65535)),
+                    ("vm1", ping(VM1[0], web, VM1[1], UPSTREAM_IP, ident=0xFFFF)),
+                    ("db1", ping(DB1[0], db, DB1[1], UPSTREAM_IP, ident=0xFFFF)))
+    seen = [n.outputs(result, i)[0][2] for i in range(4)]
+    assert [pkt[TCP].sport for pkt in seen[:2]] == [65535, 1024]
+    assert [pkt[ICMP].id for pkt in seen[2:]] == [0xFFFF, 1]
+    for pkt in seen:
+        assert_checksums_ok(pkt)
+    assert conntrack_size(n.engine) == 4
+    back = n.send(("provnet-public", tcp(UPSTREAM_MAC, gw, UPSTREAM_IP, "172.24.4.10", sport=80, dport=1024)),
+                  ("provnet-public", tcp(UPSTREAM_MAC, gw, UPSTREAM_IP, "172.24.4.10", sport=80, dport=65535)),
+                  ("provnet-public", Ether(src=UPSTREAM_MAC, dst=gw) / IP(src=UPSTREAM_IP, dst="172.24.4.10")
+                   / ICMP(type=0, id=1, seq=1)))
+    assert [(p, pkt[IP].dst, pkt[TCP].dport) for i in (0, 1) for p, _, pkt in n.outputs(back, i)] == [
+        ("db1", DB1[1], 65535), ("vm1", VM1[1], 65535)]
+    [(port, _, pkt)] = n.outputs(back, 2)
+    assert (port, pkt[IP].dst, pkt[ICMP].id) == ("db1", DB1[1], 0xFFFF)
+    assert_checksums_ok(pkt)
+
 def test_reply_to_a_snat_address_without_a_connection_is_dropped(net):
     n = net("reference")
     reply = tcp(UPSTREAM_MAC, n.lrp_mac("lrp-router1-gw"), UPSTREAM_IP, "172.24.4.10", sport=80, dport=40000)
@@ -971,8 +995,8 @@ def test_engines_agree_on_a_long_sequence_of_connections():
     """Thousands of connections through every NAT of every example, in batches, replies included.
 
     Source ports repeat across VMs, so SNAT translations collide (two
-    connections, one reply tuple): the reference keeps the later one for the
-    replies (see Conntrack.commit), and so must the fast engine.
+    connections, one reply tuple): the later connection gets another source
+    port (Conntrack.unique_source), the same one on both engines.
     """
     for stem in EXAMPLES + ("stress",):
         lg = logical(stem)

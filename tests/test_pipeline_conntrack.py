@@ -214,21 +214,51 @@ def test_two_vms_with_different_source_ports_get_their_own_replies(ref):
                                                                                                  40001)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Conntrack.commit does not keep translated tuples unique: vm1:40000 and db1:40000 to the same server "
-    "are both SNATed to 172.24.4.10:40000, the second commit overwrites the reply entry of the first and "
-    "the replies of vm1's connection are delivered to db1; Linux NAT (nf_nat get_unique_tuple, which OVN's "
-    "ct_snat uses) gives the second connection another source port"))
 def test_two_vms_with_the_same_source_port_get_separate_connections(ref):
+    # vm1:40000 and db1:40000 to the same server would both be 172.24.4.10:40000;
+    # Linux NAT (nf_nat get_unique_tuple, which OVN's ct_snat uses) gives the
+    # second connection another source port, and its replies go back to it.
     m = GATEWAY_ROUTER
     t1 = _send_from(ref, m.vm, m.vm_mac, m.vm_ip, m.router_port, 40000)
     t2 = _send_from(ref, *REF_DB1, 40000)
-    assert t1 != t2
+    assert (t1, t2) == ((m.snat_ip, 40000), (m.snat_ip, 40001))
+    assert len(ref.conntrack) == 2
     back1 = _reply_to(ref, *t1)
     back2 = _reply_to(ref, *t2)
     assert (back1.port, back1.packet.fields()["ip4.dst"], back1.packet.fields()["tcp.dst"]) == (m.vm, m.vm_ip, 40000)
     assert (back2.port, back2.packet.fields()["ip4.dst"], back2.packet.fields()["tcp.dst"]) == ("db1", REF_DB1[2],
                                                                                                  40000)
+    wire(back2)
+
+
+@pytest.mark.parametrize("sport, expected", [(40000, 40001), (65535, 1024), (80, 81), (1023, 1), (0, 1)])
+def test_snat_port_search_wraps_within_its_range(ref, sport, expected):
+    # 1024-65535 for unprivileged ports; a port below 1024 stays below (1-1023).
+    m = GATEWAY_ROUTER
+    _send_from(ref, m.vm, m.vm_mac, m.vm_ip, m.router_port, sport)
+    assert _send_from(ref, *REF_DB1, sport) == (m.snat_ip, expected)
+
+
+def test_snat_port_search_skips_ports_already_taken(ref):
+    m = GATEWAY_ROUTER
+    _send_from(ref, m.vm, m.vm_mac, m.vm_ip, m.router_port, 40001)  # takes 40001 as it is
+    _send_from(ref, m.vm, m.vm_mac, m.vm_ip, m.router_port, 40000)
+    assert _send_from(ref, *REF_DB1, 40000) == (m.snat_ip, 40002)
+
+
+def test_two_pings_with_the_same_id_get_separate_connections(ref):
+    m = GATEWAY_ROUTER
+    web_mac, gw_mac = lrp_mac(ref, m.router_port), lrp_mac(ref, "lrp-router1-gw")
+    db_mac = lrp_mac(ref, REF_DB1[3])
+    out1 = only_output(ref.inject("vm1", ping_frame(m.vm_mac, web_mac, m.vm_ip, SERVER, ident=7)))
+    out2 = only_output(ref.inject("db1", ping_frame(REF_DB1[1], db_mac, REF_DB1[2], SERVER, ident=7)))
+    assert (wire(out1)[ICMP].id, wire(out2)[ICMP].id) == (7, 8)  # the identifier, checksum updated
+    back2 = only_output(ref.inject("provnet-public", ping_frame(UPSTREAM_MAC, gw_mac, SERVER, m.snat_ip, ident=8,
+                                                                type=0)))
+    back1 = only_output(ref.inject("provnet-public", ping_frame(UPSTREAM_MAC, gw_mac, SERVER, m.snat_ip, ident=7,
+                                                                type=0)))
+    assert (back1.port, back1.packet.fields()["ip4.dst"], wire(back1)[ICMP].id) == ("vm1", m.vm_ip, 7)
+    assert (back2.port, back2.packet.fields()["ip4.dst"], wire(back2)[ICMP].id) == ("db1", REF_DB1[2], 7)
 
 
 def test_two_pings_with_different_ids_are_separate_connections(ref):
