@@ -322,6 +322,8 @@ ctypedef struct Pkt:
     uint32_t ip_dst
     uint32_t reg0
     uint32_t reg1
+    uint32_t in_src          # an ICMP error's quoted datagram as a conntrack tuple
+    uint32_t in_dst          # (has_inner; ovnsim.packet.Packet.inner)
     uint32_t tcp_seq         # a TCP segment's sequence and acknowledgement numbers
     uint32_t tcp_ack
     int32_t tcp_dlen         # its payload length as pinctrl counts it (IP payload - data offset * 4)
@@ -336,6 +338,8 @@ ctypedef struct Pkt:
     uint16_t sport
     uint16_t dport
     uint16_t quote_len
+    uint16_t in_sport
+    uint16_t in_dport
     uint8_t vlan
     uint8_t arp_opaque       # ARP but not Ethernet/IPv4: arp.* all 0, not written back
     uint8_t ttl
@@ -354,6 +358,8 @@ ctypedef struct Pkt:
     uint8_t ct_rpl
     uint8_t ct_zones         # bit per zone kind of the current router
     uint8_t generated        # Packet.raw is None
+    uint8_t has_inner        # in_* hold the quoted datagram's tuple
+    uint8_t in_proto
     uint8_t op
     uint8_t group            # group being flooded (0, 1, 2)
 

@@ -951,6 +951,88 @@ cdef inline bint _acc16(uint64_t* acc, const unsigned char* old, const unsigned 
     return True
 
 
+cdef inline bint icmp_error(uint8_t icmp_type) noexcept nogil:
+    # ovnsim.packet.ICMP_ERROR_TYPES: unreachable, source quench, redirect,
+    # time exceeded, parameter problem
+    return (icmp_type == 3 or icmp_type == 4 or icmp_type == 5 or icmp_type == 11
+            or icmp_type == 12)
+
+
+cdef void parse_inner(const unsigned char* q, int32_t n, Pkt* p) noexcept nogil:
+    """packet.parse_inner: the tuple of the datagram an ICMP error quotes at q[0:n], into p.in_*."""
+    cdef int32_t ihl
+    cdef uint8_t proto
+    p.has_inner = 0
+    if n < 20 or (q[0] >> 4) != 4:
+        return
+    ihl = (q[0] & 0x0f) * 4
+    if ihl < 20 or n < ihl + 8 or (rd16(q + 6) & IP4_OFFSET_MASK):
+        return
+    proto = q[9]
+    if proto == IPPROTO_TCP or proto == IPPROTO_UDP:
+        p.in_sport = rd16(q + ihl)
+        p.in_dport = rd16(q + ihl + 2)
+    elif proto == IPPROTO_ICMP:
+        if not icmp_query(q[ihl]):
+            return
+        p.in_sport = p.in_dport = rd16(q + ihl + 4)
+    else:
+        p.in_sport = p.in_dport = 0
+    p.in_proto = proto
+    p.in_src = rd32(q + 12)
+    p.in_dst = rd32(q + 16)
+    p.has_inner = 1
+
+
+cdef void rewrite_inner(unsigned char* q, int32_t n, const Pkt* p) noexcept nogil:
+    """packet.rewrite_inner: p.in_*'s addresses and ports into the quoted datagram q[0:n].
+
+    Only what changed, each inner checksum updated over the words that
+    changed (TCP only when its 20-byte header is there, UDP 0 stays 0).  q
+    passed parse_inner().  The caller updates the outer ICMP checksum.
+    """
+    cdef int32_t ihl = (q[0] & 0x0f) * 4
+    cdef uint8_t proto = q[9]
+    cdef unsigned char old[12]      # inner addresses (8 bytes), then ports or identifier
+    cdef unsigned char* l4 = q + ihl
+    cdef uint64_t acc = 0
+    cdef bint changed
+    cdef int32_t at
+    cdef uint16_t csum
+    memcpy(old, q + 12, 8)
+    wr32(q + 12, p.in_src)
+    wr32(q + 16, p.in_dst)
+    changed = _acc16(&acc, old, q + 12)
+    changed |= _acc16(&acc, old + 2, q + 14)
+    changed |= _acc16(&acc, old + 4, q + 16)
+    changed |= _acc16(&acc, old + 6, q + 18)
+    if changed:
+        wr16(q + 10, _csum_words(rd16(q + 10), acc))
+    if proto == IPPROTO_TCP or proto == IPPROTO_UDP:
+        memcpy(old + 8, l4, 4)
+        wr16(l4, p.in_sport)
+        wr16(l4 + 2, p.in_dport)
+        if proto == IPPROTO_TCP and n - ihl < 20:
+            return
+        at = 16 if proto == IPPROTO_TCP else 6
+        csum = rd16(l4 + at)
+        if proto == IPPROTO_UDP and csum == 0:
+            return
+        changed |= _acc16(&acc, old + 8, l4)
+        changed |= _acc16(&acc, old + 10, l4 + 2)
+        if changed:
+            csum = _csum_words(csum, acc)
+            if proto == IPPROTO_UDP and csum == 0:
+                csum = 0xffff
+            wr16(l4 + at, csum)
+    elif proto == IPPROTO_ICMP:
+        memcpy(old + 8, l4 + 4, 2)
+        wr16(l4 + 4, p.in_sport)
+        acc = 0
+        if _acc16(&acc, old + 8, l4 + 4):
+            wr16(l4 + 2, _csum_words(rd16(l4 + 2), acc))
+
+
 cdef int32_t build_raw(const FrameCtx* f, const Pkt* p, unsigned char* o) noexcept nogil:
     """build_frame() of a received frame: the changed fields written back in place.
 
@@ -965,7 +1047,7 @@ cdef int32_t build_raw(const FrameCtx* f, const Pkt* p, unsigned char* o) noexce
     cdef const unsigned char* ol4
     cdef uint64_t acc
     cdef uint16_t csum
-    cdef int at
+    cdef int32_t at, stop, end
     cdef bint changed
     memcpy(o, f.raw, n)
     wr48(o, p.eth_dst)
@@ -1001,13 +1083,30 @@ cdef int32_t build_raw(const FrameCtx* f, const Pkt* p, unsigned char* o) noexce
     l4 = o + f.l4
     ol4 = f.raw + f.l4
     if p.proto == IPPROTO_ICMP:
-        # type and code, and the identifier (bytes 4-5) NAT may have changed
+        # type and code, the identifier (bytes 4-5) NAT may have changed, and
+        # the quoted datagram of a RELATED error that was un-NATed
         l4[0] = p.icmp_type
         l4[1] = p.icmp_code
         wr16(l4 + 4, p.icmp_id)
         acc = 0
         changed = _acc16(&acc, ol4, l4)
         changed |= _acc16(&acc, ol4 + 4, l4 + 4)
+        if p.has_inner:
+            end = f.l3 + rd16(oip + 2)
+            rewrite_inner(l4 + 8, end - f.l4 - 8, p)
+            # The words rewrite_inner can touch: the inner IPv4 header's first
+            # 20 bytes and 20 bytes after it (all of it inside the message; a
+            # last odd byte counts as a word padded with zero, as in csum).
+            at = 8
+            stop = 8 + ((l4[8] & 0x0f) * 4) + 20
+            if stop > end - f.l4:
+                stop = end - f.l4
+            while at + 1 < stop:
+                changed |= _acc16(&acc, ol4 + at, l4 + at)
+                at += 2
+            if at < stop and l4[at] != ol4[at]:
+                acc += <uint64_t>((~(<uint16_t>ol4[at] << 8)) & 0xffff) + (<uint16_t>l4[at] << 8)
+                changed = True
         if changed:
             wr16(l4 + 2, _csum_words(rd16(ol4 + 2), acc))
     elif p.proto == IPPROTO_TCP or p.proto == IPPROTO_UDP:
@@ -1060,6 +1159,8 @@ cdef int32_t build_gen(const Core* c, const Pkt* p, unsigned char* o) noexcept n
         for i in range(2, 8):
             l4[i] = 0
         memcpy(l4 + 8, c.quotes + p.quote_ofs, p.quote_len)
+        if p.has_inner:
+            rewrite_inner(l4 + 8, p.quote_len, p)
         wr16(l4 + 2, csum_fold(csum_partial(l4, l4len, 0)))
     else:
         # pinctrl_handle_tcp_reset: 20-byte header, RST only, window 0
@@ -1296,6 +1397,25 @@ cdef void ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32_t s
     cdef int32_t ci
     p.ct_trk = 1
     if p.ct_zones & (1 << kind):
+        return
+    if not has_snat and not has_dnat and p.has_inner:
+        # _Run._ct_related: an ICMP error RELATED to the connection whose
+        # reply tuple is the quoted datagram's reversed, un-NATed as a reply.
+        slot = ct_slot(ct, (<uint64_t>p.in_dst << 32) | p.in_src, ct_k2(zone, p.in_proto, p.in_dport, p.in_sport))
+        if slot.conn < 0 or not slot.reply:
+            p.ct_rpl = 0
+            return
+        conn = &ct.conns[slot.conn]
+        if conn.tsrc != conn.osrc:
+            p.ip_dst = conn.osrc
+        if conn.tdst != conn.odst:
+            p.ip_src = conn.odst
+        p.in_src = conn.osrc
+        p.in_sport = conn.osport
+        p.in_dst = conn.odst
+        p.in_dport = conn.odport
+        p.ct_rpl = 1
+        p.ct_zones |= 1 << kind
         return
     if p.proto == IPPROTO_ICMP:
         sp = dp = p.icmp_id
@@ -1700,6 +1820,7 @@ cdef void lr_l4_reject(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrP
         p.proto = IPPROTO_ICMP
         p.icmp_type = 3
         p.icmp_id = 0       # bytes 4-7 of an ICMP error are zero
+        parse_inner(c.quotes + p.quote_ofs, p.quote_len, p)
         p.kind = KIND_ICMP4
     lr_after_input(c, f, p, r, rp, ip_info(c, r, p.ip_dst))
 
@@ -1726,6 +1847,7 @@ cdef void lr_time_exceeded(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const 
     p.icmp_type = 11
     p.icmp_code = 0
     p.icmp_id = 0
+    parse_inner(c.quotes + p.quote_ofs, p.quote_len, p)
     p.ttl = 254
     p.kind = KIND_ICMP4
     p.outport = p.inport
@@ -1987,6 +2109,8 @@ cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noex
         p.icmp_type = h.icmp_type
         p.icmp_code = h.icmp_code
         p.icmp_id = h.icmp_id
+        if icmp_error(h.icmp_type):
+            parse_inner(raw + h.l4_ofs + ICMP4_HLEN, h.end_ofs - h.l4_ofs - ICMP4_HLEN, p)
     elif h.layers & LAYER_TCP:
         _tcp_fields(raw, &h, p)
     elif h.layers & LAYER_UDP:

@@ -31,6 +31,10 @@ IP4_DF = 0x4000
 #: uses as the "port" of the connection (echo, timestamp, information,
 #: address mask; requests and replies).
 ICMP_QUERY_TYPES = frozenset((0, 8, 13, 14, 15, 16, 17, 18))
+#: ICMP errors, which quote the datagram they are about: destination
+#: unreachable, source quench, redirect, time exceeded, parameter problem.
+#: Linux conntrack files them under the connection of that datagram (RELATED).
+ICMP_ERROR_TYPES = frozenset((3, 4, 5, 11, 12))
 #: How much of the offending datagram an ICMP error quotes at most: what fits
 #: in 576 bytes after the Ethernet, IPv4 and ICMP headers (ovn-controller's
 #: pinctrl_handle_icmp, after RFC 1812 4.3.2.3).
@@ -53,7 +57,7 @@ class Packet:
         "arp_op", "arp_sha", "arp_spa", "arp_tha", "arp_tpa", "arp_opaque",
         "ip_src", "ip_dst", "ttl", "proto", "tos", "later_frag",
         "icmp_type", "icmp_code", "icmp_id", "sport", "dport", "tcp_flags", "tcp_seq", "tcp_ack", "tcp_dlen",
-        "payload", "ip_options", "raw", "l3", "l4",
+        "payload", "ip_options", "inner", "raw", "l3", "l4",
         "kind", "inport", "outport", "loopback", "hairpin", "use_snat_zone", "dnat_local",
         "reg0", "reg1", "xreg0", "ct_rpl", "ct_trk", "ct_zones",
     )
@@ -77,6 +81,11 @@ class Packet:
         self.tcp_seq = self.tcp_ack = self.tcp_dlen = 0
         self.payload = b""  #: bytes after the L4 header (or after IPv4 for other protocols)
         self.ip_options = b""
+        #: an ICMP error's quoted datagram as a conntrack tuple (see
+        #: :func:`parse_inner`), None for any other packet; conntrack may
+        #: change it (a RELATED error is un-NATed) and the frame is rewritten
+        #: to match (:func:`build_frame`)
+        self.inner: Optional[Tuple[int, int, int, int, int]] = None
         #: the frame as received (None for a frame the pipeline generated);
         #: outputs are this frame with the changed fields written in place
         self.raw: Optional[bytes] = None
@@ -218,6 +227,8 @@ def parse_frame(frame: bytes) -> Packet:
             pkt.icmp_type, pkt.icmp_code = frame[l4], frame[l4 + 1]
             pkt.icmp_id = int.from_bytes(frame[l4 + 4:l4 + 6], "big")
             pkt.payload = bytes(frame[l4 + 4:end])  # rest of header (id, seq) + data
+            if pkt.icmp_type in ICMP_ERROR_TYPES:
+                pkt.inner = parse_inner(frame[l4 + 8:end])
         elif pkt.proto == PROTO_TCP:
             if end - l4 < 20:
                 raise ParseError(Drop.MALFORMED, "truncated TCP header")
@@ -314,12 +325,18 @@ def build_frame(pkt: Packet) -> bytes:
     if pkt.later_frag or l4 < 0:
         return bytes(buf)
     if pkt.proto == PROTO_ICMP:
-        # type and code, and the identifier (bytes 4-5) NAT may have changed
-        old = bytes(buf[l4:l4 + 2] + buf[l4 + 4:l4 + 6])
+        # type and code, the identifier (bytes 4-5) NAT may have changed, and
+        # the quoted datagram of a RELATED error that was un-NATed
+        end = l3 + int.from_bytes(old_ip[2:4], "big")
+        old = bytes(buf[l4:end])
         buf[l4] = pkt.icmp_type
         buf[l4 + 1] = pkt.icmp_code
         struct.pack_into("!H", buf, l4 + 4, pkt.icmp_id)
-        csum = _csum_update(int.from_bytes(buf[l4 + 2:l4 + 4], "big"), old, bytes(buf[l4:l4 + 2] + buf[l4 + 4:l4 + 6]))
+        if pkt.inner is not None:
+            rewrite_inner(buf, l4 + 8, end, pkt.inner)
+        new = bytes(buf[l4:end])
+        pad = b"\0" * (len(old) % 2)
+        csum = _csum_update(int.from_bytes(old[2:4], "big"), old[:2] + old[4:] + pad, new[:2] + new[4:] + pad)
         if csum is not None:
             struct.pack_into("!H", buf, l4 + 2, csum)
     elif pkt.proto in (PROTO_TCP, PROTO_UDP):
@@ -356,7 +373,10 @@ def build_generated(pkt: Packet) -> bytes:
             "!HHHBBH6sI6sI", ETH_ARP, 1, ETH_IP4, 6, 4, pkt.arp_op, pkt.arp_sha.to_bytes(6, "big"),
             pkt.arp_spa, pkt.arp_tha.to_bytes(6, "big"), pkt.arp_tpa)
     if pkt.proto == PROTO_ICMP:
-        l4 = bytes([pkt.icmp_type, pkt.icmp_code]) + b"\0\0\0\0\0\0" + pkt.payload
+        quote = bytearray(pkt.payload)
+        if pkt.inner is not None:
+            rewrite_inner(quote, 0, len(quote), pkt.inner)
+        l4 = bytes([pkt.icmp_type, pkt.icmp_code]) + b"\0\0\0\0\0\0" + bytes(quote)
         l4 = l4[:2] + checksum(l4).to_bytes(2, "big") + l4[4:]
     else:  # the TCP reset
         l4 = struct.pack("!HHIIBBHHH", pkt.sport, pkt.dport, pkt.tcp_seq, pkt.tcp_ack, 5 << 4, TCP_RST, 0, 0, 0)
@@ -380,3 +400,71 @@ def embedded_header(pkt: Packet) -> bytes:
     l3 = pkt.l3 if pkt.raw is not None else 14
     total = int.from_bytes(frame[l3 + 2:l3 + 4], "big")
     return bytes(frame[l3:l3 + min(total, ICMP_QUOTE_MAX)])
+
+
+def parse_inner(quote: bytes) -> Optional[Tuple[int, int, int, int, int]]:
+    """The conntrack tuple of the datagram an ICMP error quotes, or None.
+
+    ``quote`` starts at the quoted IPv4 header.  As Linux conntrack needs
+    it to find the connection (icmp_error_message): a whole IPv4 header and
+    8 bytes after it, not a later fragment; TCP/UDP give their ports, an
+    ICMP query its identifier (for both ports), other protocols ports 0; an
+    ICMP error inside is no tuple.
+    """
+    if len(quote) < 20 or quote[0] >> 4 != 4:
+        return None
+    ihl = (quote[0] & 0x0F) * 4
+    if ihl < 20 or len(quote) < ihl + 8 or int.from_bytes(quote[6:8], "big") & 0x1FFF:
+        return None
+    proto = quote[9]
+    src, dst = int.from_bytes(quote[12:16], "big"), int.from_bytes(quote[16:20], "big")
+    if proto in (PROTO_TCP, PROTO_UDP):
+        return (proto, src, int.from_bytes(quote[ihl:ihl + 2], "big"), dst,
+                int.from_bytes(quote[ihl + 2:ihl + 4], "big"))
+    if proto == PROTO_ICMP:
+        if quote[ihl] not in ICMP_QUERY_TYPES:
+            return None
+        ident = int.from_bytes(quote[ihl + 4:ihl + 6], "big")
+        return (proto, src, ident, dst, ident)
+    return (proto, src, 0, dst, 0)
+
+
+def rewrite_inner(buf: bytearray, at: int, end: int, inner: Tuple[int, int, int, int, int]) -> None:
+    """Write ``inner``'s addresses and ports into the datagram quoted at ``buf[at:end]``.
+
+    As Linux NAT rewrites the inner packet of a RELATED ICMP error
+    (nf_nat_icmp_reply_translation), only what changed, each checksum by
+    RFC 1624 over the words that changed: the inner IPv4 header's; a UDP
+    checksum (pseudo-header and ports; 0 stays 0, an updated 0 is 0xffff);
+    a TCP checksum when the whole 20-byte header is quoted; an ICMP query's
+    checksum for its identifier.  The caller updates the outer ICMP checksum.
+    """
+    _, src, sport, dst, dport = inner
+    ihl = (buf[at] & 0x0F) * 4
+    proto = buf[at + 9]
+    old_ip = bytes(buf[at:at + 20])
+    struct.pack_into("!II", buf, at + 12, src, dst)
+    new_ip = bytes(buf[at:at + 20])
+    csum = _csum_update(int.from_bytes(old_ip[10:12], "big"), old_ip[:10] + old_ip[12:], new_ip[:10] + new_ip[12:])
+    if csum is not None:
+        struct.pack_into("!H", buf, at + 10, csum)
+    l4 = at + ihl
+    if proto in (PROTO_TCP, PROTO_UDP):
+        old = old_ip[12:20] + bytes(buf[l4:l4 + 4])
+        struct.pack_into("!HH", buf, l4, sport, dport)
+        new = new_ip[12:20] + bytes(buf[l4:l4 + 4])
+        csum_at = l4 + (16 if proto == PROTO_TCP else 6)
+        if proto == PROTO_TCP and end - l4 < 20:
+            return
+        csum = int.from_bytes(buf[csum_at:csum_at + 2], "big")
+        if proto == PROTO_UDP and csum == 0:
+            return
+        updated = _csum_update(csum, old, new)
+        if updated is not None:
+            struct.pack_into("!H", buf, csum_at, 0xFFFF if proto == PROTO_UDP and updated == 0 else updated)
+    elif proto == PROTO_ICMP:
+        old = bytes(buf[l4 + 4:l4 + 6])
+        struct.pack_into("!H", buf, l4 + 4, sport)
+        updated = _csum_update(int.from_bytes(buf[l4 + 2:l4 + 4], "big"), old, bytes(buf[l4 + 4:l4 + 6]))
+        if updated is not None:
+            struct.pack_into("!H", buf, l4 + 2, updated)

@@ -32,6 +32,7 @@ from ovnsim.packet import (
     TCP_RST,
     Packet,
     embedded_header,
+    parse_inner,
 )
 from ovnsim.stages import STAGES, Drop, Stage
 from ovnsim.tables import BROADCAST_MAC, NatEntry, RouterTables, SwitchTables, Tables, int_to_ip, int_to_mac
@@ -469,6 +470,7 @@ class _Run:
             pkt.proto = PROTO_ICMP
             pkt.icmp_type, pkt.icmp_code = 3, code
             pkt.icmp_id = 0  # bytes 4-7 of an ICMP error are zero
+            pkt.inner = parse_inner(quoted)
             pkt.kind = KIND_ICMP4
             action = f"icmp4 {{... icmp4.type = 3; icmp4.code = {code}; next; }};"
             prio = 80 if code == 3 else 70
@@ -494,6 +496,7 @@ class _Run:
         pkt.icmp_type, pkt.icmp_code = 11, 0
         pkt.icmp_id = 0  # bytes 4-7 of an ICMP error are zero
         pkt.payload = payload
+        pkt.inner = parse_inner(payload)
         pkt.ttl = 254
         pkt.kind = KIND_ICMP4
         pkt.outport = inport.name
@@ -505,7 +508,15 @@ class _Run:
 
     def _ct_nat(self, lr: RouterTables, pkt: Packet, zone_kind: str, *, snat: Optional[int] = None,
                 dnat: Optional[int] = None) -> str:
-        """One ct_snat/ct_dnat action in zone (router, zone_kind); returns what it did, for the trace."""
+        """One ct_snat/ct_dnat action in zone (router, zone_kind); returns what it did, for the trace.
+
+        A packet of a known connection is translated (un-NATed if it is a
+        reply); a new one is committed when the action names an address
+        (``snat``/``dnat``), with a source port that keeps its reply tuple
+        unique (:meth:`Conntrack.unique_source`).  An ICMP error met by a
+        lookup-only action (lr_in_unsnat, lr_out_undnat) is looked up by the
+        datagram it quotes instead (:meth:`_ct_related`).
+        """
         zone = (lr.name, zone_kind)
         pkt.ct_trk = True
         # A frame already matched to a connection in this zone earlier in the
@@ -513,6 +524,8 @@ class _Run:
         # leaves the zone free for a later committing action.
         if zone in pkt.ct_zones:
             return "already tracked in this zone"
+        if snat is None and dnat is None and pkt.inner is not None:
+            return self._ct_related(pkt, zone)
         key = pkt.conn_tuple()
         found = self.ct.lookup(zone, key)
         if found is not None:
@@ -534,6 +547,33 @@ class _Run:
         port = f", source port {translated[2]}" if translated[2] != sp else ""
         return f"new connection, {'ip4.src' if snat is not None else 'ip4.dst'} = " \
                f"{int_to_ip(snat if snat is not None else dnat)}{port}"
+
+    def _ct_related(self, pkt: Packet, zone: Tuple[str, str]) -> str:
+        """A lookup-only ct_snat/ct_dnat of an ICMP error: the connection of the datagram it quotes.
+
+        Linux conntrack (icmp_error_message) looks the quoted datagram up
+        with its tuple reversed: a connection whose reply tuple that is (the
+        datagram is one the connection sent out, as translated) makes the
+        error RELATED, in the reply direction, and NAT then un-NATs it as a
+        reply (nf_nat_icmp_reply_translation): the outer destination goes
+        back to the original source (SNAT) and the outer source to the
+        original destination (DNAT), and the quoted datagram gets back its
+        original addresses and ports.  Anything else: no change.
+        """
+        found = self.ct.lookup(zone, _reverse(pkt.inner))
+        if found is None or not found[1]:
+            pkt.ct_rpl = False
+            return "ICMP error, no related connection, no change"
+        conn = found[0]
+        original, translated = conn.original, conn.translated
+        if translated[1] != original[1]:
+            pkt.ip_dst = original[1]
+        if translated[3] != original[3]:
+            pkt.ip_src = original[3]
+        pkt.inner = original
+        pkt.ct_rpl = True
+        pkt.ct_zones = pkt.ct_zones + (zone,)
+        return "related ICMP error, un-NAT of it and of the datagram it quotes"
 
     def _lr_after_input(self, lr: RouterTables, inport, pkt: Packet, depth: int) -> None:
         """lr_in_unsnat .. lr_in_arp_request."""

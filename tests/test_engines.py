@@ -7,11 +7,13 @@
 * Differential, Hypothesis: random mixes of frames built from a topology's own
   addresses (VM to VM, to routers, to the outside, outside to floating and SNAT
   addresses, ARP, TTL 0/1/2, UDP/TCP/ICMP, spoofed sources, unknown MACs,
-  broadcast, multicast), edge cases (802.1Q and 802.1ad tags, IP options,
+  broadcast, multicast, traceroute probes), edge cases (802.1Q and 802.1ad tags, IP options,
   fragments, runts, truncated headers, bad checksums, IPv6, other ethertypes)
   and garbage, fed to both engines in sequence over several rounds -- each
-  round also replies to the outputs of the one before, so conntrack un-NAT and
-  learned MAC bindings are exercised -- with explicit and ``--auto`` ingress.
+  round also replies to the outputs of the one before, and sends ICMP errors
+  about them (time exceeded for every probe), so conntrack un-NAT, RELATED
+  ICMP errors and learned MAC bindings are exercised -- with explicit and
+  ``--auto`` ingress.
   The two results must be identical array by array, and so must the conntrack
   sizes.
 * Conformance by proxy: every microflow ``tests/conformance/flowgen.py``
@@ -294,6 +296,31 @@ def test_snat_gives_a_colliding_connection_another_source_port(net):
     [(port, _, pkt)] = n.outputs(back, 2)
     assert (port, pkt[IP].dst, pkt[ICMP].id) == ("db1", DB1[1], 0xFFFF)
     assert_checksums_ok(pkt)
+
+
+@pytest.mark.parametrize("stem, vm, vm_mac, vm_ip, snat_ip", [
+    ("reference", "vm1", VM1[0], VM1[1], "172.24.4.10"),
+    ("dgp", "web2", "fa:16:3e:01:00:12", "10.1.0.12", "172.24.4.50")])
+def test_icmp_errors_related_to_a_snated_connection_are_un_snated(net, stem, vm, vm_mac, vm_ip, snat_ip):
+    # A traceroute through SNAT: the probe leaves as snat_ip:33434; the time
+    # exceeded (and the final port unreachable) quoting it come back to the
+    # VM, the quoted header restored, checksums updated.
+    n = net(stem)
+    gw = n.lrp_mac("lrp-router1-gw")
+    probe = udp(vm_mac, n.lrp_mac("lrp-router1-web-v4"), vm_ip, OUTSIDE, sport=33434, dport=33434, ttl=4)
+    [(_, _, seen)] = n.outputs(n.send((vm, probe)))
+    assert (seen[IP].src, seen[UDP].sport) == (snat_ip, 33434)
+    quote = bytes(seen[IP])
+    errors = [Ether(src=UPSTREAM_MAC, dst=gw) / IP(src=src, dst=snat_ip) / ICMP(type=t, code=c) / quote
+              for src, t, c in (("203.0.113.254", 11, 0), (OUTSIDE, 3, 3))]
+    result = n.send(*[("provnet-public", e) for e in errors])
+    for i, (src, icmp_type) in enumerate((("203.0.113.254", 11), (OUTSIDE, 3))):
+        [(port, kind, pkt)] = n.outputs(result, i)
+        assert (port, kind, pkt[IP].src, pkt[IP].dst, pkt[ICMP].type) == (vm, "packet", src, vm_ip, icmp_type)
+        inner = bytes(pkt[ICMP])[8:]
+        assert inner[12:20] == bytes(probe[IP])[12:20] and inner[20:] == bytes(probe[UDP])
+        assert checksum(inner[:20]) == 0
+        assert_checksums_ok(pkt)
 
 def test_reply_to_a_snat_address_without_a_connection_is_dropped(net):
     n = net("reference")
@@ -825,9 +852,16 @@ def frame_strategy(draw, facts: Facts):
                     (3, st.sampled_from(facts.vm_ips or facts.ips)), (2, st.sampled_from(facts.router_ips or facts.ips)),
                     (1, st.sampled_from(facts.route_ips)), (1, st.sampled_from(facts.ips)))
     kind = draw(st.sampled_from(["udp"] * 3 + ["tcp"] * 3 + ["echo"] * 3 + ["icmp", "gre", "arp", "arp",
-                                "arp_reply", "ipv6", "l2", "garbage"]))
+                                "arp_reply", "ipv6", "l2", "garbage", "traceroute"]))
     ttl = draw(st.sampled_from([64] * 6 + [0, 1, 2, 3, 255]))
     sport, dport = draw(st.sampled_from(PORTS)), draw(st.sampled_from(PORTS))
+    if kind == "traceroute":
+        # TTL-limited UDP probes to the outside (through SNAT where there
+        # is one); the next round answers each with an ICMP error
+        # (reflect_error), as the routers on the way and the target would.
+        kind, dip = "udp", draw(st.sampled_from(facts.outside_ips))
+        sport, dport = draw(st.sampled_from([33434, 40000])), TRACEROUTE_PORT + draw(st.integers(0, 3))
+        ttl = draw(st.sampled_from([2, 3, 4, 64]))
     payload = draw(st.sampled_from([b"", b"x", b"hello ovnsim", bytes(range(40))]))
     if kind == "garbage":
         frame = draw(st.binary(min_size=0, max_size=80))
@@ -902,6 +936,8 @@ def _mutate(draw, frame: bytes, mutation: str, proto, sip, dip, l4, dmac, smac, 
 
 
 NEIGHBOUR_MAC = 0x02000000AB01
+TRACEROUTE_PORT = 33434  #: UDP destination ports from here on are traceroute probes
+MIDDLE_ROUTER = ip_to_int("203.0.113.254")  #: a router on the way to the outside
 
 
 def reflect(frame: bytes) -> Optional[bytes]:
@@ -938,6 +974,31 @@ def reflect(frame: bytes) -> Optional[bytes]:
     return ip4_frame(src, dst, dip, sip, proto, segment, ttl=64)
 
 
+def reflect_error(frame: bytes, icmp_type: int, icmp_code: int, quote: Optional[int],
+                  from_middle: bool) -> Optional[bytes]:
+    """An ICMP error about an output, sent back where it left: to its source,
+    from its destination or from a router on the way (``from_middle``),
+    quoting the first ``quote`` bytes of its datagram (None: all of it).
+    None when the output is not an (unfragmented or first-fragment) IPv4
+    datagram."""
+    if len(frame) < 34 or int.from_bytes(frame[12:14], "big") != ETH_IP4:
+        return None
+    vihl, _, total, _, frag, _, _, _, sip, dip = struct.unpack("!BBHHHBBHII", frame[14:34])
+    if vihl >> 4 != 4 or frag & 0x1FFF:
+        return None
+    datagram = frame[14:14 + total]
+    body = struct.pack("!BBHI", icmp_type, icmp_code, 0, 0) + (datagram if quote is None else datagram[:quote])
+    body = body[:2] + checksum(body).to_bytes(2, "big") + body[4:]
+    return ip4_frame(int.from_bytes(frame[6:12], "big"), int.from_bytes(frame[0:6], "big"),
+                     MIDDLE_ROUTER if from_middle else dip, sip, 1, body)
+
+
+def _is_probe(frame: bytes) -> bool:
+    """A traceroute probe: UDP to a port from TRACEROUTE_PORT on (plain IPv4 header)."""
+    return (len(frame) >= 42 and frame[12:14] == b"\x08\x00" and frame[14] == 0x45 and frame[23] == 17
+            and int.from_bytes(frame[36:38], "big") >= TRACEROUTE_PORT)
+
+
 HYPOTHESIS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -965,9 +1026,18 @@ def _differential(data, stem: str, rounds: int) -> None:
         # --auto), mixed with fresh frames.
         replies = []
         for i in range(a.n_outputs):
-            back = reflect(a.output_bytes(i))
+            out = a.output_bytes(i)
+            back = reflect(out)
             if back is not None:
                 replies.append((back, data.draw(st.sampled_from([a.out_port[i], a.out_port[i], AUTO_INGRESS]))))
+            # ICMP errors about the output (RELATED to its connection, if it has
+            # one): a probe always gets one, other outputs now and then.
+            if _is_probe(out) or data.draw(st.integers(0, 5)) == 0:
+                icmp_type, icmp_code = data.draw(st.sampled_from([(11, 0), (11, 0), (3, 3), (3, 1), (4, 0), (12, 0)]))
+                error = reflect_error(out, icmp_type, icmp_code, data.draw(st.sampled_from([28, 48, None])),
+                                      data.draw(st.booleans()))
+                if error is not None:
+                    replies.append((error, data.draw(st.sampled_from([a.out_port[i], AUTO_INGRESS]))))
         fresh = data.draw(st.lists(frame_strategy(facts), max_size=8), label=f"round {r + 1}")
         mixed = data.draw(st.permutations(replies + fresh))
         if data.draw(st.integers(0, 9)) == 0:

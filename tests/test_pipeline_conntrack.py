@@ -312,20 +312,99 @@ def test_reply_to_hairpinned_connection_is_undnated_to_the_floating_ip(ref):
 # -- ICMP errors about NATed connections ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an ICMP error about a SNATed connection (time exceeded for a traceroute probe, port unreachable) is "
-    "looked up as an ICMP 'connection' of its own (Packet.conn_tuple uses the id field), finds nothing and "
-    "is dropped at lr_in_arp_resolve; Linux conntrack, which OVN's ct_snat uses, classifies it RELATED to "
-    "the connection quoted in its payload and un-NATs both the outer destination and the quoted header"))
+def _checksum_ok(header: bytes) -> bool:
+    from ovnsim.packet import checksum
+
+    return checksum(header) == 0
+
+
+def _error_about(sim, m, probe: bytes, type=11, code=0, src="9.9.9.9"):
+    """An ICMP error from ``src`` (a router on the way, or the server) to the SNAT address, quoting ``probe``."""
+    return Ether(src=UPSTREAM_MAC, dst=lrp_mac(sim, m.gateway_port)) \
+        / IP(src=src, dst=m.snat_ip) / ICMP(type=type, code=code) / probe
+
+
 def test_icmp_error_about_a_snated_connection_reaches_the_vm(model):
+    # Linux conntrack, which OVN's ct_snat uses, classifies an ICMP error
+    # RELATED to the connection quoted in its payload and un-NATs both the
+    # outer destination and the quoted header: a traceroute through SNAT works.
     m, sim = model
-    out = only_output(sim.inject(m.vm, _outbound(sim, m, udp_frame, sport=33434, dport=33434)))
+    sent = _outbound(sim, m, udp_frame, sport=33434, dport=33434)
+    out = only_output(sim.inject(m.vm, sent))
     probe = bytes(Ether(out.frame)[IP])[:28]  # the probe as the internet saw it: IP header + UDP header
-    error = Ether(src=UPSTREAM_MAC, dst=lrp_mac(sim, m.gateway_port)) \
-        / IP(src="9.9.9.9", dst=m.snat_ip) / ICMP(type=11, code=0) / probe
-    back = only_output(sim.inject("provnet-public", error))
+    back = only_output(sim.inject("provnet-public", _error_about(sim, m, probe)))
     assert back.port == m.vm
     got = back.packet.fields()
     assert (got["ip4.src"], got["ip4.dst"], got["icmp4.type"]) == ("9.9.9.9", m.vm_ip, 11)
     inner = wire(back)[ICMP].payload
     assert (inner.src, inner.dst, inner.sport) == (m.vm_ip, SERVER, 33434)
+    # The quoted header is the VM's own again (but for the TTL the routers
+    # took): its IPv4 checksum is right, the UDP header is as the VM sent it.
+    quoted = bytes(wire(back)[ICMP])[8:]
+    assert _checksum_ok(quoted[:20]) and quoted[8] == m.ttl
+    assert quoted[20:28] == bytes(sent[UDP])[:8]
+
+
+@pytest.mark.parametrize("quote", [28, 40, None], ids=["ip+8", "ip+20", "all"])
+def test_port_unreachable_about_a_snated_tcp_connection_restores_the_quoted_segment(model, quote):
+    m, sim = model
+    sent = _outbound(sim, m, tcp_frame, sport=40000, dport=443)
+    out = only_output(sim.inject(m.vm, sent))
+    probe = bytes(Ether(out.frame)[IP])[:quote]
+    back = only_output(sim.inject("provnet-public", _error_about(sim, m, probe, type=3, code=3, src=SERVER)))
+    assert (back.port, back.packet.fields()["ip4.dst"]) == (m.vm, m.vm_ip)
+    quoted = bytes(wire(back)[ICMP])[8:]
+    assert quoted[12:20] == bytes(sent[IP])[12:20] and _checksum_ok(quoted[:20])
+    # the TCP checksum is updated only when the whole TCP header is quoted
+    original = bytes(sent[TCP])[:len(quoted) - 20]
+    if len(quoted) >= 40:
+        assert quoted[20:] == original
+    else:
+        assert quoted[20:24] == original[:4] and quoted[24:28] == original[4:8]
+
+
+def test_icmp_error_about_a_snated_ping_restores_the_identifier(ref):
+    # The second ping with identifier 7 went out as 8 (SNAT port search);
+    # the error quoting it goes back to db1 with 7 again.
+    m = GATEWAY_ROUTER
+    web_mac, db_mac = lrp_mac(ref, m.router_port), lrp_mac(ref, REF_DB1[3])
+    only_output(ref.inject("vm1", ping_frame(m.vm_mac, web_mac, m.vm_ip, SERVER, ident=7)))
+    out = only_output(ref.inject("db1", ping_frame(REF_DB1[1], db_mac, REF_DB1[2], SERVER, ident=7)))
+    probe = bytes(Ether(out.frame)[IP])
+    assert wire(out)[ICMP].id == 8
+    back = only_output(ref.inject("provnet-public", _error_about(ref, m, probe, type=3, code=1)))
+    assert (back.port, back.packet.fields()["ip4.dst"]) == ("db1", REF_DB1[2])
+    quoted = bytes(wire(back)[ICMP])[8:]
+    assert (quoted[12:16], int.from_bytes(quoted[24:26], "big")) == (bytes(map(int, REF_DB1[2].split("."))), 7)
+    assert _checksum_ok(quoted[:20]) and _checksum_ok(quoted[20:])  # the echo request, whole: checksum updated
+
+
+def test_icmp_error_about_no_connection_is_dropped_as_a_reply_would_be(model):
+    m, sim = model
+    out = only_output(sim.inject(m.vm, _outbound(sim, m, udp_frame, sport=33434, dport=33434)))
+    probe = bytearray(bytes(Ether(out.frame)[IP])[:28])
+    probe[20:22] = (33435).to_bytes(2, "big")  # a probe nobody sent
+    result = sim.inject("provnet-public", _error_about(sim, m, bytes(probe)))
+    datapath, stage, reason = m.miss_drop
+    assert_dropped(result, reason, stage, datapath)
+
+
+def test_icmp_error_from_a_vm_about_a_dnated_connection_comes_from_the_floating_ip(ref):
+    # Gateway router, stateful FIP 172.24.4.100 -> vm2: the VM's port
+    # unreachable about an inbound datagram is un-DNATed in lr_out_undnat
+    # (RELATED, reply direction): outer source and quoted destination are
+    # the floating IP again, and lr_out_snat leaves it (ct.rpl).
+    fip, vm2_mac, vm2_ip = "172.24.4.100", "fa:16:3e:00:00:12", "10.0.0.12"
+    gw_mac, web_mac = lrp_mac(ref, "lrp-router1-gw"), lrp_mac(ref, "lrp-router1-web-v4")
+    inbound = only_output(ref.inject("provnet-public", udp_frame(UPSTREAM_MAC, gw_mac, SERVER, fip, sport=5000,
+                                                                 dport=9)))
+    assert (inbound.port, inbound.packet.fields()["ip4.dst"]) == ("vm2", vm2_ip)
+    error = Ether(src=vm2_mac, dst=web_mac) / IP(src=vm2_ip, dst=SERVER) / ICMP(type=3, code=3) \
+        / bytes(Ether(inbound.frame)[IP])
+    out = only_output(ref.inject("vm2", error))
+    assert out.port == "provnet-public"
+    got = out.packet.fields()
+    assert (got["ip4.src"], got["ip4.dst"], got["icmp4.type"]) == (fip, SERVER, 3)
+    inner = wire(out)[ICMP].payload
+    assert (inner.src, inner.dst, inner.dport) == (SERVER, fip, 9)
+    assert _checksum_ok(bytes(inner)[:20])
