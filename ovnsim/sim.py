@@ -38,7 +38,7 @@ def _frame_bytes(frame: FrameLike) -> bytes:
 
 
 def output_frame(output: Output) -> bytes:
-    """The wire bytes of an output (checksums and lengths recomputed)."""
+    """The wire bytes of an output: the received frame rewritten in place (incremental checksums), or a generated frame."""
     return build_frame(output.packet)
 
 
