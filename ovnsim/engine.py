@@ -216,13 +216,7 @@ class PythonEngine:
     def reset(self) -> None:
         """Forget connections and learned MAC bindings."""
         self.conntrack.clear()
-        for router in self.tables.routers.values():
-            router.mac_bindings.clear()
-        for binding in self.logical.static_mac_bindings:
-            from ovnsim.tables import ip_to_int, mac_to_int
-
-            router = self.tables.routers[self.tables.router_of_port[binding.logical_port]]
-            router.mac_bindings[(binding.logical_port, ip_to_int(binding.ip))] = mac_to_int(binding.mac)
+        self.tables.reset_neighbours()
 
 
 def make_engine(logical: LogicalTopology, name: Optional[str] = None):

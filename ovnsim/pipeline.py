@@ -402,17 +402,15 @@ class _Run:
         # lr_in_ip_input prio 120: a DGP lets its own SNAT address back in (hairpin).
         own_src_ok = inport.gateway and any(ip == src for ip, _ in inport.networks)
         # prio 100: martians and own addresses as source.
-        if not own_src_ok and not pkt.hairpin:
-            for port in lr.ports.values():
-                for ip, prefix in port.networks:
-                    if src == ip or src == prefix.broadcast:
-                        return self.drop(depth, dp, "lr_in_ip_input", Drop.MARTIAN, 100,
-                                         f"ip4.src == {{{int_to_ip(ip)}, {int_to_ip(prefix.broadcast)}}}")
+        if not own_src_ok and not pkt.hairpin and src in lr.martian_sources:
+            ip, broadcast = lr.martian_sources[src]
+            return self.drop(depth, dp, "lr_in_ip_input", Drop.MARTIAN, 100,
+                             f"ip4.src == {{{int_to_ip(ip)}, {int_to_ip(broadcast)}}}")
         if (src >> 28) == 0xE or src == 0xFFFFFFFF or any(
                 (a & m) == p for a in (src, dst) for p, m in _MARTIAN_PREFIXES):
             return self.drop(depth, dp, "lr_in_ip_input", Drop.MARTIAN, 100,
                              "ip4.src_mcast || ip4.src == 255.255.255.255 || 127.0.0.0/8 || 0.0.0.0/8")
-        own_ips = {ip for port in lr.ports.values() for ip, _ in port.networks}
+        own_ips = lr.own_ips
         # prio 90: ICMP echo to any router IP -> in-place echo reply, routed back.
         if dst in own_ips and pkt.proto == PROTO_ICMP and pkt.icmp_type == 8 and pkt.icmp_code == 0:
             pkt.ip_src, pkt.ip_dst = dst, src

@@ -55,7 +55,6 @@ class Simulator:
         self.tables = build_tables(logical)
         self.conntrack = Conntrack()
         self.pipeline = Pipeline(self.tables, self.conntrack)
-        self._static_bindings = {name: dict(r.mac_bindings) for name, r in self.tables.routers.items()}
 
     @classmethod
     def from_file(cls, path: str) -> "Simulator":
@@ -72,9 +71,7 @@ class Simulator:
     def reset(self) -> None:
         """Forget connections and learned MAC bindings (static ones stay)."""
         self.conntrack.clear()
-        for name, router in self.tables.routers.items():
-            router.mac_bindings.clear()
-            router.mac_bindings.update(self._static_bindings[name])
+        self.tables.reset_neighbours()
 
     def inject(self, port: str, frame: FrameLike, *, trace: bool = False) -> Result:
         """Send ``frame`` into the logical network on switch port ``port``.

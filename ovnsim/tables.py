@@ -196,8 +196,20 @@ class RouterTables:
     #: lr_in_unsnat: external IPs of snat / dnat_and_snat entries
     unsnat_ips: Dict[int, NatEntry]
     nat_ips: Set[int]  #: every external IP
+    #: every address of every port of the router
+    own_ips: Set[int] = field(default_factory=set)
+    #: lr_in_ip_input prio 100: source address -> (port address, subnet
+    #: broadcast) of the port it belongs to; such a source is a martian
+    martian_sources: Dict[int, Tuple[int, int]] = field(default_factory=dict)
     #: learned and static neighbours (MAC_Binding): (port, IP) -> MAC
     mac_bindings: Dict[Tuple[str, int], int] = field(default_factory=dict)
+    #: the Static_MAC_Binding rows, which ``reset_neighbours`` keeps
+    static_mac_bindings: Dict[Tuple[str, int], int] = field(default_factory=dict)
+
+    def reset_neighbours(self) -> None:
+        """Forget learned MAC bindings; the static ones stay."""
+        self.mac_bindings.clear()
+        self.mac_bindings.update(self.static_mac_bindings)
     #: options:always_learn_from_arp_request (default true; Neutron sets
     #: false): whether any ARP request from the port's subnet creates a MAC
     #: binding, or only one for the router's own address on that port
@@ -218,6 +230,11 @@ class Tables:
     switch_of_port: Dict[str, str]  #: LSP name -> switch name
     router_of_port: Dict[str, str]  #: LRP name -> router name
 
+    def reset_neighbours(self) -> None:
+        """Forget every router's learned MAC bindings (static ones stay)."""
+        for router in self.routers.values():
+            router.reset_neighbours()
+
 
 def _parse_addresses(entry: str) -> Tuple[Optional[int], Tuple[int, ...]]:
     words = entry.split()
@@ -237,6 +254,7 @@ def build_tables(logical: LogicalTopology) -> Tables:
             router_ports[lrp.name] = RouterPort(lrp.name, lr.name, mac_to_int(lrp.mac), nets,
                                                 lrp.is_gateway_port, lrp.enabled)
 
+    nat_of_router = {lr.name: _nat_entries(lr) for lr in logical.routers}
     switches: Dict[str, SwitchTables] = {}
     switch_of_port: Dict[str, str] = {}
     for ls in logical.switches:
@@ -261,26 +279,29 @@ def build_tables(logical: LogicalTopology) -> Tables:
             ports[lsp.name] = SwitchPort(
                 lsp.name, ls.name, lsp.type, lsp.enabled, addresses,
                 "unknown" in lsp.addresses or lsp.type == LSP_TYPE_LOCALNET, security, peer)
-        switches[ls.name] = _switch_tables(ls.name, ports, router_ports, logical)
+        switches[ls.name] = _switch_tables(ls.name, ports, router_ports, nat_of_router)
 
     routers: Dict[str, RouterTables] = {}
     for lr in logical.routers:
-        routers[lr.name] = _router_tables(lr, router_ports, switches)
+        routers[lr.name] = _router_tables(lr, nat_of_router[lr.name], router_ports, switches, switch_of_port)
     for binding in logical.static_mac_bindings:
         lr_name = router_ports[binding.logical_port].router
-        routers[lr_name].mac_bindings[(binding.logical_port, ip_to_int(binding.ip))] = mac_to_int(binding.mac)
+        routers[lr_name].static_mac_bindings[(binding.logical_port, ip_to_int(binding.ip))] = \
+            mac_to_int(binding.mac)
+    for router in routers.values():
+        router.reset_neighbours()
     return Tables(switches, routers, switch_of_port, {p.name: p.router for p in router_ports.values()})
 
 
-def _router_nat(logical: LogicalTopology, router_name: str) -> List[NatEntry]:
-    lr = logical.router(router_name)
+def _nat_entries(lr) -> List[NatEntry]:
+    """A logical router's NAT rows as table entries (addresses as ints)."""
     return [NatEntry(n.type, ip_to_int(n.external_ip), Prefix.parse(n.logical_ip), n.logical_port,
                      mac_to_int(n.external_mac) if n.external_mac else None, n.stateless)
             for n in lr.nat]
 
 
 def _switch_tables(name: str, ports: Dict[str, SwitchPort], router_ports: Dict[str, RouterPort],
-                   logical: LogicalTopology) -> SwitchTables:
+                   nat_of_router: Dict[str, List[NatEntry]]) -> SwitchTables:
     arp_responder: Dict[int, Tuple[int, str]] = {}
     router_arp: Dict[int, str] = {}
     router_arp_sources: Set[int] = set()
@@ -299,7 +320,7 @@ def _switch_tables(name: str, ports: Dict[str, SwitchPort], router_ports: Dict[s
         for ip, _ in rp.networks:
             router_arp.setdefault(ip, port.name)
         sources = {rp.mac}
-        for nat in _router_nat(logical, rp.router):
+        for nat in nat_of_router[rp.router]:
             # A NAT address is announced on the ports whose subnet holds it.
             if rp.network_for(nat.external_ip) is None:
                 continue
@@ -316,12 +337,24 @@ def _switch_tables(name: str, ports: Dict[str, SwitchPort], router_ports: Dict[s
         [p for p in flood if not ports[p].is_router], [p for p in flood if ports[p].unknown])
 
 
+def _martian_sources(ports: Dict[str, RouterPort]) -> Dict[int, Tuple[int, int]]:
+    # Each port's addresses and subnet broadcasts; the first port to claim one
+    # names it in the trace, as the rule order of lr_in_ip_input does.
+    sources: Dict[int, Tuple[int, int]] = {}
+    for rp in ports.values():
+        for ip, prefix in rp.networks:
+            sources.setdefault(ip, (ip, prefix.broadcast))
+            sources.setdefault(prefix.broadcast, (ip, prefix.broadcast))
+    return sources
+
+
 def _route_priority(plen: int, connected: bool) -> int:
     # lr_in_ip_routing: connected routes beat static routes of the same length.
     return plen * 3 + (2 if connected else 1)
 
 
-def _router_tables(lr, router_ports: Dict[str, RouterPort], switches: Dict[str, SwitchTables]) -> RouterTables:
+def _router_tables(lr, nat: List[NatEntry], router_ports: Dict[str, RouterPort], switches: Dict[str, SwitchTables],
+                   switch_of_port: Dict[str, str]) -> RouterTables:
     ports = {p.name: router_ports[p.name] for p in lr.ports}
     gateway_port = next((p.name for p in lr.ports if p.is_gateway_port), None)
     routes: List[Route] = []
@@ -338,8 +371,6 @@ def _router_tables(lr, router_ports: Dict[str, RouterPort], switches: Dict[str, 
         routes.append(Route(prefix, _route_priority(prefix.plen, False), rp.name, nexthop, src_ip, rp.mac, True))
     routes.sort(key=lambda r: -r.priority)
 
-    nat = [NatEntry(n.type, ip_to_int(n.external_ip), Prefix.parse(n.logical_ip), n.logical_port,
-                    mac_to_int(n.external_mac) if n.external_mac else None, n.stateless) for n in lr.nat]
     snat_ips = {n.external_ip for n in nat if n.type in (NAT_SNAT, NAT_DNAT_AND_SNAT)}
     own_ips = {ip for rp in ports.values() for ip, _ in rp.networks}
     snat: List[Tuple[int, NatEntry]] = []
@@ -353,10 +384,7 @@ def _router_tables(lr, router_ports: Dict[str, RouterPort], switches: Dict[str, 
     arp_static: Dict[Tuple[str, int], int] = {}
     dynamic_neigh = lr.options.get("dynamic_neigh_routers") == "true"
     for rp in ports.values():
-        ls_name = None
-        for sw in switches.values():
-            if rp.peer in sw.ports:
-                ls_name = sw.name
+        ls_name = switch_of_port.get(rp.peer) if rp.peer else None
         if ls_name is None:
             continue
         for lsp in switches[ls_name].ports.values():
@@ -385,6 +413,8 @@ def _router_tables(lr, router_ports: Dict[str, RouterPort], switches: Dict[str, 
         ports=ports,
         routes=routes,
         arp_static=arp_static,
+        own_ips=own_ips,
+        martian_sources=_martian_sources(ports),
         drop_ips=own_ips - snat_ips,
         snat_own_ips=own_ips & snat_ips,
         nat=nat,
