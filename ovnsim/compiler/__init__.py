@@ -15,8 +15,8 @@ __all__ = ["compile_topology"]
 def compile_topology(topology: Topology) -> LogicalTopology:
     """Compile a checked tenant topology into OVN northbound logical objects.
 
-    Raises :class:`ovnsim.errors.TopologyError` for the few inconsistencies
-    only the compiler can see (a subnet overlapping a gateway router's join
-    network, a distributed floating IP on a gateway-router router).
+    Raises :class:`ovnsim.errors.TopologyError` for the one inconsistency
+    only the compiler can see: a subnet overlapping the join network of the
+    gateway-router model.
     """
     return compile_logical(topology)

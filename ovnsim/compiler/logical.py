@@ -297,12 +297,7 @@ class _LogicalCompiler:
                 if subnet.ip_version == 4:
                     rules.append(NATRule(NAT_SNAT, str(gw.ip_address), str(subnet.cidr)))
         for fip in fips:
-            if fip.distributed and router.gateway_model != DISTRIBUTED_GATEWAY_PORT:
-                raise TopologyError(
-                    "a distributed floating IP needs a router with gateway_model distributed-gateway-port",
-                    f"projects.{fip.project}.floating_ips.{fip.name}.distributed",
-                    self.topo.source,
-                )
+            # (the loader refuses a distributed FIP on a gateway-router router)
             external_mac = _fip_mac(self.topo, fip) if fip.distributed else None
             rules.append(
                 NATRule(
