@@ -107,8 +107,9 @@ def _trace_one(sim, microflow: str, fmt: str, datapath=None) -> str:
             raise OvnsimError(f'unknown datapath "{datapath}"')
         if sim.tables.switch_of_port.get(flow.inport) != datapath:
             raise OvnsimError(f'inport "{flow.inport}" is not a port of datapath "{datapath}"')
-    result = sim.trace(microflow)
-    return format_result(result, parse_frame(flow.to_frame()).fields(), fmt)
+    frame = flow.to_frame()
+    result = sim.inject(flow.inport, frame, trace=True)
+    return format_result(result, parse_frame(frame).fields(), fmt)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
