@@ -21,15 +21,14 @@ limits of ovn-trace are handled explicitly, as OVN-NOTES.md describes:
   only, and ``test_tcp_reset_normalisation_is_needed`` keeps the difference
   honest (it fails if either side stops behaving this way).
 
-Every remaining difference is listed in :data:`KNOWN_DIFFERENCES` with the
-reason; the test fails on any other.
+There is no other allowance: the test fails on any difference.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import pytest
 
@@ -45,9 +44,6 @@ TOPOLOGY_DIR = pathlib.Path(__file__).resolve().parents[2] / "topologies"
 #: The generated 1,000-port topology is left out: its flows add nothing the
 #: others do not cover, and tracing it one-shot costs ~0.5 s a flow.
 TOPOLOGIES = sorted(p for p in TOPOLOGY_DIR.glob("*.yaml") if p.stem != "large")
-
-#: (topology stem, flow label) -> why ovnsim and ovn-trace may differ there.
-KNOWN_DIFFERENCES: Dict[Tuple[str, str], str] = {}
 
 pytestmark = [pytest.mark.ovn, pytest.mark.conformance]
 
@@ -93,8 +89,6 @@ def test_ovnsim_agrees_with_ovn_trace(ovn, path):
         ours = _ours(sim, flow)
         theirs = as_pinctrl_sends(trace_verdict(ovn, flow))
         if ours == theirs:
-            continue
-        if (path.stem, label) in KNOWN_DIFFERENCES:
             continue
         mismatches.append(f"{label}\n    flow:     {flow}\n    ovnsim:   {json.dumps(ours['outputs'])}"
                           f"\n    ovn-trace: {json.dumps(theirs['outputs'])}")
