@@ -340,7 +340,7 @@ class _Run:
             return self.drop(depth, dp, "lr_in_admission", Drop.PORT_DISABLED)
         admitted = pkt.eth_mcast or pkt.eth_dst == inport.mac
         if not admitted and inport.gateway:
-            admitted = any(n.distributed and n.external_mac == pkt.eth_dst for n in lr.nat)
+            admitted = pkt.eth_dst in lr.distributed_macs
         if not admitted:
             return self.drop(depth, dp, "lr_in_admission", Drop.ADMISSION, 0, "1",
                              detail=f"eth.dst {int_to_mac(pkt.eth_dst)} is not {inport.name}'s MAC")
@@ -376,7 +376,7 @@ class _Run:
         if pkt.arp_op == 1:
             tpa = pkt.arp_tpa
             reply_mac: Optional[int] = None
-            nat = next((n for n in lr.nat if n.external_ip == tpa), None)
+            nat = lr.nat_by_ip.get(tpa)
             if nat is not None:
                 # prio 92 on the gateway port (a distributed FIP answers with
                 # its external_mac); prio 90 from any port for any sender.
@@ -644,14 +644,12 @@ class _Run:
                 self._trace(depth, dp, "lr_in_arp_resolve", 1, "ip4", f"get_arp(outport, reg0); /* "
                             f"{int_to_mac(pkt.eth_dst) if pkt.eth_dst else 'no MAC binding'} */")
         # lr_in_gw_redirect: a distributed FIP leaves with its own MAC.
-        if out == gw:
-            for n in lr.nat:
-                if n.distributed and n.logical.contains(pkt.ip_src) and n.logical.plen == 32:
-                    pkt.eth_src = n.external_mac
-                    pkt.reg1 = n.external_ip
-                    self._trace(depth, dp, "lr_in_gw_redirect", 100, f"ip4.src == {n.logical} && outport == \"{gw}\"",
-                                f"eth.src = {int_to_mac(n.external_mac)}; reg1 = {int_to_ip(n.external_ip)}; next;")
-                    break
+        n = lr.distributed_by_logical_ip.get(pkt.ip_src) if out == gw else None
+        if n is not None:
+            pkt.eth_src = n.external_mac
+            pkt.reg1 = n.external_ip
+            self._trace(depth, dp, "lr_in_gw_redirect", 100, f"ip4.src == {n.logical} && outport == \"{gw}\"",
+                        f"eth.src = {int_to_mac(n.external_mac)}; reg1 = {int_to_ip(n.external_ip)}; next;")
         # lr_in_arp_request
         if pkt.eth_dst == 0:
             payload_from = pkt
@@ -691,7 +689,7 @@ class _Run:
                 done = self._ct_nat(lr, pkt, "dnat")
                 self._trace(depth, dp, "lr_out_undnat", 50, "ip", f"flags.loopback = 1; ct_dnat; /* {done} */")
             elif out == gw:
-                fip = next((n for n in lr.dnat.values() if n.logical.network == pkt.ip_src), None)
+                fip = lr.dnat_by_logical_ip.get(pkt.ip_src)
                 if fip is not None and not fip.stateless:
                     if fip.distributed:
                         pkt.eth_src = fip.external_mac

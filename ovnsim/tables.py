@@ -206,6 +206,24 @@ class RouterTables:
     #: the Static_MAC_Binding rows, which ``reset_neighbours`` keeps
     static_mac_bindings: Dict[Tuple[str, int], int] = field(default_factory=dict)
 
+    #: derived in __post_init__ so the pipeline looks NAT rows up, never scans them
+    nat_by_ip: Dict[int, NatEntry] = field(init=False)  #: external IP -> first NAT row with it
+    distributed_macs: Set[int] = field(init=False)  #: external_macs of distributed FIPs
+    distributed_by_logical_ip: Dict[int, NatEntry] = field(init=False)  #: lr_in_gw_redirect prio 100
+    dnat_by_logical_ip: Dict[int, NatEntry] = field(init=False)  #: lr_out_undnat on a DGP
+
+    def __post_init__(self) -> None:
+        self.nat_by_ip = {}
+        self.distributed_by_logical_ip = {}
+        for n in self.nat:
+            self.nat_by_ip.setdefault(n.external_ip, n)
+            if n.distributed and n.logical.plen == 32:
+                self.distributed_by_logical_ip.setdefault(n.logical.network, n)
+        self.distributed_macs = {n.external_mac for n in self.nat if n.distributed}
+        self.dnat_by_logical_ip = {}
+        for n in self.dnat.values():
+            self.dnat_by_logical_ip.setdefault(n.logical.network, n)
+
     def reset_neighbours(self) -> None:
         """Forget learned MAC bindings; the static ones stay."""
         self.mac_bindings.clear()
