@@ -14,13 +14,13 @@ extra_compile_args = [] if sys.platform == "win32" else ["-O3"]
 
 extensions = [
     Extension(
-        "ovnsim._fastpath",
-        ["ovnsim/_fastpath.pyx"],
+        "ovnsim.datapath._fastpath",
+        ["ovnsim/datapath/_fastpath.pyx"],
         extra_compile_args=extra_compile_args,
     ),
     Extension(
-        "ovnsim._pcapio",
-        ["ovnsim/_pcapio.pyx"],
+        "ovnsim.capture._pcapio",
+        ["ovnsim/capture/_pcapio.pyx"],
         extra_compile_args=extra_compile_args,
     ),
 ]

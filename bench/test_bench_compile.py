@@ -23,15 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ovnsim.model import (
-    DISTRIBUTED_GATEWAY_PORT,
-    GATEWAY_ROUTER,
-    LSP_TYPE_VM,
-    NAT_DNAT_AND_SNAT,
-    NAT_SNAT,
-    LogicalTopology,
-    Topology,
-)
+from ovnsim.nb.model import LSP_TYPE_VM, NAT_DNAT_AND_SNAT, NAT_SNAT, LogicalTopology
+from ovnsim.neutron.model import DISTRIBUTED_GATEWAY_PORT, GATEWAY_ROUTER, Topology
 
 LARGE = Path(__file__).resolve().parent.parent / "topologies" / "large.yaml"
 
@@ -49,13 +42,13 @@ NO_PORT_SECURITY = 5
 
 
 def _load():
-    from ovnsim.loader import load_topology
+    from ovnsim.neutron.loader import load_topology
 
     return load_topology(str(LARGE))
 
 
 def _compile(topology):
-    from ovnsim.compiler import compile_topology
+    from ovnsim.neutron.compiler import compile_topology
 
     return compile_topology(topology)
 

@@ -33,11 +33,11 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from ovnsim._fastpath import FastEngine, rewrite
-from ovnsim.compiler import compile_topology
-from ovnsim.engine import BatchResult, PythonEngine
-from ovnsim.loader import load_topology
-from ovnsim.tables import build_tables, int_to_mac
+from ovnsim.datapath._fastpath import FastEngine, rewrite
+from ovnsim.neutron.compiler import compile_topology
+from ovnsim.datapath.engine import BatchResult, PythonEngine
+from ovnsim.neutron.loader import load_topology
+from ovnsim.northd.tables import build_tables, int_to_mac
 
 REFERENCE = Path(__file__).resolve().parent.parent / "topologies" / "reference.yaml"
 

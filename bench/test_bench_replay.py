@@ -59,8 +59,8 @@ def snat_frame() -> bytes:
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Ether
 
-    from ovnsim.compiler import compile_topology
-    from ovnsim.loader import load_topology
+    from ovnsim.neutron.compiler import compile_topology
+    from ovnsim.neutron.loader import load_topology
 
     logical = compile_topology(load_topology(str(REFERENCE)))
     gateway = logical.router_ports()["lrp-router1-web-v4"][1].mac
@@ -83,7 +83,7 @@ def write_capture(path: Path, frames: int) -> Path:
 
 def _fast_built() -> bool:
     try:
-        from ovnsim._fastpath import FastEngine  # noqa: F401
+        from ovnsim.datapath._fastpath import FastEngine  # noqa: F401
     except ImportError:
         return False
     return True
@@ -101,7 +101,7 @@ def small_capture(tmp_path_factory) -> Path:
 
 def _replayer(tmp_path: Path, capture: Path, engine: str):
     """(setup, run) for benchmark.pedantic: a fresh output directory every round."""
-    from ovnsim.replay import replay
+    from ovnsim.capture.replay import replay
 
     rounds = itertools.count()
     state = {}
@@ -162,7 +162,7 @@ def test_scapy_rawpcapreader(benchmark, capture):
 
 @pytest.mark.benchmark(group="replay-1M")
 def test_ovnsim_reader(benchmark, capture):
-    from ovnsim.pcap import open_capture
+    from ovnsim.capture.pcap import open_capture
 
     def read() -> int:
         with open_capture(capture) as reader:
@@ -171,7 +171,7 @@ def test_ovnsim_reader(benchmark, capture):
     assert benchmark.pedantic(read, rounds=3, iterations=1) == FRAMES
 
 
-@pytest.mark.skipif(not _fast_built(), reason="the fast engine (ovnsim._fastpath.FastEngine) is not built")
+@pytest.mark.skipif(not _fast_built(), reason="the fast engine (ovnsim.datapath._fastpath.FastEngine) is not built")
 @pytest.mark.benchmark(group="replay-1M")
 def test_replay_fast(benchmark, capture, tmp_path, capsys):
     setup, run, state = _replayer(tmp_path, capture, "fast")

@@ -23,14 +23,14 @@ __version__ = "0.1.0"
 
 
 def load_topology(path):
-    """Read a topology file (YAML) into a checked :class:`ovnsim.model.Topology`."""
-    from ovnsim.loader import load_topology as _load
+    """Read a topology file (YAML) into a checked :class:`ovnsim.neutron.model.Topology`."""
+    from ovnsim.neutron.loader import load_topology as _load
 
     return _load(path)
 
 
 def compile_topology(topology):
-    """Compile a tenant topology into a :class:`ovnsim.model.LogicalTopology`."""
-    from ovnsim.compiler import compile_topology as _compile
+    """Compile a tenant topology into a :class:`ovnsim.nb.model.LogicalTopology`."""
+    from ovnsim.neutron.compiler import compile_topology as _compile
 
     return _compile(topology)

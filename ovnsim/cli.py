@@ -24,28 +24,28 @@ EXIT_BAD_INPUT = 2
 
 
 def _load_logical(path: str):
-    from ovnsim.compiler import compile_topology
-    from ovnsim.loader import load_topology
+    from ovnsim.neutron.compiler import compile_topology
+    from ovnsim.neutron.loader import load_topology
 
     return compile_topology(load_topology(path))
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ovnsim.export.show import show_text
+    from ovnsim.nb.show import show_text
 
     sys.stdout.write(show_text(_load_logical(args.topology)))
     return EXIT_OK
 
 
 def cmd_export_nbctl(args: argparse.Namespace) -> int:
-    from ovnsim.export.nbctl import nbctl_script
+    from ovnsim.nb.nbctl import nbctl_script
 
     sys.stdout.write(nbctl_script(_load_logical(args.topology)))
     return EXIT_OK
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from ovnsim.export.graph import logical_graph, to_dot, to_mermaid
+    from ovnsim.nb.graph import logical_graph, to_dot, to_mermaid
 
     graph = logical_graph(_load_logical(args.topology))
     sys.stdout.write(to_dot(graph) if args.format == "dot" else to_mermaid(graph))
@@ -95,9 +95,9 @@ def _split_datapath(text: str):
 
 
 def _trace_one(sim, microflow: str, fmt: str, datapath=None) -> str:
-    from ovnsim.microflow import parse_microflow
-    from ovnsim.packet import parse_frame
-    from ovnsim.trace import format_result
+    from ovnsim.datapath.microflow import parse_microflow
+    from ovnsim.datapath.packet import parse_frame
+    from ovnsim.datapath.trace import format_result
 
     flow = parse_microflow(microflow)
     if datapath is not None:
@@ -113,7 +113,7 @@ def _trace_one(sim, microflow: str, fmt: str, datapath=None) -> str:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from ovnsim.replay import replay
+    from ovnsim.capture.replay import replay
 
     show_progress = sys.stderr.isatty() and not args.json and not args.no_progress
     summary = replay(args.topology, args.capture, args.out_dir, port=args.port, auto=args.auto,

@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 from typing import Dict, List, Union
 
-from ovnsim.compiler import compile_topology
+from ovnsim.neutron.compiler import compile_topology
 from ovnsim.errors import MicroflowError
-from ovnsim.model import LogicalTopology, Topology
-from ovnsim.packet import ParseError, build_frame, parse_frame
-from ovnsim.pipeline import Conntrack, DropRecord, Output, Pipeline, Result
-from ovnsim.tables import build_tables
+from ovnsim.nb.model import LogicalTopology
+from ovnsim.neutron.model import Topology
+from ovnsim.datapath.packet import ParseError, build_frame, parse_frame
+from ovnsim.datapath.pipeline import Conntrack, DropRecord, Output, Pipeline, Result
+from ovnsim.northd.tables import build_tables
 
 __all__ = ["Simulator", "Result", "Output", "DropRecord", "verdict"]
 
@@ -59,7 +60,7 @@ class Simulator:
     @classmethod
     def from_file(cls, path: str) -> "Simulator":
         """Load, check and compile a topology file."""
-        from ovnsim.loader import load_topology
+        from ovnsim.neutron.loader import load_topology
 
         return cls(load_topology(path))
 
@@ -93,7 +94,7 @@ class Simulator:
 
     def trace(self, microflow: str) -> Result:
         """Run an ovn-trace microflow (``inport == "vm1" && eth.src == ... && ...``) with tracing on."""
-        from ovnsim.microflow import parse_microflow
+        from ovnsim.datapath.microflow import parse_microflow
 
         flow = parse_microflow(microflow)
         return self.inject(flow.inport, flow.to_frame(), trace=True)

@@ -48,8 +48,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from ovnsim.compiler import compile_topology  # noqa: E402
-from ovnsim.loader import load_topology  # noqa: E402
+from ovnsim.neutron.compiler import compile_topology  # noqa: E402
+from ovnsim.neutron.loader import load_topology  # noqa: E402
 
 #: Capture time of the first frame of every capture; frames are 1 ms apart.
 EPOCH = 1_700_000_000

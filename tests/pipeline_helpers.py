@@ -16,11 +16,11 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet as ScapyPacket
 
-from ovnsim.model import LogicalSwitchPort, LogicalTopology
-from ovnsim.pipeline import DropRecord, Output, Result
+from ovnsim.nb.model import LogicalSwitchPort, LogicalTopology
+from ovnsim.datapath.pipeline import DropRecord, Output, Result
 from ovnsim.sim import Simulator
-from ovnsim.stages import STAGES, Drop
-from ovnsim.tables import int_to_ip, int_to_mac
+from ovnsim.northd.stages import STAGES, Drop
+from ovnsim.northd.tables import int_to_ip, int_to_mac
 
 BCAST = "ff:ff:ff:ff:ff:ff"
 ZERO_MAC = "00:00:00:00:00:00"

@@ -1,4 +1,4 @@
-"""Tests of ovnsim.builder: the builder and the file format give the same topologies and errors."""
+"""Tests of ovnsim.neutron.builder: the builder and the file format give the same topologies and errors."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from ovnsim.builder import BUILDER_SOURCE, TopologyBuilder
+from ovnsim.neutron.builder import BUILDER_SOURCE, TopologyBuilder
 from ovnsim.errors import NotSupportedError, TopologyError
-from ovnsim.loader import load_topology, topology_schema
+from ovnsim.neutron.loader import load_topology, topology_schema
 
 REFERENCE = Path(__file__).resolve().parent.parent / "topologies" / "reference.yaml"
 

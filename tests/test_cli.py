@@ -27,9 +27,9 @@ from typing import Dict, List, Sequence, Tuple
 import pytest
 import yaml
 
-from ovnsim.compiler import compile_topology
-from ovnsim.loader import load_topology
-from ovnsim.model import LogicalTopology
+from ovnsim.neutron.compiler import compile_topology
+from ovnsim.neutron.loader import load_topology
+from ovnsim.nb.model import LogicalTopology
 from ovnsim.testing.nbshow import parse_nbctl_show
 
 ROOT = Path(__file__).resolve().parent.parent

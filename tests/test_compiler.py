@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from ovnsim.builder import TopologyBuilder
-from ovnsim.compiler import compile_topology
-from ovnsim.compiler.logical import JOIN_CIDR
+from ovnsim.neutron.builder import TopologyBuilder
+from ovnsim.neutron.compiler import compile_topology
+from ovnsim.neutron.compiler import JOIN_CIDR
 from ovnsim.errors import TopologyError
 
 

@@ -1,8 +1,8 @@
 """Both engines behind the batch contract, and the proof that they agree.
 
 * Behaviour checks: one fixture runs every check on the Python reference engine
-  and on the Cython engine (``ovnsim._fastpath.FastEngine``), through
-  ``process_batch`` and the flat :class:`~ovnsim.engine.BatchResult` arrays,
+  and on the Cython engine (``ovnsim.datapath._fastpath.FastEngine``), through
+  ``process_batch`` and the flat :class:`~ovnsim.datapath.engine.BatchResult` arrays,
   on the example topologies (reference, dgp, two-projects, multi-router).
 * Differential, Hypothesis: random mixes of frames built from a topology's own
   addresses (VM to VM, to routers, to the outside, outside to floating and SNAT
@@ -40,14 +40,14 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from conformance.flowgen import generate
-from ovnsim import _fastpath
-from ovnsim.compiler import compile_topology
-from ovnsim.engine import AUTO_INGRESS, KINDS, STAGE_LIST, BatchResult, PythonEngine, make_engine
-from ovnsim.loader import load_document, load_topology
-from ovnsim.microflow import parse_microflow
-from ovnsim.packet import checksum
-from ovnsim.stages import Drop
-from ovnsim.tables import Tables, build_tables, int_to_ip, int_to_mac, ip_to_int, mac_to_int
+from ovnsim.datapath import _fastpath
+from ovnsim.neutron.compiler import compile_topology
+from ovnsim.datapath.engine import AUTO_INGRESS, KINDS, STAGE_LIST, BatchResult, PythonEngine, make_engine
+from ovnsim.neutron.loader import load_document, load_topology
+from ovnsim.datapath.microflow import parse_microflow
+from ovnsim.datapath.packet import checksum
+from ovnsim.northd.stages import Drop
+from ovnsim.northd.tables import Tables, build_tables, int_to_ip, int_to_mac, ip_to_int, mac_to_int
 
 FastEngine = _fastpath.FastEngine
 

@@ -28,7 +28,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, LLC, Dot1AD, Dot1Q, Dot3, Ether
 from scapy.packet import Packet, Raw
 
-from ovnsim import _fastpath as fp
+from ovnsim.datapath import _fastpath as fp
 
 MAC1 = "02:00:00:00:00:01"
 MAC2 = "0a:1b:2c:3d:4e:5f"

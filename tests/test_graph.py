@@ -18,10 +18,10 @@ from typing import Dict, List, Set, Tuple
 import networkx as nx
 import pytest
 
-from ovnsim.compiler import compile_topology
-from ovnsim.export.graph import FORMATS, logical_graph, to_dot, to_mermaid
-from ovnsim.loader import load_topology
-from ovnsim.model import LSP_TYPE_LOCALNET, LSP_TYPE_ROUTER, LogicalTopology
+from ovnsim.neutron.compiler import compile_topology
+from ovnsim.nb.graph import FORMATS, logical_graph, to_dot, to_mermaid
+from ovnsim.neutron.loader import load_topology
+from ovnsim.nb.model import LSP_TYPE_LOCALNET, LSP_TYPE_ROUTER, LogicalTopology
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGIES = sorted((ROOT / "topologies").glob("*.yaml"))

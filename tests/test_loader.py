@@ -1,4 +1,4 @@
-"""Tests of ovnsim.loader: resolution of topology files and every error it reports."""
+"""Tests of ovnsim.neutron.loader: resolution of topology files and every error it reports."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ovnsim.errors import NotSupportedError, TopologyError
-from ovnsim.loader import MAC_KINDS, derive_mac, load_document, load_topology, topology_schema
-from ovnsim.model import DISTRIBUTED_GATEWAY_PORT, Topology
+from ovnsim.neutron.loader import MAC_KINDS, derive_mac, load_document, load_topology, topology_schema
+from ovnsim.neutron.model import DISTRIBUTED_GATEWAY_PORT, Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "topologies" / "reference.yaml"
@@ -180,7 +180,7 @@ def test_schema_is_valid_and_accepts_reference():
 def test_schema_file_is_shipped_in_package():
     import ovnsim
 
-    schema_file = Path(ovnsim.__file__).with_name("topology.schema.json")
+    schema_file = Path(ovnsim.__file__).parent / "neutron" / "topology.schema.json"
     assert json.loads(schema_file.read_text())["$schema"].endswith("2020-12/schema")
 
 

@@ -1,4 +1,4 @@
-"""ovnsim.microflow: ovn-trace's microflow syntax -> exact header values and frames.
+"""ovnsim.datapath.microflow: ovn-trace's microflow syntax -> exact header values and frames.
 
 The defaults and implications are checked against what ovn-trace 23.03 itself
 uses (the ``# <openflow flow>`` line it prints first): ``test_real_ovn_*``
@@ -22,7 +22,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from ovnsim.errors import MicroflowError, OvnsimError
-from ovnsim.microflow import FIELDS, Microflow, parse_microflow
+from ovnsim.datapath.microflow import FIELDS, Microflow, parse_microflow
 from ovnsim.testing.ovntrace import flow_fields, parse_flow_line
 
 DATA = pathlib.Path(__file__).parent / "data" / "ovntrace"
@@ -350,7 +350,7 @@ OVN_TRACE_MICROFLOWS: List[str] = [text for text, _, _ in VALID if '"vm1"' in te
     'inport=="vm1" && vlan.tci==0xb005 && ip4',
 ]
 
-# Where ovnsim knowingly differs from ovn-trace (see ovnsim.microflow's doc).
+# Where ovnsim knowingly differs from ovn-trace (see ovnsim.datapath.microflow's doc).
 OVNSIM_ONLY = {  # ovn-trace rejects, ovnsim accepts
     "inport=='vm1' && ip && ip.ttl==5",
     "inport==vm1 && tcp && tcp.dst==22",

@@ -15,10 +15,10 @@ import sys
 
 import pytest
 
-from ovnsim.compiler import compile_topology
-from ovnsim.export.nbctl import nbctl_commands
-from ovnsim.export.show import show_text
-from ovnsim.loader import load_topology
+from ovnsim.neutron.compiler import compile_topology
+from ovnsim.nb.nbctl import nbctl_commands
+from ovnsim.nb.show import show_text
+from ovnsim.neutron.loader import load_topology
 from ovnsim.testing.nbshow import normalize_prefix, parse_lr_route_list, parse_nbctl_show
 
 TOPOLOGIES = sorted(pathlib.Path(__file__).resolve().parent.parent.joinpath("topologies").glob("*.yaml"))

@@ -22,7 +22,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from ovnsim.microflow import parse_microflow
+from ovnsim.datapath.microflow import parse_microflow
 from ovnsim.testing.ovntrace import (
     OUTPUT_KINDS,
     OvnTraceParseError,

@@ -1,4 +1,4 @@
-"""Capture I/O (ovnsim.pcap): readers and writers against scapy and hand-built files, bad input, memory.
+"""Capture I/O (ovnsim.capture.pcap): readers and writers against scapy and hand-built files, bad input, memory.
 
 The hand-built pcapng files come from the small block builder below (``ng_*``),
 written from the pcapng specification and independent of ovnsim's writer, so
@@ -20,7 +20,7 @@ from scapy.utils import EDecimal, PcapNgReader, PcapNgWriter as ScapyPcapNgWrite
 from scapy.utils import RawPcapReader, rdpcap
 
 from ovnsim.errors import OvnsimError
-from ovnsim.pcap import (
+from ovnsim.capture.pcap import (
     MAX_CAPLEN,
     CaptureError,
     PcapNgWriter,

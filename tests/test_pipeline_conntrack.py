@@ -17,9 +17,9 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-from ovnsim.loader import load_topology
+from ovnsim.neutron.loader import load_topology
 from ovnsim.sim import Simulator
-from ovnsim.stages import Drop
+from ovnsim.northd.stages import Drop
 
 from pipeline_helpers import (
     TOPOLOGIES,
@@ -313,7 +313,7 @@ def test_reply_to_hairpinned_connection_is_undnated_to_the_floating_ip(ref):
 
 
 def _checksum_ok(header: bytes) -> bool:
-    from ovnsim.packet import checksum
+    from ovnsim.datapath.packet import checksum
 
     return checksum(header) == 0
 

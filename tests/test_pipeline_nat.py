@@ -15,10 +15,10 @@ import dataclasses
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 
-from ovnsim.builder import TopologyBuilder
-from ovnsim.compiler import compile_topology
-from ovnsim.loader import load_topology
-from ovnsim.model import (
+from ovnsim.neutron.builder import TopologyBuilder
+from ovnsim.neutron.compiler import compile_topology
+from ovnsim.neutron.loader import load_topology
+from ovnsim.nb.model import (
     LSP_TYPE_LOCALNET,
     LSP_TYPE_ROUTER,
     NAT_DNAT_AND_SNAT,

@@ -27,10 +27,10 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 
-from ovnsim.builder import TopologyBuilder
-from ovnsim.compiler import compile_topology
+from ovnsim.neutron.builder import TopologyBuilder
+from ovnsim.neutron.compiler import compile_topology
 from ovnsim.sim import Simulator
-from ovnsim.stages import Drop
+from ovnsim.northd.stages import Drop
 
 from pipeline_helpers import (
     BCAST,

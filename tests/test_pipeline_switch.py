@@ -18,11 +18,11 @@ import pytest
 from scapy.layers.inet import ICMP, IP, UDP, IPOption_Router_Alert, fragment
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
-from ovnsim.builder import TopologyBuilder
-from ovnsim.compiler import compile_topology
-from ovnsim.model import LogicalSwitchPort
+from ovnsim.neutron.builder import TopologyBuilder
+from ovnsim.neutron.compiler import compile_topology
+from ovnsim.nb.model import LogicalSwitchPort
 from ovnsim.sim import Simulator
-from ovnsim.stages import Drop
+from ovnsim.northd.stages import Drop
 
 from pipeline_helpers import (
     BCAST,

@@ -20,11 +20,11 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils import PcapNgReader, RawPcapReader
 
-from ovnsim import replay as replay_mod
+from ovnsim.capture import replay as replay_mod
 from ovnsim.cli import main
 from ovnsim.errors import OvnsimError
-from ovnsim.pcap import PcapWriter, read_frames
-from ovnsim.replay import DROPS_FILE, ReplaySummary, replay
+from ovnsim.capture.pcap import PcapWriter, read_frames
+from ovnsim.capture.replay import DROPS_FILE, ReplaySummary, replay
 
 ROOT = Path(__file__).resolve().parent.parent
 PCAPS = ROOT / "pcaps"
@@ -42,13 +42,13 @@ INTERNET, UPSTREAM_MAC = "198.51.100.7", "52:54:00:c0:ff:ee"
 
 def _fast_built() -> bool:
     try:
-        from ovnsim._fastpath import FastEngine  # noqa: F401
+        from ovnsim.datapath._fastpath import FastEngine  # noqa: F401
     except ImportError:
         return False
     return True
 
 
-FAST = pytest.mark.skipif(not _fast_built(), reason="the fast engine (ovnsim._fastpath.FastEngine) is not built")
+FAST = pytest.mark.skipif(not _fast_built(), reason="the fast engine (ovnsim.datapath._fastpath.FastEngine) is not built")
 ENGINES = [pytest.param("python", id="python"), pytest.param("fast", id="fast", marks=FAST)]
 
 SAMPLES = [
@@ -604,7 +604,7 @@ def test_cli_needs_port_or_auto_not_both(tmp_path, capsys):
 def test_cli_engine_fast_when_not_built(tmp_path, capsys, monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "ovnsim._fastpath", None)  # import fails as if never built
+    monkeypatch.setitem(sys.modules, "ovnsim.datapath._fastpath", None)  # import fails as if never built
     monkeypatch.delenv("OVNSIM_ENGINE", raising=False)
     rc, _out, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "o", "--auto", "--engine", "fast")
     assert rc == 2 and "the fast engine" in err and err.count("\n") == 1

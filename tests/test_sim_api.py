@@ -15,13 +15,13 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 
-from ovnsim.builder import TopologyBuilder
-from ovnsim.compiler import compile_topology
+from ovnsim.neutron.builder import TopologyBuilder
+from ovnsim.neutron.compiler import compile_topology
 from ovnsim.errors import MicroflowError, OvnsimError
-from ovnsim.loader import load_topology
-from ovnsim.pipeline import Result
+from ovnsim.neutron.loader import load_topology
+from ovnsim.datapath.pipeline import Result
 from ovnsim.sim import Simulator, verdict
-from ovnsim.stages import STAGES, Drop
+from ovnsim.northd.stages import STAGES, Drop
 
 from pipeline_helpers import (
     BCAST,

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ovnsim.errors import OvnsimError
-from ovnsim.microflow import Microflow, parse_microflow
+from ovnsim.datapath.microflow import Microflow, parse_microflow
 
 __all__ = [
     "OUTPUT_KINDS",
@@ -725,7 +725,7 @@ def run_trace(real_ovn, microflow: Union[Microflow, str], datapath: Optional[str
     """Run ovn-trace for one microflow with :data:`TRACE_OPTIONS` (+ ``options``).
 
     ``real_ovn`` is a :class:`ovnsim.testing.realovn.RealOVN`.  The microflow
-    is parsed with :func:`~ovnsim.microflow.parse_microflow` and handed to
+    is parsed with :func:`~ovnsim.datapath.microflow.parse_microflow` and handed to
     ovn-trace in canonical form (:meth:`Microflow.to_expr`), so what ovnsim
     accepts and ovn-trace does not (``tcp`` without ``ip4``, unquoted port
     names) still works and both see the same packet.  ``datapath`` defaults

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from ovnsim.tables import RouterTables, SwitchPort, Tables, int_to_ip, int_to_mac
+from ovnsim.northd.tables import RouterTables, SwitchPort, Tables, int_to_ip, int_to_mac
 
 BCAST = "ff:ff:ff:ff:ff:ff"
 OUTSIDE = "198.51.100.7"  #: an Internet address (TEST-NET-2); traffic to it stays in the trace

@@ -33,11 +33,11 @@ from typing import Dict, List
 import pytest
 
 from conformance.flowgen import generate
-from ovnsim.compiler import compile_topology
-from ovnsim.export.nbctl import nbctl_commands
-from ovnsim.loader import load_topology
+from ovnsim.neutron.compiler import compile_topology
+from ovnsim.nb.nbctl import nbctl_commands
+from ovnsim.neutron.loader import load_topology
 from ovnsim.sim import Simulator
-from ovnsim.tables import build_tables
+from ovnsim.northd.tables import build_tables
 from ovnsim.testing.ovntrace import make_verdict, trace_verdict
 
 TOPOLOGY_DIR = pathlib.Path(__file__).resolve().parents[2] / "topologies"

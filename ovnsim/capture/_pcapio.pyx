@@ -1,14 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """C loops for capture files: index records, build records, account a batch.
 
-``ovnsim.pcap`` and ``ovnsim.replay`` do the Python work once per *batch*
+``ovnsim.capture.pcap`` and ``ovnsim.capture.replay`` do the Python work once per *batch*
 (tens of thousands of frames); everything done once per *frame* is here:
 
 * :func:`index_pcap` / :func:`index_pcapng` walk the records of a classic
   pcap or the packet blocks (EPB, SPB, OPB) of a pcapng section held in a
   byte buffer and fill flat arrays: data offset, captured length, original
   length, timestamp in nanoseconds since the epoch;
-* :func:`build_pcap_records` turns a :class:`~ovnsim.engine.BatchResult`'s
+* :func:`build_pcap_records` turns a :class:`~ovnsim.datapath.engine.BatchResult`'s
   outputs into classic pcap records grouped per port (one contiguous run of
   records per port, in frame order);
 * :func:`account_batch` classifies every frame of a batch (delivered,
@@ -21,7 +21,7 @@ the position where they stopped, and the Python caller turns the code into
 an error that names the file, the record and the byte offset.
 
 Layouts.  Input arrays are ``array.array``\\ s with the type codes of
-:class:`~ovnsim.engine.BatchResult` (``out_frame``/``out_port`` ``"i"``,
+:class:`~ovnsim.datapath.engine.BatchResult` (``out_frame``/``out_port`` ``"i"``,
 ``out_kind``/``drop_reason`` ``"b"``, ``drop_stage`` ``"h"``,
 ``out_start`` ``"q"``); the reader's arrays are offsets ``"q"``, lengths
 ``"i"``, original lengths ``"I"`` and timestamps ``"q"`` (nanoseconds).

@@ -2,13 +2,13 @@
 
 ::
 
-    from ovnsim.replay import replay
+    from ovnsim.capture.replay import replay
     summary = replay("topologies/reference.yaml", "pcaps/reference-mixed.pcap", "out", auto=True)
     print(summary.format_text())
 
 Every frame of the capture enters the logical network on one port (``port``)
 or, with ``auto=True``, on the port the engine picks from the frame's source
-addresses (:class:`ovnsim.engine.IngressTable`).  One engine runs the whole
+addresses (:class:`ovnsim.datapath.engine.IngressTable`).  One engine runs the whole
 capture, so connection tracking and learned MAC bindings persist from frame
 to frame: the reply to an SNATed connection comes back un-SNATed to its VM.
 
@@ -20,7 +20,7 @@ frame of which no copy left, as captured, with one packet comment per drop:
 <port>"``).
 
 The per-frame work -- reading, the engine, accounting, writing -- runs in
-C over whole batches (``ovnsim._pcapio`` and the engine); Python runs once
+C over whole batches (``ovnsim.capture._pcapio`` and the engine); Python runs once
 per batch.  See docs/replay.md for the summary's fields and the choices made
 about damaged captures.
 """
@@ -40,11 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, TextIO, Union
 
-from ovnsim.engine import AUTO_INGRESS, KINDS, STAGE_LIST, BatchResult, PythonEngine, make_engine
+from ovnsim.datapath.engine import AUTO_INGRESS, KINDS, STAGE_LIST, BatchResult, PythonEngine, make_engine
 from ovnsim.errors import OvnsimError
-from ovnsim.model import LogicalTopology
-from ovnsim.pcap import DEFAULT_BATCH, DEFAULT_CHUNK, CaptureReader, PcapNgWriter, PcapWriter, _need_pcapio
-from ovnsim.stages import Drop
+from ovnsim.nb.model import LogicalTopology
+from ovnsim.capture.pcap import DEFAULT_BATCH, DEFAULT_CHUNK, CaptureReader, PcapNgWriter, PcapWriter, _need_pcapio
+from ovnsim.northd.stages import Drop
 
 __all__ = ["replay", "ReplaySummary", "DROPS_FILE", "port_file_name", "GENERATED_KINDS"]
 
@@ -425,7 +425,7 @@ class _Tracer:
         return self.engine.ingress.choose(pkt.eth_src, ip_src)
 
     def _selected(self, raw: bytes) -> bool:
-        from ovnsim.packet import ParseError, parse_frame
+        from ovnsim.datapath.packet import ParseError, parse_frame
 
         try:
             pkt = parse_frame(raw)
@@ -435,10 +435,10 @@ class _Tracer:
         return self.match.matches(pkt.fields(), self.engine.port_names[inport] if inport >= 0 else None)
 
     def _trace(self, raw: bytes, number: int) -> Dict[str, object]:
-        from ovnsim.packet import ParseError, parse_frame
-        from ovnsim.pipeline import DropRecord, Result
+        from ovnsim.datapath.packet import ParseError, parse_frame
+        from ovnsim.datapath.pipeline import DropRecord, Result
         from ovnsim.sim import verdict
-        from ovnsim.trace import format_detailed
+        from ovnsim.datapath.trace import format_detailed
 
         engine = self.engine
         inport = self.inport
@@ -471,7 +471,7 @@ def _select_engine(logical: LogicalTopology, name: Optional[str]):
     except ValueError as err:
         raise OvnsimError(str(err))
     if name == "fast" and isinstance(engine, PythonEngine):
-        raise OvnsimError("--engine fast: the fast engine (ovnsim._fastpath.FastEngine) is not built; "
+        raise OvnsimError("--engine fast: the fast engine (ovnsim.datapath._fastpath.FastEngine) is not built; "
                           "run `pip install -e .` or use --engine python")
     return engine
 
@@ -496,8 +496,8 @@ def _prepare_out_dir(out_dir: Path, force: bool) -> None:
 def _load(topology: Union[str, os.PathLike, LogicalTopology]):
     if isinstance(topology, LogicalTopology):
         return topology, topology.source
-    from ovnsim.compiler import compile_topology
-    from ovnsim.loader import load_topology
+    from ovnsim.neutron.compiler import compile_topology
+    from ovnsim.neutron.loader import load_topology
 
     return compile_topology(load_topology(os.fspath(topology))), os.fspath(topology)
 
@@ -525,7 +525,7 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
     the files written up to then stay.
     """
     _need_pcapio()
-    from ovnsim import _pcapio
+    from ovnsim.capture import _pcapio
 
     if (port is None) == (not auto):
         raise OvnsimError("give exactly one of a port (--port P) or auto ingress (--auto)")

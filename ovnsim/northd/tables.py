@@ -17,7 +17,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
-from ovnsim.model import (
+from ovnsim.nb.model import (
     LSP_TYPE_LOCALNET,
     LSP_TYPE_ROUTER,
     NAT_DNAT,

@@ -1,7 +1,7 @@
-"""Topology files (and builder documents) -> a checked, resolved :class:`~ovnsim.model.Topology`.
+"""Topology files (and builder documents) -> a checked, resolved :class:`~ovnsim.neutron.model.Topology`.
 
 Every topology, whether read from a file by :func:`load_topology` or built in
-code by :mod:`ovnsim.builder`, goes through :func:`load_document`, so both
+code by :mod:`ovnsim.neutron.builder`, goes through :func:`load_document`, so both
 share one set of checks:
 
 1. reserved keys (``security_groups``) are refused as not supported yet;
@@ -42,7 +42,7 @@ import yaml
 from jsonschema.exceptions import best_match
 
 from ovnsim.errors import NotSupportedError, TopologyError
-from ovnsim.model import (
+from ovnsim.neutron.model import (
     DISTRIBUTED_GATEWAY_PORT,
     GATEWAY_ROUTER,
     AddressPair,

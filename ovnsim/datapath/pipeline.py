@@ -4,7 +4,7 @@ Each ``_ls_*`` / ``_lr_*`` method is one stage (or a run of stages that do
 nothing ovnsim models, kept in the trace by name).  The behaviour is OVN
 23.03's as ``ovn-sbctl lflow-list`` shows it; priorities are quoted where an
 order between rules matters.  A frame may fan out (flooding, clones); each
-copy ends as an output on a port or a drop with a :class:`~ovnsim.stages.Drop`
+copy ends as an output on a port or a drop with a :class:`~ovnsim.northd.stages.Drop`
 and the stage where it happened.
 
 This is the readable engine every other engine (the Cython fast path) must
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ovnsim.packet import (
+from ovnsim.datapath.packet import (
     ETH_ARP,
     ICMP_QUERY_TYPES,
     KIND_ARP,
@@ -34,8 +34,8 @@ from ovnsim.packet import (
     embedded_header,
     parse_inner,
 )
-from ovnsim.stages import STAGES, Drop, Stage
-from ovnsim.tables import BROADCAST_MAC, NatEntry, RouterTables, SwitchTables, Tables, int_to_ip, int_to_mac
+from ovnsim.northd.stages import STAGES, Drop, Stage
+from ovnsim.northd.tables import BROADCAST_MAC, NatEntry, RouterTables, SwitchTables, Tables, int_to_ip, int_to_mac
 
 #: How many datapaths one copy may cross before it is taken for a loop.
 MAX_HOPS = 64

@@ -9,8 +9,8 @@ crosses the contract, so a C engine can fill it in a ``nogil`` loop.
 Two engines keep one behaviour:
 
 * ``python`` -- :class:`PythonEngine`, the reference pipeline
-  (``ovnsim.pipeline``) behind the batch contract;
-* ``fast`` -- the Cython engine in ``ovnsim._fastpath`` (when built).
+  (``ovnsim.datapath.pipeline``) behind the batch contract;
+* ``fast`` -- the Cython engine in ``ovnsim.datapath._fastpath`` (when built).
 
 :func:`make_engine` picks one; ``OVNSIM_ENGINE=python|fast`` forces it.
 Both keep conntrack and learned MAC bindings across batches.
@@ -22,8 +22,8 @@ import os
 from array import array
 from typing import Dict, List, Optional, Sequence
 
-from ovnsim.model import LogicalTopology
-from ovnsim.packet import (
+from ovnsim.nb.model import LogicalTopology
+from ovnsim.datapath.packet import (
     KIND_ARP,
     KIND_ARP_REPLY,
     KIND_ECHO_REPLY,
@@ -34,9 +34,9 @@ from ovnsim.packet import (
     build_frame,
     parse_frame,
 )
-from ovnsim.pipeline import Conntrack, Pipeline
-from ovnsim.stages import LR_IN, LR_OUT, LS_IN, LS_OUT, Drop, Stage
-from ovnsim.tables import Tables, build_tables
+from ovnsim.datapath.pipeline import Conntrack, Pipeline
+from ovnsim.northd.stages import LR_IN, LR_OUT, LS_IN, LS_OUT, Drop, Stage
+from ovnsim.northd.tables import Tables, build_tables
 
 #: Output kinds by code (``BatchResult.out_kind``).
 KINDS = (KIND_PACKET, KIND_ARP_REPLY, KIND_ECHO_REPLY, KIND_ARP, KIND_ICMP4, KIND_TCP_RESET)
@@ -59,7 +59,7 @@ class BatchResult:
     ``out_port[i]`` (index into the engine's ``port_names``), ``out_kind[i]``
     (index into :data:`KINDS`), and the frame bytes
     ``out_data[out_start[i]:out_start[i] + out_len[i]]``.
-    Drops: ``drop_frame[i]``, ``drop_reason[i]`` (a :class:`~ovnsim.stages.Drop`
+    Drops: ``drop_frame[i]``, ``drop_reason[i]`` (a :class:`~ovnsim.northd.stages.Drop`
     value), ``drop_stage[i]`` (index into :data:`STAGE_LIST`),
     ``drop_datapath[i]`` (index into the engine's ``datapath_names``).
     ``ingress[f]`` is the port frame ``f`` entered on (-1: none could be chosen).
@@ -105,7 +105,7 @@ class IngressTable:
     """
 
     def __init__(self, logical: LogicalTopology, port_index: Dict[str, int]):
-        from ovnsim.tables import Prefix, ip_to_int, mac_to_int
+        from ovnsim.northd.tables import Prefix, ip_to_int, mac_to_int
 
         self.by_mac: Dict[int, int] = {}
         self.by_ip: Dict[int, int] = {}
@@ -226,7 +226,7 @@ def make_engine(logical: LogicalTopology, name: Optional[str] = None):
         raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
     if name == "fast":
         try:
-            from ovnsim._fastpath import FastEngine
+            from ovnsim.datapath._fastpath import FastEngine
         except ImportError:
             if os.environ.get("OVNSIM_ENGINE") == "fast":
                 raise

@@ -15,7 +15,7 @@ from typing import List
 
 import networkx as nx
 
-from ovnsim.model import LSP_TYPE_LOCALNET, LSP_TYPE_ROUTER, LogicalTopology
+from ovnsim.nb.model import LSP_TYPE_LOCALNET, LSP_TYPE_ROUTER, LogicalTopology
 
 __all__ = ["logical_graph", "to_dot", "to_mermaid", "FORMATS"]
 

@@ -1,4 +1,4 @@
-"""Python surface of ovnsim's Cython fast path (ovnsim/_fastpath.pyx).
+"""Python surface of ovnsim's Cython fast path (ovnsim/datapath/_fastpath.pyx).
 
 The C surface (the ``Headers`` struct, ``parse_headers``, the checksum and
 rewrite helpers) is declared in ``_fastpath.pxd`` for other Cython code.
@@ -79,9 +79,9 @@ def rewrite(
     """
 
 class FastEngine:
-    """The Cython engine: ``ovnsim.pipeline``'s stages over C tables, in a nogil loop.
+    """The Cython engine: ``ovnsim.datapath.pipeline``'s stages over C tables, in a nogil loop.
 
-    Same Python surface and results as :class:`ovnsim.engine.PythonEngine`:
+    Same Python surface and results as :class:`ovnsim.datapath.engine.PythonEngine`:
     byte-identical outputs, the same drops, ingress choices and conntrack
     state.  Conntrack and learned MAC bindings persist across batches until
     :meth:`reset`.  Not for concurrent use from several threads (one batch at

@@ -157,7 +157,7 @@ cdef int rewrite_l4_port(unsigned char* frame, Headers* h, int which,
 # The packet pipeline (FastEngine)
 #
 # The tables are arrays of the structs below, built once from
-# ovnsim.tables.build_tables() by FastEngine.__init__ (Python), then walked
+# ovnsim.northd.tables.build_tables() by FastEngine.__init__ (Python), then walked
 # nogil.  Indices, not names: a switch port (LSP) is its index in
 # FastEngine.port_names; a switch is its datapath index; a router r is
 # datapath n_switches + r; router ports (LRPs) are numbered router by router,
@@ -303,7 +303,7 @@ ctypedef struct Conntrack:
     int64_t cap_conns
 
 # One copy of a frame while it crosses the pipeline: the header fields and
-# logical registers of ovnsim.packet.Packet.  The received bytes are not in
+# logical registers of ovnsim.datapath.packet.Packet.  The received bytes are not in
 # here (every copy of a frame shares them, see FrameCtx); a generated frame
 # (ARP request, ICMP error, TCP reset) is rebuilt from these fields, with the
 # datagram an ICMP error quotes at Core.quotes[quote_ofs:quote_ofs +
@@ -323,7 +323,7 @@ ctypedef struct Pkt:
     uint32_t reg0
     uint32_t reg1
     uint32_t in_src          # an ICMP error's quoted datagram as a conntrack tuple
-    uint32_t in_dst          # (has_inner; ovnsim.packet.Packet.inner)
+    uint32_t in_dst          # (has_inner; ovnsim.datapath.packet.Packet.inner)
     uint32_t tcp_seq         # a TCP segment's sequence and acknowledgement numbers
     uint32_t tcp_ack
     int32_t tcp_dlen         # its payload length as pinctrl counts it (IP payload - data offset * 4)
@@ -349,7 +349,7 @@ ctypedef struct Pkt:
     uint8_t later_frag
     uint8_t icmp_type
     uint8_t icmp_code
-    uint8_t kind             # index into ovnsim.engine.KINDS
+    uint8_t kind             # index into ovnsim.datapath.engine.KINDS
     uint8_t loopback
     uint8_t hairpin
     uint8_t use_snat_zone

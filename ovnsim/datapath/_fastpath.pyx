@@ -6,9 +6,9 @@ header parsing and checksum updates.
 struct (see ``_fastpath.pxd`` for the layout), and the ``rewrite_*`` helpers
 apply TTL and NAT rewrites in place while keeping every checksum valid by
 RFC 1624 incremental update.  :class:`FastEngine` runs OVN's logical switch
-and router stages, as ``ovnsim.pipeline`` defines them, over C tables built
-from ``ovnsim.tables.build_tables()``, in a nogil loop, behind the batch
-contract of ``ovnsim.engine``.
+and router stages, as ``ovnsim.datapath.pipeline`` defines them, over C tables built
+from ``ovnsim.northd.tables.build_tables()``, in a nogil loop, behind the batch
+contract of ``ovnsim.datapath.engine``.
 
 The C functions never raise and never touch Python objects: they return
 status codes (the httptools/uvloop pattern).  The ``def`` functions below are
@@ -612,7 +612,7 @@ def rewrite(unsigned char[::1] frame not None, *, ttl=None, ip4_src=None,
 # ===========================================================================
 # The packet pipeline: FastEngine
 #
-# The same stages as ovnsim.pipeline (read it beside this: every function
+# The same stages as ovnsim.datapath.pipeline (read it beside this: every function
 # below names the Python method it mirrors), over the C tables declared in
 # _fastpath.pxd.  The per-frame loop runs nogil and never raises: a drop is
 # a record in the result arrays, an allocation failure sets core.error and
@@ -627,17 +627,17 @@ from cpython.buffer cimport PyBUF_READ
 from array import array as _array
 
 cdef enum:
-    MAX_HOPS = 64            # ovnsim.pipeline.MAX_HOPS
+    MAX_HOPS = 64            # ovnsim.datapath.pipeline.MAX_HOPS
     AUTO_INGRESS = -1
     N_KINDS = 6
-    # Output kinds (ovnsim.engine.KINDS order; checked at import)
+    # Output kinds (ovnsim.datapath.engine.KINDS order; checked at import)
     KIND_PACKET = 0
     KIND_ARP_REPLY = 1
     KIND_ECHO_REPLY = 2
     KIND_ARP = 3
     KIND_ICMP4 = 4
     KIND_TCP_RESET = 5
-    # Drop reasons (ovnsim.stages.Drop values; checked at import)
+    # Drop reasons (ovnsim.northd.stages.Drop values; checked at import)
     D_PORT_SECURITY = 1
     D_EGRESS_PORT_SECURITY = 2
     D_VLAN_TAGGED = 3
@@ -696,7 +696,7 @@ cdef enum:
     IPF_NAT = 0x08           # nat_ips
     IPF_MARTIAN_SRC = 0x10   # a port IP or its subnet broadcast
     # Generated frames: an ICMP error quotes at most what fits in 576 bytes
-    # (ovnsim.packet.ICMP_QUOTE_MAX)
+    # (ovnsim.datapath.packet.ICMP_QUOTE_MAX)
     MAX_QUOTE = 576 - (14 + 20 + 8)
     MAX_GENERATED = 14 + 20 + 8 + MAX_QUOTE
     IP4_DF = 0x4000
@@ -793,7 +793,7 @@ cdef void map_clear(U64Map* m) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------
-# Conntrack (ovnsim.pipeline.Conntrack: a dict per zone, two keys per connection)
+# Conntrack (ovnsim.datapath.pipeline.Conntrack: a dict per zone, two keys per connection)
 # ---------------------------------------------------------------------------
 
 cdef int ct_alloc(Conntrack* ct, uint64_t min_entries) noexcept nogil:
@@ -923,7 +923,7 @@ cdef inline int push(Core* c, const Pkt* p) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------
-# Frame bytes (ovnsim.packet.build_frame / build_generated / embedded_header)
+# Frame bytes (ovnsim.datapath.packet.build_frame / build_generated / embedded_header)
 # ---------------------------------------------------------------------------
 
 cdef inline void wr48(unsigned char* p, uint64_t v) noexcept nogil:
@@ -952,7 +952,7 @@ cdef inline bint _acc16(uint64_t* acc, const unsigned char* old, const unsigned 
 
 
 cdef inline bint icmp_error(uint8_t icmp_type) noexcept nogil:
-    # ovnsim.packet.ICMP_ERROR_TYPES: unreachable, source quench, redirect,
+    # ovnsim.datapath.packet.ICMP_ERROR_TYPES: unreachable, source quench, redirect,
     # time exceeded, parameter problem
     return (icmp_type == 3 or icmp_type == 4 or icmp_type == 5 or icmp_type == 11
             or icmp_type == 12)
@@ -1351,7 +1351,7 @@ cdef inline void set_tuple(Pkt* p, uint32_t src, uint16_t sport, uint32_t dst, u
 
 
 cdef inline bint icmp_query(uint8_t icmp_type) noexcept nogil:
-    # ovnsim.packet.ICMP_QUERY_TYPES: echo, timestamp, information, address mask
+    # ovnsim.datapath.packet.ICMP_QUERY_TYPES: echo, timestamp, information, address mask
     return icmp_type == 0 or icmp_type == 8 or (13 <= icmp_type <= 18)
 
 
@@ -2050,7 +2050,7 @@ cdef void lr_snat(Core* c, Pkt* p, int32_t r, const Router* R) noexcept nogil:
 # ---------------------------------------------------------------------------
 
 cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noexcept nogil:
-    """Parse like ovnsim.packet.parse_frame: 0, or the Drop of its ParseError.
+    """Parse like ovnsim.datapath.packet.parse_frame: 0, or the Drop of its ParseError.
 
     parse_headers() is stricter or different in a few places, mapped here:
     a stacked tag parses (and is dropped as VLAN-tagged by the switch, as
@@ -2196,14 +2196,14 @@ cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport
 
 cdef int _check_contract() except -1:
     # The codes above are copies of Python's closed sets: fail at import if they drift.
-    from ovnsim.engine import KINDS, KIND_CODE
-    from ovnsim.stages import Drop
-    from ovnsim.packet import (KIND_ARP as _A, KIND_ARP_REPLY as _AR, KIND_ECHO_REPLY as _ER,
+    from ovnsim.datapath.engine import KINDS, KIND_CODE
+    from ovnsim.northd.stages import Drop
+    from ovnsim.datapath.packet import (KIND_ARP as _A, KIND_ARP_REPLY as _AR, KIND_ECHO_REPLY as _ER,
                                KIND_ICMP4 as _I, KIND_PACKET as _P, KIND_TCP_RESET as _T)
     expected = {_P: KIND_PACKET, _AR: KIND_ARP_REPLY, _ER: KIND_ECHO_REPLY, _A: KIND_ARP,
                 _I: KIND_ICMP4, _T: KIND_TCP_RESET}
     if len(KINDS) != N_KINDS or any(KIND_CODE[k] != v for k, v in expected.items()):
-        raise ImportError("ovnsim._fastpath: output kind codes differ from ovnsim.engine.KINDS")
+        raise ImportError("ovnsim.datapath._fastpath: output kind codes differ from ovnsim.datapath.engine.KINDS")
     drops = {"PORT_SECURITY": D_PORT_SECURITY, "EGRESS_PORT_SECURITY": D_EGRESS_PORT_SECURITY,
              "VLAN_TAGGED": D_VLAN_TAGGED, "MULTICAST_SOURCE": D_MULTICAST_SOURCE,
              "PORT_DISABLED": D_PORT_DISABLED, "UNKNOWN_DESTINATION": D_UNKNOWN_DESTINATION,
@@ -2213,10 +2213,10 @@ cdef int _check_contract() except -1:
              "MALFORMED": D_MALFORMED, "UNSUPPORTED": D_UNSUPPORTED, "LOOP_LIMIT": D_LOOP_LIMIT,
              "SAME_PORT": D_SAME_PORT, "NO_OTHER_PORT": D_NO_OTHER_PORT, "NO_INGRESS": D_NO_INGRESS}
     if {d.name: int(d) for d in Drop} != drops:
-        raise ImportError("ovnsim._fastpath: drop codes differ from ovnsim.stages.Drop")
+        raise ImportError("ovnsim.datapath._fastpath: drop codes differ from ovnsim.northd.stages.Drop")
     for code, size in (("i", 4), ("b", 1), ("h", 2), ("q", 8)):
         if _array(code).itemsize != size:
-            raise ImportError(f"ovnsim._fastpath: array('{code}') is not {size} bytes")
+            raise ImportError(f"ovnsim.datapath._fastpath: array('{code}') is not {size} bytes")
     return 0
 
 
@@ -2247,10 +2247,10 @@ cdef object _int64_view(obj, Py_ssize_t n, str what):
 cdef class FastEngine:
     """The Cython engine: the reference pipeline's behaviour over C tables, nogil.
 
-    ``FastEngine(logical)`` compiles ``ovnsim.tables.build_tables(logical)``
+    ``FastEngine(logical)`` compiles ``ovnsim.northd.tables.build_tables(logical)``
     into arrays of C structs and hash tables; :meth:`process_batch` fills a
-    :class:`ovnsim.engine.BatchResult` exactly as
-    :class:`ovnsim.engine.PythonEngine` does (same outputs, bytes, drops,
+    :class:`ovnsim.datapath.engine.BatchResult` exactly as
+    :class:`ovnsim.datapath.engine.PythonEngine` does (same outputs, bytes, drops,
     ingress ports and conntrack state).  Conntrack and learned MAC bindings
     persist across batches until :meth:`reset`.
     """
@@ -2278,8 +2278,8 @@ cdef class FastEngine:
         free(c.drop_frame); free(c.drop_reason); free(c.drop_stage); free(c.drop_dp)
 
     def __init__(self, logical, tables=None):
-        from ovnsim.engine import STAGE_CODE, IngressTable
-        from ovnsim.tables import build_tables, ip_to_int, mac_to_int
+        from ovnsim.datapath.engine import STAGE_CODE, IngressTable
+        from ovnsim.northd.tables import build_tables, ip_to_int, mac_to_int
 
         tables = tables if tables is not None else build_tables(logical)
         self.logical = logical
@@ -2517,9 +2517,9 @@ cdef class FastEngine:
         is taken without a copy).  ``inports[i]`` is an index into
         :attr:`port_names`, or ``-1`` (``AUTO_INGRESS``) to choose the port
         as ``--auto`` does.  Appends to ``result`` (a new
-        :class:`~ovnsim.engine.BatchResult` if None) and returns it.
+        :class:`~ovnsim.datapath.engine.BatchResult` if None) and returns it.
         """
-        from ovnsim.engine import BatchResult
+        from ovnsim.datapath.engine import BatchResult
 
         cdef Core* c = &self.core
         cdef const unsigned char[::1] buf

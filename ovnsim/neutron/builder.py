@@ -1,7 +1,7 @@
 """Build topologies in Python code instead of YAML.
 
 The builder only assembles the same document a topology file holds and hands
-it to :func:`ovnsim.loader.load_document`, so a topology built in code gets
+it to :func:`ovnsim.neutron.loader.load_document`, so a topology built in code gets
 exactly the checks, defaults and error messages of a file (with the source
 ``"<builder>"``)::
 
@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from typing import Any, Dict, Iterable, Optional, Union
 
 from ovnsim.errors import TopologyError
-from ovnsim.loader import load_document
-from ovnsim.model import Topology
+from ovnsim.neutron.loader import load_document
+from ovnsim.neutron.model import Topology
 
 __all__ = ["TopologyBuilder", "ProjectBuilder", "BUILDER_SOURCE"]
 
@@ -144,7 +144,7 @@ class TopologyBuilder:
         return copy.deepcopy(self._doc)
 
     def build(self) -> Topology:
-        """Check and resolve the document into a :class:`~ovnsim.model.Topology`.
+        """Check and resolve the document into a :class:`~ovnsim.neutron.model.Topology`.
 
         Raises :class:`~ovnsim.errors.TopologyError` (source ``"<builder>"``)
         exactly where loading the same document from a file would.

@@ -2,7 +2,7 @@
 
 Reading::
 
-    from ovnsim.pcap import open_capture
+    from ovnsim.capture.pcap import open_capture
     with open_capture("pcaps/reference-mixed.pcap") as capture:
         for batch in capture:                      # up to 65,536 frames each
             for i in range(len(batch)):
@@ -32,7 +32,7 @@ the partial one is reported as :attr:`CaptureReader.partial`.
 Writing: :class:`PcapWriter` (classic pcap, nanosecond, little-endian) and
 :class:`PcapNgWriter` (one section, one Ethernet interface, Enhanced Packet
 Blocks with ``opt_comment`` options).  Both write frames one at a time or
-pre-built records in bulk (``ovnsim._pcapio``).
+pre-built records in bulk (``ovnsim.capture._pcapio``).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from typing import BinaryIO, Iterable, Iterator, List, Optional, Sequence, Tuple
 from ovnsim.errors import OvnsimError
 
 try:
-    from ovnsim import _pcapio
+    from ovnsim.capture import _pcapio
 except ImportError:  # pragma: no cover - only in an unbuilt checkout
     _pcapio = None
 
@@ -209,7 +209,7 @@ class _Stream:
 
 def _need_pcapio() -> None:
     if _pcapio is None:
-        raise OvnsimError("ovnsim._pcapio (the compiled capture reader) is not built: run `pip install -e .`")
+        raise OvnsimError("ovnsim.capture._pcapio (the compiled capture reader) is not built: run `pip install -e .`")
 
 
 class CaptureReader:
@@ -626,7 +626,7 @@ class _Writer:
             self._handle.write(header)
 
     def write_raw(self, blob) -> None:
-        """Append pre-built records or blocks (e.g. from ``ovnsim._pcapio``) as they are."""
+        """Append pre-built records or blocks (e.g. from ``ovnsim.capture._pcapio``) as they are."""
         self._handle.write(blob)
 
     def close(self) -> None:

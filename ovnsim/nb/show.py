@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import List
 
-from ovnsim.model import LogicalRouter, LogicalSwitch, LogicalTopology
+from ovnsim.nb.model import LogicalRouter, LogicalSwitch, LogicalTopology
 
 __all__ = ["show_text"]
 

@@ -29,14 +29,12 @@ import ipaddress
 from typing import Dict, List, Tuple
 
 from ovnsim.errors import TopologyError
-from ovnsim.model import (
-    DISTRIBUTED_GATEWAY_PORT,
+from ovnsim.nb.model import (
     LSP_TYPE_LOCALNET,
     LSP_TYPE_ROUTER,
     LSP_TYPE_VM,
     NAT_DNAT_AND_SNAT,
     NAT_SNAT,
-    FloatingIP,
     GatewayChassis,
     LogicalRouter,
     LogicalRouterPort,
@@ -44,13 +42,10 @@ from ovnsim.model import (
     LogicalSwitchPort,
     LogicalTopology,
     NATRule,
-    Network,
-    Port,
-    Router,
     StaticMACBinding,
     StaticRoute,
-    Topology,
 )
+from ovnsim.neutron.model import DISTRIBUTED_GATEWAY_PORT, FloatingIP, Network, Port, Router, Topology
 
 #: The join network between a router and its gateway router: the distributed
 #: router takes the first host address, the gateway router the second.
@@ -326,16 +321,26 @@ class _LogicalCompiler:
 
 
 def _join_mac(router_id: str, side: str) -> str:
-    from ovnsim.loader import derive_mac
+    from ovnsim.neutron.loader import derive_mac
 
     return derive_mac(f"router-join-{side}", router_id)
 
 
 def _fip_mac(topo: Topology, fip: FloatingIP) -> str:
     """The MAC of a distributed floating IP's own Neutron port (its ``external_mac``)."""
-    from ovnsim.loader import derive_mac
+    from ovnsim.neutron.loader import derive_mac
 
     taken = {p.mac_address for p in topo.ports.values() if p.network == fip.network}
     taken |= {r.external_gateway.mac_address for r in topo.routers.values()
               if r.external_gateway and r.external_gateway.network == fip.network}
     return derive_mac("floating-ip", fip.id, taken)
+
+
+def compile_topology(topology: Topology) -> LogicalTopology:
+    """Compile a checked tenant topology into OVN northbound logical objects.
+
+    Raises :class:`ovnsim.errors.TopologyError` for the one inconsistency
+    only the compiler can see: a subnet overlapping the join network of the
+    gateway-router model.
+    """
+    return compile_logical(topology)

@@ -13,7 +13,7 @@ import json
 import shlex
 from typing import Iterator, List, Mapping
 
-from ovnsim.model import LogicalRouter, LogicalSwitch, LogicalSwitchPort, LogicalTopology
+from ovnsim.nb.model import LogicalRouter, LogicalSwitch, LogicalSwitchPort, LogicalTopology
 
 __all__ = ["nbctl_commands", "nbctl_script"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import struct
 from typing import Dict, Optional, Tuple
 
-from ovnsim.stages import Drop
-from ovnsim.tables import int_to_ip, int_to_mac
+from ovnsim.northd.stages import Drop
+from ovnsim.northd.tables import int_to_ip, int_to_mac
 
 ETH_IP4 = 0x0800
 ETH_ARP = 0x0806

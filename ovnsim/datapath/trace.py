@@ -1,4 +1,4 @@
-"""Printing a :class:`~ovnsim.pipeline.Result` the way ovn-trace prints its traces.
+"""Printing a :class:`~ovnsim.datapath.pipeline.Result` the way ovn-trace prints its traces.
 
 ``minimal``: per output, the header fields that changed and ``output("port");``
 (ovn-trace ``--minimal``); drops as ``drop;`` with their disposition.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Dict, List
 
-from ovnsim.pipeline import Result
+from ovnsim.datapath.pipeline import Result
 from ovnsim.sim import verdict
 
 FORMATS = ("minimal", "detailed", "json")

@@ -1,0 +1,1 @@
+"""Captures: streaming pcap/pcapng I/O and ``ovnsim replay``."""

@@ -1,0 +1,179 @@
+"""The logical (OVN northbound) model: what ovn-northd reads.
+
+Logical_Switch, Logical_Switch_Port, Logical_Router, Logical_Router_Port,
+Logical_Router_Static_Route, NAT and Static_MAC_Binding rows as frozen
+dataclasses, with the column names and value formats ``ovn-nbctl`` uses.
+The Neutron compiler (``ovnsim.neutron.compiler``) produces it; the
+exporters beside this module, the northd tables and the data path read only
+it, never the tenant model.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Tuple
+
+#: NAT types as OVN's NAT table names them.
+NAT_SNAT = "snat"
+NAT_DNAT = "dnat"
+NAT_DNAT_AND_SNAT = "dnat_and_snat"
+NAT_TYPES = (NAT_SNAT, NAT_DNAT, NAT_DNAT_AND_SNAT)
+
+#: Logical switch port types ovnsim emits ("" is a VM port).
+LSP_TYPE_VM = ""
+LSP_TYPE_ROUTER = "router"
+LSP_TYPE_LOCALNET = "localnet"
+
+
+
+@dataclass(frozen=True)
+class LogicalSwitchPort:
+    """A Logical_Switch_Port row.
+
+    ``addresses`` and ``port_security`` hold the strings ovn-nbctl takes
+    (``"fa:16:3e:00:00:01 10.0.0.5"``, ``"router"``, ``"unknown"``).
+    """
+
+    name: str
+    type: str = LSP_TYPE_VM
+    addresses: Tuple[str, ...] = ()
+    port_security: Tuple[str, ...] = ()
+    options: Mapping[str, str] = field(default_factory=dict)
+    external_ids: Mapping[str, str] = field(default_factory=dict)
+    tag: Optional[int] = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class LogicalSwitch:
+    """A Logical_Switch row with its ports."""
+
+    name: str
+    ports: Tuple[LogicalSwitchPort, ...]
+    external_ids: Mapping[str, str] = field(default_factory=dict)
+    other_config: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GatewayChassis:
+    """A Gateway_Chassis row binding a distributed gateway port to a chassis."""
+
+    chassis: str
+    priority: int
+
+
+@dataclass(frozen=True)
+class LogicalRouterPort:
+    """A Logical_Router_Port row; ``networks`` are ``"IP/plen"`` strings."""
+
+    name: str
+    mac: str
+    networks: Tuple[str, ...]
+    gateway_chassis: Tuple[GatewayChassis, ...] = ()
+    options: Mapping[str, str] = field(default_factory=dict)
+    external_ids: Mapping[str, str] = field(default_factory=dict)
+    enabled: bool = True
+
+    @property
+    def interfaces(self) -> Tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...]:
+        """``networks`` parsed."""
+        return tuple(ipaddress.ip_interface(n) for n in self.networks)
+
+    @property
+    def is_gateway_port(self) -> bool:
+        """True for a distributed gateway port (bound to a gateway chassis)."""
+        return bool(self.gateway_chassis)
+
+
+@dataclass(frozen=True)
+class StaticRoute:
+    """A Logical_Router_Static_Route row (``ovn-nbctl lr-route-add``)."""
+
+    ip_prefix: str
+    nexthop: str
+    output_port: Optional[str] = None
+    policy: str = "dst-ip"
+    external_ids: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NATRule:
+    """A NAT row (``ovn-nbctl lr-nat-add``)."""
+
+    type: str  #: one of NAT_TYPES
+    external_ip: str
+    logical_ip: str  #: an address, or a CIDR for snat
+    logical_port: Optional[str] = None
+    external_mac: Optional[str] = None
+    stateless: bool = False
+    external_ids: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StaticMACBinding:
+    """A Static_MAC_Binding row (``ovn-nbctl static-mac-binding-add``).
+
+    ovnsim writes one for the upstream gateway of an external network whose
+    MAC the topology gives, so OVN need not ARP for it.
+    """
+
+    logical_port: str  #: the router port that reaches ``ip``
+    ip: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class LogicalRouter:
+    """A Logical_Router row with its ports, static routes and NAT rules.
+
+    A router with ``options["chassis"]`` is a *gateway router*; a router one
+    of whose ports has gateway chassis has a *distributed gateway port*.
+    """
+
+    name: str
+    ports: Tuple[LogicalRouterPort, ...]
+    static_routes: Tuple[StaticRoute, ...] = ()
+    nat: Tuple[NATRule, ...] = ()
+    options: Mapping[str, str] = field(default_factory=dict)
+    external_ids: Mapping[str, str] = field(default_factory=dict)
+    enabled: bool = True
+
+    @property
+    def is_gateway_router(self) -> bool:
+        return "chassis" in self.options
+
+    @property
+    def gateway_ports(self) -> Tuple[LogicalRouterPort, ...]:
+        """The router's distributed gateway ports (Neutron routers have at most one)."""
+        return tuple(p for p in self.ports if p.is_gateway_port)
+
+
+@dataclass(frozen=True)
+class LogicalTopology:
+    """The compiled OVN northbound content of a topology."""
+
+    switches: Tuple[LogicalSwitch, ...]
+    routers: Tuple[LogicalRouter, ...]
+    static_mac_bindings: Tuple[StaticMACBinding, ...] = ()
+    source: str = "<builder>"
+
+    def switch(self, name: str) -> LogicalSwitch:
+        for ls in self.switches:
+            if ls.name == name:
+                return ls
+        raise KeyError(name)
+
+    def router(self, name: str) -> LogicalRouter:
+        for lr in self.routers:
+            if lr.name == name:
+                return lr
+        raise KeyError(name)
+
+    def switch_ports(self) -> Mapping[str, Tuple[LogicalSwitch, LogicalSwitchPort]]:
+        """Every switch port by name, with its switch."""
+        return {p.name: (ls, p) for ls in self.switches for p in ls.ports}
+
+    def router_ports(self) -> Mapping[str, Tuple[LogicalRouter, LogicalRouterPort]]:
+        """Every router port by name, with its router."""
+        return {p.name: (lr, p) for lr in self.routers for p in lr.ports}

@@ -1,0 +1,205 @@
+"""The tenant model: Neutron's networks, subnets, ports, routers, gateways, floating IPs.
+
+Frozen dataclasses in Neutron's terms.  The loader (``ovnsim.neutron.loader``)
+and the builder (``ovnsim.neutron.builder``) produce it and check it;
+everything in it is already resolved and valid.  The compiler
+(``ovnsim.neutron.compiler``) turns it into the logical model
+(``ovnsim.nb.model``).
+
+Object references inside the tenant model are by ``id`` (unique per kind in a
+topology), never by Python object identity, so a model prints and compares
+plainly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Mapping, Optional, Tuple, Union
+
+# typing.Union, not ``X | Y``: these are module-level values, evaluated on
+# every supported Python (3.9 included).
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+#: The gateway models a router can be compiled to (``Router.gateway_model``).
+GATEWAY_ROUTER = "gateway-router"
+DISTRIBUTED_GATEWAY_PORT = "distributed-gateway-port"
+GATEWAY_MODELS = (GATEWAY_ROUTER, DISTRIBUTED_GATEWAY_PORT)
+
+#: The chassis every gateway is bound to unless the topology names another.
+DEFAULT_CHASSIS = "hv1"
+
+
+# --------------------------------------------------------------------------
+# Tenant model (Neutron terms)
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subnet:
+    """A Neutron subnet: a CIDR on one network, with its gateway address."""
+
+    id: str
+    name: str
+    network: str  #: id of the network the subnet belongs to
+    cidr: IPNetwork
+    gateway_ip: Optional[IPAddress]
+    #: MAC of the upstream gateway at ``gateway_ip`` (external networks only;
+    #: None when not known, in which case OVN resolves it by ARP).
+    gateway_mac: Optional[str] = None
+
+    @property
+    def ip_version(self) -> int:
+        return self.cidr.version
+
+
+@dataclass(frozen=True)
+class Network:
+    """A Neutron network (one OVN logical switch)."""
+
+    id: str
+    name: str
+    project: Optional[str]  #: owning project, None for external networks
+    subnets: Tuple[Subnet, ...]
+    external: bool = False
+    #: provider attributes (external networks): physical network name,
+    #: ``flat`` or ``vlan``, and the VLAN id for ``vlan``.
+    physical_network: Optional[str] = None
+    network_type: Optional[str] = None
+    segmentation_id: Optional[int] = None
+    mtu: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class FixedIP:
+    """One address of a port on one of its network's subnets."""
+
+    subnet: str  #: subnet id
+    ip_address: IPAddress
+
+
+@dataclass(frozen=True)
+class AddressPair:
+    """A Neutron allowed-address-pair: extra source IP (or CIDR) and MAC a port may use."""
+
+    ip_address: str  #: an address or a CIDR, as Neutron accepts it
+    mac_address: Optional[str] = None  #: None means the port's own MAC
+
+
+@dataclass(frozen=True)
+class Port:
+    """A Neutron port with device_owner compute (a VM's NIC)."""
+
+    id: str
+    name: str
+    project: str
+    network: str  #: network id
+    mac_address: str
+    fixed_ips: Tuple[FixedIP, ...]
+    port_security: bool = True
+    allowed_address_pairs: Tuple[AddressPair, ...] = ()
+    admin_state_up: bool = True
+
+
+@dataclass(frozen=True)
+class Route:
+    """A router's extra route (``openstack router set --route``)."""
+
+    destination: IPNetwork
+    nexthop: IPAddress
+
+
+@dataclass(frozen=True)
+class ExternalGateway:
+    """A router's external gateway: its address on an external network."""
+
+    network: str  #: external network id
+    ip_address: IPAddress
+    subnet: str  #: subnet id of ``ip_address``
+    enable_snat: bool = True
+    #: MAC of the router's gateway port (derived when not given).
+    mac_address: str = ""
+
+
+@dataclass(frozen=True)
+class RouterInterface:
+    """A router's leg on a tenant subnet (``openstack router add subnet``)."""
+
+    id: str  #: the Neutron port id of the interface
+    subnet: str  #: subnet id
+    ip_address: IPAddress  #: normally the subnet's gateway_ip
+    mac_address: str
+
+
+@dataclass(frozen=True)
+class Router:
+    """A Neutron router."""
+
+    id: str
+    name: str
+    project: str
+    interfaces: Tuple[RouterInterface, ...]
+    routes: Tuple[Route, ...] = ()
+    external_gateway: Optional[ExternalGateway] = None
+    gateway_model: str = GATEWAY_ROUTER
+    #: the chassis the gateway (router or port) is bound to
+    chassis: str = DEFAULT_CHASSIS
+    admin_state_up: bool = True
+
+
+@dataclass(frozen=True)
+class FloatingIP:
+    """A floating IP: an external address bound to one fixed IP of a port."""
+
+    id: str
+    name: str
+    project: str
+    floating_ip_address: IPAddress
+    network: str  #: external network id
+    port: str  #: port id
+    fixed_ip_address: IPAddress
+    router: str  #: router id that carries the NAT rule (resolved by the loader)
+    #: distributed (DVR): handled on the VM's chassis with the port's MAC as
+    #: external_mac; centralised: on the gateway chassis.
+    distributed: bool = False
+    #: stateless NAT (``options:stateless=true``), as current Neutron sets it.
+    stateless: bool = False
+
+
+@dataclass(frozen=True)
+class Project:
+    """A project (tenant); only a name and a description."""
+
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A whole tenant topology, valid and resolved.
+
+    Every mapping is keyed by the object's ``id`` and keeps the order of the
+    source file, so compiling the same file twice gives the same output.
+    """
+
+    name: str
+    projects: Mapping[str, Project]
+    networks: Mapping[str, Network]
+    ports: Mapping[str, Port]
+    routers: Mapping[str, Router]
+    floating_ips: Mapping[str, FloatingIP]
+    source: str = "<builder>"  #: file the topology was read from
+
+    def subnet(self, subnet_id: str) -> Subnet:
+        """The subnet with that id (KeyError if none)."""
+        for network in self.networks.values():
+            for subnet in network.subnets:
+                if subnet.id == subnet_id:
+                    return subnet
+        raise KeyError(subnet_id)
+
+    @property
+    def subnets(self) -> Mapping[str, Subnet]:
+        """Every subnet of every network, by id."""
+        return {s.id: s for n in self.networks.values() for s in n.subnets}
