@@ -450,8 +450,9 @@ ERROR_CASES = [
     ("unknown-fip-network", lambda d: demo(d)["floating_ips"]["fip1"].update(network="pub"),
      "projects.demo.floating_ips.fip1.network", "external network 'pub' does not exist", TopologyError),
     # external network where a project network is needed, and vice versa
-    ("port-on-external", lambda d: demo(d)["ports"]["vm1"].update(network="public", fixed_ips=[]),
-     "projects.demo.ports.vm1.network", "'public' is an external network; a port needs a network of project 'demo'",
+    ("fip-on-provider-port", lambda d: demo(d)["ports"]["vm1"].update(network="public", fixed_ips=[]),
+     "projects.demo.floating_ips.fip1.port",
+     "port 'vm1' is on external network 'public'; floating IPs apply only to ports on project networks",
      TopologyError),
     ("interface-on-external", lambda d: demo(d)["routers"]["router1"].update(interfaces=["public-v4"]),
      "projects.demo.routers.router1.interfaces[0]", "subnet 'public-v4' belongs to external network 'public'",
@@ -585,7 +586,8 @@ def test_load_document_errors_use_the_source():
     with pytest.raises(TopologyError) as info:
         load_document(doc, "<builder>")
     assert str(info.value) == (
-        "<builder>: projects.demo.ports.vm1.network: network 'nope' does not exist in project 'demo'"
+        "<builder>: projects.demo.ports.vm1.network: network 'nope' does not exist in project 'demo' "
+        "nor among the external networks"
     )
 
 

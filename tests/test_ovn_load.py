@@ -28,7 +28,7 @@ pytestmark = pytest.mark.ovn
 
 def test_there_are_example_topologies():
     names = {p.stem for p in TOPOLOGIES}
-    assert {"reference", "two-projects", "dgp", "multi-router", "large"} <= names
+    assert {"reference", "two-projects", "dgp", "multi-router", "large", "provider-ports"} <= names
 
 
 @pytest.mark.parametrize("path", TOPOLOGIES, ids=lambda p: p.stem)

@@ -450,6 +450,9 @@ class _Resolver:
         self.ids: Dict[str, Dict[str, str]] = {k: {} for k in ("network", "subnet", "port", "router", "floating IP")}
         #: subnet id -> (router, interface) holding the subnet's gateway_ip
         self.claims: Dict[str, tuple] = {}
+        #: explicit floating IP addresses, kept free while ports on external
+        #: networks get their addresses allocated (the FIPs are placed later)
+        self.reserved: set = set()
 
     # -- helpers ----------------------------------------------------------
 
@@ -523,10 +526,10 @@ class _Resolver:
         net.ips[addr] = holder
 
     def allocate(self, sub: _Sub, holder: str, path: str) -> _IPv4:
-        """The lowest free host address of ``sub`` (its gateway_ip is never handed out)."""
+        """The lowest free host address of ``sub`` (its gateway_ip and reserved floating IPs are never handed out)."""
         taken = sub.net.ips
         for addr in sub.cidr.hosts():
-            if addr != sub.gateway_ip and addr not in taken:
+            if addr != sub.gateway_ip and addr not in taken and addr not in self.reserved:
                 taken[addr] = holder
                 return addr
         raise self.error(f"no free address left in subnet {sub.name!r} ({sub.cidr})", path)
@@ -537,15 +540,19 @@ class _Resolver:
             raise self.error(f"MAC {mac} is already used on network {net.name!r} by {other}", path)
         net.macs[mac] = holder
 
-    def project_network(self, project: str, name: str, path: str, user: str) -> _Net:
+    def port_network(self, project: str, name: str, path: str) -> _Net:
+        """The network a port is on: one of its project's, else an external (provider) network.
+
+        Neutron lets a VM plug straight into a provider network (``openstack
+        server create --network public``); the port's LSP then sits on that
+        network's switch beside the localnet port.
+        """
         net = self.proj_nets[project].get(name)
-        if net is not None:
-            return net
-        if name in self.ext_nets:
-            raise self.error(
-                f"network {name!r} is an external network; {user} needs a network of project {project!r}", path
-            )
-        raise self.error(f"network {name!r} does not exist in project {project!r}", path)
+        if net is None:
+            net = self.ext_nets.get(name)
+        if net is None:
+            raise self.error(f"network {name!r} does not exist in project {project!r} nor among the external networks", path)
+        return net
 
     def external_network(self, project: str, name: str, path: str, user: str) -> _Net:
         # references look in the project first, then among external networks
@@ -594,6 +601,7 @@ class _Resolver:
             for name, rdoc in pdoc.get("routers", {}).items():
                 self.router(pname, name, rdoc)
         self.place_explicit_addresses()
+        self.reserve_floating_ips()
         for port in self.ports:
             for slot in port.slots:
                 if slot.ip is None:
@@ -657,7 +665,7 @@ class _Resolver:
         path = _path("projects", project, "ports", name)
         port_id = pdoc.get("id", name)
         self.claim_id("port", port_id, path)
-        net = self.project_network(project, pdoc["network"], _path(path, "network"), "a port")
+        net = self.port_network(project, pdoc["network"], _path(path, "network"))
         slots: List[_Slot] = []
         if "fixed_ips" in pdoc:
             for i, entry in enumerate(pdoc["fixed_ips"]):
@@ -813,6 +821,14 @@ class _Resolver:
                 if slot.ip is not None:
                     self.place(port.net, slot.ip, f"port {slot.path}", slot.path)
 
+    def reserve_floating_ips(self) -> None:
+        for pdoc in self.projects.values():
+            for fdoc in pdoc.get("floating_ips", {}).values():
+                try:
+                    self.reserved.add(ipaddress.ip_address(fdoc["floating_ip_address"]))
+                except ValueError:
+                    pass  # floating_ip() reports it with its path
+
     def floating_ip(self, project: str, name: str, fdoc: Dict[str, Any]) -> None:
         path = _path("projects", project, "floating_ips", name)
         fip_id = fdoc.get("id", name)
@@ -820,6 +836,14 @@ class _Resolver:
         port = self.ports_by_name[project].get(fdoc["port"])
         if port is None:
             raise self.error(f"port {fdoc['port']!r} does not exist in project {project!r}", _path(path, "port"))
+        if port.net.external:
+            # Neutron: no router can reach a fixed IP on an external network
+            # (ExternalGatewayForFloatingIPNotFound); the port already has a public address.
+            raise self.error(
+                f"port {port.name!r} is on external network {port.net.name!r}; floating IPs apply only to "
+                "ports on project networks",
+                _path(path, "port"),
+            )
         if "fixed_ip_address" in fdoc:
             fixed_path = _path(path, "fixed_ip_address")
             fixed = self.ip(fdoc["fixed_ip_address"], fixed_path)

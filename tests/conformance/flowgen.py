@@ -118,6 +118,8 @@ def generate(tables: Tables) -> Iterator[Tuple[str, str]]:
         yield from emit(f"{src.name} VLAN-tagged frame",
                         _flow(src.name, eth__src=smac, eth__dst=BCAST, vlan__tci=0x1064, ip4__src=sip,
                               ip4__dst=sip, ip__ttl=64, icmp4=True))
+        for label, flow in _provider_port_flows(topo, src, smac, sip):
+            yield from emit(label, flow)
         hop = topo.first_hop(src)
         if hop is None:
             continue
@@ -205,6 +207,34 @@ def generate(tables: Tables) -> Iterator[Tuple[str, str]]:
                                 _ip4(ln.name, UPSTREAM_MAC, gmac, OUTSIDE, int_to_ip(dip_i), "tcp"))
         yield from emit("outside broadcast ARP for an unknown IP",
                         _arp(ln.name, UPSTREAM_MAC, "203.0.113.1", "203.0.113.2"))
+
+
+def _provider_port_flows(topo: _Topo, src: SwitchPort, smac: str, sip: str) -> Iterator[Tuple[str, str]]:
+    """A VM port on a provider network (beside a localnet port): to the outside, to gateways, to NAT addresses."""
+    if not any(ln.switch == src.switch for ln in topo.localnets):
+        return
+    ln = next(ln for ln in topo.localnets if ln.switch == src.switch)
+    yield f"{src.name} (provider port) to the Internet via the upstream", _ip4(
+        src.name, smac, UPSTREAM_MAC, sip, OUTSIDE, "tcp")
+    yield f"{src.name} (provider port) ARP for the upstream", _arp(src.name, smac, sip, "203.0.113.1")
+    for lr, rp in topo.gateway_ports(ln):
+        gmac = int_to_mac(rp.mac)
+        if rp.networks:
+            gip = int_to_ip(rp.networks[0][0])
+            yield f"{src.name} (provider port) ARP for gateway {gip}", _arp(src.name, smac, sip, gip)
+            yield f"{src.name} (provider port) ping gateway {gip}", _ip4(src.name, smac, gmac, sip, gip)
+        for nat in lr.nat:
+            ext = int_to_ip(nat.external_ip)
+            dmac = int_to_mac(nat.external_mac) if nat.distributed else gmac
+            yield f"{src.name} (provider port) ARP for NAT address {ext}", _arp(src.name, smac, sip, ext)
+            yield f"{src.name} (provider port) to NAT address {ext} ({nat.type}) tcp", _ip4(
+                src.name, smac, dmac, sip, ext, "tcp")
+            yield f"{src.name} (provider port) to NAT address {ext} ({nat.type}) udp", _ip4(
+                src.name, smac, dmac, sip, ext, "udp")
+        for dst, _dmac, dip_i in topo.vms:
+            if dst.switch != src.switch:
+                yield f"{src.name} (provider port) through {lr.name} to {dst.name}'s fixed IP", _ip4(
+                    src.name, smac, gmac, sip, int_to_ip(dip_i), "tcp")
 
 
 def _upstream(rp) -> str:
