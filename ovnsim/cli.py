@@ -4,6 +4,7 @@
 ``ovnsim export nbctl TOPO``           the ovn-nbctl commands that build it in real OVN
 ``ovnsim graph TOPO --format dot``     a drawing (dot or mermaid)
 ``ovnsim trace TOPO MICROFLOW``        what OVN does with one packet (ovn-trace syntax)
+``ovnsim trace TOPO --from P --to X``  the same, the microflow built as ml2ovn-trace builds it
 ``ovnsim replay TOPO CAPTURE ...``     replay a capture: per-port pcaps, drops, a summary
 
 Bad input of any kind ends with one line on stderr and exit status 2, never a
@@ -53,32 +54,9 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    import json
+    from ovnsim.trace_cli import run
 
-    from ovnsim.sim import Simulator
-
-    sim = Simulator.from_file(args.topology)
-    if args.flows:
-        # One JSON object per line; a bad line carries its error and the run goes on.
-        with open(args.flows, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                text = line.split("#", 1)[0].strip()
-                if not text:
-                    continue
-                sim.reset()  # every flow is traced on a fresh network, as ovn-trace does
-                try:
-                    datapath, microflow = _split_datapath(text)
-                    sys.stdout.write(_trace_one(sim, microflow, "json", datapath) + "\n")
-                except OvnsimError as err:
-                    sys.stdout.write(json.dumps({"line": number, "microflow": text, "error": str(err)}) + "\n")
-        return EXIT_OK
-    if not args.microflow:
-        raise OvnsimError("trace needs a MICROFLOW or --flows FILE")
-    if len(args.microflow) > 2:
-        raise OvnsimError("trace takes [DATAPATH] MICROFLOW: quote the microflow as one argument")
-    datapath = args.microflow[0] if len(args.microflow) == 2 else None
-    sys.stdout.write(_trace_one(sim, args.microflow[-1], args.format, datapath) + "\n")
-    return EXIT_OK
+    return run(args, _trace_one, _split_datapath)
 
 
 def _split_datapath(text: str):
@@ -127,6 +105,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ovnsim.trace_cli import add_arguments as add_trace_arguments
+
     parser = argparse.ArgumentParser(
         prog="ovnsim",
         description="Emulate OVN's logical data path for Neutron-style topologies.",
@@ -152,9 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("topology", metavar="TOPO", help="topology file (YAML)")
     trace.add_argument("microflow", metavar="[DATAPATH] MICROFLOW", nargs="*",
                        help='e.g. \'inport == "vm1" && eth.src == ... && ip4.dst == ... && tcp.dst == 22\'')
-    trace.add_argument("--format", choices=("minimal", "detailed", "json"), default="minimal",
-                       help="output format (default minimal)")
-    trace.add_argument("--flows", metavar="FILE", help="trace every microflow in FILE (one per line); prints JSON lines")
+    trace.add_argument("--format", choices=("minimal", "detailed", "json"), default=None,
+                       help="output format (default minimal; json with --flows)")
+    trace.add_argument("--flows", metavar="FILE", help="trace every microflow in FILE (one per line), each printed "
+                                                         "in --format (JSON lines carry line and microflow)")
+    add_trace_arguments(trace)
     trace.set_defaults(func=cmd_trace)
 
     replay = sub.add_parser(
