@@ -59,10 +59,13 @@ class FlowSpec:
     extra: str = ""  #: ``-m``: more microflow text, appended with ``&&``
 
 
-def names_hint(names: Iterable[str], wanted: str) -> str:
-    """``; did you mean 'x'? valid: a, b, c ... and N more`` for a one-line error."""
+def names_hint(names: Iterable[str], wanted: str, candidates: Optional[Iterable[str]] = None) -> str:
+    """``; did you mean 'x'? (valid: a, b, c ... and N more)`` for a one-line error.
+
+    ``candidates``: what a close match is looked for among (default: ``names``).
+    """
     names = list(dict.fromkeys(names))
-    close = difflib.get_close_matches(wanted, names, n=1)
+    close = difflib.get_close_matches(wanted, list(candidates) if candidates is not None else names, n=1)
     shown = ", ".join(names[:_HINT_LIMIT])
     more = f" ... and {len(names) - _HINT_LIMIT} more" if len(names) > _HINT_LIMIT else ""
     return (f"; did you mean {close[0]!r}?" if close else "") + f" (valid: {shown}{more})"
@@ -126,7 +129,7 @@ class DatapathNames:
         """The OVN datapath name ``name`` means; a one-line error listing the valid ones otherwise."""
         if name in self.by_name:
             return self.by_name[name]
-        raise MicroflowError(f"unknown datapath {name!r}" + names_hint(self.friendly.values(), name))
+        raise MicroflowError(f"unknown datapath {name!r}" + names_hint(self.friendly.values(), name, self.by_name))
 
     def show(self, ovn_name: str) -> str:
         """``neutron-web (web)``: the OVN name with the Neutron name users know."""

@@ -107,3 +107,40 @@ def test_tcp_reset_normalisation_is_needed(ovn):
     assert [o["kind"] for o in theirs] == [o["kind"] for o in ours] == ["tcp_reset"]
     assert (theirs[0]["tcp.src"], theirs[0]["tcp.dst"]) == (33000, 22)  # as the segment had them
     assert (ours[0]["tcp.src"], ours[0]["tcp.dst"]) == (22, 33000)  # back to the sender's port
+
+
+#: ``ovnsim trace --from/--to`` microflows (built as ml2ovn-trace builds them):
+#: topology -> (from, to, protocol keyword arguments of FlowSpec).
+BUILT_FLOWS = {
+    "provider-ports": [
+        ("bastion", "outside", {"tcp": 443}),
+        ("bastion", "pub-db", {"tcp": 5432}),
+        ("bastion", "172.24.4.151", {"tcp": 22}),  # app1's floating IP, on bastion's L2
+        ("bastion", "router1", {"icmp": True}),
+        ("app1", "bastion", {"tcp": 22}),  # via the gateway, FIP as source
+        ("app2", "bastion", {"udp": 53}),  # via the gateway, SNAT
+        ("app2", "outside:8.8.8.8", {"icmp": True}),
+    ],
+    "reference": [
+        ("vm1", "db1", {"tcp": 22}),
+        ("vm1", "vm2", {"udp": 53}),
+        ("vm1", "outside", {"icmp": True}),
+        ("vm1", "172.24.4.100", {"tcp": 80}),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILT_FLOWS))
+def test_built_microflows_agree_with_ovn_trace(ovn, name):
+    """What ``ovnsim trace --from X --to Y --tcp N`` builds, ovn-trace takes and agrees on."""
+    from ovnsim.trace_args import FlowSpec, build_microflow
+
+    topo = load_topology(str(TOPOLOGY_DIR / f"{name}.yaml"))
+    logical = compile_topology(topo)
+    load_into_ovn(ovn, logical)
+    sim = Simulator(logical)
+    for source, dest, proto in BUILT_FLOWS[name]:
+        flow = build_microflow(topo, logical, FlowSpec(source, dest, **proto))
+        ours = _ours(sim, flow)
+        assert ours["outputs"], f"{source} -> {dest}: nothing left ovnsim"
+        assert ours == as_pinctrl_sends(trace_verdict(ovn, flow)), f"{source} -> {dest}: {flow}"
