@@ -24,6 +24,7 @@ NAT_TYPES = (NAT_SNAT, NAT_DNAT, NAT_DNAT_AND_SNAT)
 LSP_TYPE_VM = ""
 LSP_TYPE_ROUTER = "router"
 LSP_TYPE_LOCALNET = "localnet"
+LSP_TYPE_LOCALPORT = "localport"
 
 
 
@@ -43,6 +44,24 @@ class LogicalSwitchPort:
     external_ids: Mapping[str, str] = field(default_factory=dict)
     tag: Optional[int] = None
     enabled: bool = True
+    #: the ``DHCPOptions.key`` of the DHCP_Options row the port's ``dhcpv4_options`` references
+    dhcpv4_options: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class DHCPOptions:
+    """A DHCP_Options row (``ovn-nbctl dhcp-options-create``).
+
+    ``options`` holds the values as OVN reads them (``dns_server`` and
+    ``classless_static_route`` in braces).  ``key`` names the row inside
+    ovnsim (Neutron's subnet id) so switch ports can refer to it; OVN knows
+    the row only by UUID.
+    """
+
+    key: str
+    cidr: str
+    options: Mapping[str, str] = field(default_factory=dict)
+    external_ids: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -157,6 +176,7 @@ class LogicalTopology:
     routers: Tuple[LogicalRouter, ...]
     static_mac_bindings: Tuple[StaticMACBinding, ...] = ()
     source: str = "<builder>"
+    dhcp_options: Tuple[DHCPOptions, ...] = ()
 
     def switch(self, name: str) -> LogicalSwitch:
         for ls in self.switches:

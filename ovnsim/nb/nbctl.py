@@ -1,8 +1,9 @@
 """Logical topology -> the ``ovn-nbctl`` commands that build it in a real northbound DB.
 
 One invocation per object (a switch, a switch port, a router, a router port,
-a route, a NAT rule, a static MAC binding), chained with ``--`` where an
-object needs more than one command.  ``nbctl_commands`` gives argv lists (what
+a route, a NAT rule, a static MAC binding, a DHCP_Options row with the
+ports that use it), chained with ``--`` where an object needs more than one
+command.  ``nbctl_commands`` gives argv lists (what
 the real-OVN test fixture runs, no shell involved); ``nbctl_script`` gives the
 shell-quoted lines ``ovnsim export nbctl`` prints.
 """
@@ -13,7 +14,7 @@ import json
 import shlex
 from typing import Iterator, List, Mapping
 
-from ovnsim.nb.model import LogicalRouter, LogicalSwitch, LogicalSwitchPort, LogicalTopology
+from ovnsim.nb.model import DHCPOptions, LogicalRouter, LogicalSwitch, LogicalSwitchPort, LogicalTopology
 
 __all__ = ["nbctl_commands", "nbctl_script"]
 
@@ -45,6 +46,13 @@ def _chain(*commands: List[str]) -> List[str]:
 def _invocations(logical: LogicalTopology) -> Iterator[List[str]]:
     for ls in logical.switches:
         yield from _switch(ls)
+    users = {}
+    for ls in logical.switches:
+        for port in ls.ports:
+            if port.dhcpv4_options is not None:
+                users.setdefault(port.dhcpv4_options, []).append(port.name)
+    for number, row in enumerate(logical.dhcp_options):
+        yield _dhcp_options(row, f"dhcp{number}", users.get(row.key, []))
     for lr in logical.routers:
         yield from _router(lr)
     for binding in logical.static_mac_bindings:
@@ -70,6 +78,16 @@ def _switch_port(ls: LogicalSwitch, port: LogicalSwitchPort) -> List[str]:
         ["lsp-set-options", port.name, *(f"{k}={v}" for k, v in port.options.items())] if port.options else [],
         ["lsp-set-enabled", port.name, "disabled"] if not port.enabled else [],
         ["set", "Logical_Switch_Port", port.name, *columns] if columns else [],
+    )
+
+
+def _dhcp_options(row: DHCPOptions, ref: str, ports: List[str]) -> List[str]:
+    # One invocation: the row has no name, only a UUID, so it is created with
+    # a transaction-local reference the ports' dhcpv4_options can point at.
+    return _chain(
+        [f"--id=@{ref}", "create", "DHCP_Options", f"cidr={row.cidr}",
+         *_column_pairs("options", row.options), *_column_pairs("external_ids", row.external_ids)],
+        *(["set", "Logical_Switch_Port", port, f"dhcpv4_options=@{ref}"] for port in ports),
     )
 
 

@@ -1,4 +1,4 @@
-"""Logical topology -> the text ``ovn-nbctl show`` prints for it.
+"""Logical topology -> the text ``ovn-nbctl show`` prints for it, then its DHCP_Options rows.
 
 The format is ovn-nbctl 23.03's (``print_ls`` / ``print_lr``; see
 ``ovnsim.testing.nbshow`` for the details), so a user can diff ``ovnsim show``
@@ -39,6 +39,7 @@ def show_text(logical: LogicalTopology) -> str:
         _switch(ls, lines)
     for lr in logical.routers:
         _router(lr, lines)
+    _dhcp_options(logical, lines)
     return "\n".join(lines) + "\n" if lines else ""
 
 
@@ -54,6 +55,21 @@ def _switch(ls: LogicalSwitch, lines: List[str]) -> None:
             lines.append(f"        addresses: {_quoted_list(port.addresses)}")
         if "router-port" in port.options:
             lines.append(f"        router-port: {port.options['router-port']}")
+
+
+def _dhcp_options(logical: LogicalTopology, lines: List[str]) -> None:
+    """The DHCP_Options rows (not in ``ovn-nbctl show``): as ``dhcp-options-get-options`` lists them, and their ports."""
+    users = {}
+    for ls in logical.switches:
+        for port in ls.ports:
+            if port.dhcpv4_options is not None:
+                users.setdefault(port.dhcpv4_options, []).append(port.name)
+    for row in logical.dhcp_options:
+        lines.append(f"dhcp-options {_uuid('dhcp', row.key)} ({row.cidr}){_aka(row.external_ids, 'subnet_id')}")
+        for key in sorted(row.options):
+            lines.append(f"    {key}={row.options[key]}")
+        if row.key in users:
+            lines.append(f"    ports: {' '.join(users[row.key])}")
 
 
 def _router(lr: LogicalRouter, lines: List[str]) -> None:

@@ -31,10 +31,12 @@ from typing import Dict, List, Tuple
 from ovnsim.errors import TopologyError
 from ovnsim.nb.model import (
     LSP_TYPE_LOCALNET,
+    LSP_TYPE_LOCALPORT,
     LSP_TYPE_ROUTER,
     LSP_TYPE_VM,
     NAT_DNAT_AND_SNAT,
     NAT_SNAT,
+    DHCPOptions,
     GatewayChassis,
     LogicalRouter,
     LogicalRouterPort,
@@ -45,7 +47,7 @@ from ovnsim.nb.model import (
     StaticMACBinding,
     StaticRoute,
 )
-from ovnsim.neutron.model import DISTRIBUTED_GATEWAY_PORT, FloatingIP, Network, Port, Router, Topology
+from ovnsim.neutron.model import DISTRIBUTED_GATEWAY_PORT, FloatingIP, Network, Port, Router, Subnet, Topology
 
 #: The join network between a router and its gateway router: the distributed
 #: router takes the first host address, the gateway router the second.
@@ -55,6 +57,13 @@ JOIN_GR_IP = JOIN_CIDR.network_address + 2
 
 #: Neutron's device_owner for VM ports, kept in external_ids as Neutron does.
 DEVICE_OWNER_COMPUTE = "compute:nova"
+#: Neutron's device_owner for metadata ports (``const.DEVICE_OWNER_DISTRIBUTED``).
+DEVICE_OWNER_DISTRIBUTED = "network:distributed"
+
+#: Neutron's ``[ovn] dhcp_default_lease_time`` default (12 hours).
+DHCP_LEASE_TIME = 12 * 60 * 60
+#: Where cloud-init finds the metadata service (``const.METADATA_V4_CIDR``).
+METADATA_V4_CIDR = "169.254.169.254/32"
 
 
 def switch_name(network_id: str) -> str:
@@ -104,12 +113,15 @@ class _LogicalCompiler:
     def run(self) -> LogicalTopology:
         for router in self.topo.routers.values():
             self._router(router)
+        dhcp = tuple(d for net in self.topo.networks.values() for d in _dhcp_options(net))
+        self.dhcp_keys = {d.key for d in dhcp}
         switches = [self._switch(net) for net in self.topo.networks.values()]
         return LogicalTopology(
             switches=tuple(switches + self.extra_switches),
             routers=tuple(self.routers),
             static_mac_bindings=tuple(self.mac_bindings),
             source=self.topo.source,
+            dhcp_options=dhcp,
         )
 
     # -- switches ---------------------------------------------------------
@@ -127,6 +139,8 @@ class _LogicalCompiler:
                 )
             )
         ports.extend(self._vm_port(p) for p in self.topo.ports.values() if p.network == net.id)
+        if net.metadata_port is not None:
+            ports.append(self._metadata_port(net))
         ports.extend(self.router_lsps[net.id])
         external_ids = {"neutron:network_name": net.name}
         if net.mtu:
@@ -167,6 +181,25 @@ class _LogicalCompiler:
                 ),
             },
             enabled=port.admin_state_up,
+            # Neutron (_get_subnet_dhcp_options_for_port): the row of the first
+            # DHCP-enabled subnet among the port's IPv4 fixed IPs
+            dhcpv4_options=next((f.subnet for f in port.fixed_ips if f.subnet in self.dhcp_keys), None),
+        )
+
+    def _metadata_port(self, net: Network) -> LogicalSwitchPort:
+        """The metadata port as Neutron writes it: type localport, "MAC IP...", no port security, no DHCP."""
+        md = net.metadata_port
+        assert md is not None
+        return LogicalSwitchPort(
+            name=md.id,
+            type=LSP_TYPE_LOCALPORT,
+            addresses=(" ".join([md.mac_address] + [str(f.ip_address) for f in md.fixed_ips]),),
+            external_ids={
+                "neutron:device_owner": DEVICE_OWNER_DISTRIBUTED,
+                "neutron:device_id": md.id,
+                "neutron:cidrs": " ".join(
+                    f"{f.ip_address}/{self.topo.subnet(f.subnet).cidr.prefixlen}" for f in md.fixed_ips),
+            },
         )
 
     def _attach(self, network_id: str, lsp_name: str, lrp_name: str, *, gateway: bool = False) -> None:
@@ -318,6 +351,50 @@ class _LogicalCompiler:
                     f"projects.{router.project}.routers.{router.name}.interfaces[{i}]",
                     self.topo.source,
                 )
+
+
+def _dhcp_options(net: Network) -> List[DHCPOptions]:
+    """The DHCP_Options rows Neutron writes for a network's subnets (``_get_ovn_dhcpv4_opts``).
+
+    One row per DHCP-enabled IPv4 subnet.  Without a gateway and without a
+    metadata port address Neutron has no ``server_id`` and writes the row
+    with no options (OVN then offers nothing).  ``dns_server`` comes from the
+    subnet's ``dns_nameservers`` only: the fallbacks Neutron has (``[ovn]
+    dns_servers``, the controller's resolv.conf) are deployment settings.
+    """
+    rows = []
+    metadata_ip = {}
+    if net.metadata_port is not None:
+        metadata_ip = {f.subnet: str(f.ip_address) for f in net.metadata_port.fixed_ips}
+    for sub in net.subnets:
+        if not sub.enable_dhcp or sub.ip_version != 4:
+            continue
+        rows.append(DHCPOptions(key=sub.id, cidr=str(sub.cidr), options=_dhcpv4_options(net, sub, metadata_ip.get(sub.id)),
+                                external_ids={"subnet_id": sub.id, "neutron:network_id": net.id}))
+    return rows
+
+
+def _dhcpv4_options(net: Network, sub: Subnet, metadata_ip) -> Dict[str, str]:
+    server_id = sub.gateway_ip or metadata_ip
+    if not server_id:
+        return {}
+    options = {"server_id": str(server_id), "lease_time": str(DHCP_LEASE_TIME), "mtu": str(net.effective_mtu)}
+    if sub.gateway_ip:
+        options["router"] = str(sub.gateway_ip)
+    options["server_mac"] = sub.dhcp_server_mac
+    if sub.dns_nameservers:
+        options["dns_server"] = "{" + ", ".join(str(ip) for ip in sub.dns_nameservers) + "}"
+    routes = []
+    if metadata_ip:
+        routes.append(f"{METADATA_V4_CIDR},{metadata_ip}")
+    routes += [f"{r.destination},{r.nexthop}" for r in sub.host_routes]
+    if routes:
+        # RFC 3442: a client that gets option 121 ignores option 3, so the
+        # default route goes into it too
+        if sub.gateway_ip:
+            routes.append(f"0.0.0.0/0,{sub.gateway_ip}")
+        options["classless_static_route"] = "{" + ", ".join(routes) + "}"
+    return options
 
 
 def _join_mac(router_id: str, side: str) -> str:

@@ -49,6 +49,7 @@ from ovnsim.neutron.model import (
     ExternalGateway,
     FixedIP,
     FloatingIP,
+    MetadataPort,
     Network,
     Port,
     Project,
@@ -76,7 +77,11 @@ SCHEMA_PATH = Path(__file__).with_name("topology.schema.json")
 MAC_PREFIX = "fa:16:3e"
 
 #: The object kinds the loader derives MACs for (the ``kind`` of :func:`derive_mac`).
-MAC_KINDS = ("port", "router-interface", "router-gateway")
+MAC_KINDS = ("port", "router-interface", "router-gateway", "metadata-port", "dhcp-server")
+
+#: The metadata port of network ``N`` is named ``ovnmeta-N``, after the
+#: device_id Neutron gives it and the namespace ovn-metadata-agent serves it from.
+METADATA_PORT_PREFIX = "ovnmeta-"
 
 _IPv4 = ipaddress.IPv4Address
 _IPv4Net = ipaddress.IPv4Network
@@ -354,6 +359,10 @@ class _Net:
     ips: Dict[_IPv4, str] = field(default_factory=dict)
     #: MAC -> who holds it
     macs: Dict[str, str] = field(default_factory=dict)
+    #: the metadata port's id and addresses (``metadata: true``)
+    metadata_id: Optional[str] = None
+    metadata_slots: List["_Slot"] = field(default_factory=list)
+    metadata_mac: str = ""
 
 
 @dataclass(eq=False)
@@ -365,6 +374,10 @@ class _Sub:
     gateway_ip: Optional[_IPv4]
     gateway_mac: Optional[str]
     path: str
+    enable_dhcp: bool = True
+    dns_nameservers: tuple = ()
+    host_routes: tuple = ()
+    dhcp_server_mac: str = ""
 
 
 @dataclass(eq=False)
@@ -602,6 +615,11 @@ class _Resolver:
                 self.router(pname, name, rdoc)
         self.place_explicit_addresses()
         self.reserve_floating_ips()
+        if self.doc.get("metadata", False):
+            # Neutron gives the metadata port its addresses when each subnet
+            # is created, before any VM port is: it gets the lowest free ones.
+            for net in itertools.chain(self.ext_nets.values(), *(n.values() for n in self.proj_nets.values())):
+                self.metadata_port(net)
         for port in self.ports:
             for slot in port.slots:
                 if slot.ip is None:
@@ -659,6 +677,13 @@ class _Resolver:
             sub.gateway_ip = cidr.network_address + 1 if cidr.prefixlen < 31 else cidr.network_address
         if "gateway_mac" in sdoc:
             sub.gateway_mac = self.mac(sdoc["gateway_mac"], _path(path, "gateway_mac"))
+        sub.enable_dhcp = sdoc.get("enable_dhcp", True)
+        sub.dns_nameservers = tuple(self.ip(text, _path(path, "dns_nameservers", i))
+                                    for i, text in enumerate(sdoc.get("dns_nameservers", [])))
+        sub.host_routes = tuple(
+            Route(destination=self.cidr(r["destination"], _path(path, "host_routes", i, "destination")),
+                  nexthop=self.ip(r["nexthop"], _path(path, "host_routes", i, "nexthop")))
+            for i, r in enumerate(sdoc.get("host_routes", [])))
         return sub
 
     def port(self, project: str, name: str, pdoc: Dict[str, Any]) -> None:
@@ -821,6 +846,20 @@ class _Resolver:
                 if slot.ip is not None:
                     self.place(port.net, slot.ip, f"port {slot.path}", slot.path)
 
+    def metadata_port(self, net: _Net) -> None:
+        port_id = METADATA_PORT_PREFIX + net.id
+        path = _path(net.path, "metadata port")
+        other = self.ids["port"].get(port_id)
+        if other is not None:
+            raise self.error(f"port id {port_id!r} is taken by the metadata port of network {net.name!r} "
+                             "(metadata: true); set a different `id:` on the port", other)
+        self.ids["port"][port_id] = path
+        net.metadata_id = port_id
+        for sub in net.subnets:
+            if sub.enable_dhcp:
+                ip = self.allocate(sub, f"the metadata port of network {net.name!r}", path)
+                net.metadata_slots.append(_Slot(sub, ip, path))
+
     def reserve_floating_ips(self) -> None:
         for pdoc in self.projects.values():
             for fdoc in pdoc.get("floating_ips", {}).values():
@@ -968,6 +1007,13 @@ class _Resolver:
             if router.gw_net is not None:
                 router.gw_mac = derive_mac("router-gateway", router.id, router.gw_net.macs)
                 router.gw_net.macs[router.gw_mac] = f"router gateway {router.gw_path}"
+        for net in itertools.chain(self.ext_nets.values(), *(n.values() for n in self.proj_nets.values())):
+            if net.metadata_id is not None:
+                net.metadata_mac = derive_mac("metadata-port", net.metadata_id, net.macs)
+                net.macs[net.metadata_mac] = f"the metadata port of network {net.name!r}"
+            for sub in net.subnets:
+                # the source MAC of DHCP replies: on no port, but kept off the network's MACs
+                sub.dhcp_server_mac = derive_mac("dhcp-server", sub.id, net.macs)
 
     def build(self) -> Topology:
         networks: Dict[str, Network] = {}
@@ -984,6 +1030,10 @@ class _Resolver:
                         cidr=s.cidr,
                         gateway_ip=s.gateway_ip,
                         gateway_mac=s.gateway_mac,
+                        enable_dhcp=s.enable_dhcp,
+                        dns_nameservers=s.dns_nameservers,
+                        host_routes=s.host_routes,
+                        dhcp_server_mac=s.dhcp_server_mac,
                     )
                     for s in net.subnets
                 ),
@@ -992,6 +1042,13 @@ class _Resolver:
                 network_type=net.network_type,
                 segmentation_id=net.segmentation_id,
                 mtu=net.mtu,
+                metadata_port=None
+                if net.metadata_id is None
+                else MetadataPort(
+                    id=net.metadata_id,
+                    mac_address=net.metadata_mac,
+                    fixed_ips=tuple(FixedIP(subnet=s.sub.id, ip_address=s.ip) for s in net.metadata_slots),
+                ),
             )
         ports = {
             p.id: Port(

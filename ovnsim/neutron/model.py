@@ -48,6 +48,12 @@ class Subnet:
     #: MAC of the upstream gateway at ``gateway_ip`` (external networks only;
     #: None when not known, in which case OVN resolves it by ARP).
     gateway_mac: Optional[str] = None
+    #: OVN native DHCP for the subnet (a DHCP_Options row), on by default as in Neutron.
+    enable_dhcp: bool = True
+    dns_nameservers: Tuple[IPAddress, ...] = ()
+    host_routes: Tuple["Route", ...] = ()
+    #: the MAC DHCP replies come from (Neutron: a random MAC with its base_mac; here derived)
+    dhcp_server_mac: str = ""
 
     @property
     def ip_version(self) -> int:
@@ -69,6 +75,16 @@ class Network:
     network_type: Optional[str] = None
     segmentation_id: Optional[int] = None
     mtu: Optional[int] = None
+    #: the network's metadata port (``metadata: true`` in the topology), else None
+    metadata_port: Optional["MetadataPort"] = None
+
+    @property
+    def effective_mtu(self) -> int:
+        """The MTU Neutron gives the network when none is set: 1500 on provider (flat/vlan) networks,
+        1442 on Geneve tenant networks (1500 - 58 bytes of Geneve overhead)."""
+        if self.mtu:
+            return self.mtu
+        return 1500 if self.external else 1442
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,21 @@ class Port:
     port_security: bool = True
     allowed_address_pairs: Tuple[AddressPair, ...] = ()
     admin_state_up: bool = True
+
+
+@dataclass(frozen=True)
+class MetadataPort:
+    """A network's metadata port: device_owner ``network:distributed``, LSP type ``localport``.
+
+    Neutron creates one per network when OVN metadata is enabled, with an
+    address on every DHCP-enabled IPv4 subnet; ovn-metadata-agent serves
+    169.254.169.254 behind it (namespace ``ovnmeta-<network id>``), and DHCP
+    hands the VMs a route to 169.254.169.254/32 via its address.
+    """
+
+    id: str
+    mac_address: str
+    fixed_ips: Tuple[FixedIP, ...]
 
 
 @dataclass(frozen=True)

@@ -574,6 +574,11 @@ class _Walker:
             fm = re.match(r"^(put_dhcp_opts|put_dhcpv6_opts|put_nd_ra_opts)\(", rhs)
             if fm:
                 mnode = cur.peek()
+                # the minimal trace prints the action's comment ("/* We assume
+                # that this packet is DHCPDISCOVER or DHCPREQUEST. */") first
+                while mnode is not None and not mnode.block and mnode.text.startswith("/*"):
+                    cur.take()
+                    mnode = cur.peek()
                 if mnode is not None and not mnode.block and mnode.text.startswith(fm.group(1)):
                     cur.take()
                 if not _is_register(lhs):

@@ -577,7 +577,11 @@ class RealOVN:
         size = 0
         for cmd in commands:
             cost = sum(len(a) + 1 for a in cmd) + 3
-            if not batches or len(batches[-1]) >= _MAX_BATCH_COMMANDS or size + cost > _MAX_BATCH_BYTES:
+            # a command naming a row created earlier in the transaction
+            # (``dhcpv4_options=@dhcp0``) stays in that row's batch
+            refers = any("=@" in a and not a.startswith("--id=") for a in cmd)
+            if not batches or (not refers and (len(batches[-1]) >= _MAX_BATCH_COMMANDS
+                                               or size + cost > _MAX_BATCH_BYTES)):
                 batches.append([])
                 size = 0
             batches[-1].append(cmd)
