@@ -3,11 +3,14 @@
 For each file in ``topologies/``: the ``ovnsim export nbctl`` commands are
 accepted by a real northbound database, ovn-northd writes logical flows for
 every datapath, and what ``ovn-nbctl show`` (plus ``lr-route-list``, the NAT
-rows and the static MAC bindings) lists equals what ovnsim compiled.
+rows, the static MAC bindings and the DHCP_Options rows with the ports that use
+them) lists equals what ovnsim compiled, and northd answers DHCP on exactly
+the ports that should get it.
 """
 
 from __future__ import annotations
 
+import json
 import pathlib
 import shlex
 import subprocess
@@ -28,7 +31,7 @@ pytestmark = pytest.mark.ovn
 
 def test_there_are_example_topologies():
     names = {p.stem for p in TOPOLOGIES}
-    assert {"reference", "two-projects", "dgp", "multi-router", "large", "provider-ports"} <= names
+    assert {"reference", "two-projects", "dgp", "multi-router", "large", "provider-ports", "dhcp-metadata"} <= names
 
 
 @pytest.mark.parametrize("path", TOPOLOGIES, ids=lambda p: p.stem)
@@ -61,6 +64,45 @@ def test_topology_loads_into_real_ovn(ovn, path):
     bindings = ovn.nbctl("static-mac-binding-list")
     for binding in logical.static_mac_bindings:
         assert binding.logical_port in bindings and binding.mac in bindings
+
+    # the DHCP_Options rows, and which switch ports use which (by cidr)
+    assert real_dhcp_options(ovn) == sorted(((d.cidr, dict(d.options), dict(d.external_ids))
+                                             for d in logical.dhcp_options), key=json.dumps)
+    rows = {d.key: d.cidr for d in logical.dhcp_options}
+    ours_users = {p.name: rows[p.dhcpv4_options] for ls in logical.switches for p in ls.ports if p.dhcpv4_options}
+    assert real_dhcp_users(ovn) == ours_users
+    # northd answers DHCP for exactly those ports (a put_dhcp_opts flow each)
+    offers = {line.split('inport == "', 1)[1].split('"', 1)[0]
+              for line in flows.splitlines() if "put_dhcp_opts(" in line and "ls_in_dhcp_options" in line}
+    assert offers == {name for name, cidr in ours_users.items()
+                      if any(d.options.get("server_id") for d in logical.dhcp_options if d.cidr == cidr)}
+
+
+def _nb_json(ovn, table: str, *columns: str):
+    data = json.loads(ovn.nbctl("--format=json", f"--columns={','.join(columns)}", "list", table))
+    return data["data"]
+
+
+def _ovsdb_map(value) -> dict:
+    assert value[0] == "map"
+    return {k: v for k, v in value[1]}
+
+
+def real_dhcp_options(ovn):
+    """(cidr, options, external_ids) of every DHCP_Options row in the real NB, sorted."""
+    return sorted(((cidr, _ovsdb_map(options), _ovsdb_map(ids))
+                   for cidr, options, ids in _nb_json(ovn, "DHCP_Options", "cidr", "options", "external_ids")),
+                  key=json.dumps)
+
+
+def real_dhcp_users(ovn):
+    """Switch port name -> cidr of the DHCP_Options row its dhcpv4_options names."""
+    cidr_of = {uuid[1]: cidr for uuid, cidr in _nb_json(ovn, "DHCP_Options", "_uuid", "cidr")}
+    users = {}
+    for name, ref in _nb_json(ovn, "Logical_Switch_Port", "name", "dhcpv4_options"):
+        if ref[0] == "uuid":
+            users[name] = cidr_of[ref[1]]
+    return users
 
 
 def test_export_nbctl_cli_prints_one_invocation_per_line():
