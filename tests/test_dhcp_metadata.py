@@ -219,7 +219,7 @@ def _dhcp(message_type, broadcast=False, src="0.0.0.0", dst="255.255.255.255", d
 
 
 @pytest.mark.xfail(strict=True, reason="the data path has no DHCP responder yet (ls_in_dhcp_options/response, "
-                                       "pinctrl put_dhcp_opts); see the DHCP section of the engine notes")
+                                       "pinctrl put_dhcp_opts); see docs/dhcp-engine-notes.md")
 @pytest.mark.parametrize("message_type,reply_type,broadcast", [("discover", 2, False), ("request", 5, False),
                                                                 ("discover", 2, True)])
 def test_dhcp_is_answered_as_ovn_controller_answers(topology, logical, message_type, reply_type, broadcast):
