@@ -133,6 +133,9 @@ SHOW_LINE = [
     ("nat", re.compile(rf"^    nat (?P<uuid>{_UUID})$")),
     ("attr", re.compile(r"^        (type|tag|parent|addresses|router-port|mac|networks|gateway chassis"
                         r"|external ip|external port\(s\)|logical ip): \S.*$")),
+    # ovnsim show's DHCP_Options rows, after the routers (ovn-nbctl show has none)
+    ("dhcp", re.compile(rf"^dhcp-options (?P<uuid>{_UUID}) \((?P<name>[0-9./]+)\){_AKA}$")),
+    ("dhcp-attr", re.compile(r"^    ([a-z_]+=\S.*|ports: \S.*)$")),
 ]
 
 
@@ -156,6 +159,9 @@ def parse_show(text: str) -> Tuple[Dict[str, List[str]], Dict[str, List[str]], L
             current.append(m["name"])
         elif kind == "nat":
             uuids.append(m["uuid"])
+        elif kind == "dhcp":
+            uuids.append(m["uuid"])
+            current = []
     return switches, routers, uuids
 
 
