@@ -105,12 +105,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ovnsim import __version__
+    from ovnsim.nb.graph import FORMATS as GRAPH_FORMATS
     from ovnsim.trace_cli import add_arguments as add_trace_arguments
 
     parser = argparse.ArgumentParser(
         prog="ovnsim",
         description="Emulate OVN's logical data path for Neutron-style topologies.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     show = sub.add_parser("show", help="print the logical topology like ovn-nbctl show")
@@ -125,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     graph = sub.add_parser("graph", help="draw the logical topology")
     graph.add_argument("topology", metavar="TOPO", help="topology file (YAML)")
-    graph.add_argument("--format", choices=("dot", "mermaid"), default="dot", help="output format (default dot)")
+    graph.add_argument("--format", choices=GRAPH_FORMATS, default="dot", help="output format (default dot)")
     graph.set_defaults(func=cmd_graph)
 
     trace = sub.add_parser("trace", help="trace a microflow (ovn-trace syntax) through the topology")

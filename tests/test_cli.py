@@ -579,3 +579,21 @@ def test_console_script():
     verdict = json.loads(assert_ok(run_cli("trace", REFERENCE, "--format", "json", routed_flow(), exe=[exe])))
     assert [o["port"] for o in verdict["outputs"]] == ["provnet-public"]
     assert_bad_input(run_cli("show", ROOT / "no-such-file.yaml", exe=[exe]))
+
+
+def test_python_m_ovnsim_and_version_agree_with_the_metadata():
+    """``python -m ovnsim --version`` runs the CLI and prints the version pyproject.toml declares."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import ovnsim
+
+    root = Path(__file__).resolve().parents[1]
+    declared = re.search(r'^version = "([^"]+)"', (root / "pyproject.toml").read_text(), re.M).group(1)
+    proc = subprocess.run([sys.executable, "-m", "ovnsim", "--version"], capture_output=True, text=True,
+                          cwd=root, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"ovnsim {declared}" == f"ovnsim {ovnsim.__version__}"
+    assert (root / "ovnsim" / "py.typed").exists() and (root / "LICENSE").exists()
