@@ -334,3 +334,24 @@ def test_real_ovn_lists_the_acls_as_ovnsim_show(ovn):
     assert "priority=2002 , match=(inport == @pg_stateless && ip4), action=(next;)" in flows
     assert "ls_in_pre_acl" in flows and "ls_out_acl" in flows
     assert "pg_" not in ovn.lflow_list("neutron-lab")
+
+
+def test_builder_makes_the_same_document_as_a_file():
+    from ovnsim.neutron.builder import TopologyBuilder
+
+    b = TopologyBuilder("t")
+    p = b.project("demo")
+    p.network("web", cidr="10.0.0.0/24")
+    p.security_group("g", [{"direction": "ingress", "protocol": "tcp", "port_range": 22, "remote_group": "default"}],
+                     stateful=False)
+    p.port("vm1", network="web", security_groups=["g", "default"])
+    p.port("vm2", network="web")
+    logical = compile_topology(b.build())
+    assert logical.port_group("pg_g").ports == ("vm1",)
+    assert ("to-lport", "outport == @pg_g && ip4 && ip4.src == $pg_demo_default_ip4 && tcp && tcp.dst == 22",
+            "allow-stateless") in acls_of(logical, "pg_g")
+    assert logical.port_group("pg_demo_default").ports == ("vm1", "vm2")
+
+    bare = TopologyBuilder("t")
+    bare.project("demo").enable_security_groups()
+    assert bare.document()["projects"]["demo"]["security_groups"] == {}
