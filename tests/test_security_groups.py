@@ -355,3 +355,22 @@ def test_builder_makes_the_same_document_as_a_file():
     bare = TopologyBuilder("t")
     bare.project("demo").enable_security_groups()
     assert bare.document()["projects"]["demo"]["security_groups"] == {}
+
+
+@pytest.mark.ovn
+def test_exported_script_runs_in_a_shell_and_builds_the_port_groups(ovn):
+    """`ovnsim export nbctl` piped to sh: the quoting survives `$pg_..._ip4` and `@pg_...` in the matches."""
+    import shlex
+
+    script = subprocess.run([sys.executable, "-m", "ovnsim.cli", "export", "nbctl", str(EXAMPLE)],
+                            check=True, capture_output=True, text=True).stdout
+    subprocess.run(["sh", "-e", "-c", f"export OVN_NB_DB={shlex.quote(ovn.nb_db)}\n" + script],
+                   check=True, capture_output=True, text=True)
+    ovn.sync()
+    logical = compile_topology(load_topology(str(EXAMPLE)))
+    real = ovn.port_groups()
+    assert set(real) == {pg.name for pg in logical.port_groups}
+    web = real["pg_web"]
+    assert web["ports"] == ["web1", "web2"]
+    assert ("to-lport", 1002, "outport == @pg_web && ip4 && ip4.src == $pg_bastion_ip4 && tcp && tcp.dst == 22",
+            "allow-related", {"neutron:security_group_rule_id": "web-rule4"}) in web["acls"]
