@@ -142,3 +142,65 @@ def test_a_reply_without_its_connection_is_a_new_connection_and_dropped(sim):
     names = _selected("new", dropped=True, replies=True)
     assert len(names) == len([c for c in CASES if c.reply_to])
     assert _disagreements(sim, names, "new") == []
+
+
+# -- "why not": the rule that would have to exist --------------------------------------
+
+
+def _dropping_port(logical, flow, datapath: str, stage: str) -> str:
+    """The port whose ACL stage dropped ``flow``: its inport (ls_in_acl) or the port owning ip4.dst there."""
+    if stage == "ls_in_acl":
+        return flow.inport
+    ls = logical.switch(datapath)
+    dst = str(flow["ip4.dst"])
+    # through a floating IP the packet reaches the fixed IP
+    nat = {n.external_ip: n.logical_ip for lr in logical.routers for n in lr.nat if n.type == "dnat_and_snat"}
+    dst = nat.get(dst, dst)
+    return next(p.name for p in ls.ports if any(dst in entry.split()[1:] for entry in p.addresses))
+
+
+def test_missing_rule_text():
+    from ovnsim.nb.acls import MissingRule
+
+    rule = MissingRule("web2", "web", "ingress", "10.4.0.30/32", "tcp", 22, 22, remote_groups=("shop-default",))
+    assert rule.text() == "ingress tcp/22 from 10.4.0.30/32 (or remote group shop-default) on group web of port web2"
+    assert MissingRule("db1", "db", "egress", "198.51.100.7/32", "icmp", 8, 0).text() == (
+        "egress icmp type 8 code 0 to 198.51.100.7/32 on group db of port db1")
+    assert MissingRule("vm", None, "egress", "10.0.0.1/32").text() == (
+        "egress any protocol to 10.0.0.1/32 on a security group of port vm (it is in none)")
+
+
+@pytest.mark.ovn
+@pytest.mark.parametrize("name", sorted(n for n, p in RECORDED.items() if p["new"]["verdict"]["dropped"]))
+def test_the_missing_rule_is_what_real_ovn_needs(ovn, name):
+    """Add the rule missing_rule() names for each drop, as often as there are drops: ovn-trace then delivers."""
+    import yaml
+
+    from ovnsim.datapath.microflow import parse_microflow
+    from ovnsim.nb.acls import missing_rule
+    from ovnsim.nb.nbctl import nbctl_commands
+    from ovnsim.neutron.loader import load_document
+    from ovnsim.testing.ovntrace import trace_result
+
+    doc = yaml.safe_load(acl_cases.TOPO.read_text())
+    flow = parse_microflow(RECORDED[name]["new"]["microflow"])
+    added = []
+    for _attempt in range(3):
+        topology = load_document(doc, str(acl_cases.TOPO))
+        logical = compile_topology(topology)
+        ovn.reset()
+        ovn.run_nbctl_script(nbctl_commands(logical))
+        ovn.sync()
+        result = trace_result(ovn, flow, options=acl_cases.ct_options("new"))
+        if not result.verdict["dropped"]:
+            break
+        ((datapath, stage),) = result.drops
+        port = _dropping_port(logical, flow, datapath, stage)
+        rule = missing_rule(logical, port, stage, flow.fields)
+        assert rule.group is not None, rule.text()
+        added.append(rule.text())
+        group = topology.security_groups[rule.group]
+        doc["projects"][group.project]["security_groups"].setdefault(group.name, {}).setdefault(
+            "rules", []).append(rule.rule())
+    assert not result.verdict["dropped"], added
+    assert added, "the recorded drop did not happen"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
+from ovnsim.nb.acls import SG_EXT_ID_KEY
 from ovnsim.neutron.model import INGRESS, IPV4, IPV6, SecurityGroupRule
 
 __all__ = [
@@ -45,8 +46,8 @@ ACTION_ALLOW_STATELESS = "allow-stateless"
 ACTION_DROP = "drop"
 #: ``ovn_const.OVN_DROP_PORT_GROUP_NAME``: every port with port security is in it.
 DROP_PORT_GROUP = "neutron_pg_drop"
-#: external_ids keys Neutron writes on a group's Port_Group and on each rule's ACL.
-SG_EXT_ID_KEY = "neutron:security_group_id"
+#: external_ids keys Neutron writes on a group's Port_Group (SG_EXT_ID_KEY, defined
+#: beside the logical model's reader of it) and on each rule's ACL.
 SG_RULE_EXT_ID_KEY = "neutron:security_group_rule_id"
 #: external_ids key listing a port's groups on its Logical_Switch_Port.
 SG_IDS_EXT_ID_KEY = "neutron:security_group_ids"
