@@ -245,6 +245,8 @@ BAD = [
      f"{G}.g.rules[0].port_range", "give port_range or port_range_min/port_range_max, not both"),
     ("icmp-type-range", rule_doc(direction="ingress", protocol="icmp", port_range_min=300),
      f"{G}.g.rules[0].port_range_min", "invalid ICMP type 300: expected 0-255"),
+    ("icmp-port-range", rule_doc(direction="ingress", protocol="icmp", port_range=8),
+     f"{G}.g.rules[0].port_range", "port_range is for tcp, udp and sctp; give the ICMP type as port_range_min"),
     ("icmp-code-without-type", rule_doc(direction="ingress", protocol="icmp", port_range_max=0),
      f"{G}.g.rules[0].port_range_max", "an ICMP code (port_range_max) needs a type (port_range_min)"),
     ("duplicate-rule", doc_with({"g": {"rules": [{"direction": "ingress", "protocol": "tcp", "port_range": 22},

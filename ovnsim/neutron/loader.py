@@ -1080,6 +1080,9 @@ class _Resolver:
                     raise self.error(f"invalid port range {lo}-{hi}: ports are 1-65535 and the first is not "
                                      "above the last", where)
             elif number in acl.ICMP_PROTOCOLS:
+                if "port_range" in rdoc:
+                    raise self.error("port_range is for tcp, udp and sctp; give the ICMP type as port_range_min "
+                                     "and the code as port_range_max", where)
                 for value, what in ((lo, "type"), (hi, "code")):
                     if value is not None and not 0 <= value <= 255:
                         raise self.error(f"invalid ICMP {what} {value}: expected 0-255", where)
