@@ -65,8 +65,8 @@ def run(args: argparse.Namespace, trace_one: TraceOne, split_datapath: SplitData
     from ovnsim.sim import Simulator
 
     if args.ct:
-        raise OvnsimError("--ct: no stateful ACL stages in this topology (security groups are not modelled "
-                          "yet, so no ct_next reads a ct_state)")
+        raise OvnsimError("--ct: no stateful ACL stages in this topology (the data path does not evaluate "
+                          "security group ACLs yet, so no ct_next reads a ct_state)")
     if args.stateful and not args.flows:
         raise OvnsimError("--stateful needs --flows FILE (it carries state from one line to the next)")
     built = args.from_ is not None or args.to is not None

@@ -136,6 +136,10 @@ SHOW_LINE = [
     # ovnsim show's DHCP_Options rows, after the routers (ovn-nbctl show has none)
     ("dhcp", re.compile(rf"^dhcp-options (?P<uuid>{_UUID}) \((?P<name>[0-9./]+)\){_AKA}$")),
     ("dhcp-attr", re.compile(r"^    ([a-z_]+=\S.*|ports: \S.*)$")),
+    # ovnsim show's Port_Group rows and their ACLs (as acl-list prints them), then remarks
+    ("port-group", re.compile(rf"^port-group (?P<uuid>{_UUID}) \((?P<name>[A-Za-z0-9_.]+)\){_AKA}$")),
+    ("acl", re.compile(r"^     *(from|to)-lport +\d+ \(.+\) [a-z-]+$")),
+    ("remark", re.compile(r"^# \S.*$")),
 ]
 
 
@@ -159,7 +163,7 @@ def parse_show(text: str) -> Tuple[Dict[str, List[str]], Dict[str, List[str]], L
             current.append(m["name"])
         elif kind == "nat":
             uuids.append(m["uuid"])
-        elif kind == "dhcp":
+        elif kind in ("dhcp", "port-group"):
             uuids.append(m["uuid"])
             current = []
     return switches, routers, uuids
@@ -504,8 +508,8 @@ BAD_FILES = {
     # name: (file text, a word the error line must contain)
     "invalid-yaml": ("name: broken\nprojects: [\n  demo: {\n", "invalid YAML"),
     "unknown-key": (yaml.safe_dump(_unknown_key(_reference_doc())), "colour"),
-    "security-groups-project": (yaml.safe_dump(_project_security_groups(_reference_doc())), "not supported"),
-    "security-groups-port": (yaml.safe_dump(_port_security_groups(_reference_doc())), "not supported"),
+    "security-groups-project": (yaml.safe_dump(_project_security_groups(_reference_doc())), "port_range_max"),
+    "security-groups-port": (yaml.safe_dump(_port_security_groups(_reference_doc())), "declares no security_groups"),
     "not-utf8": (b"\xff\xfe name: x\n", "UTF-8"),
     "empty": ("", "empty"),
 }

@@ -423,12 +423,12 @@ ERROR_CASES = [
      "projects.demo.routers.router1.gateway_model", "expected one of 'gateway-router', 'distributed-gateway-port'",
      TopologyError),
     # reserved and unsupported
-    ("sg-top", lambda d: d.update(security_groups={}), "security_groups", "security groups are not supported yet",
-     NotSupportedError),
-    ("sg-project", lambda d: demo(d).update(security_groups={"default": {}}), "projects.demo.security_groups",
-     "security groups are not supported yet", NotSupportedError),
+    ("sg-top", lambda d: d.update(security_groups={}), "security_groups",
+     "security groups belong to a project: put them under projects.<name>.security_groups", TopologyError),
     ("sg-port", lambda d: demo(d)["ports"]["vm1"].update(security_groups=["default"]),
-     "projects.demo.ports.vm1.security_groups", "security groups are not supported yet", NotSupportedError),
+     "projects.demo.ports.vm1.security_groups",
+     "project 'demo' declares no security_groups; add `security_groups: {}` to the project to use them",
+     TopologyError),
     ("ipv6-subnet", lambda d: demo(d)["networks"]["web"]["subnets"].update({"web-v6": {"cidr": "fd00::/64"}}),
      "projects.demo.networks.web.subnets.web-v6.cidr", "IPv6 is not supported yet", NotSupportedError),
     # unknown references
