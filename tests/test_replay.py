@@ -494,7 +494,7 @@ def test_cli_json_is_one_valid_object(tmp_path, capsys, engine):
     data = json.loads(out)
     assert data["frames_in"] == data["delivered"] + data["exited"] + data["dropped"] == 41
     assert set(data) >= {"outputs", "files", "generated", "drops", "copy_drops", "anomalies", "warnings"}
-    assert data["anomalies"] == {"snaplen_truncated": 0, "truncated_final_record": None}
+    assert data["anomalies"] == {"snaplen_truncated": 0, "timestamps_clamped": 0, "truncated_final_record": None}
 
 
 def test_cli_json_with_trace(tmp_path, capsys):
@@ -630,3 +630,50 @@ def test_progress_only_on_a_terminal_and_not_with_json(tmp_path, capsys, monkeyp
                      *extra]) == 0
         assert terminal.getvalue() == ""
     capsys.readouterr()
+
+
+# ---------------------------------------------------------------------------
+# hardening (issue 11): timestamps, damaged files, full disks, Ctrl-C
+# ---------------------------------------------------------------------------
+
+
+def _ng(order: str, btype: int, body: bytes) -> bytes:
+    body += b"\0" * (-len(body) % 4)
+    return struct.pack(order + "II", btype, 12 + len(body)) + body + struct.pack(order + "I", 12 + len(body))
+
+
+def _ng_shb(order: str = "<") -> bytes:
+    return _ng(order, 0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+
+
+def _ng_idb(order: str = "<", linktype: int = 1, options: bytes = b"") -> bytes:
+    if options:
+        options += b"\0\0\0\0"
+    return _ng(order, 1, struct.pack(order + "HHI", linktype, 0, 0) + options)
+
+
+def _ng_opt(order: str, code: int, value: bytes) -> bytes:
+    return struct.pack(order + "HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def _ng_epb(order: str, frame: bytes, units: int, iface: int = 0) -> bytes:
+    return _ng(order, 6, struct.pack(order + "IIIII", iface, units >> 32, units & 0xFFFFFFFF, len(frame),
+                                     len(frame)) + frame)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_huge_timestamps_are_clamped_and_reported_not_crashing(tmp_path, engine, capsys):
+    """A complete EPB at >= 2^64 ns and a cut-short final one: clamped to 2106 and said, never 0 or a traceback."""
+    late = 2**64 - 1
+    data = (_ng_shb() + _ng_idb(options=_ng_opt("<", 9, b"\x09")) + _ng_epb("<", GOOD_FRAME, late)
+            + _ng_epb("<", GOOD_FRAME, T0_NS) + _ng_epb("<", GOOD_FRAME, late)[:-8])
+    capture = _capture_with(tmp_path, "late.pcapng", data)
+    rc, out, err = cli(capsys, "replay", REFERENCE, capture, "--out-dir", tmp_path / "o", "--auto", "--json",
+                       "--engine", engine)
+    assert rc == 0, err
+    summary = json.loads(out)
+    assert summary["frames_in"] == 3 and summary["anomalies"]["timestamps_clamped"] == 2
+    assert "written clamped" in err
+    max_ts = 2**32 * 10**9 - 1
+    assert [ts for ts, _f, _o in read_frames(tmp_path / "o" / "vm2-tx.pcap")] == [max_ts, T0_NS]
+    assert drops_of(tmp_path / "o")[-1][2] // 10**9 == max_ts // 10**9

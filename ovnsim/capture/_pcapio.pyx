@@ -78,6 +78,12 @@ DROPPED = C_DROPPED
 
 cdef int64_t NS = 1000000000
 cdef uint64_t NS_U = 1000000000
+# The latest timestamp every file ovnsim writes can hold: classic pcap keeps the seconds in
+# 32 bits (2106-02-07 06:28:15 UTC).  Timestamps outside [0, MAX_TS_NS] are clamped, and counted.
+cdef int64_t MAX_TS = 4294967296 * 1000000000 - 1
+cdef int64_t INT64_MAX_ = 0x7fffffffffffffff
+#: The latest timestamp ovnsim keeps, in nanoseconds since the epoch (2106-02-07 06:28:15.999999999 UTC).
+MAX_TS_NS = MAX_TS
 
 
 cdef inline uint32_t rd32(const uint8_t *p, bint big) noexcept nogil:
@@ -108,17 +114,44 @@ cdef inline Py_ssize_t pad4(Py_ssize_t n) noexcept nogil:
     return (n + 3) & ~(<Py_ssize_t>3)
 
 
-cdef inline int64_t units_to_ns(uint64_t t, uint64_t per_sec, int64_t offset_ns) noexcept nogil:
-    """A pcapng timestamp in units of 1/per_sec seconds, as nanoseconds."""
+cdef inline int64_t clamp_ts(int64_t ns, int64_t *clamped) noexcept nogil:
+    if ns < 0:
+        clamped[0] += 1
+        return 0
+    if ns > MAX_TS:
+        clamped[0] += 1
+        return MAX_TS
+    return ns
+
+
+cdef inline int64_t units_to_ns(uint64_t t, uint64_t per_sec, int64_t offset_ns, int64_t *clamped) noexcept nogil:
+    """A pcapng timestamp in units of 1/per_sec seconds, as nanoseconds, clamped to [0, MAX_TS].
+
+    Never overflows: the whole seconds are bounded first (2^33 s is past
+    MAX_TS, and 2^33 s in nanoseconds still fits in 63 bits), then the
+    offset (any int64) is added with a check.  A clamped value adds 1 to
+    ``clamped[0]``.
+    """
     cdef uint64_t sec, frac
-    if per_sec == 1000000:  # the default if_tsresol, by far the most common
-        return <int64_t>(t * 1000) + offset_ns
-    sec = t // per_sec
-    frac = t % per_sec
-    if per_sec <= NS_U and NS_U % per_sec == 0:
-        return <int64_t>(sec * NS_U + frac * (NS_U // per_sec)) + offset_ns
-    # 2^-n or finer than 1 ns: the fraction through long double (64-bit mantissa)
-    return <int64_t>(sec * NS_U) + <int64_t>((<long double>frac) * NS_U / per_sec) + offset_ns
+    cdef int64_t ns
+    if per_sec == 1000000 and t < (<uint64_t>1 << 52):  # the default if_tsresol, by far the most common
+        ns = <int64_t>(t * 1000)
+    else:
+        sec = t // per_sec
+        frac = t % per_sec
+        if sec >= (<uint64_t>1 << 33):
+            ns = INT64_MAX_
+        elif per_sec <= NS_U and NS_U % per_sec == 0:
+            ns = <int64_t>(sec * NS_U + frac * (NS_U // per_sec))
+        else:
+            # 2^-n or finer than 1 ns: the fraction through long double (64-bit mantissa)
+            ns = <int64_t>(sec * NS_U) + <int64_t>((<long double>frac) * NS_U / per_sec)
+    if ns != INT64_MAX_:
+        if offset_ns > 0 and ns > INT64_MAX_ - offset_ns:
+            ns = INT64_MAX_
+        else:
+            ns += offset_ns
+    return clamp_ts(ns, clamped)
 
 
 def index_pcap(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint big, int64_t sub_ns,
@@ -132,12 +165,13 @@ def index_pcap(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint big,
     arrays from index 0 and returns ``(n, pos, status, snaplen_truncated,
     detail)``: ``n`` records indexed, ``pos`` where the next record starts,
     why it stopped (``NEED_MORE``, ``FULL``, ``BAD_CAPLEN`` with the
-    offending length as ``detail``) and how many records had
-    caplen < origlen.
+    offending length as ``detail``), how many records had
+    caplen < origlen and how many timestamps were clamped to
+    [0, ``MAX_TS_NS``].
     """
     cdef Py_ssize_t n = 0, cap = offsets.shape[0]
     cdef int status = ST_FULL
-    cdef int64_t truncated = 0, detail = 0
+    cdef int64_t truncated = 0, detail = 0, clamped = 0
     cdef uint32_t caplen, origlen
     cdef const uint8_t *p
     if end > buf.shape[0] or pos < 0:
@@ -159,7 +193,7 @@ def index_pcap(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint big,
                 status = ST_NEED_MORE
                 break
             origlen = rd32(p + 12, big)
-            stamps[n] = <int64_t>rd32(p, big) * NS + <int64_t>rd32(p + 4, big) * sub_ns
+            stamps[n] = clamp_ts(<int64_t>rd32(p, big) * NS + <int64_t>rd32(p + 4, big) * sub_ns, &clamped)
             offsets[n] = pos + PCAP_REC_HDR
             lengths[n] = caplen
             origlens[n] = origlen
@@ -167,7 +201,7 @@ def index_pcap(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint big,
                 truncated += 1
             pos += PCAP_REC_HDR + caplen
             n += 1
-    return n, pos, status, truncated, detail
+    return n, pos, status, truncated, detail, clamped
 
 
 def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint big,
@@ -183,11 +217,11 @@ def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint bi
     Stops at the first block that is not a packet block (``OTHER_BLOCK``:
     section headers, interface descriptions and the rest are parsed by the
     Python caller) and returns ``(n, pos, status, snaplen_truncated,
-    detail)`` as :func:`index_pcap`.  An SPB carries no timestamp: 0.
+    detail, clamped)`` as :func:`index_pcap`.  An SPB carries no timestamp: 0.
     """
     cdef Py_ssize_t n = 0, cap = offsets.shape[0], nif = if_linktype.shape[0]
     cdef int status = ST_FULL
-    cdef int64_t truncated = 0, detail = 0
+    cdef int64_t truncated = 0, detail = 0, clamped = 0
     cdef uint32_t btype, blen, caplen, origlen, iface, avail
     cdef uint64_t t
     cdef Py_ssize_t data_at
@@ -255,7 +289,7 @@ def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint bi
                 status = ST_BAD_CAPLEN
                 detail = caplen
                 break
-            stamps[n] = 0 if btype == 3 else units_to_ns(t, if_per_sec[iface], if_offset_ns[iface])
+            stamps[n] = 0 if btype == 3 else units_to_ns(t, if_per_sec[iface], if_offset_ns[iface], &clamped)
             offsets[n] = pos + data_at
             lengths[n] = caplen
             origlens[n] = origlen
@@ -263,7 +297,7 @@ def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint bi
                 truncated += 1
             pos += blen
             n += 1
-    return n, pos, status, truncated, detail
+    return n, pos, status, truncated, detail, clamped
 
 
 def build_pcap_records(const uint8_t[::1] out_data, const int64_t[::1] out_start, const int32_t[::1] out_len,

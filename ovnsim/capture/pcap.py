@@ -52,7 +52,7 @@ except ImportError:  # pragma: no cover - only in an unbuilt checkout
 
 __all__ = [
     "CaptureError", "Batch", "PartialRecord", "CaptureReader", "open_capture", "read_frames",
-    "PcapWriter", "PcapNgWriter", "MAX_CAPLEN", "LINKTYPE_ETHERNET",
+    "PcapWriter", "PcapNgWriter", "MAX_CAPLEN", "LINKTYPE_ETHERNET", "MAX_TS_NS", "clamp_timestamp",
 ]
 
 #: The largest captured length taken as a real record; beyond it a record is corrupt.
@@ -63,6 +63,11 @@ DEFAULT_CHUNK = 8 * 1024 * 1024
 #: The largest pcapng block that is buffered whole (section, interface and packet blocks).
 MAX_BLOCK = 16 * 1024 * 1024
 LINKTYPE_ETHERNET = 1
+#: The latest timestamp ovnsim keeps (nanoseconds since the epoch): classic pcap's 32-bit
+#: seconds end at 2106-02-07 06:28:15 UTC.  Earlier than the epoch or later than this is clamped.
+MAX_TS_NS = 2**32 * 10**9 - 1
+#: The largest |if_tsoffset| (seconds) taken: beyond it the offset in nanoseconds leaves 64 bits.
+MAX_TSOFFSET_S = (2**63 - 1) // 10**9
 #: Snaplen written into the headers of the files ovnsim writes.
 WRITE_SNAPLEN = 262144
 
@@ -219,6 +224,8 @@ class CaptureReader:
     frame is read); iterating yields batches of at most ``batch_size``
     frames.  After (and during) iteration: ``records`` (complete records
     read), ``snaplen_truncated`` (records with caplen < origlen),
+    ``timestamps_clamped`` (records whose time was outside 1970-01-01 ..
+    :data:`MAX_TS_NS` and was clamped into it),
     ``partial`` (a :class:`PartialRecord` for a final record cut short, else
     None), ``warnings`` (one line each, e.g. a truncated final block that
     held no frame), ``bytes_read`` and ``size``.
@@ -233,6 +240,7 @@ class CaptureReader:
         self.batch_size = batch_size
         self.records = 0
         self.snaplen_truncated = 0
+        self.timestamps_clamped = 0
         self.partial: Optional[PartialRecord] = None
         self.warnings: List[str] = []
         self.format = ""
@@ -360,10 +368,11 @@ class CaptureReader:
         order = ">" if self._big else "<"
         while True:
             arrays = self._arrays()
-            n, pos, status, truncated, detail = _pcapio.index_pcap(
+            n, pos, status, truncated, detail, clamped = _pcapio.index_pcap(
                 s.buf, s.pos, s.end, self._big, sub_ns, self._limit, *arrays)
             s.pos = pos
             self.snaplen_truncated += truncated
+            self.timestamps_clamped += clamped
             if n:
                 yield self._batch(arrays, n)
             if status == _pcapio.FULL:
@@ -386,7 +395,7 @@ class CaptureReader:
         number = self.records + 1
         if have >= 16:
             sec, sub, caplen, origlen = struct.unpack_from(order + "IIII", s.buf, s.pos)
-            stamp = sec * 10**9 + sub * (1 if self.nanosecond else 1000)
+            stamp = self._clamp(sec * 10**9 + sub * (1 if self.nanosecond else 1000))
             self.partial = PartialRecord(number, s.offset, have, 16 + caplen, bytes(s.buf[s.pos + 16:s.end]),
                                          stamp, origlen)
         else:
@@ -404,10 +413,11 @@ class CaptureReader:
         s = self._stream
         while True:
             arrays = self._arrays()
-            n, pos, status, truncated, detail = _pcapio.index_pcapng(
+            n, pos, status, truncated, detail, clamped = _pcapio.index_pcapng(
                 s.buf, s.pos, s.end, self._big, *self._if_arrays, *arrays)
             s.pos = pos
             self.snaplen_truncated += truncated
+            self.timestamps_clamped += clamped
             if n:
                 yield self._batch(arrays, n)
             if status == _pcapio.FULL:
@@ -560,11 +570,23 @@ class CaptureReader:
                     raise self._error(f"interface {len(self._interfaces)}: if_tsresol {resol:#x} is finer than "
                                       f"ovnsim can represent", offset=offset)
             elif code == 14 and size >= 8:  # if_tsoffset, seconds
-                offset_ns = struct.unpack_from(order + "q", value)[0] * 10**9
+                seconds = struct.unpack_from(order + "q", value)[0]
+                if abs(seconds) > MAX_TSOFFSET_S:
+                    raise self._error(f"interface {len(self._interfaces)}: if_tsoffset {seconds} s is beyond "
+                                      f"+/-{MAX_TSOFFSET_S:,} s (what 64-bit nanoseconds hold): "
+                                      f"corrupt interface description block", offset=offset)
+                offset_ns = seconds * 10**9
             at += 4 + size + (-size % 4)
         limit = snaplen if 0 < snaplen < MAX_CAPLEN else MAX_CAPLEN
         self._interfaces.append((linktype, limit, per_sec, offset_ns, snaplen))
         self._if_arrays = self._interface_arrays()
+
+    def _clamp(self, stamp: int) -> int:
+        """A timestamp clamped into [0, MAX_TS_NS] as the C indexers do (and counted when it is)."""
+        clamped = clamp_timestamp(stamp)
+        if clamped != stamp:
+            self.timestamps_clamped += 1
+        return clamped
 
     def _pcapng_partial(self) -> None:
         s = self._stream
@@ -586,13 +608,18 @@ class CaptureReader:
                     if iface < len(self._interfaces):
                         _lt, _limit, per_sec, off_ns, _snap = self._interfaces[iface]
                         units = (hi << 32) | lo
-                        stamp = units // per_sec * 10**9 + units % per_sec * 10**9 // per_sec + off_ns
+                        stamp = self._clamp(units // per_sec * 10**9 + units % per_sec * 10**9 // per_sec + off_ns)
                 data = bytes(s.buf[s.pos + header:min(s.end, s.pos + header + caplen)])
             self.partial = PartialRecord(self.records + 1, offset, have, need, data, stamp, origlen)
         elif have:
             self.warnings.append(f"{self.path}: {have} bytes at byte offset {offset} are the start of a block that "
                                  f"is cut short; it held no frame")
         s.pos = s.end
+
+
+def clamp_timestamp(stamp_ns: int) -> int:
+    """``stamp_ns`` clamped into [0, :data:`MAX_TS_NS`], the range every file ovnsim writes can hold."""
+    return min(max(stamp_ns, 0), MAX_TS_NS)
 
 
 def open_capture(path: Union[str, "os.PathLike[str]"], **kwargs) -> CaptureReader:
@@ -658,7 +685,7 @@ class PcapWriter(_Writer):
     def write(self, frame: bytes, timestamp_ns: int = 0, origlen: Optional[int] = None) -> None:
         """Append one frame."""
         frame = bytes(frame)
-        sec, nsec = divmod(max(timestamp_ns, 0), 10**9)
+        sec, nsec = divmod(clamp_timestamp(timestamp_ns), 10**9)
         self._handle.write(struct.pack("<IIII", sec, nsec, len(frame), len(frame) if origlen is None else origlen))
         self._handle.write(frame)
 
@@ -692,7 +719,7 @@ class PcapNgWriter(_Writer):
             comments: Iterable[str] = ()) -> bytes:
         """One Enhanced Packet Block on interface 0 (as bytes)."""
         frame = bytes(frame)
-        stamp = max(timestamp_ns, 0)
+        stamp = clamp_timestamp(timestamp_ns)
         body = struct.pack("<IIIII", 0, stamp >> 32, stamp & 0xFFFFFFFF, len(frame),
                            len(frame) if origlen is None else origlen)
         body += frame + b"\0" * (-len(frame) % 4)

@@ -112,6 +112,7 @@ class ReplaySummary:
     drops: Dict[str, Dict[str, object]] = field(default_factory=dict)
     copy_drops: Dict[str, Dict[str, object]] = field(default_factory=dict)
     snaplen_truncated: int = 0
+    timestamps_clamped: int = 0
     truncated_final_record: Optional[Dict[str, object]] = None
     warnings: List[str] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -140,6 +141,7 @@ class ReplaySummary:
             "outputs": self.outputs, "files": self.files, "output_kinds": self.output_kinds,
             "generated": self.generated, "drops": self.drops, "copy_drops": self.copy_drops,
             "anomalies": {"snaplen_truncated": self.snaplen_truncated,
+                          "timestamps_clamped": self.timestamps_clamped,
                           "truncated_final_record": self.truncated_final_record},
             "warnings": self.warnings,
             "elapsed_s": round(self.elapsed_s, 6), "frames_per_s": round(self.frames_per_s, 1),
@@ -176,7 +178,8 @@ class ReplaySummary:
         final = self.truncated_final_record
         lines.append(f"capture: {self.snaplen_truncated} frames truncated by snaplen; truncated final record: "
                      + (f"record {final['record']} at byte offset {final['offset']} (counted as dropped, "
-                        f"malformed)" if final else "none"))
+                        f"malformed)" if final else "none")
+                     + (f"; {self.timestamps_clamped} timestamps clamped" if self.timestamps_clamped else ""))
         rate = f"{self.frames_per_s / 1e6:.2f} M" if self.frames_per_s >= 1e6 else f"{self.frames_per_s:,.0f}"
         files = f"{len(self.files)} file{'s' if len(self.files) != 1 else ''}"
         lines.append(f"wrote {files} to {self.out_dir} in {self.elapsed_s:.2f} s ({rate} frames/s)")
@@ -637,6 +640,11 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     summary.frames_in = frames
     summary.delivered, summary.exited, summary.dropped = class_counts
     summary.snaplen_truncated = reader.snaplen_truncated
+    summary.timestamps_clamped = reader.timestamps_clamped
+    if reader.timestamps_clamped:
+        summary.warnings.append(f"{reader.path}: {reader.timestamps_clamped} frames have a timestamp before "
+                                f"1970 or after 2106-02-07 06:28:15 UTC (what a pcap file holds); "
+                                f"written clamped to that range")
     summary.outputs = {port_names[p]: port_counts[p] for p in sorted(range(n_ports), key=port_names.__getitem__)
                        if port_counts[p]}
     summary.files = {port_names[p]: name for p, name in sorted(ports.names.items(), key=lambda kv: port_names[kv[0]])}
