@@ -596,3 +596,30 @@ def test_load_document_does_not_modify_its_input():
     before = copy.deepcopy(doc)
     load_document(doc)
     assert doc == before
+
+
+# --------------------------------------------------------------------------
+# Integer literals too long to convert (issue 11 item 6)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("literal", ["9" * 5000, "-" + "1" * 4301, "0x" + "f" * 5000, "1_0" * 2000])
+def test_an_oversized_integer_literal_names_its_file_and_field(tmp_path, literal):
+    text = ("projects:\n  demo:\n    networks:\n      web: {subnets: {w: {cidr: 10.0.0.0/24}}}\n"
+            f"    ports:\n      vm1: {{network: web, fixed_ips: [{literal}]}}\n")
+    err = expect_error(tmp_path, text, "projects.demo.ports.vm1.fixed_ips[0]", "integer literal of")
+    assert "line 6" in err.problem
+
+
+def test_an_oversized_integer_key_names_its_mapping(tmp_path):
+    text = "projects:\n  demo:\n    ? " + "7" * 5000 + "\n    : 1\n"
+    expect_error(tmp_path, text, "projects.demo", "integer literal of 5,000 characters")
+
+
+def test_ordinary_integer_literals_still_load():
+    import yaml as _yaml
+
+    from ovnsim.neutron.loader import _StrictLoader
+
+    assert _yaml.load("a: 0x1f\nb: -12\nc: 1_000\nd: 0b11\ne: 1:30\nf: 017", Loader=_StrictLoader) == {
+        "a": 31, "b": -12, "c": 1000, "d": 3, "e": 90, "f": 15}

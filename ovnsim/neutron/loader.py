@@ -117,6 +117,10 @@ def load_topology(path: str | os.PathLike[str]) -> Topology:
         raise TopologyError(f"invalid YAML: {_one_line(str(exc))}", "", source) from None
     if doc is None:
         raise TopologyError("the file is empty; expected a topology mapping", "", source)
+    if isinstance(doc, _OversizedInt):
+        raise TopologyError(f"an integer literal of {len(doc.text):,} characters; expected a topology mapping",
+                            "", source)
+    _find_oversized(doc, source)
     return load_document(doc, source)
 
 
@@ -194,6 +198,43 @@ class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ign
                         key_node.start_mark,
                     )
         return super().construct_mapping(node, deep=deep)
+
+
+#: The longest integer literal the loader converts.  No field needs more than a few dozen digits, and
+#: Python refuses decimal conversions beyond 4,300 digits with a ValueError (CVE-2020-10735).
+MAX_INT_LITERAL = 1000
+
+
+class _OversizedInt:
+    """An integer literal too long to convert: kept as text so the error can name its place."""
+
+    __slots__ = ("text", "line")
+
+    def __init__(self, text: str, line: int):
+        self.text = text
+        self.line = line
+
+
+def _construct_int(loader, node):
+    text = loader.construct_scalar(node)
+    if len(text) > MAX_INT_LITERAL:
+        return _OversizedInt(text, node.start_mark.line + 1)
+    return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def _find_oversized(doc: Any, source: str, path: tuple = ()) -> None:
+    """Raise a one-line error at the first :class:`_OversizedInt` in ``doc`` (a key or a value)."""
+    items: Iterable = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    for key, value in items:
+        for found, where in ((key, path), (value, path + (key,))):
+            if isinstance(found, _OversizedInt):
+                raise TopologyError(f"line {found.line}: an integer literal of {len(found.text):,} characters "
+                                    f"is too long (at most {MAX_INT_LITERAL:,})", _path(*where), source)
+        if isinstance(value, (dict, list)):
+            _find_oversized(value, source, path + (key,))
 
 
 def _yaml_error(exc: yaml.MarkedYAMLError, source: str, text: str) -> TopologyError:
