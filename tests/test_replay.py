@@ -677,3 +677,68 @@ def test_huge_timestamps_are_clamped_and_reported_not_crashing(tmp_path, engine,
     max_ts = 2**32 * 10**9 - 1
     assert [ts for ts, _f, _o in read_frames(tmp_path / "o" / "vm2-tx.pcap")] == [max_ts, T0_NS]
     assert drops_of(tmp_path / "o")[-1][2] // 10**9 == max_ts // 10**9
+
+
+def _valid_pcap_records(path: Path) -> int:
+    """The number of records in a classic pcap ovnsim wrote, asserting it ends on a record boundary."""
+    data = path.read_bytes()
+    assert len(data) >= 24 and data[:4] == struct.pack("<I", 0xA1B23C4D)
+    at, n = 24, 0
+    while at < len(data):
+        assert len(data) - at >= 16, f"{path.name}: ends inside a record header"
+        caplen = struct.unpack_from("<I", data, at + 8)[0]
+        assert len(data) - at - 16 >= caplen, f"{path.name}: ends inside a record"
+        at += 16 + caplen
+        n += 1
+    return n
+
+
+def _valid_pcapng_blocks(path: Path) -> int:
+    data = path.read_bytes()
+    at, n = 0, 0
+    while at < len(data):
+        assert len(data) - at >= 12
+        length = struct.unpack_from("<I", data, at + 4)[0]
+        assert len(data) - at >= length and struct.unpack_from("<I", data, at + length - 4)[0] == length
+        at += length
+        n += 1
+    return n
+
+
+class _FullDisk:
+    """os.write that takes ``budget`` bytes in all, then writes what fits and fails with ENOSPC."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+
+    def __call__(self, fd, data):
+        import errno
+        import os
+
+        if self.budget <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = os.write(fd, bytes(data[:self.budget]))
+        self.budget -= n
+        return n
+
+
+@pytest.mark.parametrize("budget", [0, 30, 100, 700, 3000, 9000])
+def test_full_disk_names_the_file_and_leaves_every_file_valid(tmp_path, capsys, monkeypatch, budget):
+    from ovnsim.capture import pcap as pcap_mod
+
+    monkeypatch.setattr(pcap_mod, "_os_write", _FullDisk(budget))
+    monkeypatch.setattr(replay_mod, "PORT_FILE_BUFFER", 1)  # every batch's run goes out at once
+    out = tmp_path / "o"
+    rc, stdout, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", out, "--auto", "--engine", "python")
+    assert rc == 2 and stdout == "" and "Traceback" not in err
+    [line] = err.splitlines()
+    assert re.match(rf"ovnsim: error: {re.escape(str(out))}/[\w.-]+: cannot write: No space left on device$", line)
+    named = Path(line.split(": ")[2])
+    assert named.parent == out
+    for path in out.iterdir():
+        if path.name == DROPS_FILE:
+            assert _valid_pcapng_blocks(path) >= 2  # at least its section header and interface
+        else:
+            _valid_pcap_records(path)
+    if budget >= 200:
+        assert (out / DROPS_FILE).exists()

@@ -51,7 +51,7 @@ except ImportError:  # pragma: no cover - only in an unbuilt checkout
     _pcapio = None
 
 __all__ = [
-    "CaptureError", "Batch", "PartialRecord", "CaptureReader", "open_capture", "read_frames",
+    "CaptureError", "CaptureWriteError", "Batch", "PartialRecord", "CaptureReader", "open_capture", "read_frames",
     "PcapWriter", "PcapNgWriter", "MAX_CAPLEN", "LINKTYPE_ETHERNET", "MAX_TS_NS", "clamp_timestamp",
 ]
 
@@ -644,23 +644,96 @@ def read_frames(path: Union[str, "os.PathLike[str]"]) -> Iterator[Tuple[int, byt
 # ------------------------------------------------------------------------------
 
 
+class CaptureWriteError(OvnsimError):
+    """Writing an output capture failed (a full disk, ...): ``str()`` names the file and the cause.
+
+    The file is left valid: cut back to its last complete record (a file
+    whose header could not be written is removed).
+    """
+
+    def __init__(self, path: str, err: OSError):
+        super().__init__(f"{path}: cannot write: {err.strerror or err}")
+        self.path = path
+        self.errno = err.errno
+
+
+#: The write system call (a seam for tests that simulate a full disk).
+_os_write = os.write
+
+
 class _Writer:
+    """A capture file written in whole records, so a failed write never leaves half of one.
+
+    Small writes gather in a buffer of ``buffering`` bytes; a bulk write
+    (:meth:`write_raw`) goes out at once.  Each flush writes whole records;
+    when the system refuses (ENOSPC, EIO, ...) the file is truncated back to
+    the end of the last record written in full and :class:`CaptureWriteError`
+    is raised, naming the file.
+    """
+
     def __init__(self, path: Union[str, "os.PathLike[str]"], header: bytes, append: bool, buffering: int):
         self.path = os.fspath(path)
-        # Bulk writes larger than the buffer go straight to the file; the buffer only gathers small ones.
-        self._handle: Optional[BinaryIO] = open(self.path, "ab" if append else "wb", buffering=buffering)
+        self._fd: Optional[int] = os.open(self.path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append
+                                                                                   else os.O_TRUNC), 0o666)
+        self._pending = bytearray()
+        self._limit = buffering
+        self._committed = os.fstat(self._fd).st_size if append else 0
         if not append:
-            self._handle.write(header)
+            try:
+                self._write_now(header)  # the header is on disk from the start
+            except CaptureWriteError:
+                self._abandon()
+                os.unlink(self.path)
+                raise
+
+    def _write_now(self, data) -> None:
+        """Write ``data`` (whole records) now, or cut the file back to its last whole record and raise."""
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):
+                done += _os_write(self._fd, view[done:])
+        except OSError as err:
+            try:
+                os.ftruncate(self._fd, self._committed)
+            except OSError:  # pragma: no cover - truncating to a smaller size does not need space
+                pass
+            raise CaptureWriteError(self.path, err) from None
+        finally:
+            view.release()
+        self._committed += done
+
+    def _put(self, data) -> None:
+        self._pending += data
+        if len(self._pending) >= self._limit:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered."""
+        if self._pending:
+            pending, self._pending = self._pending, bytearray()
+            self._write_now(pending)
 
     def write_raw(self, blob) -> None:
-        """Append pre-built records or blocks (e.g. from ``ovnsim.capture._pcapio``) as they are."""
-        self._handle.write(blob)
+        """Append pre-built whole records or blocks (e.g. from ``ovnsim.capture._pcapio``) as they are."""
+        if len(blob) < self._limit - len(self._pending):
+            self._put(blob)
+            return
+        self.flush()
+        self._write_now(blob)
+
+    def _abandon(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def close(self) -> None:
-        """Flush and close the file."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        """Write what is buffered and close the file (closed even when that write fails)."""
+        if self._fd is not None:
+            try:
+                self.flush()
+            finally:
+                self._abandon()
 
     def __enter__(self):
         return self
@@ -686,8 +759,7 @@ class PcapWriter(_Writer):
         """Append one frame."""
         frame = bytes(frame)
         sec, nsec = divmod(clamp_timestamp(timestamp_ns), 10**9)
-        self._handle.write(struct.pack("<IIII", sec, nsec, len(frame), len(frame) if origlen is None else origlen))
-        self._handle.write(frame)
+        self._put(struct.pack("<IIII", sec, nsec, len(frame), len(frame) if origlen is None else origlen) + frame)
 
 
 def _option(code: int, value: bytes) -> bytes:
@@ -731,4 +803,4 @@ class PcapNgWriter(_Writer):
     def write(self, frame: bytes, timestamp_ns: int = 0, origlen: Optional[int] = None,
               comments: Sequence[str] = ()) -> None:
         """Append one frame as an Enhanced Packet Block with its comments."""
-        self._handle.write(self.epb(frame, timestamp_ns, origlen, comments))
+        self._put(self.epb(frame, timestamp_ns, origlen, comments))

@@ -32,6 +32,7 @@ import json
 import os
 import queue
 import re
+import sys
 import threading
 import time
 from array import array
@@ -234,9 +235,16 @@ class _PortFiles:
         writer.write_raw(records)
 
     def close(self) -> None:
+        """Close every open file (all of them, even when one fails); raise the first failure."""
+        first: Optional[BaseException] = None
         while self.open:
             _, writer = self.open.popitem()
-            writer.close()
+            try:
+                writer.close()
+            except OvnsimError as err:
+                first = first or err
+        if first is not None:
+            raise first
 
 
 class _Sink:
@@ -628,12 +636,17 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
                         [f"{Drop.MALFORMED.label} at {CAPTURE_STAGE}: final record cut short ({described})",
                          f"frame {partial.number}, ingress (none)"])
     finally:
-        try:
-            sink.close()
-        finally:
-            ports.close()
-            drops.close()
-            progress.finish()
+        # Every file is closed whatever happened (each is valid: whole records only); the first
+        # write error is the one reported, unless an error is already on its way out.
+        failures: List[BaseException] = []
+        for close in (sink.close, ports.close, drops.close):
+            try:
+                close()
+            except OvnsimError as err:
+                failures.append(err)
+        progress.finish()
+        if failures and sys.exc_info()[1] is None:
+            raise failures[0]
     summary.elapsed_s = time.perf_counter() - start
     summary.frames_per_s = frames / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
     summary.warnings = reader.warnings + summary.warnings
