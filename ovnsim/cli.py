@@ -22,6 +22,8 @@ from ovnsim.errors import OvnsimError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+#: Interrupted by SIGINT (Ctrl-C), as a shell reports it (128 + 2).
+EXIT_INTERRUPTED = 130
 
 
 def _load_logical(path: str):
@@ -97,11 +99,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     summary = replay(args.topology, args.capture, args.out_dir, port=args.port, auto=args.auto,
                      engine=args.engine, force=args.force, trace_frame=args.trace,
                      trace_match=args.trace_match, trace_limit=args.trace_limit,
-                     progress=sys.stderr if show_progress else None)
+                     progress=sys.stderr if show_progress else None, interruptible=True)
     for warning in summary.warnings:
         print(f"ovnsim: warning: {warning}", file=sys.stderr)
     sys.stdout.write((summary.to_json() if args.json else summary.format_text()) + "\n")
-    return EXIT_OK
+    return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "datapath and stage). A capture cut short in its last record is replayed up to it; the "
                     "partial record counts as a dropped (malformed) frame, with a warning.")
     replay.add_argument("topology", metavar="TOPO", help="topology file (YAML)")
-    replay.add_argument("capture", metavar="CAPTURE", help="capture file (pcap or pcapng, link type Ethernet)")
+    replay.add_argument("capture", metavar="CAPTURE",
+                        help="capture file (pcap or pcapng, link type Ethernet), or - for standard input "
+                             "(e.g. tcpdump -w - ... | ovnsim replay TOPO - ...)")
     replay.add_argument("--out-dir", metavar="DIR", required=True,
                         help="where to write the per-port pcaps and drops.pcapng (created; must be empty or new)")
     ingress = replay.add_mutually_exclusive_group(required=True)
@@ -193,6 +197,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # `ovnsim show ... | head`
         return EXIT_OK
+    except KeyboardInterrupt:  # Ctrl-C outside a replay's loop (or a second one inside it)
+        print("ovnsim: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except OSError as err:
         name = err.filename if err.filename is not None else ""
         print(f"ovnsim: error: {name}: {err.strerror or err}", file=sys.stderr)

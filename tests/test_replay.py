@@ -742,3 +742,112 @@ def test_full_disk_names_the_file_and_leaves_every_file_valid(tmp_path, capsys, 
             _valid_pcap_records(path)
     if budget >= 200:
         assert (out / DROPS_FILE).exists()
+
+
+# -- standard input and Ctrl-C ---------------------------------------------------------
+
+import os as _os  # noqa: E402
+import signal as _signal  # noqa: E402
+import subprocess as _subprocess  # noqa: E402
+import sys as _sys  # noqa: E402
+import time as _time  # noqa: E402
+
+_ENV = {**_os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def _replay_proc(*args, stdin=None) -> "_subprocess.Popen":
+    return _subprocess.Popen([_sys.executable, "-m", "ovnsim.cli", "replay", *map(str, args)], cwd=ROOT, env=_ENV,
+                             stdin=stdin, stdout=_subprocess.PIPE, stderr=_subprocess.PIPE)
+
+
+@pytest.fixture
+def procs():
+    """Replay subprocesses a test starts: stopped (by PID) and reaped on every exit path."""
+    started: List["_subprocess.Popen"] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def _wait_for(path: Path, proc) -> None:
+    """Until ``path`` exists (the replay has opened its files: SIGINT is its own from then on)."""
+    deadline = _time.monotonic() + 120
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert _time.monotonic() < deadline, f"{path} never appeared"
+        _time.sleep(0.02)
+
+
+def test_capture_from_standard_input(tmp_path):
+    with open(MIXED, "rb") as stdin:
+        proc = _replay_proc(REFERENCE, "-", "--out-dir", tmp_path / "piped", "--auto", "--json", stdin=stdin)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    piped = json.loads(out)
+    summary, _ = run(tmp_path, "python", MIXED, name="file")
+    for key in ("frames_in", "delivered", "exited", "dropped", "outputs", "drops", "copy_drops"):
+        assert piped[key] == summary.as_dict()[key], key
+    assert piped["capture"] == "-"
+    for name in summary.files.values():
+        assert (tmp_path / "piped" / name).read_bytes() == (tmp_path / "file" / name).read_bytes()
+
+
+def test_bad_capture_on_standard_input_names_stdin(tmp_path):
+    proc = _replay_proc(REFERENCE, "-", "--out-dir", tmp_path / "o", "--auto", stdin=_subprocess.PIPE)
+    out, err = proc.communicate(b"GIF89a" + b"\0" * 40, timeout=120)
+    assert proc.returncode == 2 and err.decode().startswith("ovnsim: error: <stdin>: not a pcap or pcapng")
+
+
+def _assert_interrupted_run_is_whole(out: Path, summary: dict, most: int) -> None:
+    assert summary["interrupted"] is True
+    assert summary["frames_in"] == summary["delivered"] + summary["exited"] + summary["dropped"] <= most
+    assert sum(d["frames"] for d in summary["drops"].values()) == summary["dropped"]
+    for port, name in summary["files"].items():
+        if name == DROPS_FILE:
+            assert _valid_pcapng_blocks(out / name) == 2 + summary["dropped"]
+        else:
+            assert _valid_pcap_records(out / name) == summary["outputs"][port]
+
+
+def test_ctrl_c_while_waiting_for_input_stops_with_the_summary_so_far(tmp_path, procs):
+    frames = capture_frames(MIXED)
+    out = tmp_path / "o"
+    proc = _replay_proc(REFERENCE, "-", "--out-dir", out, "--auto", "--json", "--engine", "python",
+                        stdin=_subprocess.PIPE)
+    procs.append(proc)
+    proc.stdin.write(_header() + b"".join(_record(f) for f in frames))
+    proc.stdin.flush()
+    _wait_for(out / DROPS_FILE, proc)
+    proc.send_signal(_signal.SIGINT)  # the pipe stays open: the replay is (or will be) waiting for more
+    stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err.decode() and "interrupted: replayed the first" in err.decode()
+    _assert_interrupted_run_is_whole(out, json.loads(stdout), len(frames))
+
+
+def test_ctrl_c_mid_replay_closes_every_file_valid_and_exits_130(tmp_path, procs):
+    frames = capture_frames(MIXED)
+    capture = tmp_path / "big.pcap"
+    repeat = 5000  # ~200,000 frames: the reference engine takes seconds over them
+    with open(capture, "wb") as handle:
+        handle.write(_header())
+        block = b"".join(_record(f) for f in frames)
+        for _ in range(repeat):
+            handle.write(block)
+    out = tmp_path / "o"
+    proc = _replay_proc(REFERENCE, capture, "--out-dir", out, "--auto", "--json", "--engine", "python")
+    procs.append(proc)
+    _wait_for(out / DROPS_FILE, proc)
+    proc.send_signal(_signal.SIGINT)
+    stdout, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err.decode() and "interrupted: replayed the first" in err.decode()
+    _assert_interrupted_run_is_whole(out, json.loads(stdout), repeat * len(frames))
+
+
+def test_interrupted_summary_text_says_so():
+    summary = ReplaySummary(topology="t.yaml", capture="c.pcap", format="pcap", engine="fast", ingress="auto",
+                            out_dir="o", interrupted=True)
+    assert summary.format_text().splitlines()[0].endswith("INTERRUPTED: the summary so far")

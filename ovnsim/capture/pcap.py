@@ -38,7 +38,9 @@ pre-built records in bulk (``ovnsim.capture._pcapio``).
 from __future__ import annotations
 
 import os
+import stat
 import struct
+import sys
 from array import array
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -55,6 +57,8 @@ __all__ = [
     "PcapWriter", "PcapNgWriter", "MAX_CAPLEN", "LINKTYPE_ETHERNET", "MAX_TS_NS", "clamp_timestamp",
 ]
 
+#: What a capture read from standard input (path ``-``) is called in messages.
+STDIN_NAME = "<stdin>"
 #: The largest captured length taken as a real record; beyond it a record is corrupt.
 MAX_CAPLEN = 256 * 1024
 #: Frames per batch (at most) and bytes read per chunk.
@@ -161,6 +165,8 @@ class _Stream:
         self.buf = bytearray()
         self.pos = self.end = self.base = 0
         self.eof = False
+        # One system call at a time (readinto1): a buffered readinto would wait for a pipe to fill the chunk.
+        self._read = getattr(handle, "readinto1", handle.readinto)
 
     @property
     def available(self) -> int:
@@ -182,8 +188,10 @@ class _Stream:
         view = memoryview(new)
         view[:have] = memoryview(self.buf)[self.pos:self.end]
         got = have
-        while got < len(new):
-            n = self.handle.readinto(view[got:])
+        # Up to a chunk, but no waiting for more than ``need``: a pipe (a live capture on standard
+        # input) delivers what it has, and its frames are replayed without waiting for a chunk's worth.
+        while got < need:
+            n = self._read(view[got:])
             if not n:
                 self.eof = True
                 break
@@ -236,7 +244,9 @@ class CaptureReader:
         _need_pcapio()
         if batch_size < 1 or chunk_size < 64:
             raise ValueError("batch_size must be >= 1 and chunk_size >= 64")
-        self.path = os.fspath(path)
+        path = os.fspath(path)
+        #: ``-`` reads standard input (a pipe from ``tcpdump -w -``, say); errors then name ``<stdin>``.
+        self.path = STDIN_NAME if path == "-" else path
         self.batch_size = batch_size
         self.records = 0
         self.snaplen_truncated = 0
@@ -248,9 +258,15 @@ class CaptureReader:
         self.snaplen = 0
         self.linktype = LINKTYPE_ETHERNET
         self._iterating = False
-        self._handle: Optional[BinaryIO] = open(self.path, "rb")
+        if path == "-":
+            self._owned = False
+            self._handle: Optional[BinaryIO] = sys.stdin.buffer
+        else:
+            self._owned = True
+            self._handle = open(self.path, "rb")
         try:
-            self.size = os.fstat(self._handle.fileno()).st_size
+            info = os.fstat(self._handle.fileno())
+            self.size = info.st_size if stat.S_ISREG(info.st_mode) else 0  # 0: unknown (a pipe)
             self._stream = _Stream(self._handle, chunk_size)
             self._open()
         except BaseException:
@@ -268,7 +284,8 @@ class CaptureReader:
     def close(self) -> None:
         """Close the file (iteration stops working; counters stay readable)."""
         if self._handle is not None:
-            self._handle.close()
+            if self._owned:
+                self._handle.close()
             self._handle = None
 
     @property

@@ -32,6 +32,7 @@ import json
 import os
 import queue
 import re
+import signal
 import sys
 import threading
 import time
@@ -112,6 +113,7 @@ class ReplaySummary:
     generated: Dict[str, int] = field(default_factory=dict)  #: generated frames and replies, by kind
     drops: Dict[str, Dict[str, object]] = field(default_factory=dict)
     copy_drops: Dict[str, Dict[str, object]] = field(default_factory=dict)
+    interrupted: bool = False  #: stopped by SIGINT: the counts are those of the frames replayed until then
     snaplen_truncated: int = 0
     timestamps_clamped: int = 0
     truncated_final_record: Optional[Dict[str, object]] = None
@@ -137,6 +139,7 @@ class ReplaySummary:
         out: Dict[str, object] = {
             "topology": self.topology, "capture": self.capture, "format": self.format, "engine": self.engine,
             "ingress": self.ingress, "out_dir": self.out_dir,
+            "interrupted": self.interrupted,
             "frames_in": self.frames_in, "delivered": self.delivered, "exited": self.exited,
             "dropped": self.dropped,
             "outputs": self.outputs, "files": self.files, "output_kinds": self.output_kinds,
@@ -158,7 +161,7 @@ class ReplaySummary:
         width = max([12] + [len(p) + 1 for p in self.outputs])
         lines = [
             f"replayed {self.capture} ({self.format}) through {self.topology}: engine {self.engine}, "
-            f"ingress {self.ingress}",
+            f"ingress {self.ingress}" + (" -- INTERRUPTED: the summary so far" if self.interrupted else ""),
             f"  {'frames in':<{width}}{self.frames_in:>12}",
             f"  {'delivered':<{width}}{self.delivered:>12}   a copy reached a VM port",
             f"  {'exited':<{width}}{self.exited:>12}   left only through a localnet port",
@@ -288,6 +291,53 @@ class _Sink:
             raise self._error
 
 
+class _Interrupt:
+    """SIGINT as a request to stop between batches (when asked for, in the main thread).
+
+    ``stop`` becomes True at the first SIGINT; the replay loop checks it
+    before each batch.  While the loop waits for input (``reading()``: a
+    pipe that is slow to fill) a SIGINT stops the wait at once.  A second
+    SIGINT raises KeyboardInterrupt.
+    """
+
+    class Stop(BaseException):
+        """Raised inside a blocked read to end it (never leaves the replay loop)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.stop = False
+        self._reading = False
+        self._previous = None
+
+    def __enter__(self) -> "_Interrupt":
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum, frame) -> None:
+        if self.stop:
+            raise KeyboardInterrupt
+        self.stop = True
+        if self._reading:
+            raise self.Stop()
+
+    def next_batch(self, batches):
+        """The next batch, or None at the end of the capture or once stopped (a SIGINT ends a blocked read)."""
+        try:
+            self._reading = True
+            try:
+                return None if self.stop else next(batches, None)
+            finally:
+                self._reading = False
+        except _Interrupt.Stop:  # raised by the handler only while _reading (the wait itself)
+            self._reading = False
+            return None
+
+
 class _Progress:
     """``frames, %, frames/s`` on one stderr line, redrawn at most a few times a second."""
 
@@ -296,6 +346,7 @@ class _Progress:
     def __init__(self, stream: Optional[TextIO], total_bytes: int):
         self.stream = stream
         self.total = max(total_bytes, 1)
+        self.known = total_bytes > 0  # 0: a pipe, whose size is unknown
         self.start = self.last = time.monotonic()
         self.drawn = False
 
@@ -307,8 +358,8 @@ class _Progress:
             return
         self.last = now
         rate = frames / max(now - self.start, 1e-9)
-        self.stream.write(f"\rreplaying: {frames:,} frames  {min(100.0, 100.0 * position / self.total):5.1f}%  "
-                          f"{rate / 1e6:.2f} M frames/s ")
+        share = f"{min(100.0, 100.0 * position / self.total):5.1f}%  " if self.known else ""
+        self.stream.write(f"\rreplaying: {frames:,} frames  {share}{rate / 1e6:.2f} M frames/s ")
         self.stream.flush()
         self.drawn = True
 
@@ -518,7 +569,7 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
            engine: Optional[str] = None, force: bool = False, trace_frame: Optional[int] = None,
            trace_match: Optional[str] = None, trace_limit: int = 10,
            progress: Optional[TextIO] = None, batch_size: Optional[int] = None,
-           chunk_size: int = DEFAULT_CHUNK) -> ReplaySummary:
+           chunk_size: int = DEFAULT_CHUNK, interruptible: bool = False) -> ReplaySummary:
     """Replay ``capture`` through ``topology``, writing the per-port pcaps and drops into ``out_dir``.
 
     ``port`` (every frame enters there) or ``auto=True`` (the engine picks
@@ -529,7 +580,11 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
     ``trace_match``: also trace up to ``trace_limit`` frames a
     :class:`FrameFilter` expression selects (the reference pipeline then
     keeps in step with the replay until it has traced them);
-    ``progress``: a stream for the progress line (None: none).  Bad input
+    ``progress``: a stream for the progress line (None: none);
+    ``interruptible``: SIGINT (Ctrl-C) stops the replay at a batch boundary
+    (whole frames), every file is closed valid and the summary so far is
+    returned with ``interrupted`` set (a second SIGINT raises
+    KeyboardInterrupt at once; the files are still closed).  Bad input
     raises :class:`~ovnsim.errors.OvnsimError` (``CaptureError`` for the
     capture) before anything is written, except a corrupt record in the
     middle of a capture: that error comes when the reader reaches it, and
@@ -562,7 +617,9 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
                                 out_dir=os.fspath(out_dir))
         tracer = (_Tracer(logical, inport, trace_frame, match, trace_limit)
                   if trace_frame is not None or match is not None else None)
-        _run(summary, reader, engine_obj, logical, inport, out, tracer, trace_frame, progress, _pcapio)
+        with _Interrupt(interruptible) as interrupt:
+            _run(summary, reader, engine_obj, logical, inport, out, tracer, trace_frame, progress, _pcapio,
+                 interrupt)
     finally:
         reader.close()
     return summary
@@ -570,7 +627,7 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
 
 def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: LogicalTopology, inport: int, out: Path,
          tracer: Optional[_Tracer], trace_frame: Optional[int], progress_stream: Optional[TextIO],
-         _pcapio) -> None:
+         _pcapio, interrupt: "_Interrupt") -> None:
     port_names: List[str] = list(engine.port_names)
     n_ports, n_stages = len(port_names), len(STAGE_LIST)
     localnet = {p.name for ls in logical.switches for p in ls.ports if p.type == "localnet"}
@@ -592,8 +649,12 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     sink = _Sink()
     frames = 0
     start = time.perf_counter()
+    batches = iter(reader)
     try:
-        for batch in reader:
+        while not interrupt.stop:
+            batch = interrupt.next_batch(batches)
+            if batch is None:
+                break
             n = len(batch)
             inports = inports_cache.get(n)
             if inports is None:
@@ -623,7 +684,7 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
                 tracer.feed(batch, inports)
             frames += n
             progress.update(frames, reader.bytes_read)
-        partial = reader.partial
+        partial = reader.partial if not interrupt.stop else None
         if partial is not None:
             frames += 1
             class_counts[2] += 1
@@ -665,7 +726,11 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     summary.output_kinds = {k: kind_counts[i] for i, k in enumerate(KINDS)}
     summary.generated = {k: kind_counts[KINDS.index(k)] for k in GENERATED_KINDS}
     summary.drops = _by_reason(dropped_counts, reasons, n_stages, "frames")
-    if reader.partial is not None:
+    summary.interrupted = interrupt.stop
+    if summary.interrupted:
+        summary.warnings.append(f"interrupted: replayed the first {frames:,} frames of {reader.path}; the files "
+                                f"hold what they produced")
+    if reader.partial is not None and not interrupt.stop:
         entry = summary.drops.setdefault(Drop.MALFORMED.label, {"frames": 0, "stages": {}})
         entry["frames"] = int(entry["frames"]) + 1
         entry["stages"][CAPTURE_STAGE] = entry["stages"].get(CAPTURE_STAGE, 0) + 1
@@ -673,7 +738,11 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     if tracer is not None:
         summary.traces = tracer.matched
     if tracer is not None and trace_frame is not None:
-        if tracer.result is None:
+        if tracer.result is None and interrupt.stop:
+            summary.trace = {"frame": trace_frame, "ingress": None, "state": "not replayed",
+                             "text": f"frame {trace_frame} was not reached: the replay was interrupted",
+                             "verdict": None}
+        elif tracer.result is None:
             partial = reader.partial
             if partial is not None and partial.number == trace_frame:
                 summary.trace = {"frame": trace_frame, "ingress": None, "state": "not replayed",
