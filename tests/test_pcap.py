@@ -362,7 +362,7 @@ BAD_FILES = {
     "truncated-header": (pcap_header()[:10], "truncated pcap file header: 10 of 24 bytes"),
     "version": (pcap_header(major=3), "unsupported pcap version 3.4"),
     "linktype": (pcap_header(linktype=113) + pcap_record(b"\0" * 20), "link type 113 (LINUX_SLL) is not supported"),
-    "fcs": (pcap_header(linktype=0x10000001), "frame check sequence"),
+    "fcs": (pcap_header(linktype=0x10000001), "FCS length bits set without the F bit"),
     "caplen-over-snaplen": (pcap_header(snaplen=96) + pcap_record(frames(1)[0]) + pcap_record(b"\0" * 100),
                             "record 2 at byte offset 100: captured length 100 exceeds the snaplen 96"),
     "caplen-over-256k": (pcap_header(snaplen=1 << 20) + pcap_record(BIG_FRAME),
@@ -512,3 +512,37 @@ def test_writers_clamp_timestamps_they_cannot_hold(tmp_path):
         writer.write(frame, 2**70)
     assert [t for t, _f, _o in read_frames(tmp_path / "a.pcap")] == [MAX_TS_NS, 0]
     assert [t for t, _f, _o in read_frames(tmp_path / "a.pcapng")] == [MAX_TS_NS]
+
+
+# ---------------------------------------------------------------------------
+# frames that carry their FCS (issue 11 item 9)
+# ---------------------------------------------------------------------------
+
+
+def _with_fcs(frame: bytes) -> bytes:
+    import zlib
+
+    return frame + struct.pack("<I", zlib.crc32(frame))
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_pcapng_if_fcslen_frames_are_read_without_their_fcs(tmp_path, order):
+    fs = frames(4)
+    fcs_idb = ng_block(order, 1, struct.pack(order + "HHI", 1, 0, 0) + ng_option(order, 2, b"eth0")
+                       + ng_option(order, 13, b"\x04") + b"\0\0\0\0")
+    data = (ng_shb(order) + ng_idb(order) + fcs_idb + ng_epb(order, fs[0], 0, iface=0)
+            + b"".join(ng_epb(order, _with_fcs(f), 0, iface=1) for f in fs[1:])
+            + ng_epb(order, _with_fcs(fs[1])[:-3], 0, iface=1, origlen=len(fs[1]) + 4))  # cut inside the FCS
+    got, capture = read_all(write(tmp_path, "fcs.pcapng", data))
+    assert [(g[1], g[2]) for g in got] == [(f, len(f)) for f in fs] + [(fs[1], len(fs[1]))]
+    assert capture.notes == ["interface 1 (eth0): frames end with a 4-byte FCS (if_fcslen): stripped before replay"]
+    assert capture.snaplen_truncated == 0
+
+
+def test_pcap_fcs_bits_in_the_link_type_strip_the_fcs(tmp_path):
+    fs = frames(3)
+    linktype = 0x04000000 | (2 << 28) | 1  # F bit, FCS length 2 x 16 bits
+    data = pcap_header(linktype=linktype) + b"".join(pcap_record(_with_fcs(f)) for f in fs)
+    got, capture = read_all(write(tmp_path, "fcs.pcap", data))
+    assert [(g[1], g[2]) for g in got] == [(f, len(f)) for f in fs]
+    assert capture.notes == ["frames end with a 4-byte FCS (file header): stripped before replay"]

@@ -851,3 +851,23 @@ def test_interrupted_summary_text_says_so():
     summary = ReplaySummary(topology="t.yaml", capture="c.pcap", format="pcap", engine="fast", ingress="auto",
                             out_dir="o", interrupted=True)
     assert summary.format_text().splitlines()[0].endswith("INTERRUPTED: the summary so far")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fcs_carrying_capture_replays_as_without_and_says_so(tmp_path, capsys, engine):
+    import zlib
+
+    frames = capture_frames(MIXED)
+    idb = _ng_idb(options=_ng_opt("<", 2, b"tap0") + _ng_opt("<", 13, b"\x04"))
+    data = _ng_shb() + idb + b"".join(_ng_epb("<", f + struct.pack("<I", zlib.crc32(f)), T0_NS // 1000)
+                                      for f in frames)
+    capture = _capture_with(tmp_path, "fcs.pcapng", data)
+    rc, out, err = cli(capsys, "replay", REFERENCE, capture, "--out-dir", tmp_path / "o", "--auto", "--json",
+                       "--engine", engine)
+    assert rc == 0, err
+    with_fcs = json.loads(out)
+    plain, _ = run(tmp_path, engine, MIXED, name="plain")
+    for key in ("frames_in", "delivered", "exited", "dropped", "outputs", "drops"):
+        assert with_fcs[key] == plain.as_dict()[key], key
+    assert with_fcs["capture_notes"] == ["interface 0 (tap0): frames end with a 4-byte FCS (if_fcslen): "
+                                         "stripped before replay"]

@@ -124,6 +124,14 @@ cdef inline int64_t clamp_ts(int64_t ns, int64_t *clamped) noexcept nogil:
     return ns
 
 
+cdef inline void strip_fcs(uint32_t *caplen, uint32_t *origlen, uint32_t fcslen) noexcept nogil:
+    """Drop the trailing FCS: from the wire length, and from the captured bytes where they reach it."""
+    cdef uint32_t frame = origlen[0] - fcslen if origlen[0] > fcslen else 0
+    if caplen[0] > frame:
+        caplen[0] = frame
+    origlen[0] = frame
+
+
 cdef inline int64_t units_to_ns(uint64_t t, uint64_t per_sec, int64_t offset_ns, int64_t *clamped) noexcept nogil:
     """A pcapng timestamp in units of 1/per_sec seconds, as nanoseconds, clamped to [0, MAX_TS].
 
@@ -155,13 +163,15 @@ cdef inline int64_t units_to_ns(uint64_t t, uint64_t per_sec, int64_t offset_ns,
 
 
 def index_pcap(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint big, int64_t sub_ns,
-               uint32_t limit, int64_t[::1] offsets, int32_t[::1] lengths, uint32_t[::1] origlens,
+               uint32_t limit, uint32_t fcslen, int64_t[::1] offsets, int32_t[::1] lengths, uint32_t[::1] origlens,
                int64_t[::1] stamps):
     """Index classic pcap records in ``buf[pos:end]``.
 
     ``big``: the file is big-endian; ``sub_ns``: nanoseconds per unit of the
     sub-second field (1000 for microsecond files, 1 for nanosecond ones);
-    ``limit``: the largest captured length taken as sane.  Fills the four
+    ``limit``: the largest captured length taken as sane; ``fcslen``: bytes
+    of frame check sequence each frame ends with on the wire (stripped:
+    the FCS is not part of the frame OVN sees).  Fills the four
     arrays from index 0 and returns ``(n, pos, status, snaplen_truncated,
     detail)``: ``n`` records indexed, ``pos`` where the next record starts,
     why it stopped (``NEED_MORE``, ``FULL``, ``BAD_CAPLEN`` with the
@@ -193,13 +203,15 @@ def index_pcap(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint big,
                 status = ST_NEED_MORE
                 break
             origlen = rd32(p + 12, big)
+            if fcslen:
+                strip_fcs(&caplen, &origlen, fcslen)
             stamps[n] = clamp_ts(<int64_t>rd32(p, big) * NS + <int64_t>rd32(p + 4, big) * sub_ns, &clamped)
             offsets[n] = pos + PCAP_REC_HDR
             lengths[n] = caplen
             origlens[n] = origlen
             if caplen < origlen:
                 truncated += 1
-            pos += PCAP_REC_HDR + caplen
+            pos += PCAP_REC_HDR + rd32(p + 8, big)
             n += 1
     return n, pos, status, truncated, detail, clamped
 
@@ -207,13 +219,14 @@ def index_pcap(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint big,
 def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint big,
                  const int32_t[::1] if_linktype, const uint32_t[::1] if_limit,
                  const uint64_t[::1] if_per_sec, const int64_t[::1] if_offset_ns, const uint32_t[::1] if_snaplen,
-                 int64_t[::1] offsets, int32_t[::1] lengths, uint32_t[::1] origlens, int64_t[::1] stamps):
+                 const uint32_t[::1] if_fcslen, int64_t[::1] offsets, int32_t[::1] lengths, uint32_t[::1] origlens, int64_t[::1] stamps):
     """Index the packet blocks (EPB, SPB, OPB) of one pcapng section in ``buf[pos:end]``.
 
     The ``if_*`` arrays describe the section's interfaces, by interface id:
     link type, the largest sane captured length, timestamp units per second
     (``if_tsresol``), ``if_tsoffset`` in nanoseconds, and the IDB's snaplen
-    (0: none; an SPB's captured length is bounded by interface 0's).
+    (0: none; an SPB's captured length is bounded by interface 0's), and
+    ``if_fcslen`` (bytes of FCS each frame ends with: stripped).
     Stops at the first block that is not a packet block (``OTHER_BLOCK``:
     section headers, interface descriptions and the rest are parsed by the
     Python caller) and returns ``(n, pos, status, snaplen_truncated,
@@ -229,7 +242,7 @@ def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint bi
     if end > buf.shape[0] or pos < 0:
         raise ValueError("index_pcapng: pos/end outside the buffer")
     if (if_limit.shape[0] < nif or if_per_sec.shape[0] < nif or if_offset_ns.shape[0] < nif
-            or if_snaplen.shape[0] < nif):
+            or if_snaplen.shape[0] < nif or if_fcslen.shape[0] < nif):
         raise ValueError("index_pcapng: interface arrays of different lengths")
     if lengths.shape[0] < cap or origlens.shape[0] < cap or stamps.shape[0] < cap:
         raise ValueError("index_pcapng: output arrays shorter than offsets")
@@ -289,6 +302,8 @@ def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint bi
                 status = ST_BAD_CAPLEN
                 detail = caplen
                 break
+            if if_fcslen[iface]:
+                strip_fcs(&caplen, &origlen, if_fcslen[iface])
             stamps[n] = 0 if btype == 3 else units_to_ns(t, if_per_sec[iface], if_offset_ns[iface], &clamped)
             offsets[n] = pos + data_at
             lengths[n] = caplen

@@ -253,6 +253,8 @@ class CaptureReader:
         self.timestamps_clamped = 0
         self.partial: Optional[PartialRecord] = None
         self.warnings: List[str] = []
+        self.notes: List[str] = []  #: what was done to the frames to replay them (an FCS stripped, ...)
+        self._fcslen = 0
         self.format = ""
         self.nanosecond = False
         self.snaplen = 0
@@ -317,7 +319,7 @@ class CaptureReader:
         elif magic == b"\x0a\x0d\x0d\x0a":
             self.format = "pcapng"
             self._big = False
-            self._interfaces: List[Tuple[int, int, int, int, int]] = []
+            self._interfaces: List[Tuple[int, int, int, int, int, int]] = []
             self._if_arrays = self._interface_arrays()
             if self._pcapng_other_block(first=True) is False:
                 raise self._error("truncated pcapng section header block", offset=0)
@@ -342,10 +344,14 @@ class CaptureReader:
         major, minor, _zone, _sigfigs, snaplen, linktype = struct.unpack_from(order + "HHiIII", s.buf, 4)
         if major != 2:
             raise self._error(f"unsupported pcap version {major}.{minor} (expected 2.4)")
-        if linktype & 0x10000000:
-            raise self._error("Ethernet frames with a frame check sequence are not supported "
-                              "(the FCS bit of the link type is set)")
+        # The link type field's top bits: 0x04000000 says bits 28-31 hold the FCS length in 16-bit words.
+        self._fcslen = ((linktype >> 28) & 0xF) * 2 if linktype & 0x04000000 else 0
+        if linktype & 0xF0000000 and not self._fcslen:
+            raise self._error(f"link type field 0x{linktype:08x}: FCS length bits set without the F bit: "
+                              f"corrupt file header")
         self._check_linktype(linktype & 0xFFFF)
+        if self._fcslen:
+            self.notes.append(f"frames end with a {self._fcslen}-byte FCS (file header): stripped before replay")
         self.snaplen = snaplen
         self._limit = snaplen if 0 < snaplen < MAX_CAPLEN else MAX_CAPLEN
         s.pos = 24
@@ -386,7 +392,7 @@ class CaptureReader:
         while True:
             arrays = self._arrays()
             n, pos, status, truncated, detail, clamped = _pcapio.index_pcap(
-                s.buf, s.pos, s.end, self._big, sub_ns, self._limit, *arrays)
+                s.buf, s.pos, s.end, self._big, sub_ns, self._limit, self._fcslen, *arrays)
             s.pos = pos
             self.snaplen_truncated += truncated
             self.timestamps_clamped += clamped
@@ -424,7 +430,7 @@ class CaptureReader:
     def _interface_arrays(self):
         ifs = self._interfaces
         return (array("i", [i[0] for i in ifs]), array("I", [i[1] for i in ifs]), array("Q", [i[2] for i in ifs]),
-                array("q", [i[3] for i in ifs]), array("I", [i[4] for i in ifs]))
+                array("q", [i[3] for i in ifs]), array("I", [i[4] for i in ifs]), array("I", [i[5] for i in ifs]))
 
     def _iter_pcapng(self) -> Iterator[Batch]:
         s = self._stream
@@ -571,7 +577,7 @@ class CaptureReader:
     def _read_idb(self, body: bytes, offset: int) -> None:
         order = ">" if self._big else "<"
         linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", body, 8)
-        per_sec, offset_ns = 10**6, 0
+        per_sec, offset_ns, fcslen, name = 10**6, 0, 0, ""
         at, end = 16, len(body) - 4
         while at + 4 <= end:
             code, size = struct.unpack_from(order + "HH", body, at)
@@ -586,6 +592,10 @@ class CaptureReader:
                 if per_sec >= 2**64:
                     raise self._error(f"interface {len(self._interfaces)}: if_tsresol {resol:#x} is finer than "
                                       f"ovnsim can represent", offset=offset)
+            elif code == 2:  # if_name
+                name = value.decode("utf-8", "replace")
+            elif code == 13 and size >= 1:  # if_fcslen, bytes
+                fcslen = value[0]
             elif code == 14 and size >= 8:  # if_tsoffset, seconds
                 seconds = struct.unpack_from(order + "q", value)[0]
                 if abs(seconds) > MAX_TSOFFSET_S:
@@ -595,7 +605,10 @@ class CaptureReader:
                 offset_ns = seconds * 10**9
             at += 4 + size + (-size % 4)
         limit = snaplen if 0 < snaplen < MAX_CAPLEN else MAX_CAPLEN
-        self._interfaces.append((linktype, limit, per_sec, offset_ns, snaplen))
+        if fcslen:
+            label = f"interface {len(self._interfaces)}" + (f" ({name})" if name else "")
+            self.notes.append(f"{label}: frames end with a {fcslen}-byte FCS (if_fcslen): stripped before replay")
+        self._interfaces.append((linktype, limit, per_sec, offset_ns, snaplen, fcslen))
         self._if_arrays = self._interface_arrays()
 
     def _clamp(self, stamp: int) -> int:
@@ -623,7 +636,7 @@ class CaptureReader:
                     hi, lo, caplen, origlen = struct.unpack_from(order + "IIII", s.buf, s.pos + 12)
                     iface = struct.unpack_from(order + ("I" if btype == 6 else "H"), s.buf, s.pos + 8)[0]
                     if iface < len(self._interfaces):
-                        _lt, _limit, per_sec, off_ns, _snap = self._interfaces[iface]
+                        _lt, _limit, per_sec, off_ns, _snap, _fcs = self._interfaces[iface]
                         units = (hi << 32) | lo
                         stamp = self._clamp(units // per_sec * 10**9 + units % per_sec * 10**9 // per_sec + off_ns)
                 data = bytes(s.buf[s.pos + header:min(s.end, s.pos + header + caplen)])

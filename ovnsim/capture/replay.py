@@ -118,6 +118,7 @@ class ReplaySummary:
     timestamps_clamped: int = 0
     truncated_final_record: Optional[Dict[str, object]] = None
     warnings: List[str] = field(default_factory=list)
+    capture_notes: List[str] = field(default_factory=list)  #: what was done to the frames (FCS stripped, ...)
     elapsed_s: float = 0.0
     frames_per_s: float = 0.0
     trace: Optional[Dict[str, object]] = None
@@ -147,7 +148,7 @@ class ReplaySummary:
             "anomalies": {"snaplen_truncated": self.snaplen_truncated,
                           "timestamps_clamped": self.timestamps_clamped,
                           "truncated_final_record": self.truncated_final_record},
-            "warnings": self.warnings,
+            "warnings": self.warnings, "capture_notes": self.capture_notes,
             "elapsed_s": round(self.elapsed_s, 6), "frames_per_s": round(self.frames_per_s, 1),
         }
         if self.trace is not None:
@@ -184,6 +185,7 @@ class ReplaySummary:
                      + (f"record {final['record']} at byte offset {final['offset']} (counted as dropped, "
                         f"malformed)" if final else "none")
                      + (f"; {self.timestamps_clamped} timestamps clamped" if self.timestamps_clamped else ""))
+        lines += [f"capture: {note}" for note in self.capture_notes]
         rate = f"{self.frames_per_s / 1e6:.2f} M" if self.frames_per_s >= 1e6 else f"{self.frames_per_s:,.0f}"
         files = f"{len(self.files)} file{'s' if len(self.files) != 1 else ''}"
         lines.append(f"wrote {files} to {self.out_dir} in {self.elapsed_s:.2f} s ({rate} frames/s)")
@@ -715,6 +717,7 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     summary.delivered, summary.exited, summary.dropped = class_counts
     summary.snaplen_truncated = reader.snaplen_truncated
     summary.timestamps_clamped = reader.timestamps_clamped
+    summary.capture_notes = list(reader.notes)
     if reader.timestamps_clamped:
         summary.warnings.append(f"{reader.path}: {reader.timestamps_clamped} frames have a timestamp before "
                                 f"1970 or after 2106-02-07 06:28:15 UTC (what a pcap file holds); "
