@@ -99,7 +99,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     summary = replay(args.topology, args.capture, args.out_dir, port=args.port, auto=args.auto,
                      engine=args.engine, force=args.force, trace_frame=args.trace,
                      trace_match=args.trace_match, trace_limit=args.trace_limit,
-                     progress=sys.stderr if show_progress else None, interruptible=True)
+                     progress=sys.stderr if show_progress else None, interruptible=True,
+                     verdicts=args.verdicts)
     for warning in summary.warnings:
         print(f"ovnsim: warning: {warning}", file=sys.stderr)
     sys.stdout.write((summary.to_json() if args.json else summary.format_text()) + "\n")
@@ -164,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--force", action="store_true",
                         help="replace the files of an earlier replay in a non-empty DIR")
     replay.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    replay.add_argument("--verdicts", metavar="FILE.jsonl",
+                        help="write one JSON line per input frame: its number, ingress port, outputs (port, kind, "
+                             "record number in the port's file) or its drop (disposition, datapath, stage, record "
+                             "number in drops.pcapng)")
     replay.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     replay.add_argument("--trace", metavar="N", type=int,
                         help="also print the detailed trace of frame N (1-based), run by the reference pipeline "

@@ -871,3 +871,48 @@ def test_fcs_carrying_capture_replays_as_without_and_says_so(tmp_path, capsys, e
         assert with_fcs[key] == plain.as_dict()[key], key
     assert with_fcs["capture_notes"] == ["interface 0 (tap0): frames end with a 4-byte FCS (if_fcslen): "
                                          "stripped before replay"]
+
+
+# -- the verdict log, the rate line -------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_verdicts_log_says_what_became_of_every_frame(tmp_path, engine):
+    log = tmp_path / "v.jsonl"
+    summary, out = run(tmp_path, engine, PCAPS / "reference-cut.pcap", verdicts=log)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [v["frame"] for v in lines] == list(range(1, summary.frames_in + 1))
+    # the outputs' record numbers point into the port files, every record exactly once
+    for port, name in summary.files.items():
+        if name == DROPS_FILE:
+            continue
+        records = packets(out / name)
+        assert sorted(o["record"] for v in lines for o in v["outputs"] if o["port"] == port) == \
+            list(range(1, len(records) + 1))
+    dropped = [v for v in lines if v["dropped"] is not None]
+    assert len(dropped) == summary.dropped and all(not v["outputs"] for v in dropped)
+    assert [v["dropped"]["record"] for v in dropped] == list(range(1, summary.dropped + 1))
+    drops = drops_of(out)
+    for v in dropped:
+        comments, _frame, _ts = drops[v["dropped"]["record"] - 1]
+        assert comments[-1].startswith(f"frame {v['frame']}, ingress ")
+        assert comments[0].startswith(f"{v['dropped']['disposition']} at ")
+    assert lines[-1]["dropped"]["stage"] == "capture"  # the cut-short final record
+    by_disposition: Dict[str, int] = {}
+    for v in dropped:
+        by_disposition[v["dropped"]["disposition"]] = by_disposition.get(v["dropped"]["disposition"], 0) + 1
+    assert by_disposition == {k: d["frames"] for k, d in summary.drops.items()}
+
+
+def test_verdicts_cli_option(tmp_path, capsys):
+    log = tmp_path / "v.jsonl"
+    rc, out, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "o", "--auto", "--verdicts", log)
+    assert rc == 0 and len(log.read_text().splitlines()) == 41
+
+
+def test_rate_is_shown_only_when_it_means_something():
+    summary = ReplaySummary(topology="t", capture="c", format="pcap", engine="fast", ingress="auto", out_dir="o",
+                            frames_in=41, delivered=41, elapsed_s=0.004, frames_per_s=10250.0)
+    assert summary.format_text().splitlines()[-1] == "wrote 0 files to o in 0.00 s"
+    summary.frames_in, summary.elapsed_s, summary.frames_per_s = 3_000_000, 2.0, 1_500_000.0
+    assert summary.format_text().splitlines()[-1] == "wrote 0 files to o in 2.00 s (1.50 M frames/s)"

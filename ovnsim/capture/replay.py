@@ -73,6 +73,11 @@ CAPTURE_STAGE = "capture"
 #: The disposition label of a dropped frame for which the engine recorded no drop.
 NO_DISPOSITION = "no-disposition"
 
+#: The text summary shows frames/s only for runs at least this long and this large (below, start-up
+#: and the writer thread dominate and the number misleads).
+RATE_MIN_SECONDS = 1.0
+RATE_MIN_FRAMES = 10000
+
 _N_REASONS = max(int(d) for d in Drop) + 1
 
 
@@ -186,13 +191,21 @@ class ReplaySummary:
                         f"malformed)" if final else "none")
                      + (f"; {self.timestamps_clamped} timestamps clamped" if self.timestamps_clamped else ""))
         lines += [f"capture: {note}" for note in self.capture_notes]
-        rate = f"{self.frames_per_s / 1e6:.2f} M" if self.frames_per_s >= 1e6 else f"{self.frames_per_s:,.0f}"
         files = f"{len(self.files)} file{'s' if len(self.files) != 1 else ''}"
-        lines.append(f"wrote {files} to {self.out_dir} in {self.elapsed_s:.2f} s ({rate} frames/s)")
+        line = f"wrote {files} to {self.out_dir} in {self.elapsed_s:.2f} s"
+        if self.rate_meaningful:
+            rate = f"{self.frames_per_s / 1e6:.2f} M" if self.frames_per_s >= 1e6 else f"{self.frames_per_s:,.0f}"
+            line += f" ({rate} frames/s)"
+        lines.append(line)
         for trace in ([self.trace] if self.trace is not None else []) + self.traces:
             lines += ["", f"trace of frame {trace['frame']} (ingress {trace['ingress']}, "
                           f"{trace['state']}):", str(trace["text"])]
         return "\n".join(lines)
+
+    @property
+    def rate_meaningful(self) -> bool:
+        """Whether frames/s says something: a run long and large enough that start-up does not dominate."""
+        return self.elapsed_s >= RATE_MIN_SECONDS and self.frames_in >= RATE_MIN_FRAMES
 
     def to_json(self) -> str:
         """``as_dict()`` as one line of JSON (what ``--json`` prints)."""
@@ -291,6 +304,67 @@ class _Sink:
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+
+class _Verdicts:
+    """``--verdicts FILE.jsonl``: one JSON line per input frame, built from the batch arrays.
+
+    ``{"frame": 12345, "ingress": "vm1", "outputs": [{"port": "vm2", "kind": "packet", "record": 17}],
+    "dropped": null}`` -- ``record`` is the 1-based record number in that
+    port's file; a frame of which nothing left has ``"dropped":
+    {"disposition", "datapath", "stage", "record"}`` (its record in
+    drops.pcapng) and no outputs.  The lines are written whole (a full disk
+    leaves the file ending on a line).
+    """
+
+    def __init__(self, path: Union[str, os.PathLike], port_names: List[str], reasons: List[str],
+                 datapaths: List[str]):
+        from ovnsim.capture.pcap import _Writer
+
+        self.path = os.fspath(path)
+        self.writer = _Writer(self.path, b"", False, 1 << 20)
+        self.port_names = port_names
+        self.reasons = reasons
+        self.datapaths = datapaths
+        self.stages = [s.name for s in STAGE_LIST]
+        self.dropped = 0  #: records written to drops.pcapng so far
+
+    def batch(self, batch, result, state, port_counts: array) -> bytes:
+        """The lines of one batch (``port_counts``: each port's records before it)."""
+        n = len(batch)
+        outputs: List[List[dict]] = [[] for _ in range(n)]
+        seen = list(port_counts)
+        names, kinds = self.port_names, KINDS
+        for i in range(len(result.out_frame)):
+            p = result.out_port[i]
+            seen[p] += 1
+            outputs[result.out_frame[i]].append({"port": names[p], "kind": kinds[result.out_kind[i]],
+                                                 "record": seen[p]})
+        first_drop: Dict[int, int] = {}
+        for i in range(len(result.drop_frame)):
+            first_drop.setdefault(result.drop_frame[i], i)
+        lines = []
+        for f in range(n):
+            ingress = result.ingress[f]
+            dropped = None
+            if not state[f] & 3:  # no copy left (account_batch's REACHED bits)
+                self.dropped += 1
+                i = first_drop.get(f)
+                dropped = ({"disposition": NO_DISPOSITION, "datapath": None, "stage": None} if i is None else
+                           {"disposition": self.reasons[result.drop_reason[i]],
+                            "datapath": self.datapaths[result.drop_datapath[i]],
+                            "stage": self.stages[result.drop_stage[i]]})
+                dropped["record"] = self.dropped
+            lines.append(json.dumps({"frame": batch.first + f, "ingress": names[ingress] if ingress >= 0 else None,
+                                     "outputs": outputs[f], "dropped": dropped}))
+        return ("\n".join(lines) + "\n").encode() if lines else b""
+
+    def partial(self, number: int) -> bytes:
+        """The line of a cut-short final record (dropped as malformed at ``capture``)."""
+        self.dropped += 1
+        return (json.dumps({"frame": number, "ingress": None, "outputs": [],
+                            "dropped": {"disposition": Drop.MALFORMED.label, "datapath": None,
+                                        "stage": CAPTURE_STAGE, "record": self.dropped}}) + "\n").encode()
 
 
 class _Interrupt:
@@ -571,7 +645,8 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
            engine: Optional[str] = None, force: bool = False, trace_frame: Optional[int] = None,
            trace_match: Optional[str] = None, trace_limit: int = 10,
            progress: Optional[TextIO] = None, batch_size: Optional[int] = None,
-           chunk_size: int = DEFAULT_CHUNK, interruptible: bool = False) -> ReplaySummary:
+           chunk_size: int = DEFAULT_CHUNK, interruptible: bool = False,
+           verdicts: Optional[Union[str, os.PathLike]] = None) -> ReplaySummary:
     """Replay ``capture`` through ``topology``, writing the per-port pcaps and drops into ``out_dir``.
 
     ``port`` (every frame enters there) or ``auto=True`` (the engine picks
@@ -583,6 +658,8 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
     :class:`FrameFilter` expression selects (the reference pipeline then
     keeps in step with the replay until it has traced them);
     ``progress``: a stream for the progress line (None: none);
+    ``verdicts``: a file to write one JSON line per frame into (what
+    became of it: :class:`_Verdicts`);
     ``interruptible``: SIGINT (Ctrl-C) stops the replay at a batch boundary
     (whole frames), every file is closed valid and the summary so far is
     returned with ``interrupted`` set (a second SIGINT raises
@@ -621,7 +698,7 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
                   if trace_frame is not None or match is not None else None)
         with _Interrupt(interruptible) as interrupt:
             _run(summary, reader, engine_obj, logical, inport, out, tracer, trace_frame, progress, _pcapio,
-                 interrupt)
+                 interrupt, verdicts)
     finally:
         reader.close()
     return summary
@@ -629,7 +706,7 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
 
 def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: LogicalTopology, inport: int, out: Path,
          tracer: Optional[_Tracer], trace_frame: Optional[int], progress_stream: Optional[TextIO],
-         _pcapio, interrupt: "_Interrupt") -> None:
+         _pcapio, interrupt: "_Interrupt", verdicts_path: Optional[Union[str, os.PathLike]] = None) -> None:
     port_names: List[str] = list(engine.port_names)
     n_ports, n_stages = len(port_names), len(STAGE_LIST)
     localnet = {p.name for ls in logical.switches for p in ls.ports if p.type == "localnet"}
@@ -647,6 +724,8 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     inports_cache: Dict[int, array] = {}
     progress = _Progress(progress_stream, reader.size)
     ports = _PortFiles(out, port_names)
+    verdicts = (_Verdicts(verdicts_path, port_names, reasons, list(engine.datapath_names))
+                if verdicts_path is not None else None)
     drops = PcapNgWriter(out / DROPS_FILE, if_name="drops")
     sink = _Sink()
     frames = 0
@@ -666,6 +745,7 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
                 raise AssertionError(f"engine returned {result.frames} frames / {len(result.ingress)} ingress "
                                      f"entries for a batch of {n}")
             state = memoryview(frame_state)[:n]
+            before = array("q", port_counts) if verdicts is not None else None
             n_dropped = _pcapio.account_batch(
                 n, result.out_frame, result.out_port, result.out_kind, result.drop_frame, result.drop_reason,
                 result.drop_stage, port_localnet, state, class_counts, port_counts, kind_counts, dropped_counts,
@@ -682,6 +762,8 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
                     batch.data, batch.offsets, batch.lengths, batch.origlens, batch.timestamps, state,
                     result.ingress, batch.first, result.drop_frame, result.drop_reason, result.drop_stage,
                     result.drop_datapath, names))
+            if verdicts is not None:
+                sink.submit(verdicts.writer.write_raw, verdicts.batch(batch, result, state, before))
             if tracer is not None:
                 tracer.feed(batch, inports)
             frames += n
@@ -698,11 +780,13 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
             sink.submit(drops.write, partial.data, partial.timestamp, partial.origlen or len(partial.data),
                         [f"{Drop.MALFORMED.label} at {CAPTURE_STAGE}: final record cut short ({described})",
                          f"frame {partial.number}, ingress (none)"])
+            if verdicts is not None:
+                sink.submit(verdicts.writer.write_raw, verdicts.partial(partial.number))
     finally:
         # Every file is closed whatever happened (each is valid: whole records only); the first
         # write error is the one reported, unless an error is already on its way out.
         failures: List[BaseException] = []
-        for close in (sink.close, ports.close, drops.close):
+        for close in (sink.close, ports.close, drops.close) + ((verdicts.writer.close,) if verdicts else ()):
             try:
                 close()
             except OvnsimError as err:
