@@ -23,7 +23,7 @@ from scapy.utils import PcapNgReader, RawPcapReader
 from ovnsim.capture import replay as replay_mod
 from ovnsim.cli import main
 from ovnsim.errors import OvnsimError
-from ovnsim.capture.pcap import PcapWriter, read_frames
+from ovnsim.capture.pcap import PcapWriter, open_capture, read_frames
 from ovnsim.capture.replay import DROPS_FILE, ReplaySummary, replay
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -916,3 +916,28 @@ def test_rate_is_shown_only_when_it_means_something():
     assert summary.format_text().splitlines()[-1] == "wrote 0 files to o in 0.00 s"
     summary.frames_in, summary.elapsed_s, summary.frames_per_s = 3_000_000, 2.0, 1_500_000.0
     assert summary.format_text().splitlines()[-1] == "wrote 0 files to o in 2.00 s (1.50 M frames/s)"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_drops_keep_the_capture_interface_names(tmp_path, engine):
+    multicast_src = bytes(Ether(src="01:00:5e:00:00:01", dst=VM2_MAC) / IP(src=VM1, dst=VM2) / UDP())
+    name = lambda n: _ng_opt("<", 2, n)  # noqa: E731
+    data = (_ng_shb() + _ng_idb(options=name(b"tap0")) + _ng_idb(options=name(b"eth1"))
+            + _ng_epb("<", GOOD_FRAME, 1) + _ng_epb("<", multicast_src, 2, iface=1)
+            + _ng_idb() + _ng_epb("<", multicast_src, 3, iface=2)  # an unnamed interface, described late
+            + _ng_shb() + _ng_idb(options=name(b"br-ex")) + _ng_epb("<", multicast_src, 4)  # a second section
+            + _ng_epb("<", multicast_src, 5)[:-6])  # cut short
+    capture = _capture_with(tmp_path, "ifs.pcapng", data)
+    summary, out = run(tmp_path, engine, capture, port="vm1")
+    assert summary.dropped == 4
+    with open_capture(out / DROPS_FILE) as drops:
+        ifaces = [i for batch in drops for i in batch.ifaces]
+    assert drops.interface_names == ["tap0", "eth1", "drops", "br-ex"]
+    assert ifaces == [1, 2, 3, 3]  # the three multicast-source drops and the cut-short final record
+
+
+def test_drops_of_a_classic_pcap_are_on_interface_drops(tmp_path):
+    _summary, out = run(tmp_path, "python", MIXED)
+    with open_capture(out / DROPS_FILE) as drops:
+        assert {i for batch in drops for i in batch.ifaces} == {0}
+    assert drops.interface_names == ["drops"]

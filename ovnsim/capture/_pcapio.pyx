@@ -219,7 +219,8 @@ def index_pcap(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint big,
 def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint big,
                  const int32_t[::1] if_linktype, const uint32_t[::1] if_limit,
                  const uint64_t[::1] if_per_sec, const int64_t[::1] if_offset_ns, const uint32_t[::1] if_snaplen,
-                 const uint32_t[::1] if_fcslen, int64_t[::1] offsets, int32_t[::1] lengths, uint32_t[::1] origlens, int64_t[::1] stamps):
+                 const uint32_t[::1] if_fcslen, int64_t[::1] offsets, int32_t[::1] lengths, uint32_t[::1] origlens,
+                 int64_t[::1] stamps, int32_t if_base=0, int32_t[::1] ifaces=None):
     """Index the packet blocks (EPB, SPB, OPB) of one pcapng section in ``buf[pos:end]``.
 
     The ``if_*`` arrays describe the section's interfaces, by interface id:
@@ -230,7 +231,8 @@ def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint bi
     Stops at the first block that is not a packet block (``OTHER_BLOCK``:
     section headers, interface descriptions and the rest are parsed by the
     Python caller) and returns ``(n, pos, status, snaplen_truncated,
-    detail, clamped)`` as :func:`index_pcap`.  An SPB carries no timestamp: 0.
+    detail, clamped)`` as :func:`index_pcap`.  ``ifaces`` (optional) gets
+    each frame's interface as ``if_base`` + its id in the section.  An SPB carries no timestamp: 0.
     """
     cdef Py_ssize_t n = 0, cap = offsets.shape[0], nif = if_linktype.shape[0]
     cdef int status = ST_FULL
@@ -246,6 +248,9 @@ def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint bi
         raise ValueError("index_pcapng: interface arrays of different lengths")
     if lengths.shape[0] < cap or origlens.shape[0] < cap or stamps.shape[0] < cap:
         raise ValueError("index_pcapng: output arrays shorter than offsets")
+    cdef bint has_ifaces = ifaces is not None
+    if has_ifaces and ifaces.shape[0] < cap:
+        raise ValueError("index_pcapng: ifaces shorter than offsets")
     with nogil:
         while n < cap:
             if end - pos < 8:
@@ -305,6 +310,8 @@ def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint bi
             if if_fcslen[iface]:
                 strip_fcs(&caplen, &origlen, if_fcslen[iface])
             stamps[n] = 0 if btype == 3 else units_to_ns(t, if_per_sec[iface], if_offset_ns[iface], &clamped)
+            if has_ifaces:
+                ifaces[n] = if_base + <int32_t>iface
             offsets[n] = pos + data_at
             lengths[n] = caplen
             origlens[n] = origlen
@@ -517,7 +524,7 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
                     const uint32_t[::1] origlens, const int64_t[::1] stamps, const uint8_t[::1] frame_state,
                     const int32_t[::1] ingress, int64_t first_number,
                     const int32_t[::1] drop_frame, const int8_t[::1] drop_reason, const int16_t[::1] drop_stage,
-                    const int32_t[::1] drop_datapath, DropNames names):
+                    const int32_t[::1] drop_datapath, DropNames names, const int32_t[::1] ifaces=None):
     """pcapng Enhanced Packet Blocks (interface 0, nanosecond timestamps) for the dropped frames.
 
     A frame is dropped when ``frame_state`` (from :func:`account_batch`) says
@@ -525,7 +532,8 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
     kept) and one ``opt_comment`` per drop record, ``"<disposition> at
     <datapath> <stage>"``, then ``"frame <n>, ingress <port>"`` (``n`` is
     the 1-based frame number in the capture: ``first_number`` + index).
-    Returns the blocks as one ``bytearray``.
+    ``ifaces`` (optional): each frame's interface id in the output file
+    (else interface 0).  Returns the blocks as one ``bytearray``.
     """
     cdef Py_ssize_t n = frame_state.shape[0], n_drop = drop_frame.shape[0], i, f, j, size, total = 0, at, cl
     cdef Py_ssize_t body, start
@@ -544,6 +552,9 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
     if (offsets.shape[0] < n or lengths.shape[0] < n or origlens.shape[0] < n or stamps.shape[0] < n
             or ingress.shape[0] < n):
         raise ValueError("build_drop_epbs: frame arrays shorter than frame_state")
+    cdef bint has_ifaces = ifaces is not None
+    if has_ifaces and ifaces.shape[0] < n:
+        raise ValueError("build_drop_epbs: ifaces shorter than frame_state")
     if drop_reason.shape[0] < n_drop or drop_stage.shape[0] < n_drop or drop_datapath.shape[0] < n_drop:
         raise ValueError("build_drop_epbs: drop arrays of different lengths")
     # Drop records per frame as linked lists in record order (first[f], nxt[i]).
@@ -596,7 +607,7 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
         cl = lengths[f]
         ts = <uint64_t>stamps[f] if stamps[f] > 0 else 0
         wr32(dst + at, 6)
-        wr32(dst + at + 8, 0)
+        wr32(dst + at + 8, <uint32_t>ifaces[f] if has_ifaces else 0)
         wr32(dst + at + 12, <uint32_t>(ts >> 32))
         wr32(dst + at + 16, <uint32_t>(ts & 0xffffffff))
         wr32(dst + at + 20, <uint32_t>cl)

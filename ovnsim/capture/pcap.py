@@ -115,6 +115,7 @@ class PartialRecord:
     data: bytes = b""  #: the captured packet bytes that are present
     timestamp: int = 0  #: nanoseconds since the epoch (0 when the header is cut)
     origlen: int = 0  #: original length from the header (0 when cut)
+    interface: int = 0  #: its interface, as a Batch's ``ifaces`` numbers them
 
     def describe(self) -> str:
         """``"record 41 at byte offset 4242: 30 of 76 bytes"`` (the record's header is counted)."""
@@ -132,15 +133,18 @@ class Batch:
     overwrites it), so batches may be kept.
     """
 
-    __slots__ = ("data", "offsets", "lengths", "origlens", "timestamps", "first")
+    __slots__ = ("data", "offsets", "lengths", "origlens", "timestamps", "first", "ifaces")
 
-    def __init__(self, data, offsets: array, lengths: array, origlens: array, timestamps: array, first: int):
+    def __init__(self, data, offsets: array, lengths: array, origlens: array, timestamps: array, first: int,
+                 ifaces: Optional[array] = None):
         self.data = data
         self.offsets = offsets
         self.lengths = lengths
         self.origlens = origlens
         self.timestamps = timestamps
         self.first = first
+        #: each frame's interface: an index into the reader's ``interface_names`` (all 0 for classic pcap)
+        self.ifaces = ifaces if ifaces is not None else array("i", bytes(4 * len(offsets)))
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -254,6 +258,11 @@ class CaptureReader:
         self.partial: Optional[PartialRecord] = None
         self.warnings: List[str] = []
         self.notes: List[str] = []  #: what was done to the frames to replay them (an FCS stripped, ...)
+        #: every interface of the capture, across sections, by the number a Batch's ``ifaces`` gives it:
+        #: its pcapng if_name ("" when it has none; classic pcap has one, unnamed)
+        self.interface_names: List[str] = [""]
+        self._if_base = 0
+        self._seen_section = False
         self._fcslen = 0
         self.format = ""
         self.nanosecond = False
@@ -376,12 +385,12 @@ class CaptureReader:
     def _arrays(self) -> Tuple[array, array, array, array]:
         n = self.batch_size
         return (array("q", bytes(8 * n)), array("i", bytes(4 * n)), array("I", bytes(4 * n)),
-                array("q", bytes(8 * n)))
+                array("q", bytes(8 * n)), array("i", bytes(4 * n)))
 
     def _batch(self, arrays, n: int) -> Batch:
         for a in arrays:
             del a[n:]
-        batch = Batch(self._stream.buf, *arrays, first=self.records + 1)
+        batch = Batch(self._stream.buf, *arrays[:4], first=self.records + 1, ifaces=arrays[4])
         self.records += n
         return batch
 
@@ -392,7 +401,7 @@ class CaptureReader:
         while True:
             arrays = self._arrays()
             n, pos, status, truncated, detail, clamped = _pcapio.index_pcap(
-                s.buf, s.pos, s.end, self._big, sub_ns, self._limit, self._fcslen, *arrays)
+                s.buf, s.pos, s.end, self._big, sub_ns, self._limit, self._fcslen, *arrays[:4])
             s.pos = pos
             self.snaplen_truncated += truncated
             self.timestamps_clamped += clamped
@@ -437,7 +446,7 @@ class CaptureReader:
         while True:
             arrays = self._arrays()
             n, pos, status, truncated, detail, clamped = _pcapio.index_pcapng(
-                s.buf, s.pos, s.end, self._big, *self._if_arrays, *arrays)
+                s.buf, s.pos, s.end, self._big, *self._if_arrays, *arrays[:4], self._if_base, arrays[4])
             s.pos = pos
             self.snaplen_truncated += truncated
             self.timestamps_clamped += clamped
@@ -520,6 +529,11 @@ class CaptureReader:
                 raise self._error(f"unsupported pcapng version {major}.{minor} (expected 1.0)", offset=offset)
             self._interfaces = []
             self._if_arrays = self._interface_arrays()
+            if self._seen_section:
+                self._if_base = len(self.interface_names)
+            else:  # the first section's interfaces replace the classic-pcap placeholder
+                self._seen_section = True
+                self.interface_names, self._if_base = [], 0
             return True
         btype = self._u32(s.pos)
         length = self._u32(s.pos + 4)
@@ -609,6 +623,7 @@ class CaptureReader:
             label = f"interface {len(self._interfaces)}" + (f" ({name})" if name else "")
             self.notes.append(f"{label}: frames end with a {fcslen}-byte FCS (if_fcslen): stripped before replay")
         self._interfaces.append((linktype, limit, per_sec, offset_ns, snaplen, fcslen))
+        self.interface_names.append(name)
         self._if_arrays = self._interface_arrays()
 
     def _clamp(self, stamp: int) -> int:
@@ -625,7 +640,7 @@ class CaptureReader:
         if have >= 4 and self._u32(s.pos) in _PCAPNG_PACKET_BLOCKS:
             btype = self._u32(s.pos)
             need = self._u32(s.pos + 4) if have >= 8 else None
-            data, stamp, origlen = b"", 0, 0
+            data, stamp, origlen, interface = b"", 0, 0, self._if_base
             header = 12 if btype == 3 else 28
             if have >= header:
                 if btype == 3:
@@ -636,11 +651,12 @@ class CaptureReader:
                     hi, lo, caplen, origlen = struct.unpack_from(order + "IIII", s.buf, s.pos + 12)
                     iface = struct.unpack_from(order + ("I" if btype == 6 else "H"), s.buf, s.pos + 8)[0]
                     if iface < len(self._interfaces):
+                        interface = self._if_base + iface
                         _lt, _limit, per_sec, off_ns, _snap, _fcs = self._interfaces[iface]
                         units = (hi << 32) | lo
                         stamp = self._clamp(units // per_sec * 10**9 + units % per_sec * 10**9 // per_sec + off_ns)
                 data = bytes(s.buf[s.pos + header:min(s.end, s.pos + header + caplen)])
-            self.partial = PartialRecord(self.records + 1, offset, have, need, data, stamp, origlen)
+            self.partial = PartialRecord(self.records + 1, offset, have, need, data, stamp, origlen, interface)
         elif have:
             self.warnings.append(f"{self.path}: {have} bytes at byte offset {offset} are the start of a block that "
                                  f"is cut short; it held no frame")
@@ -812,17 +828,25 @@ class PcapNgWriter(_Writer):
                  application: str = "ovnsim"):
         shb = _block(_PCAPNG_SHB, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
                      + _option(4, application.encode()) + b"\0\0\0\0")
-        idb = _block(_PCAPNG_IDB, struct.pack("<HHI", LINKTYPE_ETHERNET, 0, WRITE_SNAPLEN)
-                     + _option(2, if_name.encode()) + _option(9, b"\x09") + b"\0\0\0\0")
-        super().__init__(path, shb + idb, False, 1024 * 1024)
+        super().__init__(path, shb + self.idb(if_name), False, 1024 * 1024)
+
+    @staticmethod
+    def idb(if_name: str) -> bytes:
+        """An Interface Description Block: Ethernet, nanosecond timestamps, named ``if_name``."""
+        return _block(_PCAPNG_IDB, struct.pack("<HHI", LINKTYPE_ETHERNET, 0, WRITE_SNAPLEN)
+                      + _option(2, if_name.encode()) + _option(9, b"\x09") + b"\0\0\0\0")
+
+    def add_interface(self, if_name: str) -> None:
+        """Describe one more interface (the next id: 1, 2, ...) for the blocks that follow."""
+        self._put(self.idb(if_name))
 
     @staticmethod
     def epb(frame: bytes, timestamp_ns: int = 0, origlen: Optional[int] = None,
-            comments: Iterable[str] = ()) -> bytes:
-        """One Enhanced Packet Block on interface 0 (as bytes)."""
+            comments: Iterable[str] = (), interface: int = 0) -> bytes:
+        """One Enhanced Packet Block on ``interface`` (as bytes)."""
         frame = bytes(frame)
         stamp = clamp_timestamp(timestamp_ns)
-        body = struct.pack("<IIIII", 0, stamp >> 32, stamp & 0xFFFFFFFF, len(frame),
+        body = struct.pack("<IIIII", interface, stamp >> 32, stamp & 0xFFFFFFFF, len(frame),
                            len(frame) if origlen is None else origlen)
         body += frame + b"\0" * (-len(frame) % 4)
         options = b"".join(_option(1, c.encode()) for c in comments)
@@ -831,6 +855,6 @@ class PcapNgWriter(_Writer):
         return _block(6, body)
 
     def write(self, frame: bytes, timestamp_ns: int = 0, origlen: Optional[int] = None,
-              comments: Sequence[str] = ()) -> None:
+              comments: Sequence[str] = (), interface: int = 0) -> None:
         """Append one frame as an Enhanced Packet Block with its comments."""
-        self._put(self.epb(frame, timestamp_ns, origlen, comments))
+        self._put(self.epb(frame, timestamp_ns, origlen, comments, interface))

@@ -726,7 +726,12 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     ports = _PortFiles(out, port_names)
     verdicts = (_Verdicts(verdicts_path, port_names, reasons, list(engine.datapath_names))
                 if verdicts_path is not None else None)
-    drops = PcapNgWriter(out / DROPS_FILE, if_name="drops")
+    # drops.pcapng describes the capture's interfaces, in the capture's order and by its names, so each
+    # dropped frame keeps the interface it was captured on (a classic pcap's one interface: "drops").
+    drops = PcapNgWriter(out / DROPS_FILE, if_name=_drops_if_name(reader.interface_names, 0))
+    drops_ifaces = max(1, len(reader.interface_names))
+    for i in range(1, drops_ifaces):
+        drops.add_interface(_drops_if_name(reader.interface_names, i))
     sink = _Sink()
     frames = 0
     start = time.perf_counter()
@@ -758,10 +763,13 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
                 if len(result.out_data) > OUT_BYTES_PER_BATCH and len(batch) > 256:
                     reader.batch_size = max(256, len(batch) * OUT_BYTES_PER_BATCH // len(result.out_data))
             if n_dropped:
+                while drops_ifaces < len(reader.interface_names):  # interfaces described mid-capture
+                    sink.submit(drops.add_interface, _drops_if_name(reader.interface_names, drops_ifaces))
+                    drops_ifaces += 1
                 sink.submit(drops.write_raw, _pcapio.build_drop_epbs(
                     batch.data, batch.offsets, batch.lengths, batch.origlens, batch.timestamps, state,
                     result.ingress, batch.first, result.drop_frame, result.drop_reason, result.drop_stage,
-                    result.drop_datapath, names))
+                    result.drop_datapath, names, batch.ifaces))
             if verdicts is not None:
                 sink.submit(verdicts.writer.write_raw, verdicts.batch(batch, result, state, before))
             if tracer is not None:
@@ -770,6 +778,9 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
             progress.update(frames, reader.bytes_read)
         partial = reader.partial if not interrupt.stop else None
         if partial is not None:
+            while drops_ifaces < len(reader.interface_names):
+                sink.submit(drops.add_interface, _drops_if_name(reader.interface_names, drops_ifaces))
+                drops_ifaces += 1
             frames += 1
             class_counts[2] += 1
             described = partial.describe()
@@ -779,7 +790,8 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
                                     f"counted as a dropped frame (malformed)")
             sink.submit(drops.write, partial.data, partial.timestamp, partial.origlen or len(partial.data),
                         [f"{Drop.MALFORMED.label} at {CAPTURE_STAGE}: final record cut short ({described})",
-                         f"frame {partial.number}, ingress (none)"])
+                         f"frame {partial.number}, ingress (none)"],
+                        partial.interface if partial.interface < drops_ifaces else 0)
             if verdicts is not None:
                 sink.submit(verdicts.writer.write_raw, verdicts.partial(partial.number))
     finally:
@@ -841,6 +853,11 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
         else:
             summary.trace = tracer.result
     summary.check()
+
+
+def _drops_if_name(names: List[str], i: int) -> str:
+    """The name drops.pcapng gives the capture's interface ``i``: its own, else ``drops``."""
+    return (names[i] if i < len(names) else "") or "drops"
 
 
 def _by_reason(counts: array, reasons: List[str], n_stages: int, unit: str) -> Dict[str, Dict[str, object]]:
