@@ -361,7 +361,7 @@ BAD_FILES = {
     "kuznetzov": (b"\x34\xcd\xb2\xa1" + b"\0" * 30, "Kuznetzov"),
     "truncated-header": (pcap_header()[:10], "truncated pcap file header: 10 of 24 bytes"),
     "version": (pcap_header(major=3), "unsupported pcap version 3.4"),
-    "linktype": (pcap_header(linktype=113) + pcap_record(b"\0" * 20), "link type 113 (LINUX_SLL) is not supported"),
+    "linktype": (pcap_header(linktype=228) + pcap_record(b"\0" * 20), "link type 228 (IPV4) is not supported"),
     "fcs": (pcap_header(linktype=0x10000001), "FCS length bits set without the F bit"),
     "caplen-over-snaplen": (pcap_header(snaplen=96) + pcap_record(frames(1)[0]) + pcap_record(b"\0" * 100),
                             "record 2 at byte offset 100: captured length 100 exceeds the snaplen 96"),

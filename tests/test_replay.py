@@ -941,3 +941,75 @@ def test_drops_of_a_classic_pcap_are_on_interface_drops(tmp_path):
     with open_capture(out / DROPS_FILE) as drops:
         assert {i for batch in drops for i in batch.ifaces} == {0}
     assert drops.interface_names == ["drops"]
+
+
+# -- Linux cooked captures (tcpdump -i any) ------------------------------------------------
+
+GW_MAC = "fa:16:3e:fe:49:48"  # router1's port on web (10.0.0.1)
+
+
+def _tap_frames() -> List[Tuple[int, bytes]]:
+    """(Linux packet type, Ethernet frame) as vm1's `tcpdump -i any` would see them."""
+    return [
+        (4, bytes(Ether(src=VM1_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=VM1_MAC, psrc=VM1, pdst="10.0.0.1"))),
+        (4, bytes(Ether(src=VM1_MAC, dst=VM2_MAC) / IP(src=VM1, dst=VM2) / ICMP())),
+        (4, bytes(Ether(src=VM1_MAC, dst=GW_MAC) / IP(src=VM1, dst=INTERNET) / TCP(sport=40000, dport=443,
+                                                                                    flags="S"))),
+        (4, bytes(Ether(src=VM1_MAC, dst=GW_MAC) / IP(src=VM1, dst=DB1) / UDP(sport=5000, dport=53))),
+        (2, bytes(Ether(src=VM1_MAC, dst="01:00:5e:00:00:fb") / IP(src=VM1, dst="224.0.0.251") / UDP())),
+        (1, bytes(Ether(src=VM1_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src=VM1, dst="255.255.255.255") / UDP())),
+    ]
+
+
+def _cooked(kind: int, pkttype: int, frame: bytes) -> bytes:
+    from scapy.layers.l2 import CookedLinux, CookedLinuxV2
+
+    eth = Ether(frame)
+    if kind == 113:
+        head = CookedLinux(pkttype=pkttype, lladdrtype=1, lladdrlen=6, src=bytes.fromhex(eth.src.replace(":", ""))
+                           + b"\0\0", proto=eth.type)
+    else:
+        head = CookedLinuxV2(proto=eth.type, ifindex=7, lladdrtype=1, pkttype=pkttype, lladdrlen=6,
+                             src=bytes.fromhex(eth.src.replace(":", "")) + b"\0\0")
+    return bytes(head) + frame[14:]
+
+
+@pytest.mark.parametrize("linktype", [113, 276])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_linux_cooked_capture_replays_as_the_ethernet_one(tmp_path, engine, linktype):
+    tap = _tap_frames()
+    ethernet = _capture_with(tmp_path, "eth.pcap", _header() + b"".join(_record(f) for _t, f in tap))
+    cooked = _capture_with(tmp_path, "any.pcap", _header(linktype=linktype)
+                           + b"".join(_record(_cooked(linktype, t, f)) for t, f in tap))
+    plain, plain_out = run(tmp_path, engine, ethernet, name="eth")
+    summary, out = run(tmp_path, engine, cooked, name="cooked")
+    for key in ("frames_in", "delivered", "exited", "dropped", "outputs", "drops", "generated"):
+        assert summary.as_dict()[key] == plain.as_dict()[key], key
+    for name in plain.files.values():
+        if name != DROPS_FILE:
+            assert (out / name).read_bytes() == (plain_out / name).read_bytes(), name
+    [note] = summary.capture_notes
+    assert note.startswith(f"{len(tap)} frames from a Linux cooked capture (link type {linktype} ")
+    assert plain.capture_notes == []
+
+
+def test_cooked_frames_received_by_the_host_go_to_the_owner_of_the_address(tmp_path):
+    """Packet type 0 (to this host): eth.dst is the MAC of the port holding ip4.dst (with --port P: P's)."""
+    from ovnsim.capture.cooked import DestinationResolver
+    from ovnsim.neutron.compiler import compile_topology
+    from ovnsim.neutron.loader import load_topology
+
+    frame = bytes(Ether(src=VM2_MAC, dst=VM1_MAC) / IP(src=VM2, dst=VM1) / ICMP())
+    capture = _capture_with(tmp_path, "in.pcapng", _ng_shb() + _ng_idb(linktype=113, options=_ng_opt("<", 2, b"any"))
+                            + _ng_epb("<", _cooked(113, 0, frame), 1))
+    summary, out = run(tmp_path, "python", capture)
+    assert summary.delivered == 1 and summary.outputs == {"vm1": 1}
+    assert bytes(packets(out / "vm1-tx.pcap")[0]) == frame
+    logical = compile_topology(load_topology(REFERENCE))
+    assert DestinationResolver(logical, "fa:16:3e:00:00:99").unicast(0, 0, 0) == bytes.fromhex("fa163e000099")
+
+
+def test_cooked_frame_shorter_than_its_header_is_a_malformed_drop(tmp_path):
+    capture = _capture_with(tmp_path, "short.pcap", _header(linktype=113) + _record(b"\0\4\0\1\0\6"))
+    summary, _out = run(tmp_path, "python", capture)
+    assert summary.dropped == 1 and summary.frames_in == 1

@@ -44,7 +44,7 @@ cdef enum:
     ST_BAD_BLOCK_LEN = 4  # pcapng: block length < minimum or not a multiple of 4 (detail: length)
     ST_BAD_TRAILER = 5  # pcapng: the trailing block length differs from the leading one
     ST_BAD_IFACE = 6  # pcapng: the interface id names no IDB of this section (detail: id)
-    ST_NOT_ETHERNET = 7  # pcapng: the packet's interface is not Ethernet (detail: id)
+    ST_NOT_ETHERNET = 7  # pcapng: the packet's interface is not Ethernet or Linux cooked (detail: id)
     ST_CAPLEN_OVER_BLOCK = 8  # pcapng: the captured length runs past the block (detail: caplen)
 
 NEED_MORE = ST_NEED_MORE
@@ -299,7 +299,7 @@ def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint bi
                 status = ST_BAD_IFACE
                 detail = iface
                 break
-            if if_linktype[iface] != LINKTYPE_ETHERNET:
+            if if_linktype[iface] != LINKTYPE_ETHERNET and if_linktype[iface] != 113 and if_linktype[iface] != 276:
                 status = ST_NOT_ETHERNET
                 detail = iface
                 break

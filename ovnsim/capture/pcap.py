@@ -45,6 +45,7 @@ from array import array
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
+from ovnsim.capture.cooked import COOKED, rebuild_ethernet
 from ovnsim.errors import OvnsimError
 
 try:
@@ -263,6 +264,12 @@ class CaptureReader:
         self.interface_names: List[str] = [""]
         self._if_base = 0
         self._seen_section = False
+        self._linktypes: List[int] = [LINKTYPE_ETHERNET]  # per interface, as interface_names
+        #: Linux cooked frames rebuilt as Ethernet so far; ``cooked_resolver`` gives their eth.dst
+        #: (a :class:`~ovnsim.capture.cooked.DestinationResolver`; None: unicast eth.dst 00:00:00:00:00:00).
+        self.cooked_frames = 0
+        self.cooked_linktypes: set = set()
+        self.cooked_resolver = None
         self._fcslen = 0
         self.format = ""
         self.nanosecond = False
@@ -359,6 +366,7 @@ class CaptureReader:
             raise self._error(f"link type field 0x{linktype:08x}: FCS length bits set without the F bit: "
                               f"corrupt file header")
         self._check_linktype(linktype & 0xFFFF)
+        self._linktypes = [linktype & 0xFFFF]
         if self._fcslen:
             self.notes.append(f"frames end with a {self._fcslen}-byte FCS (file header): stripped before replay")
         self.snaplen = snaplen
@@ -366,11 +374,11 @@ class CaptureReader:
         s.pos = 24
 
     def _check_linktype(self, linktype: int, where: str = "") -> None:
-        if linktype != LINKTYPE_ETHERNET:
+        if linktype != LINKTYPE_ETHERNET and linktype not in COOKED:
             name = _LINKTYPE_NAMES.get(linktype)
             label = f"{linktype} ({name})" if name else f"{linktype}"
             raise self._error(f"{where}link type {label} is not supported: ovnsim replays Ethernet "
-                              f"(link type 1) only")
+                              f"(link type 1) and Linux cooked captures (113, 276)")
 
     # -- iteration --------------------------------------------------------------------
 
@@ -391,8 +399,21 @@ class CaptureReader:
         for a in arrays:
             del a[n:]
         batch = Batch(self._stream.buf, *arrays[:4], first=self.records + 1, ifaces=arrays[4])
+        if any(lt in COOKED for lt in self._linktypes):
+            self._uncook(batch)
         self.records += n
         return batch
+
+    def _uncook(self, batch: Batch) -> None:
+        """Rebuild the Ethernet header of the batch's Linux cooked frames (ovnsim.capture.cooked)."""
+        kinds = self._linktypes
+        indices = [i for i in range(len(batch)) if kinds[batch.ifaces[i]] in COOKED]
+        if not indices:
+            return
+        linktypes = [kinds[batch.ifaces[i]] for i in indices]
+        self.cooked_linktypes.update(linktypes)
+        self.cooked_frames += rebuild_ethernet(batch.data, batch.offsets, batch.lengths, batch.origlens, indices,
+                                               linktypes, self.cooked_resolver)
 
     def _iter_pcap(self) -> Iterator[Batch]:
         s = self._stream
@@ -486,7 +507,7 @@ class CaptureReader:
             linktype = self._interfaces[detail][0]
             name = _LINKTYPE_NAMES.get(linktype)
             problem = (f"interface {detail} has link type {linktype}{f' ({name})' if name else ''}, which is not "
-                       f"supported: ovnsim replays Ethernet (link type 1) only")
+                       f"supported: ovnsim replays Ethernet (link type 1) and Linux cooked captures (113, 276)")
         elif status == _pcapio.CAPLEN_OVER_BLOCK:
             problem = f"{kind}: captured length {detail} runs past the end of the block: corrupt block"
         elif status == _pcapio.BAD_CAPLEN:
@@ -533,7 +554,7 @@ class CaptureReader:
                 self._if_base = len(self.interface_names)
             else:  # the first section's interfaces replace the classic-pcap placeholder
                 self._seen_section = True
-                self.interface_names, self._if_base = [], 0
+                self.interface_names, self._linktypes, self._if_base = [], [], 0
             return True
         btype = self._u32(s.pos)
         length = self._u32(s.pos + 4)
@@ -624,6 +645,7 @@ class CaptureReader:
             self.notes.append(f"{label}: frames end with a {fcslen}-byte FCS (if_fcslen): stripped before replay")
         self._interfaces.append((linktype, limit, per_sec, offset_ns, snaplen, fcslen))
         self.interface_names.append(name)
+        self._linktypes.append(linktype)
         self._if_arrays = self._interface_arrays()
 
     def _clamp(self, stamp: int) -> int:

@@ -689,6 +689,9 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
         batch_size = PYTHON_ENGINE_BATCH if isinstance(engine_obj, PythonEngine) else DEFAULT_BATCH
     reader = CaptureReader(capture, batch_size=batch_size, chunk_size=chunk_size)
     try:
+        from ovnsim.capture.cooked import DestinationResolver
+
+        reader.cooked_resolver = DestinationResolver(logical, _port_mac(logical, port) if port else None)
         out = Path(out_dir)
         _prepare_out_dir(out, force)
         summary = ReplaySummary(topology=topology_name, capture=os.fspath(capture), format=reader.format,
@@ -814,6 +817,11 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     summary.snaplen_truncated = reader.snaplen_truncated
     summary.timestamps_clamped = reader.timestamps_clamped
     summary.capture_notes = list(reader.notes)
+    if reader.cooked_frames:
+        kinds = " and ".join(f"{lt} ({_COOKED_NAMES[lt]})" for lt in sorted(reader.cooked_linktypes))
+        summary.capture_notes.append(
+            f"{reader.cooked_frames} frames from a Linux cooked capture (link type {kinds}): Ethernet header "
+            f"rebuilt (eth.src from the cooked header, eth.dst from its packet type and the topology's addresses)")
     if reader.timestamps_clamped:
         summary.warnings.append(f"{reader.path}: {reader.timestamps_clamped} frames have a timestamp before "
                                 f"1970 or after 2106-02-07 06:28:15 UTC (what a pcap file holds); "
@@ -853,6 +861,21 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
         else:
             summary.trace = tracer.result
     summary.check()
+
+
+_COOKED_NAMES = {113: "LINUX_SLL", 276: "LINUX_SLL2"}
+
+
+def _port_mac(logical: LogicalTopology, port: str) -> Optional[str]:
+    """The MAC of logical switch port ``port`` (its first address), if it has one."""
+    for ls in logical.switches:
+        for lsp in ls.ports:
+            if lsp.name == port:
+                for entry in lsp.addresses:
+                    words = entry.split()
+                    if words and words[0] not in ("unknown", "router", "dynamic"):
+                        return words[0]
+    return None
 
 
 def _drops_if_name(names: List[str], i: int) -> str:
