@@ -100,7 +100,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                      engine=args.engine, force=args.force, trace_frame=args.trace,
                      trace_match=args.trace_match, trace_limit=args.trace_limit,
                      progress=sys.stderr if show_progress else None, interruptible=True,
-                     verdicts=args.verdicts)
+                     verdicts=args.verdicts, only_from_port=args.only_from_port)
     for warning in summary.warnings:
         print(f"ovnsim: warning: {warning}", file=sys.stderr)
     sys.stdout.write((summary.to_json() if args.json else summary.format_text()) + "\n")
@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingress.add_argument("--auto", action="store_true",
                          help="each frame enters on the port that owns its source MAC/IP (else a localnet port); "
                               "frames no port can take are dropped (no-ingress)")
+    replay.add_argument("--only-from-port", action="store_true",
+                        help="with --port P, for a capture of P's own interface (tcpdump -i tapXXX): only frames "
+                             "whose source MAC is P's enter at P; frames P received are compared with what "
+                             "ovnsim delivered to P (matched / mismatched counted), not injected")
     replay.add_argument("--engine", choices=("python", "fast"), default=None,
                         help="force an engine (default: the fast one when built, else python; $OVNSIM_ENGINE)")
     replay.add_argument("--force", action="store_true",

@@ -1013,3 +1013,42 @@ def test_cooked_frame_shorter_than_its_header_is_a_malformed_drop(tmp_path):
     capture = _capture_with(tmp_path, "short.pcap", _header(linktype=113) + _record(b"\0\4\0\1\0\6"))
     summary, _out = run(tmp_path, "python", capture)
     assert summary.dropped == 1 and summary.frames_in == 1
+
+
+# -- a VM's tap captured in both directions (--port P --only-from-port) -------------------
+
+
+def _tap_capture(tmp_path: Path) -> Tuple[Path, int]:
+    """vm1's tap: what vm1 sent, and what it received (the network's answers, padded as on a wire, and vm2's)."""
+    sent = [bytes(Ether(src=VM1_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=VM1_MAC, psrc=VM1, pdst="10.0.0.1")),
+            bytes(Ether(src=VM1_MAC, dst=GW_MAC) / IP(src=VM1, dst="10.0.0.1") / ICMP(id=7)),
+            bytes(Ether(src=VM1_MAC, dst=VM2_MAC) / IP(src=VM1, dst=VM2) / ICMP(id=8))]
+    alone = _capture_with(tmp_path, "sent.pcap", _header() + b"".join(_record(f) for f in sent))
+    _summary, out = run(tmp_path, "python", alone, port="vm1", name="sent-only")
+    answers = [f + b"\0" * max(0, 60 - len(f)) for _ts, f, _o in read_frames(out / "vm1-tx.pcap")]
+    assert len(answers) == 2  # the router's ARP reply and echo reply
+    from_vm2 = bytes(Ether(src=VM2_MAC, dst=VM1_MAC) / IP(src=VM2, dst=VM1) / ICMP(type=0, id=8))
+    frames = [sent[0], answers[0], sent[1], answers[1], sent[2], from_vm2]
+    return _capture_with(tmp_path, "tap.pcap", _header() + b"".join(_record(f) for f in frames)), len(frames)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_only_from_port_injects_what_the_port_sent_and_compares_what_it_received(tmp_path, engine):
+    capture, n = _tap_capture(tmp_path)
+    log = tmp_path / "v.jsonl"
+    summary, out = run(tmp_path, engine, capture, port="vm1", only_from_port=True, verdicts=log)
+    assert summary.frames_in == 3 and summary.dropped == 0 and summary.delivered == 3
+    assert summary.tap == {"port": "vm1", "sent": 3, "received": 3, "matched": 2, "mismatched": 1, "unseen": 0}
+    assert "tap of vm1: 3 frames sent by it" in summary.format_text()
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [v["frame"] for v in lines] == list(range(1, n + 1))
+    assert [v.get("matched") for v in lines] == [None, True, None, True, None, False]
+    # without the split, what vm1 received is injected at vm1 again: port security drops vm2's reply
+    plain, _ = run(tmp_path, engine, capture, port="vm1", name="plain")
+    assert plain.frames_in == n and plain.drops.get("port-security", {}).get("frames", 0) >= 1
+
+
+def test_only_from_port_needs_a_port(tmp_path, capsys):
+    rc, _out, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "o", "--auto",
+                        "--only-from-port")
+    assert rc == 2 and "--only-from-port needs --port P" in err

@@ -524,7 +524,8 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
                     const uint32_t[::1] origlens, const int64_t[::1] stamps, const uint8_t[::1] frame_state,
                     const int32_t[::1] ingress, int64_t first_number,
                     const int32_t[::1] drop_frame, const int8_t[::1] drop_reason, const int16_t[::1] drop_stage,
-                    const int32_t[::1] drop_datapath, DropNames names, const int32_t[::1] ifaces=None):
+                    const int32_t[::1] drop_datapath, DropNames names, const int32_t[::1] ifaces=None,
+                    const int64_t[::1] numbers=None):
     """pcapng Enhanced Packet Blocks (interface 0, nanosecond timestamps) for the dropped frames.
 
     A frame is dropped when ``frame_state`` (from :func:`account_batch`) says
@@ -533,7 +534,8 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
     <datapath> <stage>"``, then ``"frame <n>, ingress <port>"`` (``n`` is
     the 1-based frame number in the capture: ``first_number`` + index).
     ``ifaces`` (optional): each frame's interface id in the output file
-    (else interface 0).  Returns the blocks as one ``bytearray``.
+    (else interface 0).  ``numbers`` (optional): each frame's number in the
+    capture, when the batch is not consecutive frames (else ``first_number`` + index).  Returns the blocks as one ``bytearray``.
     """
     cdef Py_ssize_t n = frame_state.shape[0], n_drop = drop_frame.shape[0], i, f, j, size, total = 0, at, cl
     cdef Py_ssize_t body, start
@@ -555,6 +557,9 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
     cdef bint has_ifaces = ifaces is not None
     if has_ifaces and ifaces.shape[0] < n:
         raise ValueError("build_drop_epbs: ifaces shorter than frame_state")
+    cdef bint has_numbers = numbers is not None
+    if has_numbers and numbers.shape[0] < n:
+        raise ValueError("build_drop_epbs: numbers shorter than frame_state")
     if drop_reason.shape[0] < n_drop or drop_stage.shape[0] < n_drop or drop_datapath.shape[0] < n_drop:
         raise ValueError("build_drop_epbs: drop arrays of different lengths")
     # Drop records per frame as linked lists in record order (first[f], nxt[i]).
@@ -593,7 +598,7 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
             j = nxt[j]
         port = ingress[f]
         port_len = names.ports.size[port] if 0 <= port < names.ports.n else 6
-        nlen = snprintf(number, sizeof(number), b"frame %lld, ingress ", <long long>(first_number + f))
+        nlen = snprintf(number, sizeof(number), b"frame %lld, ingress ", <long long>(numbers[f] if has_numbers else first_number + f))
         size += 4 + pad4(nlen + port_len)
         total += size
     blob = PyByteArray_FromStringAndSize(NULL, total)
@@ -635,7 +640,7 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
         else:
             port_name = b"(none)"
             port_len = 6
-        nlen = snprintf(number, sizeof(number), b"frame %lld, ingress ", <long long>(first_number + f))
+        nlen = snprintf(number, sizeof(number), b"frame %lld, ingress ", <long long>(numbers[f] if has_numbers else first_number + f))
         at = put_option(dst, at, number, nlen, port_name, port_len, NULL, 0, NULL, 0, NULL, 0)
         wr32(dst + at, 0)  # opt_endofopt
         at += 4

@@ -134,7 +134,7 @@ class Batch:
     overwrites it), so batches may be kept.
     """
 
-    __slots__ = ("data", "offsets", "lengths", "origlens", "timestamps", "first", "ifaces")
+    __slots__ = ("data", "offsets", "lengths", "origlens", "timestamps", "first", "ifaces", "numbers")
 
     def __init__(self, data, offsets: array, lengths: array, origlens: array, timestamps: array, first: int,
                  ifaces: Optional[array] = None):
@@ -146,9 +146,15 @@ class Batch:
         self.first = first
         #: each frame's interface: an index into the reader's ``interface_names`` (all 0 for classic pcap)
         self.ifaces = ifaces if ifaces is not None else array("i", bytes(4 * len(offsets)))
+        #: each frame's 1-based number in the capture when the batch is not consecutive frames, else None
+        self.numbers: Optional[array] = None
 
     def __len__(self) -> int:
         return len(self.offsets)
+
+    def number(self, i: int) -> int:
+        """The 1-based number of frame ``i`` in the capture."""
+        return self.numbers[i] if self.numbers is not None else self.first + i
 
     def frame(self, i: int) -> bytes:
         """The captured bytes of frame ``i`` (a copy)."""

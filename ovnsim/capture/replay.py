@@ -27,6 +27,7 @@ about damaged captures.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -118,6 +119,7 @@ class ReplaySummary:
     generated: Dict[str, int] = field(default_factory=dict)  #: generated frames and replies, by kind
     drops: Dict[str, Dict[str, object]] = field(default_factory=dict)
     copy_drops: Dict[str, Dict[str, object]] = field(default_factory=dict)
+    tap: Optional[Dict[str, object]] = None  #: --only-from-port: sent, received, matched, mismatched, unseen
     interrupted: bool = False  #: stopped by SIGINT: the counts are those of the frames replayed until then
     snaplen_truncated: int = 0
     timestamps_clamped: int = 0
@@ -156,6 +158,8 @@ class ReplaySummary:
             "warnings": self.warnings, "capture_notes": self.capture_notes,
             "elapsed_s": round(self.elapsed_s, 6), "frames_per_s": round(self.frames_per_s, 1),
         }
+        if self.tap is not None:
+            out["tap"] = self.tap
         if self.trace is not None:
             out["trace"] = self.trace
         if self.traces:
@@ -191,6 +195,12 @@ class ReplaySummary:
                         f"malformed)" if final else "none")
                      + (f"; {self.timestamps_clamped} timestamps clamped" if self.timestamps_clamped else ""))
         lines += [f"capture: {note}" for note in self.capture_notes]
+        if self.tap is not None:
+            tap = self.tap
+            lines.append(f"tap of {tap['port']}: {tap['sent']} frames sent by it (replayed above); "
+                         f"{tap['received']} received by it, not injected: {tap['matched']} matched what ovnsim "
+                         f"delivered to it, {tap['mismatched']} did not; {tap['unseen']} frames ovnsim delivered "
+                         f"to it are not in the capture")
         files = f"{len(self.files)} file{'s' if len(self.files) != 1 else ''}"
         line = f"wrote {files} to {self.out_dir} in {self.elapsed_s:.2f} s"
         if self.rate_meaningful:
@@ -306,6 +316,83 @@ class _Sink:
             raise self._error
 
 
+class _TapSplit:
+    """``--port P --only-from-port``: a capture of P's own interface (a VM's tap) split by direction.
+
+    As tcpprep splits a capture: frames whose source MAC is P's were *sent*
+    by P and enter the network at P; every other frame was *received* by P
+    and is not injected (that would replay the network's own output back
+    into it).  A received frame is compared with what ovnsim delivered to P:
+    *matched* when ovnsim delivered the same frame (headers up to the IPv4
+    total length or the ARP body; Ethernet padding aside), *mismatched*
+    when not (replies of machines ovnsim does not emulate -- other VMs,
+    the outside -- are mismatched too: ovnsim only answers for the
+    network).  ``unseen`` counts frames ovnsim delivered to P that the
+    capture does not show.
+    """
+
+    def __init__(self, port: str, port_index: int, mac: str):
+        self.port = port
+        self.port_index = port_index
+        self.mac = bytes(int(b, 16) for b in mac.split(":"))
+        self.received = self.matched = self.mismatched = 0
+        self._delivered: Dict[bytes, int] = {}
+
+    @staticmethod
+    def key(frame: bytes) -> bytes:
+        """The bytes compared: the frame without Ethernet padding."""
+        if len(frame) >= 34 and frame[12:14] == b"\x08\x00":
+            frame = frame[:14 + int.from_bytes(frame[16:18], "big")]
+        elif len(frame) >= 42 and frame[12:14] == b"\x08\x06":
+            frame = frame[:42]
+        return hashlib.blake2b(frame, digest_size=16).digest()
+
+    def divide(self, batch):
+        """(the batch of frames P sent, with their capture numbers; [(number, key)] of the frames P received)."""
+        from ovnsim.capture.pcap import Batch
+
+        data, mac = batch.data, self.mac
+        keep = array("q")
+        received = []
+        for i in range(len(batch)):
+            at, length = batch.offsets[i], batch.lengths[i]
+            if length >= 12 and data[at + 6:at + 12] == mac:
+                keep.append(i)
+            else:
+                received.append((batch.number(i), self.key(bytes(data[at:at + length]))))
+        sent = Batch(data, array("q", (batch.offsets[i] for i in keep)), array("i", (batch.lengths[i] for i in keep)),
+                     array("I", (batch.origlens[i] for i in keep)), array("q", (batch.timestamps[i] for i in keep)),
+                     batch.first, array("i", (batch.ifaces[i] for i in keep)))
+        sent.numbers = array("q", (batch.number(i) for i in keep))
+        return sent, received
+
+    def compare(self, result, received) -> List[tuple]:
+        """Count ``received`` against what ``result`` delivered to P; ``(number, port, matched)`` per frame."""
+        delivered = self._delivered
+        data = result.out_data
+        for i in range(len(result.out_port)):
+            if result.out_port[i] == self.port_index:
+                start = result.out_start[i]
+                k = self.key(bytes(data[start:start + result.out_len[i]]))
+                delivered[k] = delivered.get(k, 0) + 1
+        out = []
+        for number, k in received:
+            matched = delivered.get(k, 0) > 0
+            if matched:
+                delivered[k] -= 1
+                self.matched += 1
+            else:
+                self.mismatched += 1
+            out.append((number, self.port, matched))
+        self.received += len(received)
+        return out
+
+    @property
+    def unseen(self) -> int:
+        """Frames ovnsim delivered to P that the capture does not show P receiving."""
+        return sum(self._delivered.values())
+
+
 class _Verdicts:
     """``--verdicts FILE.jsonl``: one JSON line per input frame, built from the batch arrays.
 
@@ -329,8 +416,11 @@ class _Verdicts:
         self.stages = [s.name for s in STAGE_LIST]
         self.dropped = 0  #: records written to drops.pcapng so far
 
-    def batch(self, batch, result, state, port_counts: array) -> bytes:
-        """The lines of one batch (``port_counts``: each port's records before it)."""
+    def batch(self, batch, result, state, port_counts: array, received=()) -> bytes:
+        """The lines of one batch (``port_counts``: each port's records before it).
+
+        ``received``: ``(number, port, matched)`` of the frames ``--only-from-port`` did not inject.
+        """
         n = len(batch)
         outputs: List[List[dict]] = [[] for _ in range(n)]
         seen = list(port_counts)
@@ -355,9 +445,13 @@ class _Verdicts:
                             "datapath": self.datapaths[result.drop_datapath[i]],
                             "stage": self.stages[result.drop_stage[i]]})
                 dropped["record"] = self.dropped
-            lines.append(json.dumps({"frame": batch.first + f, "ingress": names[ingress] if ingress >= 0 else None,
-                                     "outputs": outputs[f], "dropped": dropped}))
-        return ("\n".join(lines) + "\n").encode() if lines else b""
+            lines.append((batch.number(f), json.dumps({"frame": batch.number(f),
+                                                       "ingress": names[ingress] if ingress >= 0 else None,
+                                                       "outputs": outputs[f], "dropped": dropped})))
+        for number, port, matched in received:
+            lines.append((number, json.dumps({"frame": number, "received_by": port, "matched": matched})))
+        lines.sort()
+        return ("\n".join(text for _n, text in lines) + "\n").encode() if lines else b""
 
     def partial(self, number: int) -> bytes:
         """The line of a cut-short final record (dropped as malformed at ``capture``)."""
@@ -646,7 +740,7 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
            trace_match: Optional[str] = None, trace_limit: int = 10,
            progress: Optional[TextIO] = None, batch_size: Optional[int] = None,
            chunk_size: int = DEFAULT_CHUNK, interruptible: bool = False,
-           verdicts: Optional[Union[str, os.PathLike]] = None) -> ReplaySummary:
+           verdicts: Optional[Union[str, os.PathLike]] = None, only_from_port: bool = False) -> ReplaySummary:
     """Replay ``capture`` through ``topology``, writing the per-port pcaps and drops into ``out_dir``.
 
     ``port`` (every frame enters there) or ``auto=True`` (the engine picks
@@ -658,6 +752,9 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
     :class:`FrameFilter` expression selects (the reference pipeline then
     keeps in step with the replay until it has traced them);
     ``progress``: a stream for the progress line (None: none);
+    ``only_from_port`` (with ``port``): the capture is of that port's own
+    interface; only the frames it sent are injected, those it received are
+    compared with what ovnsim delivered to it (:class:`_TapSplit`);
     ``verdicts``: a file to write one JSON line per frame into (what
     became of it: :class:`_Verdicts`);
     ``interruptible``: SIGINT (Ctrl-C) stops the replay at a batch boundary
@@ -685,6 +782,16 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
     if port is not None and port not in port_names:
         raise OvnsimError(f"unknown logical port {port!r}; the ports are: {', '.join(port_names)}")
     inport = AUTO_INGRESS if auto else port_names.index(port)
+    split = None
+    if only_from_port:
+        if port is None:
+            raise OvnsimError("--only-from-port needs --port P (the port whose interface was captured)")
+        if trace_frame is not None or match is not None:
+            raise OvnsimError("--only-from-port does not combine with --trace or --trace-match yet")
+        mac = _port_mac(logical, port)
+        if mac is None:
+            raise OvnsimError(f"--only-from-port: port {port!r} has no MAC address to tell its frames by")
+        split = _TapSplit(port, port_names.index(port), mac)
     if batch_size is None:
         batch_size = PYTHON_ENGINE_BATCH if isinstance(engine_obj, PythonEngine) else DEFAULT_BATCH
     reader = CaptureReader(capture, batch_size=batch_size, chunk_size=chunk_size)
@@ -701,7 +808,7 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
                   if trace_frame is not None or match is not None else None)
         with _Interrupt(interruptible) as interrupt:
             _run(summary, reader, engine_obj, logical, inport, out, tracer, trace_frame, progress, _pcapio,
-                 interrupt, verdicts)
+                 interrupt, verdicts, split)
     finally:
         reader.close()
     return summary
@@ -709,7 +816,8 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
 
 def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: LogicalTopology, inport: int, out: Path,
          tracer: Optional[_Tracer], trace_frame: Optional[int], progress_stream: Optional[TextIO],
-         _pcapio, interrupt: "_Interrupt", verdicts_path: Optional[Union[str, os.PathLike]] = None) -> None:
+         _pcapio, interrupt: "_Interrupt", verdicts_path: Optional[Union[str, os.PathLike]] = None,
+         split: Optional[_TapSplit] = None) -> None:
     port_names: List[str] = list(engine.port_names)
     n_ports, n_stages = len(port_names), len(STAGE_LIST)
     localnet = {p.name for ls in logical.switches for p in ls.ports if p.type == "localnet"}
@@ -744,6 +852,9 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
             batch = interrupt.next_batch(batches)
             if batch is None:
                 break
+            received: list = []
+            if split is not None:
+                batch, received = split.divide(batch)
             n = len(batch)
             inports = inports_cache.get(n)
             if inports is None:
@@ -772,13 +883,15 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
                 sink.submit(drops.write_raw, _pcapio.build_drop_epbs(
                     batch.data, batch.offsets, batch.lengths, batch.origlens, batch.timestamps, state,
                     result.ingress, batch.first, result.drop_frame, result.drop_reason, result.drop_stage,
-                    result.drop_datapath, names, batch.ifaces))
+                    result.drop_datapath, names, batch.ifaces, batch.numbers))
+            if split is not None:
+                received = split.compare(result, received)
             if verdicts is not None:
-                sink.submit(verdicts.writer.write_raw, verdicts.batch(batch, result, state, before))
+                sink.submit(verdicts.writer.write_raw, verdicts.batch(batch, result, state, before, received))
             if tracer is not None:
                 tracer.feed(batch, inports)
             frames += n
-            progress.update(frames, reader.bytes_read)
+            progress.update(frames + (split.received if split is not None else 0), reader.bytes_read)
         partial = reader.partial if not interrupt.stop else None
         if partial is not None:
             while drops_ifaces < len(reader.interface_names):
@@ -834,6 +947,11 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     summary.generated = {k: kind_counts[KINDS.index(k)] for k in GENERATED_KINDS}
     summary.drops = _by_reason(dropped_counts, reasons, n_stages, "frames")
     summary.interrupted = interrupt.stop
+    if split is not None:
+        summary.tap = {"port": split.port, "sent": frames - (1 if reader.partial is not None and not interrupt.stop
+                                                               else 0),
+                       "received": split.received, "matched": split.matched, "mismatched": split.mismatched,
+                       "unseen": split.unseen}
     if summary.interrupted:
         summary.warnings.append(f"interrupted: replayed the first {frames:,} frames of {reader.path}; the files "
                                 f"hold what they produced")
