@@ -263,8 +263,17 @@ def topology_texts(draw) -> str:
         except (KeyError, IndexError, TypeError):
             continue
     text = yaml.safe_dump(doc, sort_keys=False, width=10**6)
-    if draw(st.booleans()):  # a literal YAML would not write: a huge integer, a stray byte
-        text = text.replace("1", draw(st.sampled_from(["1", "9" * 5000, "1\t", "\x00", "{"])), 1)
+    if draw(st.booleans()):  # what safe_dump would not write: a huge integer, a stray byte, a bad date
+        text = text.replace("1", draw(st.sampled_from(["1", "9" * 5000, "1\t", "\x00", "{", "2001-13-45 "])), 1)
+    if draw(st.booleans()):  # YAML's own structure: deep nesting, aliases (recursive, or a bomb)
+        depth = draw(st.sampled_from([3, 70, 2000, 60000]))
+        snippet = draw(st.sampled_from(["[" * depth + "]" * depth, "{a: " * depth + "1" + "}" * depth,
+                                        "&x [*x]", "&y {k: *y}"]))
+        text = text.replace("10.0.0.0/24", snippet, 1)
+    if draw(st.integers(0, 29)) == 0:  # rare: refusing one walks a million values (about a second)
+        bomb = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]']
+        bomb += [f"{chr(97 + i)}: &{chr(97 + i)} [" + ",".join([f"*{chr(96 + i)}"] * 10) + "]" for i in range(1, 9)]
+        text = "\n".join(bomb) + "\n" + text
     return text
 
 
