@@ -310,7 +310,8 @@ class _Parser:
     def take(self) -> _Tok:
         tok = self.peek()
         if tok is None:
-            raise MicroflowError(f"microflow: unexpected end of input in {self.text!r}")
+            shown = self.text if len(self.text) <= 120 else self.text[:60] + " ... " + self.text[-40:]
+            raise MicroflowError(f"microflow: unexpected end of input in {shown!r}")
         self.i += 1
         return tok
 
