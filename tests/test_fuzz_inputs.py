@@ -331,23 +331,34 @@ def frames(draw) -> bytes:
 
 
 @budget(40)
-@given(batch=st.lists(frames(), min_size=1, max_size=40), engine=st.sampled_from(["python", "fast"]))
-def test_fuzz_replay_counters_add_up_and_files_are_valid(tmp_path_factory, batch, engine):
-    from ovnsim.capture.pcap import PcapWriter, read_frames
+@given(batch=st.lists(frames(), min_size=1, max_size=40), engine=st.sampled_from(["python", "fast"]),
+       linktype=st.sampled_from([1, 1, 113, 276]), cooked=st.data(), tap=st.booleans())
+def test_fuzz_replay_counters_add_up_and_files_are_valid(tmp_path_factory, batch, engine, linktype, cooked, tap):
+    """Random frames (Ethernet, or behind random Linux cooked headers) through a whole replay."""
+    from ovnsim.capture.pcap import read_frames
     from ovnsim.capture.replay import DROPS_FILE, replay
 
     folder = tmp_path_factory.mktemp("replay")
     capture = folder / "in.pcap"
-    with PcapWriter(capture) as writer:
-        for i, frame in enumerate(batch):
-            writer.write(frame, 10**18 + i)
+    records = []
+    for i, frame in enumerate(batch):
+        if linktype != 1:
+            size = 16 if linktype == 113 else 20
+            frame = cooked.draw(st.binary(min_size=size, max_size=size)) + frame[14:]
+        records.append(struct.pack("<IIII", 10**9 + i, 0, len(frame), len(frame)) + frame)
+    capture.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype) + b"".join(records))
     try:
-        summary = replay(REFERENCE, capture, folder / "out", auto=True, engine=engine)
+        summary = replay(REFERENCE, capture, folder / "out", engine=engine, verdicts=folder / "v.jsonl",
+                         **({"port": "vm1", "only_from_port": True} if tap else {"auto": True}))
     except OvnsimError as err:
         assert "fast engine" in str(err)  # not built here
         return
     summary.check()
-    assert summary.frames_in == len(batch)
+    received = summary.tap["received"] if tap else 0
+    assert summary.frames_in + received == len(batch)
+    if tap:
+        assert summary.tap["matched"] + summary.tap["mismatched"] == received
+    assert len((folder / "v.jsonl").read_text().splitlines()) == len(batch)
     for port, name in summary.files.items():
         if name == DROPS_FILE:
             with open_capture(folder / "out" / name) as drops:
