@@ -144,14 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser(
         "replay", help="replay a pcap/pcapng capture through the topology; write what leaves each port",
-        description="Replay every frame of CAPTURE (pcap or pcapng, Ethernet) through TOPO with one engine "
+        description="Replay every frame of CAPTURE (pcap or pcapng: Ethernet or Linux cooked; - for standard "
+                    "input) through TOPO with one engine "
                     "(conntrack persists across the capture) and write DIR/<port>-tx.pcap for every port that "
                     "emitted frames and DIR/drops.pcapng (each dropped frame, commented with its disposition, "
                     "datapath and stage). A capture cut short in its last record is replayed up to it; the "
                     "partial record counts as a dropped (malformed) frame, with a warning.")
     replay.add_argument("topology", metavar="TOPO", help="topology file (YAML)")
     replay.add_argument("capture", metavar="CAPTURE",
-                        help="capture file (pcap or pcapng, link type Ethernet), or - for standard input "
+                        help="capture file (pcap or pcapng, link type Ethernet or Linux cooked), or - for "
+                             "standard input "
                              "(e.g. tcpdump -w - ... | ovnsim replay TOPO - ...)")
     replay.add_argument("--out-dir", metavar="DIR", required=True,
                         help="where to write the per-port pcaps and drops.pcapng (created; must be empty or new)")

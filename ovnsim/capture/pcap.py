@@ -19,7 +19,11 @@ Formats read: classic pcap in either byte order with microsecond or
 nanosecond timestamps; pcapng with any number of sections (either byte order
 each) and interfaces, Enhanced, Simple and (obsolete) Packet Blocks,
 ``if_tsresol`` and ``if_tsoffset``; every other block is skipped by its
-length.  Link type Ethernet (1) only.
+length.  Link types Ethernet (1) and Linux cooked (113, 276: the Ethernet
+header is rebuilt in place, :mod:`ovnsim.capture.cooked`); frames carrying
+their FCS (pcapng ``if_fcslen``, the pcap link-type F bit) are read without
+it.  Timestamps are clamped into [0, :data:`MAX_TS_NS`] (what every file
+ovnsim writes can hold) and counted.  ``-`` reads standard input.
 
 Bad input raises :class:`CaptureError` (an :class:`~ovnsim.errors.OvnsimError`)
 naming the file and, where it applies, the record number and byte offset:
@@ -30,9 +34,11 @@ record (tcpdump killed) is not an error: the complete records are read and
 the partial one is reported as :attr:`CaptureReader.partial`.
 
 Writing: :class:`PcapWriter` (classic pcap, nanosecond, little-endian) and
-:class:`PcapNgWriter` (one section, one Ethernet interface, Enhanced Packet
+:class:`PcapNgWriter` (one section, Ethernet interfaces, Enhanced Packet
 Blocks with ``opt_comment`` options).  Both write frames one at a time or
-pre-built records in bulk (``ovnsim.capture._pcapio``).
+pre-built records in bulk (``ovnsim.capture._pcapio``), always whole records:
+a failed write (a full disk) cuts the file back to its last whole record and
+raises :class:`CaptureWriteError` naming the file.
 """
 
 from __future__ import annotations
@@ -814,6 +820,14 @@ class _Writer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def __del__(self) -> None:
+        # A writer dropped without close() (an error path) gives its descriptor back; what was
+        # buffered is lost, and the file still ends on a whole record.
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._fd = None
 
 
 class PcapWriter(_Writer):
