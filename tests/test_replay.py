@@ -1052,3 +1052,29 @@ def test_only_from_port_needs_a_port(tmp_path, capsys):
     rc, _out, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "o", "--auto",
                         "--only-from-port")
     assert rc == 2 and "--only-from-port needs --port P" in err
+
+
+@pytest.mark.root
+def test_full_disk_on_a_real_small_tmpfs(tmp_path, capsys):
+    """The same as the injected ENOSPC, on a real 64 KiB tmpfs (root; skipped where mounting is not allowed)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = _subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                              capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        frames = capture_frames(MIXED)
+        capture = _capture_with(tmp_path, "many.pcap", _header() + b"".join(_record(f) for f in frames) * 50)
+        out = disk / "o"
+        rc, stdout, err = cli(capsys, "replay", REFERENCE, capture, "--out-dir", out, "--auto")
+        assert rc == 2 and stdout == "" and "Traceback" not in err
+        assert re.match(rf"ovnsim: error: {re.escape(str(out))}/[\w.-]+: cannot write: No space left on device$",
+                        err.strip())
+        for path in out.iterdir():
+            if path.name == DROPS_FILE:
+                assert _valid_pcapng_blocks(path) >= 2
+            else:
+                _valid_pcap_records(path)
+    finally:
+        _subprocess.run(["umount", str(disk)], check=False)
