@@ -535,7 +535,8 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
     the 1-based frame number in the capture: ``first_number`` + index).
     ``ifaces`` (optional): each frame's interface id in the output file
     (else interface 0).  ``numbers`` (optional): each frame's number in the
-    capture, when the batch is not consecutive frames (else ``first_number`` + index).  Returns the blocks as one ``bytearray``.
+    capture, when the batch is not consecutive frames (else ``first_number``
+    + index).  Returns the blocks as one ``bytearray``.
     """
     cdef Py_ssize_t n = frame_state.shape[0], n_drop = drop_frame.shape[0], i, f, j, size, total = 0, at, cl
     cdef Py_ssize_t body, start
@@ -598,7 +599,8 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
             j = nxt[j]
         port = ingress[f]
         port_len = names.ports.size[port] if 0 <= port < names.ports.n else 6
-        nlen = snprintf(number, sizeof(number), b"frame %lld, ingress ", <long long>(numbers[f] if has_numbers else first_number + f))
+        nlen = snprintf(number, sizeof(number), b"frame %lld, ingress ",
+                        <long long>(numbers[f] if has_numbers else first_number + f))
         size += 4 + pad4(nlen + port_len)
         total += size
     blob = PyByteArray_FromStringAndSize(NULL, total)
@@ -640,7 +642,8 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
         else:
             port_name = b"(none)"
             port_len = 6
-        nlen = snprintf(number, sizeof(number), b"frame %lld, ingress ", <long long>(numbers[f] if has_numbers else first_number + f))
+        nlen = snprintf(number, sizeof(number), b"frame %lld, ingress ",
+                        <long long>(numbers[f] if has_numbers else first_number + f))
         at = put_option(dst, at, number, nlen, port_name, port_len, NULL, 0, NULL, 0, NULL, 0)
         wr32(dst + at, 0)  # opt_endofopt
         at += 4
