@@ -442,7 +442,11 @@ def test_trace_flows_file(tmp_path):
         SWITCHED.replace(" == ", "=="),
     ]) + "\n")
     proc = run_cli("trace", REFERENCE, "--flows", flows)
-    lines = assert_ok(proc).splitlines()
+    # the two bad lines make the exit status 2, with one line on stderr; every line is answered
+    assert proc.returncode == EXIT_BAD_INPUT and "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stderr.startswith("ovnsim: error: ") and "2 lines could not be traced" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+    lines = proc.stdout.splitlines()
     records = [json.loads(line) for line in lines]  # one JSON object per line
     assert len(records) == 7, lines
     routed_a, routed_b, bad, switched, spoofed, unknown_port, switched_again = records

@@ -120,14 +120,22 @@ def load_topology(path: str | os.PathLike[str]) -> Topology:
         raise TopologyError(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})", "", source) from None
     except OSError as exc:
         raise TopologyError(f"cannot read the file: {exc.strerror or exc}", "", source) from None
+    _check_flow_depth(text, source)
     try:
         doc = yaml.load(text, Loader=_StrictLoader)
+    except RecursionError:
+        raise TopologyError("invalid YAML: nested too deeply (more levels of [ ] or { } than Python's "
+                            "recursion limit)", "", source) from None
     except yaml.MarkedYAMLError as exc:
         raise _yaml_error(exc, source, text) from None
     except yaml.YAMLError as exc:
         raise TopologyError(f"invalid YAML: {_one_line(str(exc))}", "", source) from None
     if doc is None:
         raise TopologyError("the file is empty; expected a topology mapping", "", source)
+    if isinstance(doc, _OversizedInt):
+        raise TopologyError(f"an integer literal of {len(doc.text):,} characters; expected a topology mapping",
+                            "", source)
+    _check_document(doc, source)
     return load_document(doc, source)
 
 
@@ -205,6 +213,112 @@ class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ign
                         key_node.start_mark,
                     )
         return super().construct_mapping(node, deep=deep)
+
+
+#: The longest integer literal the loader converts.  No field needs more than a few dozen digits, and
+#: Python refuses decimal conversions beyond 4,300 digits with a ValueError (CVE-2020-10735).
+MAX_INT_LITERAL = 1000
+
+
+class _OversizedInt:
+    """An integer literal too long to convert: kept as text so the error can name its place."""
+
+    __slots__ = ("text", "line")
+
+    def __init__(self, text: str, line: int):
+        self.text = text
+        self.line = line
+
+
+def _construct_int(loader, node):
+    text = loader.construct_scalar(node)
+    if len(text) > MAX_INT_LITERAL:
+        return _OversizedInt(text, node.start_mark.line + 1)
+    return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+#: The deepest nesting of flow collections ([ ], { }) handed to the YAML parser: libyaml's parser
+#: recurses per level in C and crashes the process (SIGSEGV) somewhere past 20,000 levels.
+MAX_FLOW_DEPTH = 1000
+# Brackets, and what hides them: quoted scalars (a quote that starts a scalar) and comments.
+_FLOW_TOKENS = re.compile(r"""[\[\]{}]|(?<![^\s\[{,:])'(?:[^']|'')*'|(?<![^\s\[{,:])"(?:[^"\\]|\\.)*"|(?<!\S)#[^\n]*""")
+
+
+def _check_flow_depth(text: str, source: str) -> None:
+    """Refuse flow collections nested deeper than :data:`MAX_FLOW_DEPTH` before libyaml sees them."""
+    depth = 0
+    for match in _FLOW_TOKENS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > MAX_FLOW_DEPTH:
+                line = text.count("\n", 0, match.start()) + 1
+                raise TopologyError(f"invalid YAML: [ ] or {{ }} nested more than {MAX_FLOW_DEPTH} levels deep",
+                                    f"line {line}", source)
+        elif token in ("]", "}"):
+            depth = max(0, depth - 1)
+
+
+def _construct_timestamp(loader, node):
+    # The format has no dates; a value that looks like one stays text (the schema then says what is
+    # expected there), instead of a datetime -- or a ValueError for 2001-13-45.
+    return loader.construct_scalar(node)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+#: The most values a document may hold once its YAML aliases are expanded (the checks walk the
+#: expanded document, so a "billion laughs" of nested aliases must be refused before they run).
+MAX_DOCUMENT_VALUES = 1_000_000
+#: The deepest nesting taken (the schema checker recurses per level).
+MAX_DOCUMENT_DEPTH = 64
+
+
+def _check_document(doc: Any, source: str) -> None:
+    """Refuse what YAML can express but a topology cannot be: huge integers, cycles, alias bombs.
+
+    One walk over the document as the later checks will see it (aliases
+    expanded), without recursion: an integer literal too long to convert
+    (:class:`_OversizedInt`, named by its place), a recursive alias
+    (``a: &x [*x]``), more than :data:`MAX_DOCUMENT_VALUES` values, and
+    nesting deeper than :data:`MAX_DOCUMENT_DEPTH`.
+    """
+    stack: List[Any] = [(doc, (), False)]
+    on_path: set = set()
+    visits = 0
+    while stack:
+        node, path, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(node))
+            continue
+        visits += 1
+        if visits > MAX_DOCUMENT_VALUES:
+            raise TopologyError(f"the document holds more than {MAX_DOCUMENT_VALUES:,} values once its YAML "
+                                f"aliases are expanded", "", source)
+        if isinstance(node, _OversizedInt):
+            raise _oversized(node, path, source)
+        if not isinstance(node, (dict, list)):
+            continue
+        if len(path) >= MAX_DOCUMENT_DEPTH:
+            raise TopologyError(f"nested more than {MAX_DOCUMENT_DEPTH} levels deep (a topology needs fewer than "
+                                f"ten)", _path(*path[:8]) + "...", source)
+        if id(node) in on_path:
+            raise TopologyError("a YAML alias refers to a node that contains it (a recursive structure)",
+                                _path(*path), source)
+        on_path.add(id(node))
+        stack.append((node, path, True))
+        for key, value in (node.items() if isinstance(node, dict) else enumerate(node)):
+            if isinstance(key, _OversizedInt):
+                raise _oversized(key, path, source)
+            stack.append((value, path + (key,), False))
+
+
+def _oversized(found: _OversizedInt, path: tuple, source: str) -> TopologyError:
+    return TopologyError(f"line {found.line}: an integer literal of {len(found.text):,} characters is too long "
+                         f"(at most {MAX_INT_LITERAL:,})", _path(*path), source)
 
 
 def _yaml_error(exc: yaml.MarkedYAMLError, source: str, text: str) -> TopologyError:
