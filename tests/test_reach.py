@@ -105,3 +105,12 @@ def test_reply_mirrors_request():
     q = parse_frame(req)
     assert (rep.eth_src, rep.eth_dst, rep.ip_src, rep.ip_dst) == (q.eth_dst, q.eth_src, q.ip_dst, q.ip_src)
     assert (rep.sport, rep.dport, rep.tcp_flags, rep.tcp_ack) == (22, q.sport, 0x12, q.tcp_seq + 1)
+
+
+def test_frames_have_right_checksums():
+    import ipaddress
+    from ovnsim.datapath._fastpath import checksums_ok
+    for proto in ("icmp", "tcp/22", "udp/53"):
+        req = build_request("fa:16:3e:00:00:11", "fa:16:3e:00:01:21", ipaddress.ip_address("10.0.0.11"),
+                            ipaddress.ip_address("10.0.1.21"), parse_proto(proto))
+        assert checksums_ok(req) and checksums_ok(build_reply(req))

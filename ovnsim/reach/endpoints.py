@@ -79,6 +79,9 @@ class Endpoint:
     mac: Optional[str] = None
     #: for a floating IP: the VM port it maps to (where a frame to it is delivered)
     target: Optional[str] = None
+    #: for ``outside``: the address whose ARP requests it answers (its own on
+    #: the external subnet, else the upstream gateway's)
+    arp_ip: Optional[ipaddress.IPv4Address] = None
 
     @property
     def can_send(self) -> bool:
@@ -109,10 +112,15 @@ class Directory:
                     self.localnet[net] = lsp.name
         self.by_ip: Dict[ipaddress.IPv4Address, Endpoint] = {}
         self.ports: Dict[str, Endpoint] = {}
+        seen: Dict[str, int] = {}
+        for port in topo.ports.values():
+            seen[port.name] = seen.get(port.name, 0) + 1
         for port in topo.ports.values():
             if not port.fixed_ips:
                 continue
-            ep = Endpoint(PORT, port.name, port.fixed_ips[0].ip_address, port.network, port.id,
+            # a Neutron name shared by ports of two projects is printed as the port's id
+            label = port.name if seen[port.name] == 1 else port.id
+            ep = Endpoint(PORT, label, port.fixed_ips[0].ip_address, port.network, port.id,
                           port.mac_address)
             self.ports[port.id] = ep
             for fixed in port.fixed_ips:
@@ -200,17 +208,29 @@ class Directory:
                 raise ReachError(f"{role} {name!r}: {ip} is held by {held[1]} in the topology, not by an "
                                  "outside host")
             mac = held[0] if held is not None and held[0] else _host_mac(ip)
+            arp_ip = ip
         else:
             gws = [s for s in net.subnets if s.gateway_ip is not None]
             if not gws:
                 raise ReachError(f"{role} {name!r}: external network {net.name!r} has no gateway to reach "
                                  f"{ip} through")
-            mac = gws[0].gateway_mac
-            if not mac:
-                raise ReachError(f"{role} {name!r}: the upstream gateway of {net.name!r} has no gateway_mac "
-                                 "in the topology")
+            # without a gateway_mac in the topology the upstream router gets a
+            # made-up one, and answers the routers' ARP requests with it
+            mac = gws[0].gateway_mac or _host_mac(gws[0].gateway_ip)
+            arp_ip = gws[0].gateway_ip
         label = "outside" if name == "outside" else f"outside:{ip}"
-        return Endpoint(OUTSIDE_KIND, label, ip, net.id, localnet, mac)
+        return Endpoint(OUTSIDE_KIND, label, ip, net.id, localnet, mac, arp_ip=arp_ip)
+
+    def upstream_arp(self) -> Dict[Tuple[str, ipaddress.IPv4Address], str]:
+        """(localnet port, address) -> MAC: the upstream gateways, which answer the routers' ARP requests."""
+        out = {}
+        for net in self.external:
+            if net.id not in self.localnet:
+                continue
+            for sub in net.subnets:
+                if sub.gateway_ip is not None:
+                    out[(self.localnet[net.id], sub.gateway_ip)] = sub.gateway_mac or _host_mac(sub.gateway_ip)
+        return out
 
     # -- next hops --------------------------------------------------------------
 

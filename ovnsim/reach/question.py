@@ -34,7 +34,8 @@ __all__ = ["reach", "Answer", "Reachability", "Blocker"]
 NOT_DELIVERED = "not-delivered"  #: the frame left the network, but not where the destination is
 REJECTED = "rejected"  #: a router answered with a TCP reset / ICMP error instead
 UNRESOLVED = "unresolved-neighbour"  #: a router sent an ARP request instead of the frame
-WRONG_REPLY = "reply-not-un-nated"  #: the reply came back, but not from the address the sender used
+WRONG_REPLY = "reply-not-un-nated"
+NO_NEXT_HOP = "no-next-hop"  #: the sender's stack has nowhere to send the frame (no neighbour, no gateway)  #: the reply came back, but not from the address the sender used
 
 
 @dataclass
@@ -238,24 +239,40 @@ class Reachability:
             self.sim.reset()
         return self.ask_endpoints(s, d, proto)
 
-    def _send(self, port: str, frame: bytes, peer: Endpoint) -> Result:
-        """Inject ``frame``; when a router ARPs for ``peer`` (an outside host), ``peer`` answers and the frame is sent again.
+    def ask_fresh(self, s: Endpoint, d: Endpoint, proto: Protocol) -> Answer:
+        """:meth:`ask_endpoints` on fresh state (an ``outside`` destination placed for this source)."""
+        if d.kind == OUTSIDE_KIND:
+            d = self.directory.resolve(d.label, "destination", near=s)
+        self.sim.reset()
+        return self.ask_endpoints(s, d, proto)
 
-        That is what the sender's stack does: the first frame is lost to
-        the ARP exchange, the retransmission goes through.
+    def _send(self, port: str, frame: bytes, peer: Endpoint) -> Result:
+        """Inject ``frame``; when a router ARPs for a neighbour instead, send the frame once more.
+
+        That is what the sender's stack does: the first frame is lost to the
+        router's ARP exchange, the retransmission goes through.  An outside
+        ``peer`` answers an ARP for its own address (a router inside the
+        topology answers for its own).
         """
         result = self.sim.inject(port, frame, trace=True)
-        if peer.kind != OUTSIDE_KIND:
+        arps = [o for o in result.outputs if o.kind == "arp"]
+        if not arps:
             return result
-        for out in result.outputs:
-            if out.kind == "arp" and out.port == peer.port and out.packet.arp_tpa == int(peer.ip):
-                self.sim.inject(peer.port, build_arp_reply(out.frame, peer.mac))
-                return self.sim.inject(port, frame, trace=True)
-        return result
+        answers = {(port, int(ip)): mac for (port, ip), mac in self.directory.upstream_arp().items()}
+        if peer.kind == OUTSIDE_KIND:
+            answers[(peer.port, int(peer.arp_ip))] = peer.mac
+        for out in arps:
+            mac = answers.get((out.port, out.packet.arp_tpa))
+            if mac is not None:
+                self.sim.inject(out.port, build_arp_reply(out.frame, mac))
+        return self.sim.inject(port, frame, trace=True)
 
     def ask_endpoints(self, s: Endpoint, d: Endpoint, proto: Protocol) -> Answer:
         """Answer a question whose ends are already resolved (no reset)."""
-        eth_dst = self.directory.next_hop_mac(s, d.ip)
+        try:
+            eth_dst = self.directory.next_hop_mac(s, d.ip)
+        except ReachError as err:
+            return Answer(s, d, proto, False, blocker=Blocker("forward", NO_NEXT_HOP, detail=str(err)))
         request = build_request(s.mac, eth_dst, s.ip, d.ip, proto)
         answer = Answer(s, d, proto, False, forward_frame=request)
         fwd = self._send(s.port, request, d)
