@@ -6,6 +6,8 @@
 ``ovnsim trace TOPO MICROFLOW``        what OVN does with one packet (ovn-trace syntax)
 ``ovnsim trace TOPO --from P --to X``  the same, the microflow built as ml2ovn-trace builds it
 ``ovnsim replay TOPO CAPTURE ...``     replay a capture: per-port pcaps, drops, a summary
+``ovnsim reach TOPO [SRC DST]``         reachability: one question, or the matrix; ``--diff OLD NEW``
+``ovnsim check TOPO``                  evaluate the file's ``expect:`` block
 
 Bad input of any kind ends with one line on stderr and exit status 2, never a
 traceback.
@@ -191,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--trace-limit", metavar="N", type=int, default=10,
                         help="trace at most N frames selected by --trace-match (default 10)")
     replay.set_defaults(func=cmd_replay)
+
+    # -- reachability (ovnsim/reach/cli.py): reach, check --------------------
+    from ovnsim.reach.cli import add_parsers as add_reach_parsers
+
+    add_reach_parsers(sub)
     return parser
 
 

@@ -6,13 +6,19 @@
 * :mod:`ovnsim.testing.nbshow` -- parsers for ``ovn-nbctl show``,
   ``lr-route-list`` and ``lr-nat-list`` output (the format ``ovnsim show``
   reproduces).
+* :mod:`ovnsim.testing.plugin` -- the pytest plugin (fixtures ``ovn_topology``,
+  ``ovn_sim``) and the reachability assertions ``assert_reachable``,
+  ``assert_isolated``, ``assert_snat``, ``assert_fip``, ``assert_packets``.
 
 Importing this package starts nothing; the heavy modules load on first use.
 """
 
 from __future__ import annotations
 
-__all__ = ["RealOVN", "RealOVNError", "parse_nbctl_show", "parse_lr_route_list"]
+__all__ = ["RealOVN", "RealOVNError", "parse_nbctl_show", "parse_lr_route_list", "assert_reachable",
+           "assert_isolated", "assert_snat", "assert_fip", "assert_packets"]
+
+_ASSERTIONS = ("assert_reachable", "assert_isolated", "assert_snat", "assert_fip", "assert_packets")
 
 
 def __getattr__(name):
@@ -24,4 +30,8 @@ def __getattr__(name):
         from ovnsim.testing import nbshow
 
         return getattr(nbshow, name)
+    if name in _ASSERTIONS:
+        from ovnsim.testing import plugin
+
+        return getattr(plugin, name)
     raise AttributeError(f"module 'ovnsim.testing' has no attribute {name!r}")
