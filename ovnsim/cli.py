@@ -6,6 +6,7 @@
 ``ovnsim trace TOPO MICROFLOW``        what OVN does with one packet (ovn-trace syntax)
 ``ovnsim trace TOPO --from P --to X``  the same, the microflow built as ml2ovn-trace builds it
 ``ovnsim replay TOPO CAPTURE ...``     replay a capture: per-port pcaps, drops, a summary
+``ovnsim lab up|status|exec|capture|replay|down|cleanup``  real netns labs (docs/lab.md)
 
 Bad input of any kind ends with one line on stderr and exit status 2, never a
 traceback.
@@ -173,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--trace-limit", metavar="N", type=int, default=10,
                         help="trace at most N frames selected by --trace-match (default 10)")
     replay.set_defaults(func=cmd_replay)
+
+    # -- ovnsim lab ... (real network-namespace labs; ovnsim/lab/cli.py) --
+    from ovnsim.lab.cli import add_lab_parser
+
+    add_lab_parser(sub)
     return parser
 
 

@@ -481,23 +481,39 @@ class _Planner:
 
 
 def _port_security_chain(ifname: str, entries) -> str:
-    """A bridge-family chain admitting only what OVN's port security admits from ``ifname``."""
-    lines = []
+    """Bridge-family chains admitting only what OVN's port security admits from and to ``ifname``.
+
+    In (``ls_in_port_sec_l2``/``_ip``): the source MAC, and for IPv4 and ARP
+    the source addresses, of one of the port-security entries.  Out
+    (``ls_out_port_sec_l2``/``_ip``): a destination MAC of an entry (or
+    broadcast/multicast) and, for IPv4, an address of that entry or a
+    broadcast/multicast address.
+    """
+    lines_in, lines_out = [], []
     for entry in entries:
         words = entry.split()
         mac = words[0].lower()
         ips = [w for w in words[1:] if _is_ipv4(w)]
         if not ips:
-            lines.append(f"ether saddr {mac} return")
+            lines_in.append(f"ether saddr {mac} return")
+            lines_out.append(f"ether daddr {mac} return")
             continue
         ipset = "{ " + ", ".join(ips) + " }"
-        lines.append(f"ether saddr {mac} ether type ip ip saddr {ipset} return")
+        lines_in.append(f"ether saddr {mac} ether type ip ip saddr {ipset} return")
         # DHCP discover before the VM has an address (OVN admits it too).
-        lines.append(f"ether saddr {mac} ether type ip ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 "
-                     "udp dport 67 return")
-        lines.append(f"ether saddr {mac} ether type arp arp saddr ether {mac} arp saddr ip {ipset} return")
-    body = "\n    ".join(lines + ["drop"])
-    return f"  chain ps_in_{ifname} {{\n    {body}\n  }}"
+        lines_in.append(f"ether saddr {mac} ether type ip ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 "
+                        "udp dport 67 return")
+        lines_in.append(f"ether saddr {mac} ether type arp arp saddr ether {mac} arp saddr ip {ipset} return")
+        out_set = "{ " + ", ".join(ips + ["255.255.255.255", "224.0.0.0/4"]) + " }"
+        lines_out.append(f"ether daddr {mac} ether type ip ip daddr {out_set} return")
+        lines_out.append(f"ether daddr {mac} ether type != ip return")
+    lines_out.append("ether daddr & 01:00:00:00:00:00 == 01:00:00:00:00:00 ether type != ip return")
+    lines_out.append("ether daddr & 01:00:00:00:00:00 == 01:00:00:00:00:00 ip daddr { 255.255.255.255, 224.0.0.0/4 } "
+                     "return")
+    body_in = "\n    ".join(lines_in + ["drop"])
+    body_out = "\n    ".join(lines_out + ["drop"])
+    return (f"  chain ps_in_{ifname} {{\n    {body_in}\n  }}\n"
+            f"  chain ps_out_{ifname} {{\n    {body_out}\n  }}")
 
 
 def _port_security_ruleset(chains: List[str]) -> str:
@@ -505,6 +521,7 @@ def _port_security_ruleset(chains: List[str]) -> str:
     for chain in chains:
         ifname = chain.split("ps_in_", 1)[1].split(" ", 1)[0]
         jumps.append(f'    iifname "{ifname}" jump ps_in_{ifname}')
+        jumps.append(f'    oifname "{ifname}" jump ps_out_{ifname}')
     return ("table bridge ovnsim_ps {\n  chain ps_forward {\n    type filter hook forward priority 0; "
             "policy accept;\n" + "\n".join(jumps) + "\n  }\n" + "\n".join(chains) + "\n}\n")
 
