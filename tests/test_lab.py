@@ -191,23 +191,27 @@ CRASH_SCRIPT = """
 import os, sys, time
 sys.path.insert(0, {repo!r})
 from ovnsim.lab import Lab, build
-real = build._build_endpoint
+real = getattr(build, {hook!r})
 count = [0]
-def slow(plan, ns):
-    real(plan, ns)
+def slow(*args):
     count[0] += 1
-    if count[0] == 2:      # half-built: namespaces, bridges, two endpoints configured
+    if count[0] == 3:      # half-built
         open({flag!r}, "w").close()
         time.sleep(60)
-build._build_endpoint = slow
+    return real(*args)
+setattr(build, {hook!r}, slow)
 Lab.up("topologies/reference.yaml", name="crash")
 """
 
 
-def test_sigkill_mid_up_then_cleanup(lab_dir, tmp_path):
+# _ipr is first called once per namespace while they are made (the kill
+# lands after two of seven); _build_endpoint once per endpoint namespace
+# after bridges and veths exist.
+@pytest.mark.parametrize("hook", ["_ipr", "_build_endpoint"])
+def test_sigkill_mid_up_then_cleanup(lab_dir, tmp_path, hook):
     flag = tmp_path / "half-built"
-    proc = subprocess.Popen([sys.executable, "-c", CRASH_SCRIPT.format(repo=str(REPO), flag=str(flag))],
-                            cwd=REPO, env=dict(os.environ))
+    script = CRASH_SCRIPT.format(repo=str(REPO), flag=str(flag), hook=hook)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=dict(os.environ))
     try:
         deadline = time.monotonic() + 30
         while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -218,7 +222,10 @@ def test_sigkill_mid_up_then_cleanup(lab_dir, tmp_path):
         proc.wait()
     ledger = Ledger.load("crash")
     names = [e["name"] for e in ledger.namespaces]
-    assert all(netns_identity(n) is not None for n in names)
+    made = [e for e in ledger.namespaces if netns_identity(e["name"]) is not None]
+    assert made and (len(made) < len(names)) == (hook == "_ipr")
+    # every namespace that exists has its identity recorded, even when killed while making them
+    assert all(e["id"] == netns_identity(e["name"]) for e in made)
     assert Lab.attach("crash").status()["state"] == "crashed"
     assert main(["lab", "cleanup"]) == 0
     assert all(netns_identity(n) is None for n in names)
@@ -301,3 +308,15 @@ def test_cli_replay_writes_per_port_pcaps(lab_dir, tmp_path, capsys):
     # a non-empty directory is refused without --force: one line, exit 2
     assert main(["lab", "replay", "rep", "pcaps/reference-mixed.pcap", "--auto", "--out-dir", str(out)]) == 2
     assert main(["lab", "down", "rep"]) == 0
+
+
+def test_tcp_and_udp_probes(ref_lab):
+    from ovnsim.lab.probe import probe_from
+
+    for proto in ("tcp", "udp"):
+        got = {r.destination: r for r in probe_from(ref_lab, "db1", ["10.0.0.11", "198.51.100.7"], proto, 5001)}
+        assert got["10.0.0.11"].delivered == {"vm1"} and got["10.0.0.11"].answered
+        # out through SNAT to the outside host's listener, and answered back
+        assert got["198.51.100.7"].delivered == {"provnet-public"} and got["198.51.100.7"].answered
+    closed = probe_from(ref_lab, "vm1", ["10.99.0.1"], "udp", 5001)[0]  # no route beyond the upstream
+    assert not closed.answered

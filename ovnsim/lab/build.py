@@ -83,7 +83,11 @@ def build(ledger: Ledger) -> None:
             ipr.close()
 
     try:
-        netns.create_namespaces(by_name, created.append, setup)
+        def on_created(name: str) -> None:
+            created.append(name)
+            ledger.note_created(name)
+
+        netns.create_namespaces(by_name, on_created, setup)
     except FileExistsError as err:
         name = os.path.basename(str(err.filename or ""))
         # Not ours: take it off the ledger so no cleanup ever deletes it.

@@ -81,11 +81,9 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
     lab = Lab.attach(args.name)
     cap = lab.capture(args.port, direction=args.direction, count=args.count, timeout=args.timeout)
-    interrupted = False
     try:
         frames = cap.wait()
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt:  # Ctrl-C ends an unbounded capture, as with tcpdump
         frames = cap.stop()
     if args.write:
         cap.write_pcap(args.write)
@@ -93,7 +91,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     else:
         for stamp, frame in frames:
             print(f"{stamp / 1e9:.6f} {len(frame)} {_summary(frame)}")
-    return 130 if interrupted and not frames else EXIT_OK
+    return EXIT_OK
 
 
 def _summary(frame: bytes) -> str:

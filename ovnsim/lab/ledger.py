@@ -96,7 +96,46 @@ class Ledger:
             raise LabError(f"{path}: unreadable lab state file: {err}") from None
         if not isinstance(data, dict) or data.get("version") != LEDGER_VERSION or data.get("name") != name:
             raise LabError(f"{path}: not an ovnsim lab state file (version {LEDGER_VERSION})")
-        return cls(path, data)
+        ledger = cls(path, data)
+        ledger._merge_journal()
+        return ledger
+
+    @property
+    def journal_path(self) -> Path:
+        """``<lab>.ids``: one ``name device inode`` line per namespace as ``up`` creates it.
+
+        Appending a line is cheap enough to do for every namespace the
+        moment it exists, so even an ``up`` killed half way leaves the
+        identity of everything it made (the state file is rewritten once,
+        after the namespaces).
+        """
+        return self.path.with_suffix(".ids")
+
+    def note_created(self, name: str) -> None:
+        """Append the identity of namespace ``name`` (just created) to the journal."""
+        ident = netns_identity(name)
+        if ident is None:
+            return
+        with open(self.journal_path, "a") as f:
+            f.write(f"{name} {ident[0]} {ident[1]}\n")
+            f.flush()
+        for entry in self.namespaces:
+            if entry["name"] == name and entry["id"] is None:
+                entry["id"] = ident
+
+    def _merge_journal(self) -> None:
+        try:
+            lines = self.journal_path.read_text().splitlines()
+        except OSError:
+            return
+        ids = {}
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                ids[parts[0]] = [int(parts[1]), int(parts[2])]
+        for entry in self.namespaces:
+            if entry["id"] is None and entry["name"] in ids:
+                entry["id"] = ids[entry["name"]]
 
     # -- writing -----------------------------------------------------------
     @classmethod
@@ -124,7 +163,12 @@ class Ledger:
             json.dump(data, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        return cls(path, data)
+        ledger = cls(path, data)
+        try:  # a journal left by an earlier lab of this name is not this lab's
+            ledger.journal_path.unlink()
+        except FileNotFoundError:
+            pass
+        return ledger
 
     def save(self) -> None:
         """Replace the state file atomically (write, fsync, rename)."""
@@ -147,10 +191,11 @@ class Ledger:
         self.save()
 
     def remove(self) -> None:
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        for path in (self.path, self.journal_path):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
 
 
 def ledger_names() -> List[str]:
