@@ -38,6 +38,8 @@ _LISTENER = textwrap.dedent("""
     s = socket.socket(socket.AF_INET, kind)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", port)); s.settimeout(timeout)
+    if proto == "udp":
+        s.setsockopt(socket.IPPROTO_IP, 8, 1)  # IP_PKTINFO (8 on Linux; no constant in Python < 3.12)
     if proto == "tcp":
         s.listen(16)
     print("ready", flush=True)
@@ -46,7 +48,15 @@ _LISTENER = textwrap.dedent("""
             if proto == "tcp":
                 c, _ = s.accept(); c.sendall(b"ok"); c.close()
             else:
-                data, addr = s.recvfrom(100); s.sendto(b"ok", addr)
+                # Answer from the address the datagram was sent to (IP_PKTINFO),
+                # not the one routing would pick: NAT on the way back needs it.
+                data, anc, _flags, addr = s.recvmsg(100, 64)
+                info = [d for level, kind, d in anc if level == socket.IPPROTO_IP and kind == 8]
+                if info:
+                    reply = bytes(4) + info[0][8:12] + bytes(4)
+                    s.sendmsg([b"ok"], [(socket.IPPROTO_IP, 8, reply)], 0, addr)
+                else:
+                    s.sendto(b"ok", addr)
     except socket.timeout:
         pass
 """)
