@@ -1,9 +1,9 @@
-"""Emulator and lab agree: the ICMP reachability matrix of every example topology (root).
+"""Emulator and lab agree: the ICMP and TCP reachability matrices of every example topology (root).
 
 For every VM port and every other VM port (its first address) and the
 outside host, the emulator is asked where an echo request built as
-``ovnsim trace --from SRC --to DST --icmp`` builds it leaves, and the lab
-sends a real ``ping`` and records which ports' endpoints received it
+``ovnsim trace --from SRC --to DST --icmp`` (or ``--tcp 8080``) builds it leaves, and the lab
+sends a real ``ping`` (or TCP connect) and records which ports' endpoints received it
 (:func:`ovnsim.lab.probe.probe_matrix`).  The sets of ports must be equal.
 
 An emulator output of kind ``arp`` (a router resolving an unknown next hop,
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 TOPOLOGIES = sorted(p.stem for p in (REPO / "topologies").glob("*.yaml") if p.stem != "large")
 
 
-def emulator_matrix(path: str, targets):
+def emulator_matrix(path: str, targets, protocol: str = "icmp", port: int = 7):
     from ovnsim.datapath.microflow import parse_microflow
     from ovnsim.neutron.compiler import compile_topology
     from ovnsim.neutron.loader import load_topology
@@ -50,21 +50,24 @@ def emulator_matrix(path: str, targets):
             if name == source:
                 continue
             dest = "outside" if ip == OUTSIDE_ADDRESS else ip
-            flow = parse_microflow(build_microflow(topo, logical, FlowSpec(source, dest, icmp=True)))
+            spec = (FlowSpec(source, dest, icmp=True) if protocol == "icmp"
+                    else FlowSpec(source, dest, sport=40000, **{protocol: port}))
+            flow = parse_microflow(build_microflow(topo, logical, spec))
             sim.reset()
             result = sim.inject(source, flow.to_frame())
             matrix[(source, name)] = {o.port for o in result.outputs if o.kind in ("packet", "arp")}
     return matrix
 
 
+@pytest.mark.parametrize("protocol", ["icmp", "tcp"])
 @pytest.mark.parametrize("topo", TOPOLOGIES)
-def test_emulator_and_lab_matrices_agree(topo, tmp_path, monkeypatch):
+def test_emulator_and_lab_matrices_agree(topo, protocol, tmp_path, monkeypatch):
     monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
     path = f"topologies/{topo}.yaml"
     with Lab.up(path, name=f"m-{topo}") as lab:
         targets = endpoints(lab)
-        lab_m = {key: result.delivered for key, result in probe_matrix(lab).items()}
-    emu_m = emulator_matrix(path, targets)
+        lab_m = {key: result.delivered for key, result in probe_matrix(lab, protocol, 8080).items()}
+    emu_m = emulator_matrix(path, targets, protocol, 8080)
     assert set(lab_m) == set(emu_m)
     assert any(lab_m.values())  # a lab where nothing reaches anything would prove nothing
     differences = {key: {"emulator": sorted(emu_m[key]), "lab": sorted(lab_m[key])}

@@ -148,7 +148,9 @@ def probe_from(lab, source: str, destinations: Iterable[str], protocol: str = "i
             proc.wait()
             if proc.stdout:
                 proc.stdout.close()
-    by_dst = {dst: i for i, dst in enumerate(destinations)}
+    by_dst: Dict[str, List[int]] = {}
+    for i, dst in enumerate(destinations):
+        by_dst.setdefault(dst, []).append(i)
     for p, got in frames.items():
         for _stamp, raw in got:
             pkt = Ether(raw)
@@ -164,12 +166,12 @@ def probe_from(lab, source: str, destinations: Iterable[str], protocol: str = "i
                         results[i].delivered.add(p)
             elif (TCP in pkt and protocol == "tcp" and pkt[TCP].dport == port and pkt[TCP].flags & 0x02
                   and not pkt[TCP].flags & 0x10) or (UDP in pkt and protocol == "udp" and pkt[UDP].dport == port):
-                # Attributed by destination address: a probe whose address
-                # is rewritten on the way (a floating IP) is best probed alone.
-                i = by_dst.get(ip.dst)
-                if i is None and len(destinations) == 1:
-                    i = 0
-                if i is not None:
+                # Attributed by destination address (two targets with one
+                # address, e.g. overlapping tenant CIDRs, are one packet); a
+                # probe whose address is rewritten on the way (a floating IP)
+                # is best probed alone.
+                hits = by_dst.get(ip.dst, [0] if len(destinations) == 1 else [])
+                for i in hits:
                     results[i].delivered.add(p)
     return results
 
