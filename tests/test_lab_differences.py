@@ -73,20 +73,49 @@ def test_vm_knows_its_gateway_without_arp(ref):
     assert "fa:16:3e:fe:49:48" in out and "PERMANENT" in out
 
 
-def test_router_replies_carry_ttl_255(ref):
-    """OVN's router echo replies start at TTL 255; Linux's default would be 64 (set by sysctl)."""
-    result = ref.exec("vm1", "ping", "-c1", "-W2", "10.0.0.1")
-    assert result.returncode == 0 and "ttl=255" in result.stdout
-    # one router further: 255 minus one hop, as in OVN
-    assert "ttl=254" in ref.exec("vm1", "ping", "-c1", "-W2", "100.64.0.2").stdout
+def _emulated(frame):
+    """What the emulator sends back to vm1 for ``frame`` from vm1: [(kind, ip.src, ip.ttl)]."""
+    from scapy.layers.inet import IP
+    from scapy.layers.l2 import Ether
+
+    from ovnsim.sim import Simulator
+
+    sim = Simulator.from_file("topologies/reference.yaml")
+    return [(o.kind, Ether(o.frame)[IP].src, Ether(o.frame)[IP].ttl) for o in sim.inject("vm1", frame).outputs
+            if o.port == "vm1"]
 
 
-def test_icmp_time_exceeded_comes_from_the_ingress_port(ref):
-    """OVN sends ICMP errors from the router port the packet came in on; so does the lab (sysctl)."""
-    first = ref.exec("vm1", "ping", "-c1", "-W2", "-t", "1", "198.51.100.7").stdout
-    assert "From 10.0.0.1" in first and "Time to live exceeded" in first
-    second = ref.exec("vm1", "ping", "-c1", "-W2", "-t", "2", "198.51.100.7").stdout
-    assert "From 100.64.0.2" in second  # the gateway router's join port, where the packet entered
+def _request(dst, ttl):
+    from scapy.layers.inet import ICMP, IP
+    from scapy.layers.l2 import Ether
+
+    return bytes(Ether(src="fa:16:3e:00:00:11", dst="fa:16:3e:fe:49:48") / IP(src="10.0.0.11", dst=dst, ttl=ttl)
+                 / ICMP(id=9, seq=1))
+
+
+def _seen_by_vm1(lab, *ping_args):
+    from scapy.layers.inet import ICMP, IP
+
+    with lab.capture("vm1", direction="in", timeout=3) as cap:
+        lab.exec("vm1", "ping", "-c1", "-W2", *ping_args)
+    return [(dissect(f)[IP].src, dissect(f)[IP].ttl, dissect(f)[ICMP].type) for _t, f in cap.frames
+            if ICMP in dissect(f)]
+
+
+@pytest.mark.parametrize("dst", ["10.0.0.1", "100.64.0.2"])  # one router away, two routers away
+def test_router_echo_reply_ttl_as_in_ovn(ref, dst):
+    """OVN's router reply is built with TTL 255 and routed (254 when it leaves); the lab sets ip_default_ttl=254."""
+    emulated = _emulated(_request(dst, 64))
+    assert [kind for kind, _src, _ttl in emulated] == ["echo_reply"]
+    assert _seen_by_vm1(ref, dst) == [(dst, emulated[0][2], 0)]
+
+
+@pytest.mark.parametrize("ttl", [1, 2])
+def test_icmp_time_exceeded_source_and_ttl_as_in_ovn(ref, ttl):
+    """OVN sends ICMP errors from the port the packet came in on; the lab too (icmp_errors_use_inbound_ifaddr)."""
+    emulated = _emulated(_request("198.51.100.7", ttl))
+    assert [kind for kind, _src, _ttl in emulated] == ["icmp4"]
+    assert _seen_by_vm1(ref, "-t", str(ttl), "198.51.100.7") == [(emulated[0][1], emulated[0][2], 11)]
 
 
 def test_ingress_port_security_drops_a_spoofed_source(ref):
@@ -160,3 +189,33 @@ def test_replayed_frames_are_answered_by_the_vm_kernel(ref, tmp_path):
     assert any(ICMP in p and p[ICMP].type == 8 and p[ICMP].id == 7 for p in got)
     back = [Ether(f) for _t, f, _o in read_frames(tmp_path / "out" / "vm1-tx.pcap")]
     assert any(ICMP in p and p[ICMP].type == 0 and p[ICMP].id == 7 for p in back)
+
+
+@pytest.mark.parametrize("dst", ["10.0.0.1", "100.64.0.2", "172.24.4.10"])
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_tcp_udp_to_router_addresses_as_in_ovn(ref, dst, proto):
+    """A plain router answers (port unreachable, reset); a gateway router drops, as OVN's lr_in_ip_input."""
+    import sys
+
+    from scapy.layers.inet import IP, TCP, UDP
+
+    l4 = UDP(sport=4000, dport=9) if proto == "udp" else TCP(sport=4000, dport=9, flags="S")
+    from scapy.layers.l2 import Ether
+
+    from ovnsim.sim import Simulator
+
+    frame = Ether(src="fa:16:3e:00:00:11", dst="fa:16:3e:fe:49:48") / IP(src="10.0.0.11", dst=dst) / l4
+    emulated_answer = bool(Simulator.from_file("topologies/reference.yaml").inject("vm1", bytes(frame)).outputs)
+    client = (
+        "import socket, sys\n"
+        f"kind = socket.SOCK_DGRAM if {proto!r} == 'udp' else socket.SOCK_STREAM\n"
+        "s = socket.socket(socket.AF_INET, kind); s.settimeout(1.5)\n"
+        "try:\n"
+        f"    s.connect(({dst!r}, 9)); s.send(b'x'); s.recv(10)\n"
+        "except ConnectionRefusedError:\n"
+        "    sys.exit(3)\n"
+        "except OSError:\n"
+        "    sys.exit(4)\n")
+    result = ref.exec("vm1", sys.executable, "-c", client, timeout=10)
+    assert result.returncode in (3, 4), result.stderr
+    assert (result.returncode == 3) == emulated_answer  # refused: the router answered

@@ -87,12 +87,25 @@ class Capture:
                 if self._sock not in ready:
                     continue
                 data, addr = self._sock.recvfrom(262144)
-                outgoing = addr[2] == PACKET_OUTGOING
-                if (self.direction == "in" and outgoing) or (self.direction == "out" and not outgoing):
+                if not self._wanted(addr):
                     continue
                 self.frames.append((time.time_ns(), data))
+            # Frames already queued in the socket when stopped were seen
+            # before the stop: keep them.
+            self._sock.setblocking(False)
+            while self.count is None or len(self.frames) < self.count:
+                try:
+                    data, addr = self._sock.recvfrom(262144)
+                except (BlockingIOError, InterruptedError):
+                    break
+                if self._wanted(addr):
+                    self.frames.append((time.time_ns(), data))
         finally:
             self._sock.close()
+
+    def _wanted(self, addr) -> bool:
+        outgoing = addr[2] == PACKET_OUTGOING
+        return not ((self.direction == "in" and outgoing) or (self.direction == "out" and not outgoing))
 
     def wait(self) -> List[Frame]:
         """Block until ``count`` frames or the timeout; the frames."""
@@ -101,7 +114,7 @@ class Capture:
         return self.frames
 
     def stop(self) -> List[Frame]:
-        """Stop now (frames already queued in the socket are dropped); the frames."""
+        """Stop now (keeping the frames the socket already holds); the frames."""
         self._stop.set()
         try:
             os.write(self._wfd, b"x")
@@ -249,6 +262,7 @@ class Lab:
 
 
 def lab_status(ledger: Ledger) -> dict:
+    """:func:`~ovnsim.lab.ledger.status_of` plus the lab's ports, routers, bridges and notes."""
     info = status_of(ledger)
     plan = ledger.plan
     info["ports"] = {port: {"netns": ns, "ifname": plan.link_of_port(port).ifname,

@@ -32,6 +32,7 @@ _libc = None
 
 
 def libc():
+    """The C library (unshare, setns, mount), loaded once."""
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)

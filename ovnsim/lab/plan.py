@@ -56,13 +56,16 @@ SYSCTL_COMMON = {
     "net.ipv4.conf.default.accept_redirects": "0",
 }
 #: Sysctls of a router namespace: the closest Linux gets to an OVN router
-#: (docs/lab.md): OVN's router replies and ICMP errors carry TTL 255, come
-#: from the address of the port the packet came in on, are not rate
-#: limited; OVN never sends ICMP redirects (a hairpin on a transit switch is
-#: normal) and a router port answers ARP only for its own addresses.
+#: (docs/lab.md).  OVN builds a router's own reply or ICMP error with TTL 255
+#: and then routes it, decrementing it, so it leaves with 254: Linux sends
+#: its own packets with ``ip_default_ttl`` and does not decrement them, so
+#: 254 it is.  OVN's errors come from the address of the port the packet came
+#: in on and are not rate limited; OVN never sends ICMP redirects (a hairpin
+#: on a transit switch is normal) and a router port answers ARP only for its
+#: own addresses.
 SYSCTL_ROUTER = {
     "net.ipv4.ip_forward": "1",
-    "net.ipv4.ip_default_ttl": "255",
+    "net.ipv4.ip_default_ttl": "254",
     "net.ipv4.icmp_errors_use_inbound_ifaddr": "1",
     "net.ipv4.icmp_ratelimit": "0",
     "net.ipv4.conf.all.send_redirects": "0",
@@ -70,6 +73,16 @@ SYSCTL_ROUTER = {
     "net.ipv4.conf.all.arp_ignore": "1",
     "net.ipv4.conf.default.arp_ignore": "1",
 }
+
+
+#: TCP and UDP addressed to a gateway router's (or DGP router's) own addresses: dropped, as OVN does.
+ROUTER_ADDRESS_DROP = """table inet ovnsim_router {
+  chain router_input {
+    type filter hook input priority 0;
+    meta l4proto { tcp, udp } drop
+  }
+}
+"""
 
 
 class LabError(OvnsimError):
@@ -457,6 +470,11 @@ class _Planner:
         ns.routes.extend((prefix, hops) for prefix, hops in by_prefix.items())
         if lr.nat:
             self.plan_nat(lr, ns, port_link)
+        if lr.is_gateway_router or lr.gateway_ports:
+            # OVN's lr_in_ip_input answers TCP and UDP to its own addresses
+            # (reset, port unreachable) only on routers with neither; on a
+            # gateway router or one with a DGP they are dropped.
+            ns.nft += ROUTER_ADDRESS_DROP
 
     def plan_nat(self, lr: LogicalRouter, ns: Namespace, port_link: Dict[str, Link]) -> None:
         dgp = lr.gateway_ports
