@@ -119,10 +119,14 @@ def test_icmp_time_exceeded_source_and_ttl_as_in_ovn(ref, ttl):
 
 
 def test_ingress_port_security_drops_a_spoofed_source(ref):
+    # The legitimate ping first: vm2's MAC is then resolved, so the spoofed
+    # ping is refused for its IP source, not for an ARP sent from 10.0.0.99.
+    assert ref.exec("vm1", "ping", "-c1", "-W2", "10.0.0.12").returncode == 0
     ref.exec("vm1", "ip", "addr", "add", "10.0.0.99/32", "dev", ref.interface("vm1")[1], check=True)
     try:
-        assert ref.exec("vm1", "ping", "-c1", "-W1", "-I", "10.0.0.99", "10.0.0.12").returncode != 0
-        assert ref.exec("vm1", "ping", "-c1", "-W1", "10.0.0.12").returncode == 0
+        with ref.capture("vm2", direction="in", timeout=3) as cap:
+            assert ref.exec("vm1", "ping", "-c1", "-W1", "-I", "10.0.0.99", "10.0.0.12").returncode != 0
+        assert not [f for _t, f in cap.frames if b"\x0a\x00\x00\x63" in f[26:30]]  # nothing from 10.0.0.99
     finally:
         ref.exec("vm1", "ip", "addr", "del", "10.0.0.99/32", "dev", ref.interface("vm1")[1])
 

@@ -85,7 +85,7 @@ def test_bad_lab_names(bad):
 
 def test_ledger_lists_every_namespace_before_build(lab_dir):
     plan = plan_lab(logical("reference"), "r")
-    ledger = Ledger.create(plan, "topologies/reference.yaml")
+    Ledger.create(plan, "topologies/reference.yaml")
     data = json.loads((lab_dir / "r.json").read_text())
     assert [e["name"] for e in data["namespaces"]] == [ns.name for ns in plan.namespaces]
     assert data["state"] == "building" and all(e["id"] is None for e in data["namespaces"])

@@ -115,13 +115,11 @@ def build(ledger: Ledger) -> None:
 def _build_switches(plan: LabPlan) -> None:
     ipr = _ipr()
     try:
-        bridge_index: Dict[str, int] = {}
         for bridge in plan.bridges:
             try:
                 ipr.link("add", ifname=bridge.ifname, kind="bridge", mtu=bridge.mtu, br_stp_state=0)
             except Exception as err:
                 raise _netlink_error(err, f"creating bridge {bridge.ifname} for {bridge.switch}") from None
-            bridge_index[bridge.ifname] = ipr.link_lookup(ifname=bridge.ifname)[0]
         for link in plan.links:
             peer_fd = os.open(netns_path(link.netns), os.O_RDONLY | os.O_CLOEXEC)
             try:
@@ -132,34 +130,41 @@ def _build_switches(plan: LabPlan) -> None:
                 raise _netlink_error(err, f"creating veth {link.bridge_ifname} for port {link.port}") from None
             finally:
                 os.close(peer_fd)
-            index = ipr.link_lookup(ifname=link.bridge_ifname)[0]
-            ipr.link("set", index=index, master=bridge_index[link.bridge])
+        # One dump for every index (a lookup per link would dump them all each time).
+        index = _indexes(ipr)
+        for link in plan.links:
+            port = index[link.bridge_ifname]
+            ipr.link("set", index=port, master=index[link.bridge])
             # OVN floods unknown unicast only to ports whose addresses
             # include "unknown" (and localnet); it knows every other MAC.
-            ipr.brport("set", index=index, unicast_flood=1 if link.flood else 0)
+            ipr.brport("set", index=port, unicast_flood=1 if link.flood else 0)
             for mac in link.fdb:
-                ipr.neigh("add", family=AF_BRIDGE, ifindex=index, lladdr=mac, state=NUD_NOARP, flags=NTF_MASTER)
-            ipr.link("set", index=index, state="up")
-        for index in bridge_index.values():
-            ipr.link("set", index=index, state="up")
+                ipr.neigh("add", family=AF_BRIDGE, ifindex=port, lladdr=mac, state=NUD_NOARP, flags=NTF_MASTER)
+            ipr.link("set", index=port, state="up")
+        for bridge in plan.bridges:
+            ipr.link("set", index=index[bridge.ifname], state="up")
     finally:
         ipr.close()
+
+
+def _indexes(ipr) -> Dict[str, int]:
+    return {link.get("ifname"): link["index"] for link in ipr.get_links()}
 
 
 def _build_endpoint(plan: LabPlan, ns) -> None:
     ipr = _ipr()
     try:
+        indexes = _indexes(ipr)
         for link in plan.links:
             if link.netns != ns.name:
                 continue
-            index = ipr.link_lookup(ifname=link.ifname)[0]
+            index = indexes[link.ifname]
             ipr.link("set", index=index, state="up")
             for address in link.addresses:
                 ip, plen = address.split("/")
                 ipr.addr("add", index=index, address=ip, prefixlen=int(plen))
         for ifname, ip, mac in ns.neighbours:
-            index = ipr.link_lookup(ifname=ifname)[0]
-            ipr.neigh("replace", dst=ip, lladdr=mac, ifindex=index, state=NUD_PERMANENT)
+            ipr.neigh("replace", dst=ip, lladdr=mac, ifindex=indexes[ifname], state=NUD_PERMANENT)
         for dst, hops in ns.routes:
             try:
                 if len(hops) == 1:
