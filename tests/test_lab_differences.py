@@ -223,3 +223,12 @@ def test_tcp_udp_to_router_addresses_as_in_ovn(ref, dst, proto):
     result = ref.exec("vm1", sys.executable, "-c", client, timeout=10)
     assert result.returncode in (3, 4), result.stderr
     assert (result.returncode == 3) == emulated_answer  # refused: the router answered
+
+
+def test_traffic_leaving_without_snat_gets_no_reply_from_upstream(multi):
+    """The upstream has no routes to tenant subnets: app1 (not SNATed by r-edge) reaches it, gets nothing back."""
+    from ovnsim.lab.probe import probe_from
+
+    unsnated, snated = probe_from(multi, "app1", ["198.51.100.7"])[0], probe_from(multi, "web1", ["198.51.100.7"])[0]
+    assert unsnated.delivered == {"provnet-upstream"} and not unsnated.answered
+    assert snated.delivered == {"provnet-upstream"} and snated.answered

@@ -20,7 +20,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     from ovnsim.lab.lab import Lab
 
     start = time.monotonic()
-    lab = Lab.up(args.topology, name=args.name)
+    try:
+        lab = Lab.up(args.topology, name=args.name)
+    except KeyboardInterrupt:  # Lab.up has deleted what it made
+        print("ovnsim: interrupted; the half-built lab was removed", file=sys.stderr)
+        return 130
     elapsed = time.monotonic() - start
     plan = lab.plan
     print(f"lab {lab.name} up in {elapsed:.2f} s: {len(plan.namespaces)} namespaces, {len(plan.bridges)} bridges, "
