@@ -36,6 +36,9 @@ def _why_no_labs():
 pytestmark = [pytest.mark.root, pytest.mark.skipif(_why_no_labs() is not None, reason=str(_why_no_labs()))]
 
 REPO = Path(__file__).resolve().parent.parent
+#: Namespace names are machine-wide: lab names carry the test process's pid
+#: so two test runs at once never meet.
+PID = os.getpid()
 
 
 @pytest.fixture
@@ -52,7 +55,7 @@ def ref_lab(tmp_path_factory):
     old = os.environ.get("OVNSIM_LAB_DIR")
     os.environ["OVNSIM_LAB_DIR"] = str(tmp_path_factory.mktemp("labs"))
     try:
-        with Lab.up("topologies/reference.yaml", name="tref") as lab:
+        with Lab.up("topologies/reference.yaml", name=f"tref{PID}") as lab:
             yield lab
     finally:
         if old is None:
@@ -147,24 +150,26 @@ def test_host_namespace_untouched(ref_lab):
 
 # -- lifecycle -----------------------------------------------------------------
 def test_cli_lifecycle(lab_dir, capsys):
-    assert main(["lab", "up", "topologies/reference.yaml", "--name", "cli1"]) == 0
-    assert main(["lab", "status", "cli1", "--format", "json"]) == 0
+    name = f"cli{PID}"
+    assert main(["lab", "up", "topologies/reference.yaml", "--name", name]) == 0
+    assert main(["lab", "status", name, "--format", "json"]) == 0
     capsys.readouterr()
     assert main(["lab", "status", "--format", "json"]) == 0
     import json
 
     labs = json.loads(capsys.readouterr().out)
-    assert [(lab["name"], lab["state"]) for lab in labs] == [("cli1", "up")]
-    assert main(["lab", "exec", "cli1", "vm1", "--", "ping", "-c1", "-W2", "10.0.1.21"]) == 0
-    assert main(["lab", "exec", "cli1", "vm1", "--", "ping", "-c1", "-W1", "10.99.0.1"]) != 0
-    assert main(["lab", "down", "cli1"]) == 0
-    assert main(["lab", "down", "cli1"]) == 2  # gone: one-line error
-    assert not any(n.startswith("ovnsim-cli1-") for n in os.listdir("/run/netns"))
+    assert [(lab["name"], lab["state"]) for lab in labs] == [(name, "up")]
+    assert main(["lab", "exec", name, "vm1", "--", "ping", "-c1", "-W2", "10.0.1.21"]) == 0
+    assert main(["lab", "exec", name, "vm1", "--", "ping", "-c1", "-W1", "10.99.0.1"]) != 0
+    assert main(["lab", "down", name]) == 0
+    assert main(["lab", "down", name]) == 2  # gone: one-line error
+    assert not any(n.startswith(f"ovnsim-{name}-") for n in os.listdir("/run/netns"))
 
 
 def test_two_labs_of_one_topology_at_once(lab_dir):
     with Lab.up("topologies/reference.yaml") as a, Lab.up("topologies/reference.yaml") as b:
-        assert (a.name, b.name) == ("reference", "reference-2")
+        # named after the file; the second gets the next free suffix
+        assert a.name.startswith("reference") and b.name.startswith("reference-") and a.name != b.name
         assert ping(a, "vm1", "198.51.100.7").returncode == 0
         assert ping(b, "vm1", "198.51.100.7").returncode == 0
         a.down()
@@ -177,11 +182,11 @@ def _fds():
 
 
 def test_no_fd_leak_over_repeated_up_down(lab_dir):
-    with Lab.up("topologies/reference.yaml", name="warm") as lab:  # imports, caches
+    with Lab.up("topologies/reference.yaml", name=f"warm{PID}") as lab:  # imports, caches
         lab.capture("vm1", timeout=0.01).wait()
     before = _fds()
     for i in range(3):
-        with Lab.up("topologies/reference.yaml", name=f"fd{i}") as lab:
+        with Lab.up("topologies/reference.yaml", name=f"fd{i}-{PID}") as lab:
             assert ping(lab, "vm1", "10.0.0.12").returncode == 0
             lab.capture("vm1", timeout=0.01).wait()
     assert _fds() == before
@@ -200,7 +205,7 @@ def slow(*args):
         time.sleep(60)
     return real(*args)
 setattr(build, {hook!r}, slow)
-Lab.up("topologies/reference.yaml", name="crash")
+Lab.up("topologies/reference.yaml", name={name!r})
 """
 
 
@@ -210,7 +215,8 @@ Lab.up("topologies/reference.yaml", name="crash")
 @pytest.mark.parametrize("hook", ["_ipr", "_build_endpoint"])
 def test_sigkill_mid_up_then_cleanup(lab_dir, tmp_path, hook):
     flag = tmp_path / "half-built"
-    script = CRASH_SCRIPT.format(repo=str(REPO), flag=str(flag), hook=hook)
+    name = f"crash{PID}"
+    script = CRASH_SCRIPT.format(repo=str(REPO), flag=str(flag), hook=hook, name=name)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=dict(os.environ))
     try:
         deadline = time.monotonic() + 30
@@ -220,36 +226,36 @@ def test_sigkill_mid_up_then_cleanup(lab_dir, tmp_path, hook):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    ledger = Ledger.load("crash")
+    ledger = Ledger.load(name)
     names = [e["name"] for e in ledger.namespaces]
     made = [e for e in ledger.namespaces if netns_identity(e["name"]) is not None]
     assert made and (len(made) < len(names)) == (hook == "_ipr")
     # every namespace that exists has its identity recorded, even when killed while making them
     assert all(e["id"] == netns_identity(e["name"]) for e in made)
-    assert Lab.attach("crash").status()["state"] == "crashed"
+    assert Lab.attach(name).status()["state"] == "crashed"
     assert main(["lab", "cleanup"]) == 0
     assert all(netns_identity(n) is None for n in names)
-    assert not (lab_dir / "crash.json").exists()
+    assert not (lab_dir / f"{name}.json").exists()
     assert main(["lab", "cleanup"]) == 0  # idempotent
 
 
 def test_down_after_the_kernel_lost_the_objects(lab_dir):
     from ovnsim.lab import netns
 
-    lab = Lab.up("topologies/reference.yaml", name="lost")
+    lab = Lab.up("topologies/reference.yaml", name=f"lost{PID}")
     for entry in lab.ledger.namespaces:  # as after a reboot
         netns.delete_namespace(entry["name"])
     assert lab.status()["state"] == "degraded"
     assert lab.down() == []
-    assert not (lab_dir / "lost.json").exists()
+    assert not (lab_dir / f"lost{PID}.json").exists()
 
 
 def test_look_alikes_survive_cleanup_all(lab_dir):
     from ovnsim.lab import netns
 
-    lab = Lab.up("topologies/reference.yaml", name="look")
+    lab = Lab.up("topologies/reference.yaml", name=f"look{PID}")
     victim = lab.plan.namespace("vm:vm1").name
-    outsider = "ovnsim-look-vm-outsider"  # the lab's prefix, not in its ledger
+    outsider = f"ovnsim-look{PID}-vm-outsider"  # the lab's prefix, not in its ledger
     made = []
     try:
         netns.create_namespaces([outsider], made.append, lambda _n: None)
@@ -271,13 +277,13 @@ def test_up_refuses_a_taken_name_and_leaves_it(lab_dir):
     from ovnsim.lab import netns
 
     made = []
-    taken = "ovnsim-taken-sw"
+    taken = f"ovnsim-taken{PID}-sw"
     netns.create_namespaces([taken], made.append, lambda _n: None)
     try:
         with pytest.raises(LabError, match="exists already"):
-            Lab.up("topologies/reference.yaml", name="taken")
+            Lab.up("topologies/reference.yaml", name=f"taken{PID}")
         assert netns_identity(taken) is not None
-        assert not (lab_dir / "taken.json").exists()
+        assert not (lab_dir / f"taken{PID}.json").exists()
     finally:
         netns.delete_namespace(taken)
 
@@ -297,17 +303,18 @@ def test_every_example_topology_comes_up(lab_dir, topo):
 def test_cli_replay_writes_per_port_pcaps(lab_dir, tmp_path, capsys):
     import json
 
-    assert main(["lab", "up", "topologies/reference.yaml", "--name", "rep"]) == 0
+    name = f"rep{PID}"
+    assert main(["lab", "up", "topologies/reference.yaml", "--name", name]) == 0
     out = tmp_path / "out"
-    assert main(["lab", "replay", "rep", "pcaps/reference-mixed.pcap", "--auto", "--out-dir", str(out),
+    assert main(["lab", "replay", name, "pcaps/reference-mixed.pcap", "--auto", "--out-dir", str(out),
                  "--json", "--settle", "0.3"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["frames_in"] == summary["sent"] + summary["not_sent"] > 0
     assert sorted(p.name for p in out.iterdir()) == sorted(summary["files"].values())
     assert "provnet-public-tx.pcap" in summary["files"].values()  # SNATed traffic reached the upstream
     # a non-empty directory is refused without --force: one line, exit 2
-    assert main(["lab", "replay", "rep", "pcaps/reference-mixed.pcap", "--auto", "--out-dir", str(out)]) == 2
-    assert main(["lab", "down", "rep"]) == 0
+    assert main(["lab", "replay", name, "pcaps/reference-mixed.pcap", "--auto", "--out-dir", str(out)]) == 2
+    assert main(["lab", "down", name]) == 0
 
 
 def test_tcp_and_udp_probes(ref_lab):

@@ -32,12 +32,12 @@ def _lab(tmp_path_factory, topo, name):
 
 @pytest.fixture(scope="module")
 def ref(tmp_path_factory):
-    yield from _lab(tmp_path_factory, "reference", "dref")
+    yield from _lab(tmp_path_factory, "reference", f"dref{os.getpid()}")
 
 
 @pytest.fixture(scope="module")
 def multi(tmp_path_factory):
-    yield from _lab(tmp_path_factory, "multi-router", "dmulti")
+    yield from _lab(tmp_path_factory, "multi-router", f"dmulti{os.getpid()}")
 
 
 def dissect(frame):
@@ -168,7 +168,7 @@ def test_unknown_unicast_not_flooded_to_known_ports(ref):
 
 def test_distributed_fip_answered_with_the_gateway_mac(tmp_path_factory):
     """OVN answers a distributed floating IP with its external_mac; the lab with the gateway port's MAC."""
-    for lab in _lab(tmp_path_factory, "dgp", "ddgp"):
+    for lab in _lab(tmp_path_factory, "dgp", f"ddgp{os.getpid()}"):
         assert lab.exec("upstream", "ping", "-c1", "-W2", "172.24.4.151").returncode == 0
         neigh = lab.exec("upstream", "ip", "neigh", "show", "172.24.4.151").stdout
         assert lab.plan.link_of_port("router1-gw").mac in neigh

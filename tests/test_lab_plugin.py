@@ -20,7 +20,7 @@ def test_ovn_lab_fixture_builds_and_tears_down(pytester, monkeypatch):
     pytester.makepyfile(test_inner=f"""
         import os
         def test_ping(ovn_lab):
-            lab = ovn_lab({str(REPO / "topologies" / "reference.yaml")!r}, name="plugin")
+            lab = ovn_lab({str(REPO / "topologies" / "reference.yaml")!r}, name="plugin{os.getpid()}")
             assert lab.exec("vm1", "ping", "-c1", "-W2", "10.0.1.21").returncode == 0
             open("namespaces.txt", "w").write("\\n".join(ns.name for ns in lab.plan.namespaces))
     """)

@@ -64,7 +64,7 @@ def emulator_matrix(path: str, targets, protocol: str = "icmp", port: int = 7):
 def test_emulator_and_lab_matrices_agree(topo, protocol, tmp_path, monkeypatch):
     monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
     path = f"topologies/{topo}.yaml"
-    with Lab.up(path, name=f"m-{topo}") as lab:
+    with Lab.up(path, name=f"m{os.getpid()}-{topo}") as lab:
         targets = endpoints(lab)
         lab_m = {key: result.delivered for key, result in probe_matrix(lab, protocol, 8080).items()}
     emu_m = emulator_matrix(path, targets, protocol, 8080)

@@ -63,7 +63,7 @@ def test_replay_outputs_agree_with_the_emulator(tmp_path, monkeypatch):
             writer.write(bytes(Ether(src=src, dst=dst) / IP(src=ip_src, dst=ip_dst, ttl=64) / ICMP(id=ident, seq=1)
                                / (b"x" * 32)))
     replay("topologies/reference.yaml", capture, tmp_path / "emu", auto=True)
-    with Lab.up("topologies/reference.yaml", name="replay") as lab:
+    with Lab.up("topologies/reference.yaml", name=f"replay{os.getpid()}") as lab:
         summary = replay_into_lab(lab, capture, tmp_path / "lab", auto=True, settle=0.5)
     assert summary["sent"] == len(REQUESTS)
     ports = {"vm1", "vm2", "db1", "provnet-public"}

@@ -224,12 +224,24 @@ def free_token(name: str) -> str:
 
 
 def free_name(base: str) -> str:
-    """``base``, or ``base-2``, ``base-3``... : the first lab name not in use."""
+    """``base``, or ``base-2``, ``base-3``... : the first lab name not in use.
+
+    In use: a state file here, or any namespace named as the lab's would be
+    (a lab kept in another state directory).
+    """
     taken = set(ledger_names())
-    if base not in taken:
+    try:
+        existing = os.listdir(NETNS_RUN_DIR)
+    except OSError:
+        existing = []
+
+    def free(name: str) -> bool:
+        return name not in taken and not any(n.startswith(f"ovnsim-{name}-") for n in existing)
+
+    if free(base):
         return base
     i = 2
-    while f"{base}-{i}" in taken:
+    while not free(f"{base}-{i}"):
         i += 1
     return f"{base}-{i}"
 
