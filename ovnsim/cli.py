@@ -8,6 +8,7 @@
 ``ovnsim replay TOPO CAPTURE ...``     replay a capture: per-port pcaps, drops, a summary
 ``ovnsim reach TOPO [SRC DST]``         reachability: one question, or the matrix; ``--diff OLD NEW``
 ``ovnsim check TOPO``                  evaluate the file's ``expect:`` block
+``ovnsim lab up|status|exec|capture|replay|down|cleanup``  real netns labs (docs/lab.md)
 
 Bad input of any kind ends with one line on stderr and exit status 2, never a
 traceback.
@@ -198,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ovnsim.reach.cli import add_parsers as add_reach_parsers
 
     add_reach_parsers(sub)
+    # -- ovnsim lab ... (real network-namespace labs; ovnsim/lab/cli.py) --
+    from ovnsim.lab.cli import add_lab_parser
+
+    add_lab_parser(sub)
     return parser
 
 
