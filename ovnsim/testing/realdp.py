@@ -179,6 +179,8 @@ class RealDatapath:
         self._pcap_offsets: Dict[str, int] = {}
         self._rx_counts: Dict[str, int] = {}
         self._slow_stats: Dict[str, int] = {}
+        #: localnet port -> VLAN tag its wire carries (the logical port's frames are untagged)
+        self.vlan_tags: Dict[str, int] = {}
 
     # ---------------------------------------------------------------- setup
 
@@ -439,6 +441,8 @@ class RealDatapath:
                     vms.append(port.name)
                 elif port.type == "localnet":
                     physnet = port.options.get("network_name", "")
+                    if port.tag is not None:
+                        self.vlan_tags[port.name] = int(port.tag)
                     bridges.setdefault(physnet, f"br-{len(bridges) + 1}")
                     wires[port.name] = bridges[physnet]
         cmds: List[str] = []
@@ -540,7 +544,9 @@ class RealDatapath:
         """Send ``frame`` in on logical port ``port``; what left each port.
 
         ``port`` is a VM port or a localnet port (the frame arrives from the
-        provider network's wire).  Returns once the datapath has processed
+        provider network's wire).  Frames are those of the logical ports: on
+        a VLAN provider network the tag is added on the way in and removed
+        from what leaves on the wire.  Returns once the datapath has processed
         the frame, ovn-controller's output (if it handled the frame) has
         gone quiet, and learned MAC bindings have reached the flows.
         """
@@ -548,6 +554,15 @@ class RealDatapath:
         if iface is None:
             raise RealOVNError(f"no interface bound for logical port {port!r} "
                                f"(bound: {', '.join(sorted(self.interfaces))})")
+        frame = sent = bytes(frame)
+        tag = self.vlan_tags.get(port)
+        if tag is not None and len(frame) >= 14:
+            # a VLAN localnet's wire carries the tag; the logical port does not
+            frame = frame[:12] + struct.pack("!HH", 0x8100, tag) + frame[12:]
+        if len(frame) < 14:
+            # netdev-dummy refuses a frame shorter than an Ethernet header (as
+            # a NIC would never deliver it): nothing enters, nothing leaves.
+            return Injected()
         learned = self._learned()
         before = self._rx_counts.get(iface, 0)
         self.appctl("netdev-dummy/receive", iface, bytes(frame).hex())
@@ -583,7 +598,12 @@ class RealDatapath:
         else:
             self._slow_stats = slow
         for out_port, data in got:
-            if is_garp(data) and data[6:12] != bytes(frame)[6:12]:
+            tag = self.vlan_tags.get(out_port)
+            if tag is not None and data[12:14] == b"\x81\x00" and \
+                    struct.unpack("!H", data[14:16])[0] & 0xFFF == tag:
+                data = data[:12] + data[16:]
+            # flooded copies of an injected gratuitous ARP are outputs like any other
+            if is_garp(data) and data != sent:
                 result.garps.append((out_port, data))
             else:
                 result.outputs.setdefault(out_port, []).append(data)

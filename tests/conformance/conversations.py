@@ -171,7 +171,7 @@ def make_hosts(topology, logical) -> Dict[str, Host]:
     for net in topology.networks.values():
         if not net.external:
             continue
-        name, tag = localnet.get(f"neutron-{net.id}", (None, None))
+        name, _ = localnet.get(f"neutron-{net.id}", (None, None))
         if name is None or not net.subnets:
             continue
         sn = net.subnets[0]
@@ -180,7 +180,7 @@ def make_hosts(topology, logical) -> Dict[str, Host]:
                      if r.external_gateway is not None and r.external_gateway.network == net.id)
         hosts[name] = Host(name, sn.gateway_mac or UPSTREAM_MAC, str(sn.gateway_ip),
                            ipaddress.ip_network(str(sn.cidr)), gws[0] if gws else None,
-                           vlan=net.segmentation_id if net.network_type == "vlan" else tag,
+                           vlan=None,  # the harness tags and untags on the wire
                            upstream=True)
     return hosts
 
