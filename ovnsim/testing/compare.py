@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from ovnsim.errors import OvnsimError
 
@@ -191,8 +191,10 @@ def compare_microflow(topology_path: str, microflow: str) -> CompareReport:
     logical = compile_topology(load_topology(topology_path))
     sim = Simulator(logical)
     report = CompareReport(frames=1)
-    t0 = time.perf_counter()
     result = sim.trace(microflow)
+    sim.reset()
+    t0 = time.perf_counter()
+    result = sim.trace(microflow)  # timed warm: the first call builds lazily
     report.ovnsim_seconds = time.perf_counter() - t0
     ours = make_verdict(sim.verdict(result)["outputs"])
     with RealOVN() as ovn:
@@ -212,8 +214,9 @@ def compare_microflow(topology_path: str, microflow: str) -> CompareReport:
         if retyped:
             report.notes.append("gateway routers' l3gateway port bindings retyped as patch so "
                                 "ovn-trace continues past ct_snat; (" + ", ".join(retyped) + ")")
-        t0 = time.perf_counter()
         text = run_trace(ovn, microflow)
+        t0 = time.perf_counter()
+        text = run_trace(ovn, microflow)  # timed warm: the first call starts the daemon
         report.ovn_seconds = time.perf_counter() - t0
         raw = parse_trace(text, microflow)
     outputs = []
@@ -239,7 +242,7 @@ def compare_microflow(topology_path: str, microflow: str) -> CompareReport:
         report.diffs.append(FrameDiff(1, "", b"", {}, {}, ""))
     lines += report.notes
     lines.append(f"time: ovnsim {1e3 * report.ovnsim_seconds:.2f} ms, ovn-trace "
-                 f"{1e3 * report.ovn_seconds:.1f} ms (daemon, after its start)")
+                 f"{1e3 * report.ovn_seconds:.1f} ms (its daemon, warm; both traced in detail)")
     report.text = "\n".join(lines) + "\n"
     return report
 
@@ -249,7 +252,3 @@ def looks_like_capture(path: str) -> bool:
     import os
 
     return os.path.isfile(path)
-
-
-def _unused() -> Tuple[()]:  # pragma: no cover
-    return ()
