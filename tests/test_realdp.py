@@ -156,3 +156,28 @@ def test_a_killed_parent_leaves_no_daemon_behind(tmp_path):
         import shutil
 
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_periodic_gratuitous_arps_are_kept_apart_from_a_frames_outputs(multi_router):
+    """OVN announces NAT addresses on the provider wire at ~0, 2, 6 s: never a frame's output."""
+    multi_router.reset()
+    frame = bytes(Ether(src="fa:16:3e:0a:00:11", dst="fa:16:3e:c6:cd:26")
+                  / IP(src="10.10.0.11", dst="10.10.0.2", ttl=64) / ICMP())
+    garps = []
+    deadline = time.monotonic() + 10
+    while not garps and time.monotonic() < deadline:
+        got = multi_router.inject("app1", frame)
+        assert got.outputs == {"app2": [frame]}
+        garps = got.garps
+        time.sleep(0.05)
+    assert garps, "no gratuitous ARP within 10 s of start"
+    port, garp = garps[0]
+    assert port == "provnet-upstream" and is_garp(garp)
+
+
+def test_an_injected_gratuitous_arp_is_flooded_as_outputs(multi_router):
+    multi_router.reset()
+    garp = bytes(Ether(src="fa:16:3e:0a:00:11", dst="ff:ff:ff:ff:ff:ff")
+                 / ARP(op=1, hwsrc="fa:16:3e:0a:00:11", psrc="10.10.0.11", pdst="10.10.0.11"))
+    got = multi_router.inject("app1", garp)
+    assert got.outputs.get("app2") == [garp] and got.outputs.get("fw1") == [garp]

@@ -154,11 +154,21 @@ class RealDatapath:
     daemons (about 0.2 s); :meth:`load` applies a topology; :meth:`inject`
     sends frames; :meth:`reset` forgets conntrack, learned MAC bindings and
     datapath flows between conversations; :meth:`stop` ends every process.
+
+    Parameters:
+        base_dir: where to create the temporary directory (default: the
+            system temp dir, or ``/tmp`` when too long for unix sockets).
+        keep_dir: keep the directory (logs, databases, pcaps) after :meth:`stop`.
+        timeout: seconds any command, daemon start or frame may take.
+        settle: quiet time (s) that ends a frame ovn-controller handled.
     """
 
     def __init__(self, *, base_dir: Optional[str] = None, keep_dir: bool = False,
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, settle: float = _QUIET_CONTROLLER):
         self.base_dir = base_dir
+        #: seconds without new output before a frame ovn-controller handled is done
+        #: (raise it on a very slow machine)
+        self.settle = float(settle)
         self.keep_dir = keep_dir
         self.timeout = float(timeout)
         #: the work directory (None until started)
@@ -580,7 +590,7 @@ class RealDatapath:
         # a flow's first packet is executed by the upcall and not counted:
         # a new controller flow means this frame went to the controller too
         result.controller = any(v > self._slow_stats.get(k, -1) for k, v in slow.items())
-        got = self._drain(_QUIET_CONTROLLER if result.controller else _QUIET_DATAPATH)
+        got = self._drain(self.settle if result.controller else _QUIET_DATAPATH)
         if result.controller:
             # pinctrl may write a MAC binding after the output went quiet.
             for _ in range(20):

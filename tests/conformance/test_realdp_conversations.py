@@ -124,7 +124,11 @@ def describe(ovn_steps, sim_steps) -> str:
 
 
 @pytest.mark.parametrize("topology,conversation", _cases())
-def test_conversation(sides, topology, conversation):
+def test_conversation(sides, topology, conversation, record_property):
     topo, logical, dp, sim = _side(sides, topology)
     ovn_steps, sim_steps = play(topo, logical, dp, sim, conversation)
+    same = sum(1 for a, b in zip(ovn_steps, sim_steps) if a.key() == b.key())
+    # the junit report carries the step counts (the identical-step percentage)
+    record_property("steps", max(len(ovn_steps), len(sim_steps)))
+    record_property("identical_steps", same)
     assert [s.key() for s in ovn_steps] == [s.key() for s in sim_steps], describe(ovn_steps, sim_steps)
