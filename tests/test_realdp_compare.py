@@ -88,3 +88,10 @@ def test_without_ovn_installed_the_message_says_so(monkeypatch, tmp_path, capsys
     assert main(["compare", REFERENCE, str(tmp_path / "a.pcap")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ovnsim: error: ovnsim compare needs a real OVN") and err.count("\n") == 1
+
+
+def test_a_missing_capture_is_one_line_not_a_microflow_error(tmp_path, capsys):
+    _require(RealDatapath)
+    assert main(["compare", REFERENCE, str(tmp_path / "nope.pcap")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.pcap" in err and err.count("\n") == 1 and "microflow" not in err

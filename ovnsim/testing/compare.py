@@ -136,9 +136,11 @@ def compare_capture(topology_path: str, capture_path: str) -> CompareReport:
         dp.load(logical)
         report.notes.append(f"real OVN: booted in {dp.startup_seconds:.2f} s, topology applied in "
                             f"{dp.load_seconds:.2f} s")
+        skipped = 0
         for number, frame in enumerate(frames, 1):
             port = choose_ingress(logical, frame)
             if port is None:
+                skipped += 1
                 continue
             report.frames += 1
             t0 = time.perf_counter()
@@ -159,6 +161,9 @@ def compare_capture(topology_path: str, capture_path: str) -> CompareReport:
                 except Exception as err:  # noqa: BLE001 - the trace is an aid, not the verdict
                     trace = f"(no trace: {err})"
                 report.diffs.append(FrameDiff(number, port, frame, theirs, ours, trace))
+        if skipped:
+            report.notes.append(f"{skipped} frames skipped: no port owns their source and the "
+                                f"topology has no provider network to take them")
     lines = [f"{topology_path} + {capture_path}: {report.frames} frames, "
              f"{report.frames - len(report.diffs)} identical, {len(report.diffs)} differ"]
     for d in report.diffs:
@@ -247,8 +252,15 @@ def compare_microflow(topology_path: str, microflow: str) -> CompareReport:
     return report
 
 
-def looks_like_capture(path: str) -> bool:
-    """True when ``path`` names an existing file (a capture), not a microflow."""
+def looks_like_capture(text: str) -> bool:
+    """True when ``text`` names a capture file rather than a microflow.
+
+    An existing file is a capture; so is anything without a microflow's
+    operators (a mistyped path then gets the file's "cannot read" error,
+    not a microflow syntax error).
+    """
     import os
 
-    return os.path.isfile(path)
+    if os.path.isfile(text):
+        return True
+    return not any(op in text for op in ("==", "!=", "&&", "||", " "))
