@@ -73,8 +73,8 @@ def _split_datapath(text: str):
 
 
 def _trace_one(sim, microflow: str, fmt: str, datapath=None) -> str:
+    from ovnsim.datapath._fastpath import frame_fields
     from ovnsim.datapath.microflow import parse_microflow
-    from ovnsim.datapath.packet import parse_frame
     from ovnsim.datapath.trace import format_result
 
     flow = parse_microflow(microflow)
@@ -87,7 +87,7 @@ def _trace_one(sim, microflow: str, fmt: str, datapath=None) -> str:
             raise OvnsimError(f'inport "{flow.inport}" is not a port of datapath "{datapath}"')
     frame = flow.to_frame()
     result = sim.inject(flow.inport, frame, trace=True)
-    return format_result(result, parse_frame(frame).fields(), fmt)
+    return format_result(result, frame_fields(frame) or {}, fmt)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -367,18 +367,21 @@ class FrameFilter:
 
 
 class _Tracer:
-    """The reference pipeline kept in step with the replay, tracing the frames asked for.
+    """A C engine of its own kept in step with the replay, tracing the frames asked for.
 
     It replays every frame before a traced one (so conntrack and learned MAC
     bindings are what they are when that frame arrives) and traces the
     selected frames: frame number ``frame``, and/or up to ``limit`` frames
-    that ``match`` selects.  The cost is the reference pipeline's speed over
-    the frames it replays; it stops once it has nothing left to trace.
+    that ``match`` selects.  It stops once it has nothing left to trace.
     """
 
     def __init__(self, logical: LogicalTopology, inport: int, frame: Optional[int] = None,
                  match: Optional[FrameFilter] = None, limit: int = 10):
-        self.engine = PythonEngine(logical)
+        from ovnsim.datapath.engine import fast_engine
+        from ovnsim.datapath.trace import TraceRenderer
+
+        self.engine = fast_engine(logical)
+        self.renderer = TraceRenderer(self.engine)
         self.frame = frame
         self.match = match
         self.limit = limit
@@ -418,45 +421,25 @@ class _Tracer:
             else:
                 self.engine.process_batch(raw, [0], [len(raw)], [inports[j]])
 
-    def _ingress(self, pkt) -> int:
-        if self.inport != AUTO_INGRESS:
-            return self.inport
-        ip_src = pkt.arp_spa if pkt.is_arp else (pkt.ip_src if pkt.is_ip4 else None)
-        return self.engine.ingress.choose(pkt.eth_src, ip_src)
+    def _ingress(self, raw: bytes) -> int:
+        return self.inport if self.inport != AUTO_INGRESS else self.engine.choose_ingress(raw)
 
     def _selected(self, raw: bytes) -> bool:
-        from ovnsim.datapath.packet import ParseError, parse_frame
+        from ovnsim.datapath._fastpath import frame_fields
 
-        try:
-            pkt = parse_frame(raw)
-        except ParseError:
+        fields = frame_fields(raw)
+        if fields is None:
             return False
-        inport = self._ingress(pkt)
-        return self.match.matches(pkt.fields(), self.engine.port_names[inport] if inport >= 0 else None)
+        inport = self._ingress(raw)
+        return self.match.matches(fields, self.engine.port_names[inport] if inport >= 0 else None)
 
     def _trace(self, raw: bytes, number: int) -> Dict[str, object]:
-        from ovnsim.datapath.packet import ParseError, parse_frame
-        from ovnsim.datapath.pipeline import DropRecord, Result
-        from ovnsim.sim import verdict
         from ovnsim.datapath.trace import format_detailed
+        from ovnsim.sim import run_traced, verdict
 
         engine = self.engine
-        inport = self.inport
-        try:
-            pkt = parse_frame(raw)
-        except ParseError as err:
-            if inport == AUTO_INGRESS:
-                inport = engine.ingress.choose(int.from_bytes(raw[6:12], "big") if len(raw) >= 12 else 0, None)
-            switch = (engine.tables.switch_of_port[engine.port_names[inport]] if inport >= 0
-                      else engine.datapath_names[0])
-            result = Result(drops=[DropRecord(switch, "ls_in_check_port_sec", err.reason, err.detail)])
-        else:
-            inport = self._ingress(pkt)
-            if inport < 0:
-                result = Result(drops=[DropRecord(engine.datapath_names[0], "ls_in_check_port_sec", Drop.NO_INGRESS,
-                                                  "no logical port owns the frame's source")])
-            else:
-                result = engine.pipeline.process(engine.port_names[inport], pkt, trace=True)
+        inport = self._ingress(raw)
+        result = run_traced(engine, self.renderer, raw, inport)
         return {"frame": number, "ingress": engine.port_names[inport] if inport >= 0 else None,
                 "state": f"conntrack and MAC bindings as left by frames 1-{number - 1}"
                          if number > 1 else "fresh network",

@@ -407,7 +407,6 @@ ctypedef struct Core:
     uint64_t* static_vals
     int32_t n_static
     Conntrack ct
-    int16_t stage_code[16]
     # work space
     Pkt* stack
     int64_t stack_len
@@ -435,6 +434,18 @@ ctypedef struct Core:
     int32_t* drop_dp
     int64_t n_drop
     int64_t cap_drop
+    # The trace (only when `tracing`): one record per step, a rule code of
+    # ovnsim.northd.rules (R_* in _rules.pxi) and two values whose meaning
+    # the rule's `args` gives; every drop has one.
+    uint8_t tracing
+    int32_t* trace_frame
+    int16_t* trace_rule
+    int32_t* trace_dp
+    int16_t* trace_depth
+    uint64_t* trace_a
+    uint64_t* trace_b
+    int64_t n_trace
+    int64_t cap_trace
     int error                # set when an allocation failed: the batch stops
 
 
@@ -447,5 +458,10 @@ cdef class FastEngine:
     cdef readonly dict datapath_index
     cdef readonly object logical
     cdef readonly object ingress
-    cdef _build(self, tables, stage_code, ip_to_int, mac_to_int)
+    cdef readonly object tables
+    cdef readonly list router_port_names
+    cdef readonly list nat_rows
+    cdef readonly list route_rows
+    cdef readonly list snat_rows
+    cdef _build(self, tables, ip_to_int, mac_to_int)
     cdef _map(self, U64Map* m, dict items)

@@ -22,6 +22,7 @@ import os
 from array import array
 from typing import Dict, List, Optional, Sequence
 
+from ovnsim.errors import EngineError
 from ovnsim.nb.model import LogicalTopology
 from ovnsim.datapath.packet import (
     KIND_ARP,
@@ -63,10 +64,15 @@ class BatchResult:
     value), ``drop_stage[i]`` (index into :data:`STAGE_LIST`),
     ``drop_datapath[i]`` (index into the engine's ``datapath_names``).
     ``ingress[f]`` is the port frame ``f`` entered on (-1: none could be chosen).
+    Trace (a batch run with ``trace=True``): one record per step,
+    ``trace_frame[i]``, ``trace_rule[i]`` (a code of :mod:`ovnsim.northd.rules`),
+    ``trace_dp[i]``, ``trace_depth[i]`` (datapaths crossed before this one)
+    and the rule's two values ``trace_a[i]``, ``trace_b[i]``.
     """
 
     __slots__ = ("frames", "ingress", "out_frame", "out_port", "out_kind", "out_start", "out_len", "out_data",
-                 "drop_frame", "drop_reason", "drop_stage", "drop_datapath")
+                 "drop_frame", "drop_reason", "drop_stage", "drop_datapath",
+                 "trace_frame", "trace_rule", "trace_dp", "trace_depth", "trace_a", "trace_b")
 
     def __init__(self) -> None:
         self.frames = 0
@@ -81,6 +87,12 @@ class BatchResult:
         self.drop_reason = array("b")
         self.drop_stage = array("h")
         self.drop_datapath = array("i")
+        self.trace_frame = array("i")
+        self.trace_rule = array("h")
+        self.trace_dp = array("i")
+        self.trace_depth = array("h")
+        self.trace_a = array("Q")
+        self.trace_b = array("Q")
 
     @property
     def n_outputs(self) -> int:
@@ -219,17 +231,32 @@ class PythonEngine:
         self.tables.reset_neighbours()
 
 
-def make_engine(logical: LogicalTopology, name: Optional[str] = None):
+def fast_engine(logical: LogicalTopology, tables: Optional[Tables] = None):
+    """The C engine (``ovnsim.datapath._fastpath.FastEngine``) for ``logical``.
+
+    Raises :class:`~ovnsim.errors.EngineError` when the extension is not
+    built (an installation without a C compiler).
+    """
+    try:
+        from ovnsim.datapath._fastpath import FastEngine
+    except ImportError as err:
+        raise EngineError(f"the C engine (ovnsim.datapath._fastpath) is not built ({err}); install ovnsim with "
+                          "a C compiler (`pip install .`) or build it in place "
+                          "(`python setup.py build_ext --inplace`)") from None
+    return FastEngine(logical, tables)
+
+
+def make_engine(logical: LogicalTopology, name: Optional[str] = None, *, tables: Optional[Tables] = None):
     """The engine called ``name`` (default: ``$OVNSIM_ENGINE``, else the fast one when built)."""
     name = name or os.environ.get("OVNSIM_ENGINE") or "fast"
     if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+        raise EngineError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
     if name == "fast":
         try:
             from ovnsim.datapath._fastpath import FastEngine
         except ImportError:
             if os.environ.get("OVNSIM_ENGINE") == "fast":
                 raise
-            return PythonEngine(logical)
-        return FastEngine(logical)
-    return PythonEngine(logical)
+            return PythonEngine(logical, tables)
+        return FastEngine(logical, tables)
+    return PythonEngine(logical, tables)
