@@ -33,9 +33,10 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
+from oracle.engine import PythonEngine
 from ovnsim.datapath._fastpath import FastEngine, rewrite
 from ovnsim.neutron.compiler import compile_topology
-from ovnsim.datapath.engine import BatchResult, PythonEngine
+from ovnsim.datapath.engine import BatchResult
 from ovnsim.neutron.loader import load_topology
 from ovnsim.northd.tables import build_tables, int_to_mac
 

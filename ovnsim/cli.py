@@ -155,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingress.add_argument("--auto", action="store_true",
                          help="each frame enters on the port that owns its source MAC/IP (else a localnet port); "
                               "frames no port can take are dropped (no-ingress)")
-    replay.add_argument("--engine", choices=("python", "fast"), default=None,
-                        help="force an engine (default: the fast one when built, else python; $OVNSIM_ENGINE)")
+    replay.add_argument("--engine", choices=("fast",), default=None,
+                        help="the engine (the C engine, the only one; kept for scripts that name it)")
     replay.add_argument("--force", action="store_true",
                         help="replace the files of an earlier replay in a non-empty DIR")
     replay.add_argument("--json", action="store_true", help="print the summary as one JSON object")

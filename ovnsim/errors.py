@@ -45,5 +45,5 @@ class MicroflowError(OvnsimError, ValueError):
     """A microflow (ovn-trace syntax) could not be parsed or refers to an unknown port."""
 
 
-class EngineError(OvnsimError):
+class EngineError(OvnsimError, ValueError):
     """The data-path engine cannot be used: not built, unknown name, or a topology it cannot hold."""

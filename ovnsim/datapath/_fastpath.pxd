@@ -303,7 +303,7 @@ ctypedef struct Conntrack:
     int64_t cap_conns
 
 # One copy of a frame while it crosses the pipeline: the header fields and
-# logical registers of ovnsim.datapath.packet.Packet.  The received bytes are not in
+# logical registers of oracle.packet.Packet.  The received bytes are not in
 # here (every copy of a frame shares them, see FrameCtx); a generated frame
 # (ARP request, ICMP error, TCP reset) is rebuilt from these fields, with the
 # datagram an ICMP error quotes at Core.quotes[quote_ofs:quote_ofs +
@@ -323,7 +323,7 @@ ctypedef struct Pkt:
     uint32_t reg0
     uint32_t reg1
     uint32_t in_src          # an ICMP error's quoted datagram as a conntrack tuple
-    uint32_t in_dst          # (has_inner; ovnsim.datapath.packet.Packet.inner)
+    uint32_t in_dst          # (has_inner; oracle.packet.Packet.inner)
     uint32_t tcp_seq         # a TCP segment's sequence and acknowledgement numbers
     uint32_t tcp_ack
     int32_t tcp_dlen         # its payload length as pinctrl counts it (IP payload - data offset * 4)

@@ -6,7 +6,7 @@ header parsing and checksum updates.
 struct (see ``_fastpath.pxd`` for the layout), and the ``rewrite_*`` helpers
 apply TTL and NAT rewrites in place while keeping every checksum valid by
 RFC 1624 incremental update.  :class:`FastEngine` runs OVN's logical switch
-and router stages, as ``ovnsim.datapath.pipeline`` defines them, over C tables built
+and router stages, as the frozen oracle (``tests/oracle/pipeline.py``) defines them, over C tables built
 from ``ovnsim.northd.tables.build_tables()``, in a nogil loop, behind the batch
 contract of ``ovnsim.datapath.engine``.
 
@@ -612,7 +612,7 @@ def rewrite(unsigned char[::1] frame not None, *, ttl=None, ip4_src=None,
 # ===========================================================================
 # The packet pipeline: FastEngine
 #
-# The same stages as ovnsim.datapath.pipeline (read it beside this: every function
+# The same stages as oracle.pipeline (read it beside this: every function
 # below names the Python method it mirrors), over the C tables declared in
 # _fastpath.pxd.  The per-frame loop runs nogil and never raises: a drop is
 # a record in the result arrays, an allocation failure sets core.error and
@@ -626,17 +626,11 @@ from cpython.buffer cimport PyBUF_READ
 
 from array import array as _array
 
+from ovnsim.errors import EngineError
+
 cdef enum:
-    MAX_HOPS = 64            # ovnsim.datapath.pipeline.MAX_HOPS
+    MAX_HOPS = 64            # oracle.pipeline.MAX_HOPS
     AUTO_INGRESS = -1
-    N_KINDS = 6
-    # Output kinds (ovnsim.datapath.engine.KINDS order; checked at import)
-    KIND_PACKET = 0
-    KIND_ARP_REPLY = 1
-    KIND_ECHO_REPLY = 2
-    KIND_ARP = 3
-    KIND_ICMP4 = 4
-    KIND_TCP_RESET = 5
     # Work-item operations (Pkt.op)
     OP_DONE = 0
     OP_LS_IN
@@ -660,7 +654,7 @@ cdef enum:
     IPF_NAT = 0x08           # nat_ips
     IPF_MARTIAN_SRC = 0x10   # a port IP or its subnet broadcast
     # Generated frames: an ICMP error quotes at most what fits in 576 bytes
-    # (ovnsim.datapath.packet.ICMP_QUOTE_MAX)
+    # (oracle.packet.ICMP_QUOTE_MAX)
     MAX_QUOTE = 576 - (14 + 20 + 8)
     MAX_GENERATED = 14 + 20 + 8 + MAX_QUOTE
     IP4_DF = 0x4000
@@ -754,7 +748,7 @@ cdef void map_clear(U64Map* m) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------
-# Conntrack (ovnsim.datapath.pipeline.Conntrack: a dict per zone, two keys per connection)
+# Conntrack (oracle.pipeline.Conntrack: a dict per zone, two keys per connection)
 # ---------------------------------------------------------------------------
 
 cdef int ct_alloc(Conntrack* ct, uint64_t min_entries) noexcept nogil:
@@ -915,7 +909,7 @@ cdef inline int push(Core* c, const Pkt* p) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------
-# Frame bytes (ovnsim.datapath.packet.build_frame / build_generated / embedded_header)
+# Frame bytes (oracle.packet.build_frame / build_generated / embedded_header)
 # ---------------------------------------------------------------------------
 
 cdef inline void wr48(unsigned char* p, uint64_t v) noexcept nogil:
@@ -944,7 +938,7 @@ cdef inline bint _acc16(uint64_t* acc, const unsigned char* old, const unsigned 
 
 
 cdef inline bint icmp_error(uint8_t icmp_type) noexcept nogil:
-    # ovnsim.datapath.packet.ICMP_ERROR_TYPES: unreachable, source quench, redirect,
+    # oracle.packet.ICMP_ERROR_TYPES: unreachable, source quench, redirect,
     # time exceeded, parameter problem
     return (icmp_type == 3 or icmp_type == 4 or icmp_type == 5 or icmp_type == 11
             or icmp_type == 12)
@@ -1343,7 +1337,7 @@ cdef inline void set_tuple(Pkt* p, uint32_t src, uint16_t sport, uint32_t dst, u
 
 
 cdef inline bint icmp_query(uint8_t icmp_type) noexcept nogil:
-    # ovnsim.datapath.packet.ICMP_QUERY_TYPES: echo, timestamp, information, address mask
+    # oracle.packet.ICMP_QUERY_TYPES: echo, timestamp, information, address mask
     return icmp_type == 0 or icmp_type == 8 or (13 <= icmp_type <= 18)
 
 
@@ -2196,7 +2190,7 @@ cdef inline void _tcp_fields(const unsigned char* raw, const Headers* h, Pkt* p)
 
 cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport,
                     int32_t index) noexcept nogil:
-    """PythonEngine._one for one frame."""
+    """oracle PythonEngine._one for one frame."""
     cdef FrameCtx f
     cdef Pkt p
     cdef int problem
@@ -2260,14 +2254,7 @@ cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport
 # ---------------------------------------------------------------------------
 
 cdef int _check_contract() except -1:
-    # The codes above are copies of Python's closed sets: fail at import if they drift.
-    from ovnsim.datapath.engine import KINDS, KIND_CODE
-    from ovnsim.datapath.packet import (KIND_ARP as _A, KIND_ARP_REPLY as _AR, KIND_ECHO_REPLY as _ER,
-                               KIND_ICMP4 as _I, KIND_PACKET as _P, KIND_TCP_RESET as _T)
-    expected = {_P: KIND_PACKET, _AR: KIND_ARP_REPLY, _ER: KIND_ECHO_REPLY, _A: KIND_ARP,
-                _I: KIND_ICMP4, _T: KIND_TCP_RESET}
-    if len(KINDS) != N_KINDS or any(KIND_CODE[k] != v for k, v in expected.items()):
-        raise ImportError("ovnsim.datapath._fastpath: output kind codes differ from ovnsim.datapath.engine.KINDS")
+    # The result arrays are copied into array.array objects byte for byte.
     for code, size in (("i", 4), ("b", 1), ("h", 2), ("q", 8), ("Q", 8)):
         if _array(code).itemsize != size:
             raise ImportError(f"ovnsim.datapath._fastpath: array('{code}') is not {size} bytes")
@@ -2294,7 +2281,7 @@ cdef object _int64_view(obj, Py_ssize_t n, str what):
         else:
             view = _array("q", mv.tolist() if mv.ndim == 1 else list(obj))
     if view.shape[0] < n:
-        raise ValueError(f"{what} has {view.shape[0]} items, offsets has {n}")
+        raise EngineError(f"{what} has {view.shape[0]} items, offsets has {n}")
     return view
 
 
@@ -2341,7 +2328,7 @@ cdef class FastEngine:
     ``FastEngine(logical)`` compiles ``ovnsim.northd.tables.build_tables(logical)``
     into arrays of C structs and hash tables; :meth:`process_batch` fills a
     :class:`ovnsim.datapath.engine.BatchResult` exactly as
-    :class:`ovnsim.datapath.engine.PythonEngine` does (same outputs, bytes, drops,
+    the oracle engine (``tests/oracle/engine.py``) does (same outputs, bytes, drops,
     ingress ports and conntrack state).  Conntrack and learned MAC bindings
     persist across batches until :meth:`reset`.
     """
@@ -2394,7 +2381,7 @@ cdef class FastEngine:
         nsw, nr, nports = len(switches), len(routers), len(self.port_names)
         # Keys pack a switch into 16 bits and owner ports into 16 bits of a value.
         if nsw >= 0xffff or nports >= 0xffff or nr >= 0x7fffffff:
-            raise ValueError("topology too large for the fast engine (65534 switches/ports at most)")
+            raise EngineError("topology too large for the fast engine (65534 switches/ports at most)")
         c.n_ports, c.n_switches, c.n_routers = nports, nsw, nr
 
         lrp_index = {}
@@ -2418,7 +2405,7 @@ cdef class FastEngine:
                 c.ports[i].peer_lrp = -1
                 if sp.is_router and sp.peer:
                     if sp.peer not in lrp_index:
-                        raise ValueError(f"switch port {name!r} names router port {sp.peer!r}, which no router has")
+                        raise EngineError(f"switch port {name!r} names router port {sp.peer!r}, which no router has")
                     c.ports[i].peer_lrp = lrp_index[sp.peer]
                 c.ports[i].psec_start = len(psec)
                 c.ports[i].psec_count = len(sp.port_security)
@@ -2554,7 +2541,7 @@ cdef class FastEngine:
         self._map(&c.gw_redirect, gw_redirect)
         self._map(&c.undnat_fip, undnat_fip)
 
-        # Static MAC bindings as PythonEngine.reset() restores them.
+        # Static MAC bindings as oracle PythonEngine.reset() restores them.
         statics = []
         for binding in self.logical.static_mac_bindings:
             statics.append(((lrp_index[binding.logical_port] << 32) | ip_to_int(binding.ip),
@@ -2606,7 +2593,7 @@ cdef class FastEngine:
 
     @property
     def conntrack_size(self):
-        """Connections in the tracker (as ``len(PythonEngine.conntrack)``)."""
+        """Connections in the tracker (as ``len(oracle PythonEngine.conntrack)``)."""
         return self.core.ct.count // 2
 
     def reset(self):
@@ -2676,7 +2663,7 @@ cdef class FastEngine:
         starts = NULL
         sizes = NULL
         try:
-            # Frame slices with Python's slice semantics, as PythonEngine takes them.
+            # Frame slices with Python's slice semantics, as oracle PythonEngine takes them.
             starts = <int64_t*>_c_array(n, sizeof(int64_t))
             sizes = <int32_t*>_c_array(n, sizeof(int32_t))
             for i in range(n):
@@ -2693,7 +2680,7 @@ cdef class FastEngine:
                 if stop < start:
                     stop = start
                 if stop - start > 0x7fffffff - 4096:
-                    raise ValueError(f"frame {i} is too long")
+                    raise EngineError(f"frame {i} is too long")
                 starts[i] = start
                 sizes[i] = <int32_t>(stop - start)
                 if sizes[i] > maxlen:
