@@ -50,6 +50,7 @@ class TraceEvent:
     priority: Optional[int]
     match: str
     action: str
+    rule: str = ""  #: the catalogue rule (``ovnsim.northd.rules``) the step applied
 
     def as_dict(self) -> Dict[str, object]:
         """The event as the JSON verdict prints it."""

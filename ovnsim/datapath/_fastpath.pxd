@@ -201,6 +201,8 @@ ctypedef struct SwPort:
     int32_t psec_count
     uint8_t enabled
     uint8_t is_localnet
+    uint8_t fdb              # a VIF port that takes unknown addresses (ls_in_lookup_fdb/put_fdb flows)
+    uint8_t pre_lb           # a router-type or localnet port (ls_in/out_pre_lb prio 110 flows)
 
 # A logical switch: its three multicast groups as slices of `members`
 # (group 0 _MC_flood, 1 _MC_flood_l2, 2 _MC_unknown), in port order.

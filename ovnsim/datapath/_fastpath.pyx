@@ -1499,12 +1499,27 @@ cdef void ls_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
         emit_drop(c, f, R_LS_IN_PORT_DISABLED, sw, d, p.inport, 0)
         return
     if inp.psec_count and not in_port_sec_ok(c, inp, p):
+        trace(c, f, R_LS_IN_PORT_SEC_CHECKED, sw, d, 0, 0)
         emit_drop(c, f, R_LS_IN_PORT_SEC_DROP, sw, d, p.inport, 0)
         return
     trace(c, f, R_LS_IN_PORT_SEC, sw, d, 0, 0)
+    if c.tracing:
+        # Pass-through stages OVN's trace shows: FDB learning, pre-LB.
+        if inp.fdb:
+            trace_record(c, f, R_LS_IN_LOOKUP_FDB, sw, d, p.inport, 0)
+            trace_record(c, f, R_LS_IN_PUT_FDB, sw, d, p.inport, 0)
+        if (p.eth_dst >> 40) & 1:
+            trace_record(c, f, R_LS_IN_PRE_LB_MCAST, sw, d, 0, 0)
+        elif inp.pre_lb and p.eth_type == ETH_TYPE_IP4:
+            trace_record(c, f, R_LS_IN_PRE_LB_ROUTER, sw, d, p.inport, 0)
+        if inp.is_localnet:
+            trace_record(c, f, R_LS_IN_ARP_RSP_LOCALNET, sw, d, p.inport, 0)
     arp_req = p.eth_type == ETH_TYPE_ARP and p.arp_op == 1
     if arp_req:
         # ls_in_arp_rsp
+        if c.tracing and not inp.is_localnet and map_get(&c.arp_rsp, (<uint64_t>sw << 32) | p.arp_tpa, &v) \
+                and <int32_t>(v >> 48) == p.inport:
+            trace_record(c, f, R_LS_IN_ARP_RSP_OWNER, sw, d, p.arp_tpa, p.inport)
         if not inp.is_localnet and map_get(&c.arp_rsp, (<uint64_t>sw << 32) | p.arp_tpa, &v) \
                 and <int32_t>(v >> 48) != p.inport:
             mac = v & MAC_MASK
@@ -1553,6 +1568,7 @@ cdef void ls_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
         p.outport = <int32_t>v
         p.op = OP_LS_OUT
         return
+    trace(c, f, R_LS_IN_L2_GET_FDB, sw, d, 0, 0)
     if c.switches[sw].group_count[G_UNKNOWN] == 0:
         emit_drop(c, f, R_LS_IN_UNKNOWN_DROP, sw, d, p.eth_dst, 0)
         return
@@ -1603,9 +1619,16 @@ cdef void ls_egress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
     cdef int32_t out = p.outport
     cdef const SwPort* port = &c.ports[out]
     p.op = OP_DONE
+    if c.tracing:
+        if (p.eth_dst >> 40) & 1:
+            trace_record(c, f, R_LS_OUT_PRE_LB_MCAST, port.sw, p.depth, 0, 0)
+        elif port.pre_lb and p.eth_type == ETH_TYPE_IP4:
+            trace_record(c, f, R_LS_OUT_PRE_LB_ROUTER, port.sw, p.depth, out, 0)
     if not port.enabled:
         emit_drop(c, f, R_LS_OUT_PORT_DISABLED, port.sw, p.depth, out, 0)
         return
+    trace(c, f, R_LS_OUT_CHECK_PORT_SEC_MCAST if (p.eth_dst >> 40) & 1 else R_LS_OUT_CHECK_PORT_SEC,
+          port.sw, p.depth, 0, 0)
     # ls_out_check_port_sec: multicast skips it (prio 100 eth.mcast).
     if port.psec_count and not ((p.eth_dst >> 40) & 1) and not out_port_sec_ok(c, port, p):
         emit_drop(c, f, R_LS_OUT_PORT_SEC_DROP, port.sw, p.depth, out, 0)
@@ -1660,6 +1683,9 @@ cdef void lr_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
     if p.eth_type == ETH_TYPE_ARP:
         lr_arp(c, f, p, r, rp)
         return
+    if c.tracing:
+        trace_record(c, f, R_LR_IN_LOOKUP_NEIGHBOR, dp, d, 0, 0)
+        trace_record(c, f, R_LR_IN_LEARN_SKIP, dp, d, 0, 0)
     if p.eth_type != ETH_TYPE_IP4:
         emit_drop(c, f, R_LR_IN_NOT_IP4, dp, d, 0, 0)
         return
@@ -1672,6 +1698,33 @@ cdef inline int32_t network_for(const Core* c, const RtrPort* rp, uint32_t ip) n
         if (ip & c.rnets[k].mask) == c.rnets[k].network:
             return k
     return -1
+
+
+cdef void lr_arp_trace(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp, bint learn) noexcept nogil:
+    """lr_in_lookup_neighbor and lr_in_learn_neighbor for an ARP frame, as OVN's flows show them.
+
+    `learn`: lr_arp's decision to put the binding; OVN's put_arp runs only
+    when the binding is not there already with this MAC (reg9[2]).
+    """
+    cdef int32_t dp = c.n_switches + r
+    cdef uint64_t key = (<uint64_t>p.inport << 32) | p.arp_spa, v
+    cdef bint exact = map_get(&c.bindings, key, &v) and v == p.arp_sha
+    cdef int32_t k, net
+    if p.arp_op == 2:
+        trace_record(c, f, R_LR_IN_LOOKUP_ARP_REPLY, dp, p.depth, 0, 0)
+    elif p.arp_op == 1 and network_for(c, rp, p.arp_spa) >= 0:
+        net = -1
+        for k in range(rp.net_start, rp.net_start + rp.net_count):
+            if c.rnets[k].ip == p.arp_tpa and (p.arp_spa & c.rnets[k].mask) == c.rnets[k].network:
+                net = k
+                break
+        if net >= 0:
+            trace_record(c, f, R_LR_IN_LOOKUP_ARP_FOR_PORT, dp, p.depth, net, p.inport)
+        else:
+            trace_record(c, f, R_LR_IN_LOOKUP_ARP_REQUEST, dp, p.depth, network_for(c, rp, p.arp_spa), p.inport)
+    else:
+        trace_record(c, f, R_LR_IN_LOOKUP_NEIGHBOR, dp, p.depth, 0, 0)
+    trace_record(c, f, R_LR_IN_LEARN_ARP if learn and not exact else R_LR_IN_LEARN_SKIP, dp, p.depth, 0, 0)
 
 
 cdef void lr_arp(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp) noexcept nogil:
@@ -1697,6 +1750,8 @@ cdef void lr_arp(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* r
                 if c.rnets[k].ip == p.arp_tpa and (p.arp_spa & c.rnets[k].mask) == c.rnets[k].network:
                     learn = True
                     break
+    if c.tracing:
+        lr_arp_trace(c, f, p, r, rp, learn)
     if learn:
         # lr_in_learn_neighbor: put_arp
         if map_put(&c.bindings, key, p.arp_sha) < 0:
@@ -1920,6 +1975,7 @@ cdef void lr_after_input(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Rt
         info = ip_info(c, r, p.ip_dst)
     if c.error:
         return
+    trace(c, f, R_LR_IN_ROUTING_PRE, dp, d, 0, 0)
     # lr_in_ip_routing (first match in priority order = LPM)
     for k in range(R.route_start, R.route_start + R.route_count):
         if (p.ip_dst & c.routes[k].mask) == c.routes[k].network:
@@ -1936,6 +1992,10 @@ cdef void lr_after_input(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Rt
     p.outport = out
     p.loopback = 1
     trace(c, f, R_LR_IN_ROUTE, dp, d, k, p.reg0)
+    if c.tracing:
+        trace_record(c, f, R_LR_IN_ROUTING_ECMP, dp, d, 0, 0)
+        trace_record(c, f, R_LR_IN_POLICY, dp, d, 0, 0)
+        trace_record(c, f, R_LR_IN_POLICY_ECMP, dp, d, 0, 0)
     # lr_in_arp_resolve
     if (p.ip_dst >> 28) != 0xe:
         if out == gw and from_gw and info != NULL and info.flags & IPF_NAT:
@@ -1958,10 +2018,14 @@ cdef void lr_after_input(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Rt
         p.eth_src = c.nats[v].external_mac
         p.reg1 = c.nats[v].external_ip
         trace(c, f, R_LR_IN_GW_REDIRECT, dp, d, v, 0)
+    elif out == gw:
+        trace(c, f, R_LR_IN_GW_REDIRECT_CR, dp, d, 0, 0)
     # lr_in_arp_request: the frame becomes an ARP request for the next hop.
     if p.eth_dst == 0:
         trace(c, f, R_LR_IN_ARP_REQUEST, dp, d, p.reg1, p.reg0)
         _make_arp_request(p, out)
+    else:
+        trace(c, f, R_LR_IN_ARP_REQUEST_NONE, dp, d, 0, 0)
     lr_egress(c, f, p)
 
 
@@ -2006,6 +2070,10 @@ cdef void lr_egress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
             p.dnat_local = info != NULL and info.dnat >= 0
         else:
             p.dnat_local = 0
+        if p.dnat_local:
+            trace(c, f, R_LR_OUT_CHK_DNAT_LOCAL_NAT, dp, p.depth, p.ip_dst, 0)
+        else:
+            trace(c, f, R_LR_OUT_CHK_DNAT_LOCAL, dp, p.depth, 0, 0)
         # lr_out_undnat
         if R.gateway_router:
             p.loopback = 1
@@ -2034,6 +2102,8 @@ cdef void lr_egress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
             p.hairpin = 1
             p.op = OP_REENTER
             return
+    else:
+        trace(c, f, R_LR_OUT_CHK_DNAT_LOCAL, dp, p.depth, 0, 0)
     # lr_out_delivery
     trace(c, f, R_LR_OUT_DELIVERY, dp, p.depth, out, 0)
     if op.peer_lsp < 0:
@@ -2058,6 +2128,9 @@ cdef void lr_reenter(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
     p.loopback = 1
     p.depth += 1
     trace(c, f, R_LR_IN_REENTER, c.n_switches + rp.router, p.depth, p.inport, 0)
+    if c.tracing:
+        trace_record(c, f, R_LR_IN_LOOKUP_NEIGHBOR, c.n_switches + rp.router, p.depth, 0, 0)
+        trace_record(c, f, R_LR_IN_LEARN_SKIP, c.n_switches + rp.router, p.depth, 0, 0)
     lr_ip(c, f, p, rp.router, rp)
 
 
@@ -2402,6 +2475,8 @@ cdef class FastEngine:
                 c.ports[i].sw = s
                 c.ports[i].enabled = bool(sp.enabled)
                 c.ports[i].is_localnet = bool(sp.is_localnet)
+                c.ports[i].fdb = bool(sp.unknown and sp.type == "")
+                c.ports[i].pre_lb = bool(sp.is_router or sp.is_localnet)
                 c.ports[i].peer_lrp = -1
                 if sp.is_router and sp.peer:
                     if sp.peer not in lrp_index:

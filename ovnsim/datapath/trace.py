@@ -70,6 +70,11 @@ class _Hop(NamedTuple):
     ip: str
 
 
+class _Net(NamedTuple):
+    ip: str
+    prefix: str
+
+
 class _Martian(NamedTuple):
     ip: str
     broadcast: str
@@ -108,6 +113,8 @@ class TraceRenderer:
                      for n in engine.nat_rows]
         self.routes = [_Route(r.priority, str(r.prefix), int_to_ip(r.src_ip), int_to_mac(r.src_mac), r.outport)
                        for r in engine.route_rows]
+        self.rnets = [_Net(int_to_ip(ip), str(prefix)) for lr in routers for rp in lr.ports.values()
+                      for ip, prefix in rp.networks]
         self.snats = [_Snat(prio, prio + 1, str(n.logical), int_to_ip(n.external_ip))
                       for prio, n in engine.snat_rows]
 
@@ -130,6 +137,8 @@ class TraceRenderer:
             return self.snats[v]
         if kind == "nexthop":
             return _Hop(self.rports[v >> 32].name, int_to_ip(v & 0xFFFFFFFF))
+        if kind == "rnet":
+            return self.rnets[v]
         if kind == "martian":
             ip, broadcast = self.martians[dp][v]
             return _Martian(int_to_ip(ip), int_to_ip(broadcast))
@@ -198,7 +207,7 @@ def events_and_drops(steps: List[Step]) -> Tuple[list, list]:
         stage = STAGES[s.rule.stage]
         if s.rule.event:
             events.append(TraceEvent(s.depth, s.datapath, stage.name, stage.table, stage.pipeline, s.priority,
-                                     s.match, s.action))
+                                     s.match, s.action, s.rule.name))
         if s.rule.drop is not None:
             drops.append(DropRecord(s.datapath, stage.name, Drop(s.rule.drop), s.detail))
     return events, drops

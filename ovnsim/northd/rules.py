@@ -56,6 +56,7 @@ ARGS = {
     "route": "an lr_in_ip_routing entry (.priority, .prefix, .src_ip, .src_mac, .outport)",
     "snat": "an lr_out_snat entry (.priority, .priority1, .logical, .external_ip)",
     "nexthop": "a router port and next-hop IP packed as port << 32 | ip (.port, .ip)",
+    "rnet": "a network of a router port (index into the engine's router networks; .ip, .prefix)",
     "martian": "a martian source of the router (.ip, .broadcast)",
     "binding": "a MAC, or 0 for no MAC binding",
     "ct": "what a ct_snat/ct_dnat did (outcome, new source port, address)",
@@ -193,6 +194,46 @@ RULES: Tuple[Rule, ...] = (
     Rule("LR_OUT_DELIVERY", "lr_out_delivery", 100, 'outport == "${outport}"', "output;", args=("outport:lrp",)),
     Rule("LR_OUT_NOT_ATTACHED", "lr_out_delivery", None, "", _DROP, Drop.NO_ROUTE, ("outport:lrp",),
          detail="${outport} is not attached to a switch"),
+    # -- pass-through steps: flows OVN's trace shows that change nothing ovnsim models --
+    # (register bookkeeping, FDB learning, ECMP/policy defaults).  Traced so the
+    # stage and priority sequence is ovn-trace's; PASS_THROUGH lists them.
+    Rule("LS_IN_PORT_SEC_CHECKED", "ls_in_check_port_sec", 50, "1", "reg0[15] = check_in_port_sec(); next;"),
+    Rule("LS_IN_LOOKUP_FDB", "ls_in_lookup_fdb", 100, 'inport == "${inport}"',
+         "reg0[11] = lookup_fdb(inport, eth.src); next;", args=("inport:lsp",)),
+    Rule("LS_IN_PUT_FDB", "ls_in_put_fdb", 100, 'inport == "${inport}" && reg0[11] == 0',
+         "put_fdb(inport, eth.src); next;", args=("inport:lsp",)),
+    Rule("LS_IN_PRE_LB_MCAST", "ls_in_pre_lb", 110, "eth.mcast", "next;"),
+    Rule("LS_IN_PRE_LB_ROUTER", "ls_in_pre_lb", 110, 'ip && inport == "${inport}"', "next;", args=("inport:lsp",)),
+    Rule("LS_IN_ARP_RSP_LOCALNET", "ls_in_arp_rsp", 100, 'inport == "${inport}"', "next;", args=("inport:lsp",)),
+    Rule("LS_IN_ARP_RSP_OWNER", "ls_in_arp_rsp", 100, 'arp.tpa == ${tpa} && arp.op == 1 && inport == "${inport}"',
+         "next;", args=("tpa:ip", "inport:lsp")),
+    Rule("LS_IN_L2_GET_FDB", "ls_in_l2_lkup", 0, "1", "outport = get_fdb(eth.dst); next;"),
+    Rule("LS_OUT_PRE_LB_MCAST", "ls_out_pre_lb", 110, "eth.mcast", "next;"),
+    Rule("LS_OUT_PRE_LB_ROUTER", "ls_out_pre_lb", 110, 'ip && outport == "${outport}"', "ct_clear; next;",
+         args=("outport:lsp",)),
+    Rule("LS_OUT_CHECK_PORT_SEC_MCAST", "ls_out_check_port_sec", 100, "eth.mcast", "reg0[15] = 0; next;"),
+    Rule("LS_OUT_CHECK_PORT_SEC", "ls_out_check_port_sec", 0, "1", "reg0[15] = check_out_port_sec(); next;"),
+    Rule("LR_IN_LOOKUP_NEIGHBOR", "lr_in_lookup_neighbor", 0, "1", "reg9[2] = 1; next;"),
+    Rule("LR_IN_LOOKUP_ARP_REPLY", "lr_in_lookup_neighbor", 100, "arp.op == 2",
+         "reg9[2] = lookup_arp(inport, arp.spa, arp.sha); reg9[3] = 1; next;"),
+    Rule("LR_IN_LOOKUP_ARP_FOR_PORT", "lr_in_lookup_neighbor", 110,
+         'inport == "${inport}" && arp.spa == ${net.prefix} && arp.tpa == ${net.ip} && arp.op == 1',
+         "reg9[2] = lookup_arp(inport, arp.spa, arp.sha); reg9[3] = 1; next;", args=("net:rnet", "inport:lrp")),
+    Rule("LR_IN_LOOKUP_ARP_REQUEST", "lr_in_lookup_neighbor", 100,
+         'inport == "${inport}" && arp.spa == ${net.prefix} && arp.op == 1',
+         "reg9[2] = lookup_arp(inport, arp.spa, arp.sha); reg9[3] = lookup_arp_ip(inport, arp.spa); next;",
+         args=("net:rnet", "inport:lrp")),
+    Rule("LR_IN_LEARN_SKIP", "lr_in_learn_neighbor", 100, "reg9[2] == 1 || reg9[3] == 0", "next;"),
+    Rule("LR_IN_LEARN_ARP", "lr_in_learn_neighbor", 90, "arp", "put_arp(inport, arp.spa, arp.sha); next;"),
+    Rule("LR_IN_ROUTING_PRE", "lr_in_ip_routing_pre", 0, "1", "reg7 = 0; next;"),
+    Rule("LR_IN_ROUTING_ECMP", "lr_in_ip_routing_ecmp", 150, "reg8[0..15] == 0", "next;"),
+    Rule("LR_IN_POLICY", "lr_in_policy", 0, "1", "reg8[0..15] = 0; next;"),
+    Rule("LR_IN_POLICY_ECMP", "lr_in_policy_ecmp", 150, "reg8[0..15] == 0", "next;"),
+    Rule("LR_IN_GW_REDIRECT_CR", "lr_in_gw_redirect", 50, 'outport == "${gw}"', 'outport = "cr-${gw}"; next;'),
+    Rule("LR_IN_ARP_REQUEST_NONE", "lr_in_arp_request", 0, "1", "output;"),
+    Rule("LR_OUT_CHK_DNAT_LOCAL", "lr_out_chk_dnat_local", 0, "1", "reg9[4] = 0; next;"),
+    Rule("LR_OUT_CHK_DNAT_LOCAL_NAT", "lr_out_chk_dnat_local", 50, "ip && ip4.dst == ${dst}", "reg9[4] = 1; next;",
+         args=("dst:ip",)),
     # -- before the first stage: the frame could not enter ------------------------
     Rule("PARSE_MALFORMED", "ls_in_check_port_sec", None, "", _DROP, Drop.MALFORMED, ("problem:parse", "n:int"),
          detail="${problem}", event=False),
@@ -201,6 +242,10 @@ RULES: Tuple[Rule, ...] = (
     Rule("NO_INGRESS", "ls_in_check_port_sec", None, "", _DROP, Drop.NO_INGRESS,
          detail="no logical port owns the frame's source", event=False),
 )
+
+#: The pass-through steps (between LS_IN_PORT_SEC_CHECKED and LR_OUT_CHK_DNAT_LOCAL_NAT above).
+PASS_THROUGH = frozenset(r.name for r in RULES[[r.name for r in RULES].index("LS_IN_PORT_SEC_CHECKED"):
+                                                [r.name for r in RULES].index("LR_OUT_CHK_DNAT_LOCAL_NAT") + 1])
 
 #: Rule code by name (the index into :data:`RULES`; ``R_<name>`` in C).
 RULE_CODE: Dict[str, int] = {r.name: i for i, r in enumerate(RULES)}
