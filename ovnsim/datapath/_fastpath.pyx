@@ -1808,6 +1808,8 @@ cdef void lr_ip(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp
             if c.rnets[k].ip == src:
                 own_src_ok = True
                 break
+    if own_src_ok:
+        trace(c, f, R_LR_IN_IP_INPUT_OWN_SRC, dp, p.depth, src, p.inport)
     if not own_src_ok and not p.hairpin and ip_flags(c, r, src) & IPF_MARTIAN_SRC:
         emit_drop(c, f, R_LR_IN_MARTIAN_OWN, dp, p.depth, src, 0)
         return
@@ -2086,6 +2088,8 @@ cdef void lr_egress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
                     p.eth_src = fip.external_mac
                 done = ct_nat(c, p, r, Z_COMMON, False, 0, False, 0)
                 trace(c, f, R_LR_OUT_UNDNAT_DGP, dp, p.depth, p.ip_src, done)
+            else:
+                trace(c, f, R_LR_OUT_UNDNAT_STATELESS, dp, p.depth, p.ip_src, 0)
         # lr_out_snat
         if R.gateway_router or out == gw:
             lr_snat(c, f, p, r, R)
