@@ -1685,7 +1685,7 @@ cdef void lr_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
         return
     if c.tracing:
         trace_record(c, f, R_LR_IN_LOOKUP_NEIGHBOR, dp, d, 0, 0)
-        trace_record(c, f, R_LR_IN_LEARN_SKIP, dp, d, 0, 0)
+        trace_record(c, f, learn_skip(c, r), dp, d, 0, 0)
     if p.eth_type != ETH_TYPE_IP4:
         emit_drop(c, f, R_LR_IN_NOT_IP4, dp, d, 0, 0)
         return
@@ -1700,6 +1700,11 @@ cdef inline int32_t network_for(const Core* c, const RtrPort* rp, uint32_t ip) n
     return -1
 
 
+cdef inline int learn_skip(const Core* c, int32_t r) noexcept nogil:
+    # lr_in_learn_neighbor's "nothing to learn" flow, as the router's option words it.
+    return R_LR_IN_LEARN_SKIP_ALWAYS if c.routers[r].always_learn else R_LR_IN_LEARN_SKIP
+
+
 cdef void lr_arp_trace(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp, bint learn) noexcept nogil:
     """lr_in_lookup_neighbor and lr_in_learn_neighbor for an ARP frame, as OVN's flows show them.
 
@@ -1710,7 +1715,16 @@ cdef void lr_arp_trace(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrP
     cdef uint64_t key = (<uint64_t>p.inport << 32) | p.arp_spa, v
     cdef bint exact = map_get(&c.bindings, key, &v) and v == p.arp_sha
     cdef int32_t k, net
-    if p.arp_op == 2:
+    if c.routers[r].always_learn:
+        # options:always_learn_from_arp_request=true: one lookup flow per port subnet, no reg9[3].
+        if p.arp_op == 2:
+            trace_record(c, f, R_LR_IN_LOOKUP_ARP_REPLY_ALWAYS, dp, p.depth, 0, 0)
+        elif p.arp_op == 1 and network_for(c, rp, p.arp_spa) >= 0:
+            trace_record(c, f, R_LR_IN_LOOKUP_ARP_REQUEST_ALWAYS, dp, p.depth, network_for(c, rp, p.arp_spa),
+                         p.inport)
+        else:
+            trace_record(c, f, R_LR_IN_LOOKUP_NEIGHBOR, dp, p.depth, 0, 0)
+    elif p.arp_op == 2:
         trace_record(c, f, R_LR_IN_LOOKUP_ARP_REPLY, dp, p.depth, 0, 0)
     elif p.arp_op == 1 and network_for(c, rp, p.arp_spa) >= 0:
         net = -1
@@ -1724,7 +1738,7 @@ cdef void lr_arp_trace(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrP
             trace_record(c, f, R_LR_IN_LOOKUP_ARP_REQUEST, dp, p.depth, network_for(c, rp, p.arp_spa), p.inport)
     else:
         trace_record(c, f, R_LR_IN_LOOKUP_NEIGHBOR, dp, p.depth, 0, 0)
-    trace_record(c, f, R_LR_IN_LEARN_ARP if learn and not exact else R_LR_IN_LEARN_SKIP, dp, p.depth, 0, 0)
+    trace_record(c, f, R_LR_IN_LEARN_ARP if learn and not exact else learn_skip(c, r), dp, p.depth, 0, 0)
 
 
 cdef void lr_arp(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp) noexcept nogil:
@@ -2134,7 +2148,7 @@ cdef void lr_reenter(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
     trace(c, f, R_LR_IN_REENTER, c.n_switches + rp.router, p.depth, p.inport, 0)
     if c.tracing:
         trace_record(c, f, R_LR_IN_LOOKUP_NEIGHBOR, c.n_switches + rp.router, p.depth, 0, 0)
-        trace_record(c, f, R_LR_IN_LEARN_SKIP, c.n_switches + rp.router, p.depth, 0, 0)
+        trace_record(c, f, learn_skip(c, rp.router), c.n_switches + rp.router, p.depth, 0, 0)
     lr_ip(c, f, p, rp.router, rp)
 
 
