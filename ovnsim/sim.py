@@ -51,6 +51,8 @@ class TraceEvent:
     match: str
     action: str
     rule: str = ""  #: the catalogue rule (``ovnsim.northd.rules``) the step applied
+    #: the header fields the step set, in order (``ovnsim.northd.rules.Rule.writes``, filled in)
+    writes: tuple = ()
 
     def as_dict(self) -> Dict[str, object]:
         """The event as the JSON verdict prints it."""

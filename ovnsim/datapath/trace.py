@@ -90,6 +90,7 @@ class Step(NamedTuple):
     match: str
     action: str
     detail: str
+    writes: Tuple[Tuple[str, Optional[str]], ...]  #: the rule's writes, templates filled ("@" kept)
 
 
 class TraceRenderer:
@@ -164,8 +165,11 @@ class TraceRenderer:
         prio = rule.priority
         if isinstance(prio, str):
             prio = int(fill(prio, ctx))
+        writes = tuple((f, v if v is None or v == "@" else fill(v, ctx)) for f, v in rule.writes)
+        if rule.name == "LR_IN_GET_ARP" and not a:
+            writes = (("eth.dst", "00:00:00:00:00:00"),)  # no MAC binding: lr_in_arp_request takes over
         return Step(rule, self.datapaths[dp], depth, prio, fill(rule.match, ctx), fill(rule.actions, ctx),
-                    fill(rule.detail, ctx))
+                    fill(rule.detail, ctx), writes)
 
     def steps(self, batch, start: int = 0, stop: Optional[int] = None) -> List[Step]:
         """Records ``start:stop`` of ``batch`` (a BatchResult), rendered."""
@@ -207,7 +211,7 @@ def events_and_drops(steps: List[Step]) -> Tuple[list, list]:
         stage = STAGES[s.rule.stage]
         if s.rule.event:
             events.append(TraceEvent(s.depth, s.datapath, stage.name, stage.table, stage.pipeline, s.priority,
-                                     s.match, s.action, s.rule.name))
+                                     s.match, s.action, s.rule.name, s.writes))
         if s.rule.drop is not None:
             drops.append(DropRecord(s.datapath, stage.name, Drop(s.rule.drop), s.detail))
     return events, drops
@@ -227,21 +231,78 @@ def format_result(result: "Result", input_fields: Dict[str, object], fmt: str) -
     return format_minimal(result, input_fields)
 
 
+#: Rules after which the frame goes to several ports (each copy from the state at the fork).
+_FORKS = frozenset(("LS_IN_L2_ARP_ROUTER", "LS_IN_L2_ROUTER_SRC", "LS_IN_L2_MCAST", "LS_IN_UNKNOWN"))
+
+
+def _is_terminal(event) -> bool:
+    return event.rule == "LS_OUT_OUTPUT" or event.action == "drop;"
+
+
+def output_writes(result: "Result") -> List[list]:
+    """Per output (in ``result.outputs`` order), the writes of the steps on that copy's path, in order.
+
+    The trace is depth first: after a flood (a fork rule), each copy starts
+    with a switch egress step at the fork's depth, from the state at the fork.
+    """
+    paths: List[list] = []
+    cur: list = []
+    forks: List[Tuple[int, str, list]] = []
+    prev = None
+    for e in result.trace:
+        if prev is not None and e.stage.startswith("ls_out_") and prev.rule not in _FORKS and (
+                prev.depth > e.depth or (prev.depth == e.depth and _is_terminal(prev))):
+            fork = next((f for f in reversed(forks) if f[0] == e.depth and f[1] == e.datapath), None)
+            if fork is not None:
+                cur = list(fork[2])
+        cur.extend(e.writes)
+        if e.rule in _FORKS:
+            forks.append((e.depth, e.datapath, list(cur)))
+        if e.rule == "LS_OUT_OUTPUT":
+            paths.append(list(cur))
+        prev = e
+    return paths
+
+
 def format_minimal(result: "Result", input_fields: Dict[str, object]) -> str:
-    """ovn-trace ``--minimal``: per output the fields that changed, then ``output``; drops."""
+    """ovn-trace ``--minimal``: per output the actions that set header fields, in OVN's order, then ``output``.
+
+    From the trace: every field the rules on the copy's path set, in the
+    order they set it (``ip.ttl--`` per hop); a generated packet (``icmp4``,
+    ``arp``, ``tcp_reset``) opens a block as ovn-trace prints it.  NAT (ct_snat,
+    ct_dnat) shows as the field it set, not as ovn-trace's nested ct blocks.
+    Fields that changed on the way without a rule that says so (conntrack's
+    source port) follow.  Drops as ``drop;`` with their disposition.
+    """
     lines: List[str] = []
-    for out in result.outputs:
+    paths = output_writes(result) if result.trace else []
+    for i, out in enumerate(result.outputs):
         fields = out.fields()
-        if out.kind != "packet":
-            lines.append(f"{out.kind} {{")
-            indent = "    "
-        else:
-            indent = ""
-        for name, value in fields.items():
-            if input_fields.get(name) != value:
-                lines.append(f"{indent}{name} = {value};")
+        writes = paths[i] if i < len(paths) else [(name, "@") for name in fields]
+        indent, block, written = "", False, set()
+        # An "@" write shows the output's value: only the last write of a field can claim it.
+        last = {field: k for k, (field, _value) in enumerate(writes)}
+        for k, (field, value) in enumerate(writes):
+            if field == "{":
+                lines.append(f"{value} {{")
+                indent, block = "    ", True
+                continue
+            written.add(field)
+            if value is None:
+                lines.append(f"{indent}{field}--;")
+                continue
+            if value == "@":
+                if last[field] != k:
+                    continue
+                value = fields.get(field)
+                if value is None or (not block and input_fields.get(field) == value):
+                    continue
+            lines.append(f"{indent}{field} = {value};")
+        for field, value in fields.items():
+            if field not in written and input_fields.get(field) != value and not block:
+                lines.append(f"{field} = {value};")
         lines.append(f'{indent}output("{out.port}");')
-        if indent:
+        if block:
             lines.append("};")
     for drop in result.drops:
         lines.append(f"drop; /* {drop.reason.label} at {drop.datapath} {drop.stage}"
