@@ -240,7 +240,7 @@ def _is_terminal(event) -> bool:
 
 
 def output_writes(result: "Result") -> List[list]:
-    """Per output (in ``result.outputs`` order), the writes of the steps on that copy's path, in order.
+    """Per output (in ``result.outputs`` order), the writes of each step on that copy's path, in order.
 
     The trace is depth first: after a flood (a fork rule), each copy starts
     with a switch egress step at the fork's depth, from the state at the fork.
@@ -255,7 +255,8 @@ def output_writes(result: "Result") -> List[list]:
             fork = next((f for f in reversed(forks) if f[0] == e.depth and f[1] == e.datapath), None)
             if fork is not None:
                 cur = list(fork[2])
-        cur.extend(e.writes)
+        if e.writes:
+            cur.append(e.writes)
         if e.rule in _FORKS:
             forks.append((e.depth, e.datapath, list(cur)))
         if e.rule == "LS_OUT_OUTPUT":
@@ -278,32 +279,44 @@ def format_minimal(result: "Result", input_fields: Dict[str, object]) -> str:
     paths = output_writes(result) if result.trace else []
     for i, out in enumerate(result.outputs):
         fields = out.fields()
-        writes = paths[i] if i < len(paths) else [(name, "@") for name in fields]
-        indent, block, written = "", False, set()
+        steps = paths[i] if i < len(paths) else [tuple((name, "@") for name in fields)]
+        flat = [w for step in steps for w in step]
         # An "@" write shows the output's value: only the last write of a field can claim it.
-        last = {field: k for k, (field, _value) in enumerate(writes)}
-        for k, (field, value) in enumerate(writes):
-            if field == "{":
-                lines.append(f"{value} {{")
-                indent, block = "    ", True
-                continue
-            written.add(field)
-            if value is None:
-                lines.append(f"{indent}{field}--;")
-                continue
-            if value == "@":
-                if last[field] != k:
+        last = {field: k for k, (field, _value) in enumerate(flat)}
+        indent, block, written, cur, k = "", False, set(), dict(input_fields), -1
+        for step in steps:
+            before = dict(cur)
+            for field, value in step:
+                k += 1
+                if field == "{":
+                    lines.append(f"{indent}{value} {{")
+                    indent, block = indent + "    ", True
                     continue
-                value = fields.get(field)
-                if value is None or (not block and input_fields.get(field) == value):
+                written.add(field)
+                if value is None:
+                    lines.append(f"{indent}{field}--;")
+                    if isinstance(cur.get(field), int):
+                        cur[field] -= 1
                     continue
-            lines.append(f"{indent}{field} = {value};")
+                if value.startswith("<"):
+                    value = before.get(value[1:])
+                elif value == "@":
+                    if last[field] != k:
+                        continue
+                    value = fields.get(field)
+                    if not block and cur.get(field) == value:
+                        continue
+                if value is None:
+                    continue
+                lines.append(f"{indent}{field} = {value};")
+                cur[field] = value
         for field, value in fields.items():
             if field not in written and input_fields.get(field) != value and not block:
                 lines.append(f"{field} = {value};")
         lines.append(f'{indent}output("{out.port}");')
-        if block:
-            lines.append("};")
+        while indent:
+            indent = indent[:-4]
+            lines.append(f"{indent}}};")
     for drop in result.drops:
         lines.append(f"drop; /* {drop.reason.label} at {drop.datapath} {drop.stage}"
                      f"{': ' + drop.detail if drop.detail else ''} */")

@@ -45,8 +45,9 @@ class Rule(NamedTuple):
     detail: str = ""  #: the drop's detail, a template as match/actions
     event: bool = True  #: False: a drop that shows in no trace (the frame never entered a stage)
     #: The header fields the actions set, in OVN's order, as ``ovn-trace --minimal`` lists them:
-    #: (field, value template); the value "@" is the field's value in the output frame, None
-    #: a decrement (``ip.ttl--``); a first entry ("{", kind) opens the block of a generated packet.
+    #: (field, value template); the value "@" is the field's value in the output frame, "<f" the
+    #: value field f had before the step (a swap), None a decrement (``ip.ttl--``); a first entry
+    #: ("{", kind) opens a block (a generated packet, a clone).
     writes: Tuple[Tuple[str, Optional[str]], ...] = ()
 
 
@@ -135,24 +136,28 @@ RULES: Tuple[Rule, ...] = (
          "ip4.src_mcast || ip4.src == 255.255.255.255 || 127.0.0.0/8 || 0.0.0.0/8", _DROP, Drop.MARTIAN),
     Rule("LR_IN_ECHO", "lr_in_ip_input", 90, "ip4.dst == ${dst} && icmp4.type == 8",
          "ip4.dst <-> ip4.src; ip.ttl = 255; icmp4.type = 0; flags.loopback = 1; next;", args=("dst:ip",),
-         writes=(("ip4.dst", "@"), ("ip4.src", "@"), ("ip.ttl", "255"), ("icmp4.type", "0"))),
+         writes=(("ip4.dst", "<ip4.src"), ("ip4.src", "<ip4.dst"), ("ip.ttl", "255"), ("icmp4.type", "0"))),
     Rule("LR_IN_MCAST_DROP", "lr_in_ip_input", 82, "ip4.mcast", _DROP, Drop.MULTICAST),
     Rule("LR_IN_TCP_RESET", "lr_in_ip_input", 80, "ip4 && ip4.dst == ${dst}",
          "tcp_reset {eth.dst <-> eth.src; ip4.dst <-> ip4.src; next; };", args=("dst:ip",),
-         writes=(("{", "tcp_reset"), ("eth.dst", "@"), ("eth.src", "@"), ("ip4.dst", "@"), ("ip4.src", "@"))),
+         writes=(("{", "tcp_reset"), ("eth.dst", "<eth.src"), ("eth.src", "<eth.dst"), ("ip4.dst", "<ip4.src"),
+                 ("ip4.src", "<ip4.dst"))),
     Rule("LR_IN_PORT_UNREACH", "lr_in_ip_input", 80, "ip4 && ip4.dst == ${dst}",
          "icmp4 {... icmp4.type = 3; icmp4.code = 3; next; };", args=("dst:ip",),
-         writes=(("{", "icmp4"), ("eth.dst", "@"), ("eth.src", "@"), ("ip4.dst", "@"), ("ip4.src", "@"), ("ip.ttl", "255"), ("icmp4.type", "3"), ("icmp4.code", "3"))),
+         writes=(("{", "icmp4"), ("eth.dst", "<eth.src"), ("eth.src", "<eth.dst"), ("ip4.dst", "<ip4.src"),
+                 ("ip4.src", "<ip4.dst"), ("ip.ttl", "255"), ("icmp4.type", "3"), ("icmp4.code", "3"))),
     Rule("LR_IN_PROTO_UNREACH", "lr_in_ip_input", 70, "ip4 && ip4.dst == ${dst}",
          "icmp4 {... icmp4.type = 3; icmp4.code = 2; next; };", args=("dst:ip",),
-         writes=(("{", "icmp4"), ("eth.dst", "@"), ("eth.src", "@"), ("ip4.dst", "@"), ("ip4.src", "@"), ("ip.ttl", "255"), ("icmp4.type", "3"), ("icmp4.code", "2"))),
+         writes=(("{", "icmp4"), ("eth.dst", "<eth.src"), ("eth.src", "<eth.dst"), ("ip4.dst", "<ip4.src"),
+                 ("ip4.src", "<ip4.dst"), ("ip.ttl", "255"), ("icmp4.type", "3"), ("icmp4.code", "2"))),
     Rule("LR_IN_ROUTER_ADDRESS", "lr_in_ip_input", 60, "ip4.dst == {${dst}}", _DROP, Drop.ROUTER_ADDRESS,
          ("dst:ip",)),
     Rule("LR_IN_BCAST", "lr_in_ip_input", 50, "eth.bcast", _DROP, Drop.BROADCAST),
     Rule("LR_IN_TTL_DROP", "lr_in_ip_input", 30, "ip.ttl == {0, 1}", _DROP, Drop.TTL_EXPIRED),
     Rule("LR_IN_TTL_EXCEEDED", "lr_in_ip_input", 31, 'inport == "${inport}" && ip4 && ip.ttl == {0, 1}',
          "icmp4 { icmp4.type = 11; icmp4.code = 0; ...; outport = inport; output; };", args=("inport:lrp",),
-         writes=(("{", "icmp4"), ("eth.dst", "@"), ("eth.src", "@"), ("icmp4.type", "11"), ("icmp4.code", "0"), ("ip4.dst", "@"), ("ip4.src", "@"), ("ip.ttl", "254"))),
+         writes=(("{", "icmp4"), ("eth.dst", "<eth.src"), ("eth.src", "<eth.dst"), ("icmp4.type", "11"),
+                 ("icmp4.code", "0"), ("ip4.dst", "<ip4.src"), ("ip4.src", "@"), ("ip.ttl", "254"))),
     Rule("LR_IN_UNSNAT_GR", "lr_in_unsnat", 90, "ip && ip4.dst == ${ip}", "ct_snat; /* ${ct} */",
          args=("ip:ip", "ct:ct"),
          writes=(("ip4.dst", "@"),)),
@@ -223,7 +228,8 @@ RULES: Tuple[Rule, ...] = (
          writes=(("ip4.src", "@"),)),
     Rule("LR_OUT_EGR_LOOP", "lr_out_egr_loop", 100, 'ip4.dst == ${dst} && outport == "${gw}"',
          "clone { ct_clear; inport = outport; eth.dst <-> eth.src; flags.loopback = 1; "
-         "next(pipeline=ingress, table=0); };", args=("dst:ip",)),
+         "next(pipeline=ingress, table=0); };", args=("dst:ip",),
+         writes=(("{", "clone"), ("eth.dst", "<eth.src"), ("eth.src", "<eth.dst"))),
     Rule("LR_OUT_LOOP_LIMIT", "lr_out_egr_loop", None, "", _DROP, Drop.LOOP_LIMIT),
     Rule("LR_OUT_DELIVERY", "lr_out_delivery", 100, 'outport == "${outport}"', "output;", args=("outport:lrp",)),
     Rule("LR_OUT_NOT_ATTACHED", "lr_out_delivery", None, "", _DROP, Drop.NO_ROUTE, ("outport:lrp",),
