@@ -180,10 +180,10 @@ def test_fast_warm_traced(benchmark, logical, routed):
     _record("warm", "fast-traced", TRACED_FRAMES, benchmark)
     expected = reference_output(logical, routed)
     check_routed(engine, result, TRACED_FRAMES, {0: expected, TRACED_FRAMES - 1: expected})
-    per_frame = len(result.trace_rule) // TRACED_FRAMES
-    assert len(result.trace_rule) == per_frame * TRACED_FRAMES and per_frame > 10
-    assert list(result.trace_frame[:per_frame]) == [0] * per_frame
-    last = TraceRenderer(engine).steps(result, len(result.trace_rule) - 1)[-1]
+    per_frame = result.n_trace // TRACED_FRAMES
+    assert result.n_trace == per_frame * TRACED_FRAMES and per_frame > 10
+    assert [rec[0] for rec in result.trace_records(0, per_frame)] == [0] * per_frame
+    last = TraceRenderer(engine).steps(result, result.n_trace - 1)[-1]
     assert (last.rule.name, last.action) == ("LS_OUT_OUTPUT", 'output to "provnet-public"')
 
 

@@ -1183,3 +1183,20 @@ def test_c_engine_traces_what_the_oracle_traces_on_every_generated_microflow(ste
             if want != got:
                 mismatches.append(f"{'stateful ' if stateful else ''}{label}: {text}\n  oracle {want}\n  engine {got}")
     assert not mismatches, f"{len(mismatches)} flows differ:\n" + "\n".join(mismatches[:5])
+
+
+def test_trace_records_of_a_kept_result_survive_the_next_traced_batch():
+    """The engine reuses a trace buffer only when no result holds it any more."""
+    engine = FastEngine(logical("reference"))
+    frame = bytes(tcp(VM1[0], VM2[0], VM1[1], VM2[1]))
+    vm1 = engine.port_index["vm1"]
+    first = engine.process_batch(frame, [0], [len(frame)], [vm1], trace=True)
+    kept = bytes(first.trace)
+    assert first.n_trace > 3 and len(kept) == first.n_trace * 24
+    other = bytes(arp_request(VM1[0], VM1[1], VM2[1]))
+    second = engine.process_batch(other, [0], [len(other)], [vm1], trace=True)
+    assert bytes(first.trace) == kept and bytes(second.trace) != kept
+    del first
+    third = engine.process_batch(frame, [0], [len(frame)], [vm1], trace=True)  # may take first's buffer
+    assert bytes(third.trace) == kept
+    assert engine.process_batch(frame, [0], [len(frame)], [vm1]).n_trace == 0  # tracing off: no records

@@ -373,6 +373,17 @@ ctypedef struct FrameCtx:
     int32_t l4
     int32_t index
 
+# One trace record (24 bytes, no padding; ovnsim.datapath.engine.TRACE_RECORD is
+# its Python struct format "=ihhiIQ").  `a` holds 32-bit values (an IP, an
+# index), `b` 64-bit ones (a MAC, a conntrack outcome).
+ctypedef struct TraceRec:
+    int32_t frame
+    int16_t rule
+    int16_t depth
+    int32_t dp
+    uint32_t a
+    uint64_t b
+
 # Everything the nogil loop reads and writes: tables, state (conntrack,
 # learned MAC bindings), the work stack and the batch's result arrays.
 ctypedef struct Core:
@@ -440,12 +451,7 @@ ctypedef struct Core:
     # ovnsim.northd.rules (R_* in _rules.pxi) and two values whose meaning
     # the rule's `args` gives; every drop has one.
     uint8_t tracing
-    int32_t* trace_frame
-    int16_t* trace_rule
-    int32_t* trace_dp
-    int16_t* trace_depth
-    uint64_t* trace_a
-    uint64_t* trace_b
+    TraceRec* trace
     int64_t n_trace
     int64_t cap_trace
     int error                # set when an allocation failed: the batch stops
@@ -465,5 +471,6 @@ cdef class FastEngine:
     cdef readonly list nat_rows
     cdef readonly list route_rows
     cdef readonly list snat_rows
+    cdef object _last_trace
     cdef _build(self, tables, ip_to_int, mac_to_int)
     cdef _map(self, U64Map* m, dict items)

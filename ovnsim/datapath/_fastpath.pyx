@@ -623,6 +623,7 @@ from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_READ
+from cpython.ref cimport Py_REFCNT
 
 from array import array as _array
 
@@ -857,20 +858,20 @@ cdef void trace_record(Core* c, const FrameCtx* f, int rule, int32_t dp, int32_t
                        uint64_t a, uint64_t b) noexcept nogil:
     # Called only when c.tracing: the check stays inline at the call site.
     cdef int64_t i = c.n_trace, n
+    cdef TraceRec* r
     if i == c.cap_trace:
-        n = 2 * c.cap_trace + 256
-        if (_grow(<void**>&c.trace_frame, n, 4) or _grow(<void**>&c.trace_rule, n, 2)
-                or _grow(<void**>&c.trace_dp, n, 4) or _grow(<void**>&c.trace_depth, n, 2)
-                or _grow(<void**>&c.trace_a, n, 8) or _grow(<void**>&c.trace_b, n, 8)):
+        n = 2 * c.cap_trace + 4096
+        if _grow(<void**>&c.trace, n, sizeof(TraceRec)) < 0:
             c.error = 1
             return
         c.cap_trace = n
-    c.trace_frame[i] = f.index
-    c.trace_rule[i] = <int16_t>rule
-    c.trace_dp[i] = dp
-    c.trace_depth[i] = <int16_t>depth
-    c.trace_a[i] = a
-    c.trace_b[i] = b
+    r = &c.trace[i]
+    r.frame = f.index
+    r.rule = <int16_t>rule
+    r.depth = <int16_t>depth
+    r.dp = dp
+    r.a = <uint32_t>a
+    r.b = b
     c.n_trace = i + 1
 
 
@@ -1551,7 +1552,7 @@ cdef void ls_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
             return
         # prio 75: a router's own ARP requests are not sent to other routers
         if map_get(&c.router_src, (<uint64_t>sw << 48) | p.eth_src, &v):
-            trace(c, f, R_LS_IN_L2_ROUTER_SRC, sw, d, p.eth_src, 0)
+            trace(c, f, R_LS_IN_L2_ROUTER_SRC, sw, d, 0, p.eth_src)
             p.group = G_FLOOD_L2
             p.op = OP_FLOOD_START
             return
@@ -1561,16 +1562,16 @@ cdef void ls_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
         p.op = OP_FLOOD_START
         return
     if map_get(&c.mac_table, (<uint64_t>sw << 48) | p.eth_dst, &v):
-        trace(c, f, R_LS_IN_L2_UNICAST, sw, d, p.eth_dst, v)
+        trace(c, f, R_LS_IN_L2_UNICAST, sw, d, v, p.eth_dst)
         if <int32_t>v == p.inport and not p.loopback:
-            emit_drop(c, f, R_LS_IN_L2_SAME_PORT, sw, d, p.eth_dst, 0)
+            emit_drop(c, f, R_LS_IN_L2_SAME_PORT, sw, d, 0, p.eth_dst)
             return
         p.outport = <int32_t>v
         p.op = OP_LS_OUT
         return
     trace(c, f, R_LS_IN_L2_GET_FDB, sw, d, 0, 0)
     if c.switches[sw].group_count[G_UNKNOWN] == 0:
-        emit_drop(c, f, R_LS_IN_UNKNOWN_DROP, sw, d, p.eth_dst, 0)
+        emit_drop(c, f, R_LS_IN_UNKNOWN_DROP, sw, d, 0, p.eth_dst)
         return
     trace(c, f, R_LS_IN_UNKNOWN, sw, d, 0, 0)
     p.group = G_UNKNOWN
@@ -1676,10 +1677,10 @@ cdef void lr_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
                 admitted = True
                 break
     if not admitted:
-        emit_drop(c, f, R_LR_IN_ADMISSION_DROP, dp, d, p.eth_dst, p.inport)
+        emit_drop(c, f, R_LR_IN_ADMISSION_DROP, dp, d, p.inport, p.eth_dst)
         return
     p.xreg0 = rp.mac
-    trace(c, f, R_LR_IN_ADMISSION, dp, d, p.eth_dst, p.inport)
+    trace(c, f, R_LR_IN_ADMISSION, dp, d, p.inport, p.eth_dst)
     if p.eth_type == ETH_TYPE_ARP:
         lr_arp(c, f, p, r, rp)
         return
@@ -2019,7 +2020,7 @@ cdef void lr_after_input(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Rt
             return
         if map_get(&c.arp_static, (<uint64_t>out << 32) | p.reg0, &v):
             p.eth_dst = v
-            trace(c, f, R_LR_IN_ARP_STATIC, dp, d, (<uint64_t>out << 32) | p.reg0, v)
+            trace(c, f, R_LR_IN_ARP_STATIC, dp, d, p.reg0, (<uint64_t>out << 48) | v)
         elif info != NULL and info.flags & IPF_SNAT_OWN:
             emit_drop(c, f, R_LR_IN_ARP_RESOLVE_ROUTER, dp, d, p.ip_dst, 0)
             return
@@ -2028,7 +2029,7 @@ cdef void lr_after_input(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Rt
                 p.eth_dst = v
             else:
                 p.eth_dst = 0
-            trace(c, f, R_LR_IN_GET_ARP, dp, d, p.eth_dst, 0)
+            trace(c, f, R_LR_IN_GET_ARP, dp, d, 0, p.eth_dst)
     # lr_in_gw_redirect: a distributed FIP leaves with its own MAC.
     if out == gw and R.has_distributed and map_get(&c.gw_redirect, (<uint64_t>r << 32) | p.ip_src, &v):
         p.eth_src = c.nats[v].external_mac
@@ -2445,8 +2446,7 @@ cdef class FastEngine:
         free(c.out_frame); free(c.out_port); free(c.out_kind); free(c.out_start); free(c.out_len)
         free(c.out_data)
         free(c.drop_frame); free(c.drop_reason); free(c.drop_stage); free(c.drop_dp)
-        free(c.trace_frame); free(c.trace_rule); free(c.trace_dp); free(c.trace_depth)
-        free(c.trace_a); free(c.trace_b)
+        free(c.trace)
 
     def __init__(self, logical, tables=None):
         from ovnsim.datapath.engine import IngressTable
@@ -2791,6 +2791,15 @@ cdef class FastEngine:
             c.n_drop = 0
             c.n_trace = 0
             c.tracing = 1 if trace else 0
+            if trace and c.trace == NULL and self._last_trace is not None:
+                # The last batch's records, if nobody holds them any more: their
+                # pages are warm, so a traced batch after another costs no page faults.
+                last = <_TraceBuf>self._last_trace
+                if Py_REFCNT(last) == 2:     # self._last_trace and `last`
+                    c.trace, c.cap_trace = last.data, last.cap
+                    last.data, last.n, last.cap = NULL, 0, 0
+                last = None
+                self._last_trace = None
             c.error = 0
             with nogil:
                 for i in range(n):
@@ -2816,18 +2825,52 @@ cdef class FastEngine:
             result.drop_stage.frombytes(_view(c.drop_stage, c.n_drop * 2))
             result.drop_datapath.frombytes(_view(c.drop_dp, c.n_drop * 4))
             if c.n_trace:
-                result.trace_frame.frombytes(_view(c.trace_frame, c.n_trace * 4))
-                result.trace_rule.frombytes(_view(c.trace_rule, c.n_trace * 2))
-                result.trace_dp.frombytes(_view(c.trace_dp, c.n_trace * 4))
-                result.trace_depth.frombytes(_view(c.trace_depth, c.n_trace * 2))
-                result.trace_a.frombytes(_view(c.trace_a, c.n_trace * 8))
-                result.trace_b.frombytes(_view(c.trace_b, c.n_trace * 8))
+                # The records change hands without a copy (the buffer object owns them now).
+                tb = _TraceBuf()
+                tb.data, tb.n, tb.cap = c.trace, c.n_trace, c.cap_trace
+                c.trace, c.n_trace, c.cap_trace = NULL, 0, 0
+                self._last_trace = tb
+                if len(result.trace):
+                    result.trace = memoryview(bytes(result.trace) + bytes(memoryview(tb)))
+                else:
+                    result.trace = memoryview(tb)
             result.frames += n
         finally:
             self.busy = False
             free(starts)
             free(sizes)
         return result
+
+
+cdef class _TraceBuf:
+    """Trace records handed from the engine to a BatchResult (read through the buffer protocol)."""
+
+    cdef TraceRec* data
+    cdef int64_t n
+    cdef int64_t cap
+    cdef Py_ssize_t shape[1]
+    cdef Py_ssize_t strides[1]
+
+    def __getbuffer__(self, Py_buffer* buffer, int flags):
+        self.shape[0] = <Py_ssize_t>(self.n * sizeof(TraceRec))
+        self.strides[0] = 1
+        buffer.buf = <char*>self.data
+        buffer.obj = self
+        buffer.len = self.shape[0]
+        buffer.readonly = 1
+        buffer.itemsize = 1
+        buffer.format = "B"
+        buffer.ndim = 1
+        buffer.shape = self.shape
+        buffer.strides = self.strides
+        buffer.suboffsets = NULL
+        buffer.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer* buffer):
+        pass
+
+    def __dealloc__(self):
+        free(self.data)
 
 
 cdef object _view(void* p, Py_ssize_t nbytes):

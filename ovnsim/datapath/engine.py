@@ -17,6 +17,7 @@ test oracle in ``tests/oracle``.)
 from __future__ import annotations
 
 import os
+import struct
 from array import array
 from typing import Dict, List, Optional, Sequence
 
@@ -32,6 +33,10 @@ __all__ = ["BatchResult", "IngressTable", "KINDS", "KIND_CODE", "STAGE_LIST", "S
 KINDS = tuple(name for name, _ in OUTPUT_KINDS)
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 KIND_PACKET, KIND_ARP_REPLY, KIND_ECHO_REPLY, KIND_ARP, KIND_ICMP4, KIND_TCP_RESET = KINDS
+
+#: One trace record as the engine writes it (``TraceRec`` in ``_fastpath.pxd``):
+#: frame (int32), rule (int16), depth (int16), datapath (int32), a (uint32), b (uint64).
+TRACE_RECORD = struct.Struct("=ihhiIQ")
 
 #: ``inports`` value asking the engine to choose the ingress port itself.
 AUTO_INGRESS = -1
@@ -50,15 +55,16 @@ class BatchResult:
     value), ``drop_stage[i]`` (index into :data:`STAGE_LIST`),
     ``drop_datapath[i]`` (index into the engine's ``datapath_names``).
     ``ingress[f]`` is the port frame ``f`` entered on (-1: none could be chosen).
-    Trace (a batch run with ``trace=True``): one record per step,
-    ``trace_frame[i]``, ``trace_rule[i]`` (a code of :mod:`ovnsim.northd.rules`),
-    ``trace_dp[i]``, ``trace_depth[i]`` (datapaths crossed before this one)
-    and the rule's two values ``trace_a[i]``, ``trace_b[i]``.
+    Trace (a batch run with ``trace=True``): ``trace``, a bytes-like object of
+    :data:`TRACE_RECORD` records, one per step: frame index, rule (a code of
+    :mod:`ovnsim.northd.rules`), depth (datapaths crossed before this one),
+    datapath index and the rule's two values a (32 bits) and b (64 bits);
+    :meth:`trace_records` unpacks them.
     """
 
     __slots__ = ("frames", "ingress", "out_frame", "out_port", "out_kind", "out_start", "out_len", "out_data",
                  "drop_frame", "drop_reason", "drop_stage", "drop_datapath",
-                 "trace_frame", "trace_rule", "trace_dp", "trace_depth", "trace_a", "trace_b")
+                 "trace")
 
     def __init__(self) -> None:
         self.frames = 0
@@ -73,12 +79,7 @@ class BatchResult:
         self.drop_reason = array("b")
         self.drop_stage = array("h")
         self.drop_datapath = array("i")
-        self.trace_frame = array("i")
-        self.trace_rule = array("h")
-        self.trace_dp = array("i")
-        self.trace_depth = array("h")
-        self.trace_a = array("Q")
-        self.trace_b = array("Q")
+        self.trace = memoryview(b"")
 
     @property
     def n_outputs(self) -> int:
@@ -87,6 +88,16 @@ class BatchResult:
     @property
     def n_drops(self) -> int:
         return len(self.drop_frame)
+
+    @property
+    def n_trace(self) -> int:
+        return len(self.trace) // TRACE_RECORD.size
+
+    def trace_records(self, start: int = 0, stop: Optional[int] = None):
+        """Records ``start:stop`` as (frame, rule, depth, datapath, a, b) tuples."""
+        size = TRACE_RECORD.size
+        stop = self.n_trace if stop is None else stop
+        return TRACE_RECORD.iter_unpack(self.trace[start * size:stop * size])
 
     def output_bytes(self, i: int) -> bytes:
         start = self.out_start[i]

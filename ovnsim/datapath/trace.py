@@ -67,7 +67,7 @@ class _Snat(NamedTuple):
 
 class _Hop(NamedTuple):
     port: str
-    ip: str
+    mac: str
 
 
 class _Net(NamedTuple):
@@ -136,8 +136,8 @@ class TraceRenderer:
             return self.routes[v]
         if kind == "snat":
             return self.snats[v]
-        if kind == "nexthop":
-            return _Hop(self.rports[v >> 32].name, int_to_ip(v & 0xFFFFFFFF))
+        if kind == "portmac":
+            return _Hop(self.rports[v >> 48].name, int_to_mac(v & 0xFFFFFFFFFFFF))
         if kind == "rnet":
             return self.rnets[v]
         if kind == "martian":
@@ -166,16 +166,14 @@ class TraceRenderer:
         if isinstance(prio, str):
             prio = int(fill(prio, ctx))
         writes = tuple((f, v if v is None or v == "@" else fill(v, ctx)) for f, v in rule.writes)
-        if rule.name == "LR_IN_GET_ARP" and not a:
+        if rule.name == "LR_IN_GET_ARP" and not b:
             writes = (("eth.dst", "00:00:00:00:00:00"),)  # no MAC binding: lr_in_arp_request takes over
         return Step(rule, self.datapaths[dp], depth, prio, fill(rule.match, ctx), fill(rule.actions, ctx),
                     fill(rule.detail, ctx), writes)
 
     def steps(self, batch, start: int = 0, stop: Optional[int] = None) -> List[Step]:
         """Records ``start:stop`` of ``batch`` (a BatchResult), rendered."""
-        stop = len(batch.trace_rule) if stop is None else stop
-        return [self.step(batch.trace_rule[i], batch.trace_dp[i], batch.trace_depth[i], batch.trace_a[i],
-                          batch.trace_b[i]) for i in range(start, stop)]
+        return [self.step(rule, dp, depth, a, b) for _frame, rule, depth, dp, a, b in batch.trace_records(start, stop)]
 
 
 def fill(template: str, ctx: Dict[str, object]) -> str:

@@ -41,7 +41,7 @@ class Rule(NamedTuple):
     match: str
     actions: str
     drop: Optional[Drop] = None  #: the disposition when the step drops the copy
-    args: Tuple[str, ...] = ()  #: "name:kind" of the record's values a and b (see ARGS)
+    args: Tuple[str, ...] = ()  #: "name:kind" of the record's values a (32 bits) and b (64 bits), see ARGS
     detail: str = ""  #: the drop's detail, a template as match/actions
     event: bool = True  #: False: a drop that shows in no trace (the frame never entered a stage)
     #: The header fields the actions set, in OVN's order, as ``ovn-trace --minimal`` lists them:
@@ -60,7 +60,7 @@ ARGS = {
     "nat": "a NAT row (.external_ip, .logical, .logical_ip, .external_mac)",
     "route": "an lr_in_ip_routing entry (.priority, .prefix, .src_ip, .src_mac, .outport)",
     "snat": "an lr_out_snat entry (.priority, .priority1, .logical, .external_ip)",
-    "nexthop": "a router port and next-hop IP packed as port << 32 | ip (.port, .ip)",
+    "portmac": "a router port and a MAC packed as port << 48 | mac (.port, .mac)",
     "rnet": "a network of a router port (index into the engine's router networks; .ip, .prefix)",
     "martian": "a martian source of the router (.ip, .broadcast)",
     "binding": "a MAC, or 0 for no MAC binding",
@@ -90,15 +90,16 @@ RULES: Tuple[Rule, ...] = (
     Rule("LS_IN_L2_ARP_ROUTER", "ls_in_l2_lkup", 80, "flags[1] == 0 && arp.op == 1 && arp.tpa == ${tpa}",
          'clone {outport = "${port}"; output; }; outport = "_MC_flood_l2"; output;', args=("tpa:ip", "port:lsp")),
     Rule("LS_IN_L2_ROUTER_SRC", "ls_in_l2_lkup", 75, "eth.src == ${mac} && arp.op == 1",
-         'outport = "_MC_flood_l2"; output;', args=("mac:mac",)),
+         'outport = "_MC_flood_l2"; output;', args=("_:int", "mac:mac")),
     Rule("LS_IN_L2_MCAST", "ls_in_l2_lkup", 70, "eth.mcast", 'outport = "_MC_flood"; output;'),
     Rule("LS_IN_L2_UNICAST", "ls_in_l2_lkup", 50, "eth.dst == ${mac}", 'outport = "${port}"; output;',
-         args=("mac:mac", "port:lsp")),
-    Rule("LS_IN_L2_SAME_PORT", "ls_in_l2_lkup", 50, "eth.dst == ${mac}", _DROP, Drop.SAME_PORT, ("mac:mac",)),
+         args=("port:lsp", "mac:mac")),
+    Rule("LS_IN_L2_SAME_PORT", "ls_in_l2_lkup", 50, "eth.dst == ${mac}", _DROP, Drop.SAME_PORT,
+         ("_:int", "mac:mac")),
     Rule("LS_IN_L2_NO_OTHER_PORT", "ls_in_l2_lkup", None, "", _DROP, Drop.NO_OTHER_PORT, ("inport:lsp",),
          detail="no port of ${dp} but the in-port ${inport} is in the group"),
     Rule("LS_IN_UNKNOWN_DROP", "ls_in_l2_unknown", 50, 'outport == "none"', _DROP, Drop.UNKNOWN_DESTINATION,
-         ("mac:mac",), detail="no port has ${mac} and none takes unknown"),
+         ("_:int", "mac:mac"), detail="no port has ${mac} and none takes unknown"),
     Rule("LS_IN_UNKNOWN", "ls_in_l2_unknown", 50, 'outport == "none"', 'outport = "_MC_unknown"; output;'),
     Rule("LS_IN_UNKNOWN_NO_OTHER_PORT", "ls_in_l2_unknown", None, "", _DROP, Drop.NO_OTHER_PORT, ("inport:lsp",),
          detail="no port of ${dp} but the in-port ${inport} is in the group"),
@@ -113,10 +114,10 @@ RULES: Tuple[Rule, ...] = (
     Rule("LR_IN_LOOP_LIMIT", "lr_in_admission", None, "", _DROP, Drop.LOOP_LIMIT),
     Rule("LR_IN_ADMISSION_VLAN_MCAST", "lr_in_admission", 100, "vlan.present || eth.src[40]", _DROP, Drop.ADMISSION),
     Rule("LR_IN_PORT_DISABLED", "lr_in_admission", None, "", _DROP, Drop.PORT_DISABLED),
-    Rule("LR_IN_ADMISSION_DROP", "lr_in_admission", 0, "1", _DROP, Drop.ADMISSION, ("mac:mac", "inport:lrp"),
+    Rule("LR_IN_ADMISSION_DROP", "lr_in_admission", 0, "1", _DROP, Drop.ADMISSION, ("inport:lrp", "mac:mac"),
          detail="eth.dst ${mac} is not ${inport}'s MAC"),
     Rule("LR_IN_ADMISSION", "lr_in_admission", 50, 'eth.dst == ${mac} && inport == "${inport}"',
-         "xreg0[0..47] = ${inport.mac}; next;", args=("mac:mac", "inport:lrp")),
+         "xreg0[0..47] = ${inport.mac}; next;", args=("inport:lrp", "mac:mac")),
     Rule("LR_IN_REENTER", "lr_in_admission", 50, 'inport == "${inport}"', "xreg0[0..47] = ${inport.mac}; next;",
          args=("inport:lrp",)),
     Rule("LR_IN_NOT_IP4", "lr_in_ip_input", None, "", _DROP, Drop.UNSUPPORTED, detail="not IPv4"),
@@ -186,13 +187,13 @@ RULES: Tuple[Rule, ...] = (
          writes=(("ip.ttl", None), ("eth.src", "${route.src_mac}"))),
     Rule("LR_IN_NAT_ADDRESS", "lr_in_arp_resolve", 150,
          'inport == "${gw}" && outport == "${gw}" && ip4.dst == ${dst}', _DROP, Drop.NAT_ADDRESS, ("dst:ip",)),
-    Rule("LR_IN_ARP_STATIC", "lr_in_arp_resolve", 100, 'outport == "${hop.port}" && reg0 == ${hop.ip}',
-         "eth.dst = ${mac}; next;", args=("hop:nexthop", "mac:mac"),
-         writes=(("eth.dst", "${mac}"),)),
+    Rule("LR_IN_ARP_STATIC", "lr_in_arp_resolve", 100, 'outport == "${hop.port}" && reg0 == ${reg0}',
+         "eth.dst = ${hop.mac}; next;", args=("reg0:ip", "hop:portmac"),
+         writes=(("eth.dst", "${hop.mac}"),)),
     Rule("LR_IN_ARP_RESOLVE_ROUTER", "lr_in_arp_resolve", 2, "ip4.dst == {${dst}}", _DROP, Drop.ROUTER_ADDRESS,
          ("dst:ip",)),
     Rule("LR_IN_GET_ARP", "lr_in_arp_resolve", 1, "ip4", "get_arp(outport, reg0); /* ${mac} */",
-         args=("mac:binding",),
+         args=("_:int", "mac:binding"),
          writes=(("eth.dst", "${mac}"),)),
     Rule("LR_IN_GW_REDIRECT", "lr_in_gw_redirect", 100, 'ip4.src == ${nat.logical} && outport == "${gw}"',
          "eth.src = ${nat.external_mac}; reg1 = ${nat.external_ip}; next;", args=("nat:nat",),
@@ -346,6 +347,8 @@ def _check() -> None:
                 raise ValueError(f"rule {rule.name}: unknown value kind in {arg!r}")
         if len(rule.args) > 2:
             raise ValueError(f"rule {rule.name}: a record has two values")
+        if rule.args and rule.args[0].split(":")[1] in ("mac", "ct", "portmac", "binding"):
+            raise ValueError(f"rule {rule.name}: value a has 32 bits, too few for {rule.args[0]!r}")
 
 
 _check()
