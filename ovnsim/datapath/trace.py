@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 FORMATS = ("minimal", "detailed", "json")
 
 _FIELD = re.compile(r"\$\{([a-z_0-9]+)(?:\.([a-z_0-9]+))?\}")
+_DROP_RULES = frozenset(i for i, rule in enumerate(RULES) if rule.drop is not None)
 _CT_NEW = next(i for i, (name, _) in enumerate(CT_OUTCOMES) if name == "NEW")
 
 
@@ -170,6 +171,11 @@ class TraceRenderer:
             writes = (("eth.dst", "00:00:00:00:00:00"),)  # no MAC binding: lr_in_arp_request takes over
         return Step(rule, self.datapaths[dp], depth, prio, fill(rule.match, ctx), fill(rule.actions, ctx),
                     fill(rule.detail, ctx), writes)
+
+    def drop_steps(self, batch) -> List[Step]:
+        """The records of ``batch`` that are drops, rendered."""
+        return [self.step(rule, dp, depth, a, b) for _frame, rule, depth, dp, a, b in batch.trace_records()
+                if rule in _DROP_RULES]
 
     def steps(self, batch, start: int = 0, stop: Optional[int] = None) -> List[Step]:
         """Records ``start:stop`` of ``batch`` (a BatchResult), rendered."""
