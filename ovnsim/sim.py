@@ -38,9 +38,9 @@ __all__ = ["Simulator", "Result", "Output", "DropRecord", "TraceEvent", "verdict
 FrameLike = Union[bytes, bytearray, memoryview, "scapy.packet.Packet"]  # noqa: F821
 
 
-@dataclass
+@dataclass(frozen=True)
 class TraceEvent:
-    """One step of a trace: where the frame was and what the stage did."""
+    """One step of a trace: where the frame was and what the stage did (frozen: steps are shared)."""
 
     depth: int
     datapath: str

@@ -99,6 +99,7 @@ class TraceRenderer:
 
     def __init__(self, engine) -> None:
         self.engine = engine
+        self._cache: Dict[tuple, Step] = {}
         tables = engine.tables
         self.datapaths: List[str] = list(engine.datapath_names)
         self.ports: List[str] = list(engine.port_names)
@@ -160,7 +161,16 @@ class TraceRenderer:
         return ctx
 
     def step(self, code: int, dp: int, depth: int, a: int, b: int) -> Step:
-        """One record, rendered."""
+        """One record, rendered (cached: the same record renders to the same step)."""
+        key = (code, dp, depth, a, b)
+        done = self._cache.get(key)
+        if done is None:
+            if len(self._cache) >= 65536:
+                self._cache.clear()
+            done = self._cache[key] = self._render(code, dp, depth, a, b)
+        return done
+
+    def _render(self, code: int, dp: int, depth: int, a: int, b: int) -> Step:
         rule = RULES[code]
         ctx = self.context(rule, dp, a, b)
         prio = rule.priority
@@ -206,16 +216,27 @@ def _ct_text(v: int) -> str:
     return text + (f", source port {port}" if (v >> 24) & 1 else "")
 
 
+_EVENTS: Dict[Step, object] = {}
+
+
 def events_and_drops(steps: List[Step]) -> Tuple[list, list]:
-    """Steps as the Result's trace events and drops (drops carry their detail)."""
+    """Steps as the Result's trace events and drops (drops carry their detail).
+
+    Events are frozen, so one step's event is made once and shared.
+    """
     from ovnsim.sim import DropRecord, TraceEvent
 
     events, drops = [], []
     for s in steps:
         stage = STAGES[s.rule.stage]
         if s.rule.event:
-            events.append(TraceEvent(s.depth, s.datapath, stage.name, stage.table, stage.pipeline, s.priority,
-                                     s.match, s.action, s.rule.name, s.writes))
+            event = _EVENTS.get(s)
+            if event is None:
+                if len(_EVENTS) >= 65536:
+                    _EVENTS.clear()
+                event = _EVENTS[s] = TraceEvent(s.depth, s.datapath, stage.name, stage.table, stage.pipeline,
+                                                s.priority, s.match, s.action, s.rule.name, s.writes)
+            events.append(event)
         if s.rule.drop is not None:
             drops.append(DropRecord(s.datapath, stage.name, Drop(s.rule.drop), s.detail))
     return events, drops
