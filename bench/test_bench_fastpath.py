@@ -10,6 +10,7 @@ one ``process_batch`` call (the result arrays appended in bulk included):
 
 * ``warm``: 100,000 frames of one connection, conntrack already holding it
   (two conntrack lookups a frame: the dnat zone misses, the snat zone hits);
+* ``warm`` traced: 20,000 frames of it with ``trace=True`` (every step recorded);
 * ``new_connections``: 64,000 frames, each from another source port, so each
   one commits a new SNAT connection; the engine is reset before every round
   (not timed) so the table does not grow from round to round.
@@ -33,9 +34,10 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
+from oracle.engine import PythonEngine
 from ovnsim.datapath._fastpath import FastEngine, rewrite
 from ovnsim.neutron.compiler import compile_topology
-from ovnsim.datapath.engine import BatchResult, PythonEngine
+from ovnsim.datapath.engine import BatchResult
 from ovnsim.neutron.loader import load_topology
 from ovnsim.northd.tables import build_tables, int_to_mac
 
@@ -49,6 +51,8 @@ FRAME_LEN = 60
 
 WARM_FRAMES = 100_000
 NEW_FRAMES = 64_000
+#: The traced warm route: fewer frames (each records ~30 steps of 24 bytes).
+TRACED_FRAMES = 20_000
 FIRST_SPORT = 1024
 BASELINE_FRAMES = 2_000
 
@@ -160,6 +164,27 @@ def test_fast_warm(benchmark, logical, routed):
     expected = reference_output(logical, routed)
     check_routed(engine, result, WARM_FRAMES, {0: expected, WARM_FRAMES - 1: expected})
     assert engine.conntrack_size == 1
+
+
+@pytest.mark.benchmark(group="fastpath-warm")
+def test_fast_warm_traced(benchmark, logical, routed):
+    """The warm route with tracing on: every step recorded (rule, datapath, depth, two values)."""
+    from ovnsim.datapath.trace import TraceRenderer
+
+    engine = FastEngine(logical)
+    vm1 = engine.port_index["vm1"]
+    data, offsets, lengths, inports = batch(routed * TRACED_FRAMES, TRACED_FRAMES, vm1)
+    engine.process_batch(routed, [0], [FRAME_LEN], [vm1])
+    result = benchmark.pedantic(lambda: engine.process_batch(data, offsets, lengths, inports, trace=True),
+                                rounds=10, warmup_rounds=1)
+    _record("warm", "fast-traced", TRACED_FRAMES, benchmark)
+    expected = reference_output(logical, routed)
+    check_routed(engine, result, TRACED_FRAMES, {0: expected, TRACED_FRAMES - 1: expected})
+    per_frame = result.n_trace // TRACED_FRAMES
+    assert result.n_trace == per_frame * TRACED_FRAMES and per_frame > 10
+    assert [rec[0] for rec in result.trace_records(0, per_frame)] == [0] * per_frame
+    last = TraceRenderer(engine).steps(result, result.n_trace - 1)[-1]
+    assert (last.rule.name, last.action) == ("LS_OUT_OUTPUT", 'output to "provnet-public"')
 
 
 @pytest.mark.benchmark(group="fastpath-warm")

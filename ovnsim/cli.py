@@ -79,8 +79,8 @@ def _split_datapath(text: str):
 
 
 def _trace_one(sim, microflow: str, fmt: str, datapath=None) -> str:
+    from ovnsim.datapath._fastpath import frame_fields
     from ovnsim.datapath.microflow import parse_microflow
-    from ovnsim.datapath.packet import parse_frame
     from ovnsim.datapath.trace import format_result
 
     flow = parse_microflow(microflow)
@@ -93,7 +93,7 @@ def _trace_one(sim, microflow: str, fmt: str, datapath=None) -> str:
             raise OvnsimError(f'inport "{flow.inport}" is not a port of datapath "{datapath}"')
     frame = flow.to_frame()
     result = sim.inject(flow.inport, frame, trace=True)
-    return format_result(result, parse_frame(frame).fields(), fmt)
+    return format_result(result, frame_fields(frame) or {}, fmt)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -205,8 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --port P, for a capture of P's own interface (tcpdump -i tapXXX): only frames "
                              "whose source MAC is P's enter at P; frames P received are compared with what "
                              "ovnsim delivered to P (matched / mismatched counted), not injected")
-    replay.add_argument("--engine", choices=("python", "fast"), default=None,
-                        help="force an engine (default: the fast one when built, else python; $OVNSIM_ENGINE)")
+    replay.add_argument("--engine", choices=("fast",), default=None,
+                        help="the engine (the C engine, the only one; kept for scripts that name it)")
     replay.add_argument("--force", action="store_true",
                         help="replace the files of an earlier replay in a non-empty DIR")
     replay.add_argument("--json", action="store_true", help="print the summary as one JSON object")

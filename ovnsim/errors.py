@@ -43,3 +43,7 @@ class NotSupportedError(TopologyError):
 
 class MicroflowError(OvnsimError, ValueError):
     """A microflow (ovn-trace syntax) could not be parsed or refers to an unknown port."""
+
+
+class EngineError(OvnsimError, ValueError):
+    """The data-path engine cannot be used: not built, unknown name, or a topology it cannot hold."""

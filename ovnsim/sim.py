@@ -9,53 +9,178 @@
         print(out.port, out.kind, out.frame)    # the frame as it leaves that port
     print(result.drops, sim.verdict(result))
 
-State that outlives one frame, as in a real deployment, lives here: the
-connection tracker (so replies to SNATed or DNATed connections are un-NATed)
-and the MAC bindings routers learn from ARP.  ``reset()`` forgets both.
+Frames run through the C engine (``ovnsim.datapath._fastpath.FastEngine``),
+traced: the trace records are rendered with the rule catalogue
+(:mod:`ovnsim.northd.rules`) into :class:`TraceEvent` objects, and give each
+drop its detail.  The result types of the API live here.
+
+State that outlives one frame, as in a real deployment, lives in the engine:
+the connection tracker (so replies to SNATed or DNATed connections are
+un-NATed) and the MAC bindings routers learn from ARP.  ``reset()`` forgets
+both.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Dict, List, Union
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Union
 
-from ovnsim.neutron.compiler import compile_topology
 from ovnsim.errors import MicroflowError
 from ovnsim.nb.model import LogicalTopology
+from ovnsim.neutron.compiler import compile_topology
 from ovnsim.neutron.model import Topology
-from ovnsim.datapath.packet import ParseError, build_frame, parse_frame
-from ovnsim.datapath.pipeline import Conntrack, DropRecord, Output, Pipeline, Result
+from ovnsim.northd.stages import Drop
 from ovnsim.northd.tables import build_tables
 
-__all__ = ["Simulator", "Result", "Output", "DropRecord", "verdict"]
+__all__ = ["Simulator", "Result", "Output", "DropRecord", "TraceEvent", "verdict", "run_traced"]
 
 FrameLike = Union[bytes, bytearray, memoryview, "scapy.packet.Packet"]  # noqa: F821
 
 
+@dataclass(frozen=True)
+class TraceEvent:
+    """One step of a trace: where the frame was and what the stage did (frozen: steps are shared)."""
+
+    depth: int
+    datapath: str
+    stage: str
+    table: int
+    pipeline: str
+    priority: Optional[int]
+    match: str
+    action: str
+    rule: str = ""  #: the catalogue rule (``ovnsim.northd.rules``) the step applied
+    #: the header fields the step set, in order (``ovnsim.northd.rules.Rule.writes``, filled in)
+    writes: tuple = ()
+
+    def as_dict(self) -> Dict[str, object]:
+        """The event as the JSON verdict prints it."""
+        return {"datapath": self.datapath, "pipeline": self.pipeline, "table": self.table,
+                "stage": self.stage, "priority": self.priority, "match": self.match, "action": self.action,
+                "depth": self.depth}
+
+
+class OutputPacket:
+    """The header fields of an output frame (``output.packet.fields()``), read from its bytes."""
+
+    __slots__ = ("_frame", "_fields")
+
+    def __init__(self, frame: bytes):
+        self._frame = frame
+        self._fields: Optional[Dict[str, object]] = None
+
+    def fields(self) -> Dict[str, object]:
+        """OVN's field names and printed values (as ``ovnsim.datapath._fastpath.frame_fields``)."""
+        if self._fields is None:
+            from ovnsim.datapath._fastpath import frame_fields
+
+            self._fields = frame_fields(self._frame) or {}
+        return dict(self._fields)
+
+
+@dataclass
+class Output:
+    """A frame leaving the logical network on a port (a VM port or a localnet port).
+
+    ``kind`` says what it is (the frame itself, or a reply or error a router
+    or responder generated, see ``ovnsim.datapath.engine.KINDS``); ``frame``
+    is its bytes: the received frame rewritten in place (incremental
+    checksums), or the generated frame.
+    """
+
+    port: str
+    kind: str
+    frame: bytes
+
+    @property
+    def packet(self) -> OutputPacket:
+        """The frame's header fields (``.fields()``)."""
+        return OutputPacket(self.frame)
+
+    def fields(self) -> Dict[str, object]:
+        """The frame's header fields with OVN's names."""
+        return self.packet.fields()
+
+
+@dataclass
+class DropRecord:
+    """A copy of the frame that was dropped: where, and why."""
+
+    datapath: str
+    stage: str
+    reason: Drop
+    detail: str = ""
+
+    def as_dict(self) -> Dict[str, object]:
+        """The drop as the JSON verdict prints it."""
+        return {"datapath": self.datapath, "stage": self.stage, "reason": self.reason.label,
+                **({"detail": self.detail} if self.detail else {})}
+
+
+@dataclass
+class Result:
+    """What became of one injected frame."""
+
+    outputs: List[Output] = field(default_factory=list)
+    drops: List[DropRecord] = field(default_factory=list)
+    trace: List[TraceEvent] = field(default_factory=list)
+
+    @property
+    def dropped(self) -> bool:
+        """True when no copy of the frame left the network."""
+        return not self.outputs
+
+
+class _ConntrackView:
+    """``len(sim.conntrack)``: the connections the engine tracks."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+
+    def __len__(self) -> int:
+        return self._engine.conntrack_size
+
+
 def _frame_bytes(frame: FrameLike) -> bytes:
-    if isinstance(frame, (bytes, bytearray, memoryview)):
-        return bytes(frame)
-    return bytes(frame)  # a scapy packet serialises itself
+    return bytes(frame)  # bytes-like objects as they are; a scapy packet serialises itself
 
 
-def output_frame(output: Output) -> bytes:
-    """The wire bytes of an output: the received frame rewritten in place (incremental checksums), or a generated frame."""
-    return build_frame(output.packet)
+def run_traced(engine, renderer, raw: bytes, inport: int, *, with_trace: bool = True) -> Result:
+    """Run one frame through ``engine`` with tracing on; its :class:`Result`.
 
+    ``inport`` is a port index (``-1``: chosen as ``--auto`` does).  The
+    trace records give the events and each drop's detail.
+    """
+    from ovnsim.datapath.engine import KINDS
+    from ovnsim.datapath.trace import events_and_drops
 
-# Outputs expose their bytes as ``output.frame``; built only when asked for.
-Output.frame = property(output_frame)  # type: ignore[attr-defined]
+    batch = engine.process_batch(raw, [0], [len(raw)], [inport], trace=True)
+    names = engine.port_names
+    outputs = [Output(names[batch.out_port[i]], KINDS[batch.out_kind[i]], batch.output_bytes(i))
+               for i in range(batch.n_outputs)]
+    if with_trace:
+        events, drops = events_and_drops(renderer.steps(batch))
+        return Result(outputs, drops, events)
+    # Without a trace only the drops are rendered (for their details): a few
+    # records out of the frame's ~15 per datapath.
+    _events, drops = events_and_drops(renderer.drop_steps(batch))
+    return Result(outputs, drops, [])
 
 
 class Simulator:
     """OVN's logical data path for one topology, with its conntrack and neighbour state."""
 
     def __init__(self, topology: Union[Topology, LogicalTopology]):
+        from ovnsim.datapath.engine import fast_engine
+        from ovnsim.datapath.trace import TraceRenderer
+
         logical = topology if isinstance(topology, LogicalTopology) else compile_topology(topology)
         self.logical = logical
         self.tables = build_tables(logical)
-        self.conntrack = Conntrack()
-        self.pipeline = Pipeline(self.tables, self.conntrack)
+        self.engine = fast_engine(logical, self.tables)
+        self.renderer = TraceRenderer(self.engine)
+        self.conntrack = _ConntrackView(self.engine)
 
     @classmethod
     def from_file(cls, path: str) -> "Simulator":
@@ -67,12 +192,11 @@ class Simulator:
     @property
     def ports(self) -> List[str]:
         """Every logical switch port a frame can be injected on."""
-        return list(self.tables.switch_of_port)
+        return list(self.engine.port_names)
 
     def reset(self) -> None:
         """Forget connections and learned MAC bindings (static ones stay)."""
-        self.conntrack.clear()
-        self.tables.reset_neighbours()
+        self.engine.reset()
 
     def inject(self, port: str, frame: FrameLike, *, trace: bool = False) -> Result:
         """Send ``frame`` into the logical network on switch port ``port``.
@@ -80,17 +204,13 @@ class Simulator:
         A frame ovnsim cannot parse is not an error: the result has no
         output and one drop with disposition ``malformed`` (or
         ``unsupported`` for IPv6).  An unknown port is a caller error
-        (:class:`~ovnsim.errors.MicroflowError`).
+        (:class:`~ovnsim.errors.MicroflowError`).  ``trace=True`` fills
+        ``result.trace``.
         """
-        if port not in self.tables.switch_of_port:
+        index = self.engine.port_index.get(port)
+        if index is None:
             raise MicroflowError(f"unknown logical port {port!r}")
-        raw = _frame_bytes(frame)
-        try:
-            pkt = parse_frame(raw)
-        except ParseError as err:
-            switch = self.tables.switch_of_port[port]
-            return Result(drops=[DropRecord(switch, "ls_in_check_port_sec", err.reason, err.detail)])
-        return self.pipeline.process(port, pkt, trace=trace)
+        return run_traced(self.engine, self.renderer, _frame_bytes(frame), index, with_trace=trace)
 
     def trace(self, microflow: str) -> Result:
         """Run an ovn-trace microflow (``inport == "vm1" && eth.src == ... && ...``) with tracing on."""
@@ -110,7 +230,7 @@ def verdict(result: Result, *, with_trace: bool = False) -> Dict[str, object]:
     Outputs are sorted so that two verdicts compare equal whatever order the
     fan-out produced them in.
     """
-    outputs = [{"port": o.port, "kind": o.kind, **o.packet.fields()} for o in result.outputs]
+    outputs = [{"port": o.port, "kind": o.kind, **o.fields()} for o in result.outputs]
     outputs.sort(key=lambda o: (o["port"], o["kind"], json.dumps(o, sort_keys=True)))
     out: Dict[str, object] = {
         "outputs": outputs,

@@ -17,7 +17,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet as ScapyPacket
 
 from ovnsim.nb.model import LogicalSwitchPort, LogicalTopology
-from ovnsim.datapath.pipeline import DropRecord, Output, Result
+from ovnsim.sim import DropRecord, Output, Result
 from ovnsim.sim import Simulator
 from ovnsim.northd.stages import STAGES, Drop
 from ovnsim.northd.tables import int_to_ip, int_to_mac

@@ -40,12 +40,13 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from conformance.flowgen import generate
+from oracle.engine import PythonEngine
+from oracle.packet import checksum
 from ovnsim.datapath import _fastpath
 from ovnsim.neutron.compiler import compile_topology
-from ovnsim.datapath.engine import AUTO_INGRESS, KINDS, STAGE_LIST, BatchResult, PythonEngine, make_engine
+from ovnsim.datapath.engine import AUTO_INGRESS, KINDS, STAGE_LIST, BatchResult, make_engine
 from ovnsim.neutron.loader import load_document, load_topology
 from ovnsim.datapath.microflow import parse_microflow
-from ovnsim.datapath.packet import checksum
 from ovnsim.northd.stages import Drop
 from ovnsim.northd.tables import Tables, build_tables, int_to_ip, int_to_mac, ip_to_int, mac_to_int
 
@@ -204,16 +205,27 @@ VM2 = ("fa:16:3e:00:00:12", "10.0.0.12")
 DB1 = ("fa:16:3e:00:01:21", "10.0.1.21")
 
 
-def test_make_engine_picks_the_fast_engine_and_both_share_the_index_spaces(engine_name):
+def test_make_engine_gives_the_c_engine_which_shares_the_oracles_index_spaces():
     lg = logical("reference")
-    engine = make_engine(lg, engine_name)
-    assert engine.name == engine_name
-    assert isinstance(engine, FastEngine if engine_name == "fast" else PythonEngine)
+    engine = make_engine(lg)
+    assert isinstance(engine, FastEngine) and engine.name == "fast"
     reference = PythonEngine(lg)
     assert engine.port_names == reference.port_names
     assert engine.port_index == reference.port_index
     assert engine.datapath_names == reference.datapath_names
     assert engine.datapath_index == reference.datapath_index
+
+
+def test_make_engine_errors_are_ovnsim_errors(monkeypatch):
+    import sys
+
+    from ovnsim.errors import EngineError
+
+    with pytest.raises(EngineError, match="one engine"):
+        make_engine(logical("reference"), "python")
+    monkeypatch.setitem(sys.modules, "ovnsim.datapath._fastpath", None)  # as if never built
+    with pytest.raises(EngineError, match="not built"):
+        make_engine(logical("reference"))
 
 
 def test_same_switch_unicast_is_delivered_unchanged(net):
@@ -1121,3 +1133,70 @@ def test_fast_engine_matches_python_engine_on_every_generated_microflow(stem):
     fast.reset()
     run_both(py, fast, frames, inports)
     run_both(py, fast, frames, [AUTO_INGRESS] * len(frames))
+
+
+@pytest.mark.parametrize("stem", FLOWGEN_TOPOLOGIES)
+def test_c_engine_traces_what_the_oracle_traces_on_every_generated_microflow(stem):
+    """Outputs, drops with their details, and every trace event (stage, priority, match, actions) agree.
+
+    (Every event but the pass-through steps, which the oracle never traced.)
+
+    Each flow on fresh state, then all of them in sequence on one state (so
+    established connections, un-NAT and learned bindings are traced too).
+    """
+    from oracle.packet import ParseError, build_frame, parse_frame
+    from oracle.pipeline import Pipeline
+    from ovnsim.northd.rules import PASS_THROUGH
+    from ovnsim.sim import Simulator
+
+    lg = logical(stem)
+    sim = Simulator(lg)
+    flows = list(generate(build_tables(lg)))
+
+    def oracle(pipe, port, frame):
+        try:
+            pkt = parse_frame(frame)
+        except ParseError as err:
+            return [], [{"datapath": sim.tables.switch_of_port[port], "stage": "ls_in_check_port_sec",
+                         "reason": err.reason.label, "detail": err.detail}], []
+        r = pipe.process(port, pkt, trace=True)
+        return ([(o.port, o.kind, build_frame(o.packet)) for o in r.outputs], [d.as_dict() for d in r.drops],
+                [e.as_dict() for e in r.trace])
+
+    def engine(port, frame):
+        # (The oracle predates the pass-through steps traced for ovn-trace's sake.)
+        r = sim.inject(port, frame, trace=True)
+        return [(o.port, o.kind, o.frame) for o in r.outputs], [d.as_dict() for d in r.drops], \
+            [e.as_dict() for e in r.trace if e.rule not in PASS_THROUGH]
+
+    mismatches = []
+    for stateful in (False, True):
+        sim.reset()
+        pipe = Pipeline(build_tables(lg))
+        for label, text in flows:
+            if not stateful:
+                sim.reset()
+                pipe = Pipeline(build_tables(lg))
+            flow = parse_microflow(text)
+            frame = flow.to_frame()
+            want, got = oracle(pipe, flow.inport, frame), engine(flow.inport, frame)
+            if want != got:
+                mismatches.append(f"{'stateful ' if stateful else ''}{label}: {text}\n  oracle {want}\n  engine {got}")
+    assert not mismatches, f"{len(mismatches)} flows differ:\n" + "\n".join(mismatches[:5])
+
+
+def test_trace_records_of_a_kept_result_survive_the_next_traced_batch():
+    """The engine reuses a trace buffer only when no result holds it any more."""
+    engine = FastEngine(logical("reference"))
+    frame = bytes(tcp(VM1[0], VM2[0], VM1[1], VM2[1]))
+    vm1 = engine.port_index["vm1"]
+    first = engine.process_batch(frame, [0], [len(frame)], [vm1], trace=True)
+    kept = bytes(first.trace)
+    assert first.n_trace > 3 and len(kept) == first.n_trace * 24
+    other = bytes(arp_request(VM1[0], VM1[1], VM2[1]))
+    second = engine.process_batch(other, [0], [len(other)], [vm1], trace=True)
+    assert bytes(first.trace) == kept and bytes(second.trace) != kept
+    del first
+    third = engine.process_batch(frame, [0], [len(frame)], [vm1], trace=True)  # may take first's buffer
+    assert bytes(third.trace) == kept
+    assert engine.process_batch(frame, [0], [len(frame)], [vm1]).n_trace == 0  # tracing off: no records

@@ -313,7 +313,7 @@ def test_reply_to_hairpinned_connection_is_undnated_to_the_floating_ip(ref):
 
 
 def _checksum_ok(header: bytes) -> bool:
-    from ovnsim.datapath.packet import checksum
+    from oracle.packet import checksum
 
     return checksum(header) == 0
 

@@ -19,7 +19,7 @@ from ovnsim.neutron.builder import TopologyBuilder
 from ovnsim.neutron.compiler import compile_topology
 from ovnsim.errors import MicroflowError, OvnsimError
 from ovnsim.neutron.loader import load_topology
-from ovnsim.datapath.pipeline import Result
+from ovnsim.sim import Result
 from ovnsim.sim import Simulator, verdict
 from ovnsim.northd.stages import STAGES, Drop
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, TextIO, Union
 
-from ovnsim.datapath.engine import AUTO_INGRESS, KINDS, STAGE_LIST, BatchResult, PythonEngine, make_engine
+from ovnsim.datapath.engine import AUTO_INGRESS, KINDS, STAGE_LIST, BatchResult, make_engine
 from ovnsim.errors import OvnsimError
 from ovnsim.nb.model import LogicalTopology
 from ovnsim.capture.pcap import DEFAULT_BATCH, DEFAULT_CHUNK, CaptureReader, PcapNgWriter, PcapWriter, _need_pcapio
@@ -608,18 +608,21 @@ class FrameFilter:
 
 
 class _Tracer:
-    """The reference pipeline kept in step with the replay, tracing the frames asked for.
+    """A C engine of its own kept in step with the replay, tracing the frames asked for.
 
     It replays every frame before a traced one (so conntrack and learned MAC
     bindings are what they are when that frame arrives) and traces the
     selected frames: frame number ``frame``, and/or up to ``limit`` frames
-    that ``match`` selects.  The cost is the reference pipeline's speed over
-    the frames it replays; it stops once it has nothing left to trace.
+    that ``match`` selects.  It stops once it has nothing left to trace.
     """
 
     def __init__(self, logical: LogicalTopology, inport: int, frame: Optional[int] = None,
                  match: Optional[FrameFilter] = None, limit: int = 10):
-        self.engine = PythonEngine(logical)
+        from ovnsim.datapath.engine import fast_engine
+        from ovnsim.datapath.trace import TraceRenderer
+
+        self.engine = fast_engine(logical)
+        self.renderer = TraceRenderer(self.engine)
         self.frame = frame
         self.match = match
         self.limit = limit
@@ -659,66 +662,40 @@ class _Tracer:
             else:
                 self.engine.process_batch(raw, [0], [len(raw)], [inports[j]])
 
-    def _ingress(self, pkt) -> int:
-        if self.inport != AUTO_INGRESS:
-            return self.inport
-        ip_src = pkt.arp_spa if pkt.is_arp else (pkt.ip_src if pkt.is_ip4 else None)
-        return self.engine.ingress.choose(pkt.eth_src, ip_src)
+    def _ingress(self, raw: bytes) -> int:
+        return self.inport if self.inport != AUTO_INGRESS else self.engine.choose_ingress(raw)
 
     def _selected(self, raw: bytes) -> bool:
-        from ovnsim.datapath.packet import ParseError, parse_frame
+        from ovnsim.datapath._fastpath import frame_fields
 
-        try:
-            pkt = parse_frame(raw)
-        except ParseError:
+        fields = frame_fields(raw)
+        if fields is None:
             return False
-        inport = self._ingress(pkt)
-        return self.match.matches(pkt.fields(), self.engine.port_names[inport] if inport >= 0 else None)
+        inport = self._ingress(raw)
+        return self.match.matches(fields, self.engine.port_names[inport] if inport >= 0 else None)
 
     def _trace(self, raw: bytes, number: int) -> Dict[str, object]:
-        from ovnsim.datapath.packet import ParseError, parse_frame
-        from ovnsim.datapath.pipeline import DropRecord, Result
-        from ovnsim.sim import verdict
         from ovnsim.datapath.trace import format_detailed
+        from ovnsim.sim import run_traced, verdict
 
         engine = self.engine
-        inport = self.inport
-        try:
-            pkt = parse_frame(raw)
-        except ParseError as err:
-            if inport == AUTO_INGRESS:
-                inport = engine.ingress.choose(int.from_bytes(raw[6:12], "big") if len(raw) >= 12 else 0, None)
-            switch = (engine.tables.switch_of_port[engine.port_names[inport]] if inport >= 0
-                      else engine.datapath_names[0])
-            result = Result(drops=[DropRecord(switch, "ls_in_check_port_sec", err.reason, err.detail)])
-        else:
-            inport = self._ingress(pkt)
-            if inport < 0:
-                result = Result(drops=[DropRecord(engine.datapath_names[0], "ls_in_check_port_sec", Drop.NO_INGRESS,
-                                                  "no logical port owns the frame's source")])
-            else:
-                result = engine.pipeline.process(engine.port_names[inport], pkt, trace=True)
+        inport = self._ingress(raw)
+        result = run_traced(engine, self.renderer, raw, inport)
         return {"frame": number, "ingress": engine.port_names[inport] if inport >= 0 else None,
                 "state": f"conntrack and MAC bindings as left by frames 1-{number - 1}"
                          if number > 1 else "fresh network",
                 "text": format_detailed(result), "verdict": verdict(result, with_trace=True)}
 
 
-def _select_engine(logical: LogicalTopology, name: Optional[str]):
-    try:
-        engine = make_engine(logical, name)
-    except ImportError as err:
-        raise OvnsimError(f"the fast engine is not built ({err}); run `pip install -e .` or use --engine python")
-    except ValueError as err:
-        raise OvnsimError(str(err))
-    if name == "fast" and isinstance(engine, PythonEngine):
-        raise OvnsimError("--engine fast: the fast engine (ovnsim.datapath._fastpath.FastEngine) is not built; "
-                          "run `pip install -e .` or use --engine python")
-    return engine
+def _select_engine(logical: LogicalTopology, engine):
+    """``engine``: None or "fast" (the C engine), or a callable making an engine from ``logical`` (tests)."""
+    if callable(engine):
+        return engine(logical)
+    return make_engine(logical, engine)
 
 
 def _engine_name(engine) -> str:
-    return getattr(engine, "name", None) or ("python" if isinstance(engine, PythonEngine) else type(engine).__name__)
+    return getattr(engine, "name", None) or type(engine).__name__
 
 
 def _prepare_out_dir(out_dir: Path, force: bool) -> None:
@@ -745,7 +722,7 @@ def _load(topology: Union[str, os.PathLike, LogicalTopology]):
 
 def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[str, os.PathLike],
            out_dir: Union[str, os.PathLike], *, port: Optional[str] = None, auto: bool = False,
-           engine: Optional[str] = None, force: bool = False, trace_frame: Optional[int] = None,
+           engine=None, force: bool = False, trace_frame: Optional[int] = None,
            trace_match: Optional[str] = None, trace_limit: int = 10,
            progress: Optional[TextIO] = None, batch_size: Optional[int] = None,
            chunk_size: int = DEFAULT_CHUNK, interruptible: bool = False,
@@ -753,12 +730,12 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
     """Replay ``capture`` through ``topology``, writing the per-port pcaps and drops into ``out_dir``.
 
     ``port`` (every frame enters there) or ``auto=True`` (the engine picks
-    each frame's ingress); ``engine``: "python", "fast" or None (the fast one
-    when built); ``force``: replace the files of an earlier replay in a
-    non-empty ``out_dir``; ``trace_frame``: also trace frame N (1-based) with
-    the reference pipeline, in the state the earlier frames left;
+    each frame's ingress); ``engine``: "fast" or None (the C engine; a callable
+    that makes an engine from the logical topology is taken too, for tests); ``force``: replace the files of an earlier replay in a
+    non-empty ``out_dir``; ``trace_frame``: also trace frame N (1-based), in
+    the state the earlier frames left;
     ``trace_match``: also trace up to ``trace_limit`` frames a
-    :class:`FrameFilter` expression selects (the reference pipeline then
+    :class:`FrameFilter` expression selects (a second engine, traced, then
     keeps in step with the replay until it has traced them);
     ``progress``: a stream for the progress line (None: none);
     ``only_from_port`` (with ``port``): the capture is of that port's own
@@ -802,7 +779,7 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
             raise OvnsimError(f"--only-from-port: port {port!r} has no MAC address to tell its frames by")
         split = _TapSplit(port, port_names.index(port), mac)
     if batch_size is None:
-        batch_size = PYTHON_ENGINE_BATCH if isinstance(engine_obj, PythonEngine) else DEFAULT_BATCH
+        batch_size = PYTHON_ENGINE_BATCH if _engine_name(engine_obj) == "python" else DEFAULT_BATCH
     reader = CaptureReader(capture, batch_size=batch_size, chunk_size=chunk_size)
     try:
         from ovnsim.capture.cooked import DestinationResolver

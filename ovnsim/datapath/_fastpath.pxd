@@ -201,6 +201,8 @@ ctypedef struct SwPort:
     int32_t psec_count
     uint8_t enabled
     uint8_t is_localnet
+    uint8_t fdb              # a VIF port that takes unknown addresses (ls_in_lookup_fdb/put_fdb flows)
+    uint8_t pre_lb           # a router-type or localnet port (ls_in/out_pre_lb prio 110 flows)
 
 # A logical switch: its three multicast groups as slices of `members`
 # (group 0 _MC_flood, 1 _MC_flood_l2, 2 _MC_unknown), in port order.
@@ -303,7 +305,7 @@ ctypedef struct Conntrack:
     int64_t cap_conns
 
 # One copy of a frame while it crosses the pipeline: the header fields and
-# logical registers of ovnsim.datapath.packet.Packet.  The received bytes are not in
+# logical registers of oracle.packet.Packet.  The received bytes are not in
 # here (every copy of a frame shares them, see FrameCtx); a generated frame
 # (ARP request, ICMP error, TCP reset) is rebuilt from these fields, with the
 # datagram an ICMP error quotes at Core.quotes[quote_ofs:quote_ofs +
@@ -323,7 +325,7 @@ ctypedef struct Pkt:
     uint32_t reg0
     uint32_t reg1
     uint32_t in_src          # an ICMP error's quoted datagram as a conntrack tuple
-    uint32_t in_dst          # (has_inner; ovnsim.datapath.packet.Packet.inner)
+    uint32_t in_dst          # (has_inner; oracle.packet.Packet.inner)
     uint32_t tcp_seq         # a TCP segment's sequence and acknowledgement numbers
     uint32_t tcp_ack
     int32_t tcp_dlen         # its payload length as pinctrl counts it (IP payload - data offset * 4)
@@ -371,6 +373,17 @@ ctypedef struct FrameCtx:
     int32_t l4
     int32_t index
 
+# One trace record (24 bytes, no padding; ovnsim.datapath.engine.TRACE_RECORD is
+# its Python struct format "=ihhiIQ").  `a` holds 32-bit values (an IP, an
+# index), `b` 64-bit ones (a MAC, a conntrack outcome).
+ctypedef struct TraceRec:
+    int32_t frame
+    int16_t rule
+    int16_t depth
+    int32_t dp
+    uint32_t a
+    uint64_t b
+
 # Everything the nogil loop reads and writes: tables, state (conntrack,
 # learned MAC bindings), the work stack and the batch's result arrays.
 ctypedef struct Core:
@@ -407,7 +420,6 @@ ctypedef struct Core:
     uint64_t* static_vals
     int32_t n_static
     Conntrack ct
-    int16_t stage_code[16]
     # work space
     Pkt* stack
     int64_t stack_len
@@ -435,6 +447,13 @@ ctypedef struct Core:
     int32_t* drop_dp
     int64_t n_drop
     int64_t cap_drop
+    # The trace (only when `tracing`): one record per step, a rule code of
+    # ovnsim.northd.rules (R_* in _rules.pxi) and two values whose meaning
+    # the rule's `args` gives; every drop has one.
+    uint8_t tracing
+    TraceRec* trace
+    int64_t n_trace
+    int64_t cap_trace
     int error                # set when an allocation failed: the batch stops
 
 
@@ -447,5 +466,11 @@ cdef class FastEngine:
     cdef readonly dict datapath_index
     cdef readonly object logical
     cdef readonly object ingress
-    cdef _build(self, tables, stage_code, ip_to_int, mac_to_int)
+    cdef readonly object tables
+    cdef readonly list router_port_names
+    cdef readonly list nat_rows
+    cdef readonly list route_rows
+    cdef readonly list snat_rows
+    cdef object _last_trace
+    cdef _build(self, tables, ip_to_int, mac_to_int)
     cdef _map(self, U64Map* m, dict items)

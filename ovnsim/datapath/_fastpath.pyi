@@ -79,9 +79,9 @@ def rewrite(
     """
 
 class FastEngine:
-    """The Cython engine: ``ovnsim.datapath.pipeline``'s stages over C tables, in a nogil loop.
+    """The Cython engine: the frozen oracle (``tests/oracle/pipeline.py``)'s stages over C tables, in a nogil loop.
 
-    Same Python surface and results as :class:`ovnsim.datapath.engine.PythonEngine`:
+    Same Python surface and results as the oracle engine (``tests/oracle/engine.py``):
     byte-identical outputs, the same drops, ingress choices and conntrack
     state.  Conntrack and learned MAC bindings persist across batches until
     :meth:`reset`.  Not for concurrent use from several threads (one batch at
@@ -127,4 +127,4 @@ class FastEngine:
 
     @property
     def conntrack_size(self) -> int:
-        """Connections tracked (``len(PythonEngine.conntrack)``)."""
+        """Connections tracked (``len(oracle PythonEngine.conntrack)``)."""

@@ -6,7 +6,7 @@ header parsing and checksum updates.
 struct (see ``_fastpath.pxd`` for the layout), and the ``rewrite_*`` helpers
 apply TTL and NAT rewrites in place while keeping every checksum valid by
 RFC 1624 incremental update.  :class:`FastEngine` runs OVN's logical switch
-and router stages, as ``ovnsim.datapath.pipeline`` defines them, over C tables built
+and router stages, as the frozen oracle (``tests/oracle/pipeline.py``) defines them, over C tables built
 from ``ovnsim.northd.tables.build_tables()``, in a nogil loop, behind the batch
 contract of ``ovnsim.datapath.engine``.
 
@@ -612,7 +612,7 @@ def rewrite(unsigned char[::1] frame not None, *, ttl=None, ip4_src=None,
 # ===========================================================================
 # The packet pipeline: FastEngine
 #
-# The same stages as ovnsim.datapath.pipeline (read it beside this: every function
+# The same stages as oracle.pipeline (read it beside this: every function
 # below names the Python method it mirrors), over the C tables declared in
 # _fastpath.pxd.  The per-frame loop runs nogil and never raises: a drop is
 # a record in the result arrays, an allocation failure sets core.error and
@@ -623,56 +623,15 @@ from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_READ
+from cpython.ref cimport Py_REFCNT
 
 from array import array as _array
 
+from ovnsim.errors import EngineError
+
 cdef enum:
-    MAX_HOPS = 64            # ovnsim.datapath.pipeline.MAX_HOPS
+    MAX_HOPS = 64            # oracle.pipeline.MAX_HOPS
     AUTO_INGRESS = -1
-    N_KINDS = 6
-    # Output kinds (ovnsim.datapath.engine.KINDS order; checked at import)
-    KIND_PACKET = 0
-    KIND_ARP_REPLY = 1
-    KIND_ECHO_REPLY = 2
-    KIND_ARP = 3
-    KIND_ICMP4 = 4
-    KIND_TCP_RESET = 5
-    # Drop reasons (ovnsim.northd.stages.Drop values; checked at import)
-    D_PORT_SECURITY = 1
-    D_EGRESS_PORT_SECURITY = 2
-    D_VLAN_TAGGED = 3
-    D_MULTICAST_SOURCE = 4
-    D_PORT_DISABLED = 5
-    D_UNKNOWN_DESTINATION = 6
-    D_ADMISSION = 7
-    D_MARTIAN = 8
-    D_ROUTER_ADDRESS = 9
-    D_ARP_NOT_ANSWERED = 10
-    D_MULTICAST = 11
-    D_BROADCAST = 12
-    D_TTL_EXPIRED = 13
-    D_NO_ROUTE = 14
-    D_NAT_ADDRESS = 15
-    D_MALFORMED = 16
-    D_UNSUPPORTED = 17
-    D_LOOP_LIMIT = 18
-    D_SAME_PORT = 19
-    D_NO_OTHER_PORT = 20
-    D_NO_INGRESS = 21
-    # The stages drops happen in (core.stage_code maps them to STAGE_LIST codes)
-    ST_LS_IN_CHECK_PORT_SEC = 0
-    ST_LS_IN_APPLY_PORT_SEC
-    ST_LS_IN_L2_LKUP
-    ST_LS_IN_L2_UNKNOWN
-    ST_LS_OUT_CHECK_PORT_SEC
-    ST_LS_OUT_APPLY_PORT_SEC
-    ST_LR_IN_ADMISSION
-    ST_LR_IN_IP_INPUT
-    ST_LR_IN_IP_ROUTING
-    ST_LR_IN_ARP_RESOLVE
-    ST_LR_OUT_DELIVERY
-    ST_LR_OUT_EGR_LOOP
-    ST_COUNT
     # Work-item operations (Pkt.op)
     OP_DONE = 0
     OP_LS_IN
@@ -696,16 +655,13 @@ cdef enum:
     IPF_NAT = 0x08           # nat_ips
     IPF_MARTIAN_SRC = 0x10   # a port IP or its subnet broadcast
     # Generated frames: an ICMP error quotes at most what fits in 576 bytes
-    # (ovnsim.datapath.packet.ICMP_QUOTE_MAX)
+    # (oracle.packet.ICMP_QUOTE_MAX)
     MAX_QUOTE = 576 - (14 + 20 + 8)
     MAX_GENERATED = 14 + 20 + 8 + MAX_QUOTE
     IP4_DF = 0x4000
 
-_STAGE_NAMES = (
-    "ls_in_check_port_sec", "ls_in_apply_port_sec", "ls_in_l2_lkup", "ls_in_l2_unknown",
-    "ls_out_check_port_sec", "ls_out_apply_port_sec", "lr_in_admission", "lr_in_ip_input",
-    "lr_in_ip_routing", "lr_in_arp_resolve", "lr_out_delivery", "lr_out_egr_loop",
-)
+# Rule, stage and drop codes: generated from ovnsim.northd.rules.
+include "_rules.pxi"
 
 cdef uint64_t MAP_EMPTY = 0xffffffffffffffffULL
 cdef uint64_t MAC_MASK = 0xffffffffffffULL
@@ -793,7 +749,7 @@ cdef void map_clear(U64Map* m) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------
-# Conntrack (ovnsim.datapath.pipeline.Conntrack: a dict per zone, two keys per connection)
+# Conntrack (oracle.pipeline.Conntrack: a dict per zone, two keys per connection)
 # ---------------------------------------------------------------------------
 
 cdef int ct_alloc(Conntrack* ct, uint64_t min_entries) noexcept nogil:
@@ -898,17 +854,48 @@ cdef int grow_drops(Core* c) noexcept nogil:
     return 0
 
 
-cdef inline void emit_drop(Core* c, const FrameCtx* f, int reason, int stage, int32_t dp) noexcept nogil:
+cdef void trace_record(Core* c, const FrameCtx* f, int rule, int32_t dp, int32_t depth,
+                       uint64_t a, uint64_t b) noexcept nogil:
+    # Called only when c.tracing: the check stays inline at the call site.
+    cdef int64_t i = c.n_trace, n
+    cdef TraceRec* r
+    if i == c.cap_trace:
+        n = 2 * c.cap_trace + 4096
+        if _grow(<void**>&c.trace, n, sizeof(TraceRec)) < 0:
+            c.error = 1
+            return
+        c.cap_trace = n
+    r = &c.trace[i]
+    r.frame = f.index
+    r.rule = <int16_t>rule
+    r.depth = <int16_t>depth
+    r.dp = dp
+    r.a = <uint32_t>a
+    r.b = b
+    c.n_trace = i + 1
+
+
+cdef inline void trace(Core* c, const FrameCtx* f, int rule, int32_t dp, int32_t depth,
+                       uint64_t a, uint64_t b) noexcept nogil:
+    if c.tracing:
+        trace_record(c, f, rule, dp, depth, a, b)
+
+
+cdef void emit_drop(Core* c, const FrameCtx* f, int rule, int32_t dp, int32_t depth,
+                    uint64_t a, uint64_t b) noexcept nogil:
+    """A drop by `rule` (its disposition and stage come from the catalogue), traced as every step is."""
     cdef int64_t i = c.n_drop
     if i == c.cap_drop:
         if grow_drops(c) < 0:
             c.error = 1
             return
     c.drop_frame[i] = f.index
-    c.drop_reason[i] = <int8_t>reason
-    c.drop_stage[i] = c.stage_code[stage]
+    c.drop_reason[i] = RULE_DROP[rule]
+    c.drop_stage[i] = RULE_STAGE[rule]
     c.drop_dp[i] = dp
     c.n_drop = i + 1
+    if c.tracing:
+        trace_record(c, f, rule, dp, depth, a, b)
 
 
 cdef inline int push(Core* c, const Pkt* p) noexcept nogil:
@@ -923,7 +910,7 @@ cdef inline int push(Core* c, const Pkt* p) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------
-# Frame bytes (ovnsim.datapath.packet.build_frame / build_generated / embedded_header)
+# Frame bytes (oracle.packet.build_frame / build_generated / embedded_header)
 # ---------------------------------------------------------------------------
 
 cdef inline void wr48(unsigned char* p, uint64_t v) noexcept nogil:
@@ -952,7 +939,7 @@ cdef inline bint _acc16(uint64_t* acc, const unsigned char* old, const unsigned 
 
 
 cdef inline bint icmp_error(uint8_t icmp_type) noexcept nogil:
-    # ovnsim.datapath.packet.ICMP_ERROR_TYPES: unreachable, source quench, redirect,
+    # oracle.packet.ICMP_ERROR_TYPES: unreachable, source quench, redirect,
     # time exceeded, parameter problem
     return (icmp_type == 3 or icmp_type == 4 or icmp_type == 5 or icmp_type == 11
             or icmp_type == 12)
@@ -1351,7 +1338,7 @@ cdef inline void set_tuple(Pkt* p, uint32_t src, uint16_t sport, uint32_t dst, u
 
 
 cdef inline bint icmp_query(uint8_t icmp_type) noexcept nogil:
-    # ovnsim.datapath.packet.ICMP_QUERY_TYPES: echo, timestamp, information, address mask
+    # oracle.packet.ICMP_QUERY_TYPES: echo, timestamp, information, address mask
     return icmp_type == 0 or icmp_type == 8 or (13 <= icmp_type <= 18)
 
 
@@ -1386,8 +1373,15 @@ cdef uint16_t ct_unique_sport(const Conntrack* ct, uint32_t zone, uint8_t proto,
     return tsp
 
 
-cdef void ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32_t snat,
-                 bint has_dnat, uint32_t dnat) noexcept nogil:
+cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32_t snat,
+                     bint has_dnat, uint32_t dnat) noexcept nogil:
+    """Pipeline._ct_nat; returns what it did, for the trace (a rules.py "ct" value).
+
+    The value: the outcome (CT_*) in bits 0-7; for a new connection the
+    source port it got (16 bits from bit 8), whether that port changed (bit
+    24), whether the address is the destination (bit 25) and the address
+    (bits 32-63).
+    """
     cdef Conntrack* ct = &c.ct
     cdef uint32_t zone = <uint32_t>(r * 3 + kind)
     cdef uint16_t sp, dp, tsp, tdp
@@ -1397,14 +1391,14 @@ cdef void ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32_t s
     cdef int32_t ci
     p.ct_trk = 1
     if p.ct_zones & (1 << kind):
-        return
+        return CT_ALREADY
     if not has_snat and not has_dnat and p.has_inner:
         # _Run._ct_related: an ICMP error RELATED to the connection whose
         # reply tuple is the quoted datagram's reversed, un-NATed as a reply.
         slot = ct_slot(ct, (<uint64_t>p.in_dst << 32) | p.in_src, ct_k2(zone, p.in_proto, p.in_dport, p.in_sport))
         if slot.conn < 0 or not slot.reply:
             p.ct_rpl = 0
-            return
+            return CT_RELATED_NONE
         conn = &ct.conns[slot.conn]
         if conn.tsrc != conn.osrc:
             p.ip_dst = conn.osrc
@@ -1416,7 +1410,7 @@ cdef void ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32_t s
         p.in_dport = conn.odport
         p.ct_rpl = 1
         p.ct_zones |= 1 << kind
-        return
+        return CT_RELATED
     if p.proto == IPPROTO_ICMP:
         sp = dp = p.icmp_id
     else:
@@ -1425,7 +1419,7 @@ cdef void ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32_t s
     if has_snat or has_dnat:
         if ct_reserve(ct) < 0:
             c.error = 1
-            return
+            return 0
     slot = ct_slot(ct, (<uint64_t>s << 32) | d, ct_k2(zone, p.proto, sp, dp))
     if slot.conn >= 0:
         conn = &ct.conns[slot.conn]
@@ -1433,12 +1427,12 @@ cdef void ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32_t s
         p.ct_zones |= 1 << kind
         if slot.reply:
             set_tuple(p, conn.odst, conn.odport, conn.osrc, conn.osport)
-        else:
-            set_tuple(p, conn.tsrc, conn.tsport, conn.tdst, conn.tdport)
-        return
+            return CT_REPLY
+        set_tuple(p, conn.tsrc, conn.tsport, conn.tdst, conn.tdport)
+        return CT_ESTABLISHED
     p.ct_rpl = 0
     if not has_snat and not has_dnat:
-        return
+        return CT_NO_ENTRY
     ts = snat if has_snat else s
     td = dnat if has_dnat else d
     tsp = sp
@@ -1475,6 +1469,8 @@ cdef void ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32_t s
     slot.reply = 1
     p.ct_zones |= 1 << kind
     set_tuple(p, ts, tsp, td, tdp)
+    return (CT_NEW | (<uint64_t>tsp << 8) | (<uint64_t>(tsp != sp) << 24)
+            | (<uint64_t>(not has_snat) << 25) | (<uint64_t>(snat if has_snat else dnat) << 32))
 
 
 # ---------------------------------------------------------------------------
@@ -1484,30 +1480,47 @@ cdef void ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32_t s
 cdef void ls_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
     cdef const SwPort* inp = &c.ports[p.inport]
     cdef int32_t sw = inp.sw
+    cdef int32_t d = p.depth
     cdef uint64_t v, mac
     cdef uint32_t tpa
     cdef bint arp_req
     p.op = OP_DONE
-    if p.depth >= MAX_HOPS:
-        emit_drop(c, f, D_LOOP_LIMIT, ST_LS_IN_CHECK_PORT_SEC, sw)
+    if d >= MAX_HOPS:
+        emit_drop(c, f, R_LS_IN_LOOP_LIMIT, sw, d, 0, 0)
         return
     p.loopback = 0
     p.outport = -1
     if (p.eth_src >> 40) & 1:
-        emit_drop(c, f, D_MULTICAST_SOURCE, ST_LS_IN_CHECK_PORT_SEC, sw)
+        emit_drop(c, f, R_LS_IN_MCAST_SRC, sw, d, 0, 0)
         return
     if p.vlan:
-        emit_drop(c, f, D_VLAN_TAGGED, ST_LS_IN_CHECK_PORT_SEC, sw)
+        emit_drop(c, f, R_LS_IN_VLAN, sw, d, 0, 0)
         return
     if not inp.enabled:
-        emit_drop(c, f, D_PORT_DISABLED, ST_LS_IN_CHECK_PORT_SEC, sw)
+        emit_drop(c, f, R_LS_IN_PORT_DISABLED, sw, d, p.inport, 0)
         return
     if inp.psec_count and not in_port_sec_ok(c, inp, p):
-        emit_drop(c, f, D_PORT_SECURITY, ST_LS_IN_APPLY_PORT_SEC, sw)
+        trace(c, f, R_LS_IN_PORT_SEC_CHECKED, sw, d, 0, 0)
+        emit_drop(c, f, R_LS_IN_PORT_SEC_DROP, sw, d, p.inport, 0)
         return
+    trace(c, f, R_LS_IN_PORT_SEC, sw, d, 0, 0)
+    if c.tracing:
+        # Pass-through stages OVN's trace shows: FDB learning, pre-LB.
+        if inp.fdb:
+            trace_record(c, f, R_LS_IN_LOOKUP_FDB, sw, d, p.inport, 0)
+            trace_record(c, f, R_LS_IN_PUT_FDB, sw, d, p.inport, 0)
+        if (p.eth_dst >> 40) & 1:
+            trace_record(c, f, R_LS_IN_PRE_LB_MCAST, sw, d, 0, 0)
+        elif inp.pre_lb and p.eth_type == ETH_TYPE_IP4:
+            trace_record(c, f, R_LS_IN_PRE_LB_ROUTER, sw, d, p.inport, 0)
+        if inp.is_localnet:
+            trace_record(c, f, R_LS_IN_ARP_RSP_LOCALNET, sw, d, p.inport, 0)
     arp_req = p.eth_type == ETH_TYPE_ARP and p.arp_op == 1
     if arp_req:
         # ls_in_arp_rsp
+        if c.tracing and not inp.is_localnet and map_get(&c.arp_rsp, (<uint64_t>sw << 32) | p.arp_tpa, &v) \
+                and <int32_t>(v >> 48) == p.inport:
+            trace_record(c, f, R_LS_IN_ARP_RSP_OWNER, sw, d, p.arp_tpa, p.inport)
         if not inp.is_localnet and map_get(&c.arp_rsp, (<uint64_t>sw << 32) | p.arp_tpa, &v) \
                 and <int32_t>(v >> 48) != p.inport:
             mac = v & MAC_MASK
@@ -1523,9 +1536,11 @@ cdef void ls_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
             p.outport = p.inport
             p.loopback = 1
             p.op = OP_LS_OUT
+            trace(c, f, R_LS_IN_ARP_RSP, sw, d, tpa, mac)
             return
         # ls_in_l2_lkup prio 80: clone to the router port, flood to the others
         if map_get(&c.router_arp, (<uint64_t>sw << 32) | p.arp_tpa, &v):
+            trace(c, f, R_LS_IN_L2_ARP_ROUTER, sw, d, p.arp_tpa, v)
             p.group = G_FLOOD_L2
             p.op = OP_FLOOD_START
             if <int32_t>v != p.inport:
@@ -1537,23 +1552,28 @@ cdef void ls_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
             return
         # prio 75: a router's own ARP requests are not sent to other routers
         if map_get(&c.router_src, (<uint64_t>sw << 48) | p.eth_src, &v):
+            trace(c, f, R_LS_IN_L2_ROUTER_SRC, sw, d, 0, p.eth_src)
             p.group = G_FLOOD_L2
             p.op = OP_FLOOD_START
             return
     if (p.eth_dst >> 40) & 1:
+        trace(c, f, R_LS_IN_L2_MCAST, sw, d, 0, 0)
         p.group = G_FLOOD
         p.op = OP_FLOOD_START
         return
     if map_get(&c.mac_table, (<uint64_t>sw << 48) | p.eth_dst, &v):
+        trace(c, f, R_LS_IN_L2_UNICAST, sw, d, v, p.eth_dst)
         if <int32_t>v == p.inport and not p.loopback:
-            emit_drop(c, f, D_SAME_PORT, ST_LS_IN_L2_LKUP, sw)
+            emit_drop(c, f, R_LS_IN_L2_SAME_PORT, sw, d, 0, p.eth_dst)
             return
         p.outport = <int32_t>v
         p.op = OP_LS_OUT
         return
+    trace(c, f, R_LS_IN_L2_GET_FDB, sw, d, 0, 0)
     if c.switches[sw].group_count[G_UNKNOWN] == 0:
-        emit_drop(c, f, D_UNKNOWN_DESTINATION, ST_LS_IN_L2_UNKNOWN, sw)
+        emit_drop(c, f, R_LS_IN_UNKNOWN_DROP, sw, d, 0, p.eth_dst)
         return
+    trace(c, f, R_LS_IN_UNKNOWN, sw, d, 0, 0)
     p.group = G_UNKNOWN
     p.op = OP_FLOOD_START
 
@@ -1569,7 +1589,8 @@ cdef void flood_start(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
             p.gidx = 0
             p.op = OP_FLOOD_NEXT
             return
-    emit_drop(c, f, D_NO_OTHER_PORT, ST_LS_IN_L2_UNKNOWN if p.group == G_UNKNOWN else ST_LS_IN_L2_LKUP, sw)
+    emit_drop(c, f, R_LS_IN_UNKNOWN_NO_OTHER_PORT if p.group == G_UNKNOWN else R_LS_IN_L2_NO_OTHER_PORT,
+              sw, p.depth, p.inport, 0)
     p.op = OP_DONE
 
 
@@ -1599,19 +1620,28 @@ cdef void ls_egress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
     cdef int32_t out = p.outport
     cdef const SwPort* port = &c.ports[out]
     p.op = OP_DONE
+    if c.tracing:
+        if (p.eth_dst >> 40) & 1:
+            trace_record(c, f, R_LS_OUT_PRE_LB_MCAST, port.sw, p.depth, 0, 0)
+        elif port.pre_lb and p.eth_type == ETH_TYPE_IP4:
+            trace_record(c, f, R_LS_OUT_PRE_LB_ROUTER, port.sw, p.depth, out, 0)
     if not port.enabled:
-        emit_drop(c, f, D_PORT_DISABLED, ST_LS_OUT_CHECK_PORT_SEC, port.sw)
+        emit_drop(c, f, R_LS_OUT_PORT_DISABLED, port.sw, p.depth, out, 0)
         return
+    trace(c, f, R_LS_OUT_CHECK_PORT_SEC_MCAST if (p.eth_dst >> 40) & 1 else R_LS_OUT_CHECK_PORT_SEC,
+          port.sw, p.depth, 0, 0)
     # ls_out_check_port_sec: multicast skips it (prio 100 eth.mcast).
     if port.psec_count and not ((p.eth_dst >> 40) & 1) and not out_port_sec_ok(c, port, p):
-        emit_drop(c, f, D_EGRESS_PORT_SECURITY, ST_LS_OUT_APPLY_PORT_SEC, port.sw)
+        emit_drop(c, f, R_LS_OUT_PORT_SEC_DROP, port.sw, p.depth, out, 0)
         return
+    trace(c, f, R_LS_OUT_PORT_SEC, port.sw, p.depth, 0, 0)
     if port.peer_lrp >= 0:
         p.inport = port.peer_lrp
         p.depth += 1
         p.op = OP_LR_IN
         return
     emit_output(c, f, p, out)
+    trace(c, f, R_LS_OUT_OUTPUT, port.sw, p.depth, out, 0)
 
 
 # ---------------------------------------------------------------------------
@@ -1623,21 +1653,22 @@ cdef void lr_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
     cdef int32_t r = rp.router
     cdef const Router* R = &c.routers[r]
     cdef int32_t dp = c.n_switches + r
+    cdef int32_t d = p.depth
     cdef bint admitted
     cdef int32_t k
     p.op = OP_DONE
-    if p.depth >= MAX_HOPS:
-        emit_drop(c, f, D_LOOP_LIMIT, ST_LR_IN_ADMISSION, dp)
+    if d >= MAX_HOPS:
+        emit_drop(c, f, R_LR_IN_LOOP_LIMIT, dp, d, 0, 0)
         return
     p.loopback = 0
     p.outport = -1
     p.ct_trk = 0
     p.ct_rpl = 0
     if p.vlan or (p.eth_src >> 40) & 1:
-        emit_drop(c, f, D_ADMISSION, ST_LR_IN_ADMISSION, dp)
+        emit_drop(c, f, R_LR_IN_ADMISSION_VLAN_MCAST, dp, d, 0, 0)
         return
     if not R.enabled or not rp.enabled:
-        emit_drop(c, f, D_PORT_DISABLED, ST_LR_IN_ADMISSION, dp)
+        emit_drop(c, f, R_LR_IN_PORT_DISABLED, dp, d, 0, 0)
         return
     admitted = ((p.eth_dst >> 40) & 1) or p.eth_dst == rp.mac
     if not admitted and rp.gateway:
@@ -1646,14 +1677,18 @@ cdef void lr_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
                 admitted = True
                 break
     if not admitted:
-        emit_drop(c, f, D_ADMISSION, ST_LR_IN_ADMISSION, dp)
+        emit_drop(c, f, R_LR_IN_ADMISSION_DROP, dp, d, p.inport, p.eth_dst)
         return
     p.xreg0 = rp.mac
+    trace(c, f, R_LR_IN_ADMISSION, dp, d, p.inport, p.eth_dst)
     if p.eth_type == ETH_TYPE_ARP:
         lr_arp(c, f, p, r, rp)
         return
+    if c.tracing:
+        trace_record(c, f, R_LR_IN_LOOKUP_NEIGHBOR, dp, d, 0, 0)
+        trace_record(c, f, learn_skip(c, r), dp, d, 0, 0)
     if p.eth_type != ETH_TYPE_IP4:
-        emit_drop(c, f, D_UNSUPPORTED, ST_LR_IN_IP_INPUT, dp)
+        emit_drop(c, f, R_LR_IN_NOT_IP4, dp, d, 0, 0)
         return
     lr_ip(c, f, p, r, rp)
 
@@ -1666,6 +1701,47 @@ cdef inline int32_t network_for(const Core* c, const RtrPort* rp, uint32_t ip) n
     return -1
 
 
+cdef inline int learn_skip(const Core* c, int32_t r) noexcept nogil:
+    # lr_in_learn_neighbor's "nothing to learn" flow, as the router's option words it.
+    return R_LR_IN_LEARN_SKIP_ALWAYS if c.routers[r].always_learn else R_LR_IN_LEARN_SKIP
+
+
+cdef void lr_arp_trace(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp, bint learn) noexcept nogil:
+    """lr_in_lookup_neighbor and lr_in_learn_neighbor for an ARP frame, as OVN's flows show them.
+
+    `learn`: lr_arp's decision to put the binding; OVN's put_arp runs only
+    when the binding is not there already with this MAC (reg9[2]).
+    """
+    cdef int32_t dp = c.n_switches + r
+    cdef uint64_t key = (<uint64_t>p.inport << 32) | p.arp_spa, v
+    cdef bint exact = map_get(&c.bindings, key, &v) and v == p.arp_sha
+    cdef int32_t k, net
+    if c.routers[r].always_learn:
+        # options:always_learn_from_arp_request=true: one lookup flow per port subnet, no reg9[3].
+        if p.arp_op == 2:
+            trace_record(c, f, R_LR_IN_LOOKUP_ARP_REPLY_ALWAYS, dp, p.depth, 0, 0)
+        elif p.arp_op == 1 and network_for(c, rp, p.arp_spa) >= 0:
+            trace_record(c, f, R_LR_IN_LOOKUP_ARP_REQUEST_ALWAYS, dp, p.depth, network_for(c, rp, p.arp_spa),
+                         p.inport)
+        else:
+            trace_record(c, f, R_LR_IN_LOOKUP_NEIGHBOR, dp, p.depth, 0, 0)
+    elif p.arp_op == 2:
+        trace_record(c, f, R_LR_IN_LOOKUP_ARP_REPLY, dp, p.depth, 0, 0)
+    elif p.arp_op == 1 and network_for(c, rp, p.arp_spa) >= 0:
+        net = -1
+        for k in range(rp.net_start, rp.net_start + rp.net_count):
+            if c.rnets[k].ip == p.arp_tpa and (p.arp_spa & c.rnets[k].mask) == c.rnets[k].network:
+                net = k
+                break
+        if net >= 0:
+            trace_record(c, f, R_LR_IN_LOOKUP_ARP_FOR_PORT, dp, p.depth, net, p.inport)
+        else:
+            trace_record(c, f, R_LR_IN_LOOKUP_ARP_REQUEST, dp, p.depth, network_for(c, rp, p.arp_spa), p.inport)
+    else:
+        trace_record(c, f, R_LR_IN_LOOKUP_NEIGHBOR, dp, p.depth, 0, 0)
+    trace_record(c, f, R_LR_IN_LEARN_ARP if learn and not exact else learn_skip(c, r), dp, p.depth, 0, 0)
+
+
 cdef void lr_arp(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp) noexcept nogil:
     """_lr_arp: answer for own and NAT IPs, learn, drop the rest."""
     cdef IpInfo* info
@@ -1676,6 +1752,7 @@ cdef void lr_arp(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* r
     cdef int32_t k
     cdef uint64_t key = (<uint64_t>p.inport << 32) | p.arp_spa, v
     cdef bint learn = False
+    cdef int rule = 0
     if p.arp_op == 2:
         learn = True
     elif p.arp_op == 1 and network_for(c, rp, p.arp_spa) >= 0:
@@ -1688,6 +1765,8 @@ cdef void lr_arp(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* r
                 if c.rnets[k].ip == p.arp_tpa and (p.arp_spa & c.rnets[k].mask) == c.rnets[k].network:
                     learn = True
                     break
+    if c.tracing:
+        lr_arp_trace(c, f, p, r, rp, learn)
     if learn:
         # lr_in_learn_neighbor: put_arp
         if map_put(&c.bindings, key, p.arp_sha) < 0:
@@ -1699,14 +1778,17 @@ cdef void lr_arp(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* r
         if info != NULL and info.first_nat >= 0:
             nat = &c.nats[info.first_nat]
             reply_mac = nat.external_mac if (nat.distributed and rp.gateway) else p.xreg0
+            rule = R_LR_IN_ARP_NAT_GW if rp.gateway else R_LR_IN_ARP_NAT
             found = True
         else:
             for k in range(rp.net_start, rp.net_start + rp.net_count):
                 if c.rnets[k].ip == tpa and (p.arp_spa & c.rnets[k].mask) == c.rnets[k].network:
                     reply_mac = p.xreg0
+                    rule = R_LR_IN_ARP_OWN
                     found = True
                     break
         if found:
+            trace(c, f, rule, c.n_switches + r, p.depth, tpa, p.inport)
             p.eth_dst = p.eth_src
             p.eth_src = reply_mac
             p.arp_op = 2
@@ -1719,7 +1801,7 @@ cdef void lr_arp(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* r
             p.loopback = 1
             lr_egress(c, f, p)
             return
-    emit_drop(c, f, D_ARP_NOT_ANSWERED, ST_LR_IN_IP_INPUT, c.n_switches + r)
+    emit_drop(c, f, R_LR_IN_ARP_DROP, c.n_switches + r, p.depth, 0, 0)
 
 
 cdef inline bint _martian_net(uint32_t a) noexcept nogil:
@@ -1741,11 +1823,13 @@ cdef void lr_ip(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp
             if c.rnets[k].ip == src:
                 own_src_ok = True
                 break
+    if own_src_ok:
+        trace(c, f, R_LR_IN_IP_INPUT_OWN_SRC, dp, p.depth, src, p.inport)
     if not own_src_ok and not p.hairpin and ip_flags(c, r, src) & IPF_MARTIAN_SRC:
-        emit_drop(c, f, D_MARTIAN, ST_LR_IN_IP_INPUT, dp)
+        emit_drop(c, f, R_LR_IN_MARTIAN_OWN, dp, p.depth, src, 0)
         return
     if (src >> 28) == 0xe or src == 0xffffffffU or _martian_net(src) or _martian_net(dst):
-        emit_drop(c, f, D_MARTIAN, ST_LR_IN_IP_INPUT, dp)
+        emit_drop(c, f, R_LR_IN_MARTIAN, dp, p.depth, 0, 0)
         return
     dinfo = ip_info(c, r, dst)
     dflags = dinfo.flags if dinfo != NULL else 0
@@ -1757,23 +1841,24 @@ cdef void lr_ip(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* rp
         p.icmp_type = 0
         p.kind = KIND_ECHO_REPLY
         p.loopback = 1
+        trace(c, f, R_LR_IN_ECHO, dp, p.depth, dst, 0)
         lr_after_input(c, f, p, r, rp, ip_info(c, r, p.ip_dst))
         return
     if (dst >> 28) == 0xe:
-        emit_drop(c, f, D_MULTICAST, ST_LR_IN_IP_INPUT, dp)
+        emit_drop(c, f, R_LR_IN_MCAST_DROP, dp, p.depth, 0, 0)
         return
     if dflags & IPF_OWN and R.answers_l4 and not p.later_frag:
         lr_l4_reject(c, f, p, r, rp)
         return
     if dflags & IPF_DROP:
-        emit_drop(c, f, D_ROUTER_ADDRESS, ST_LR_IN_IP_INPUT, dp)
+        emit_drop(c, f, R_LR_IN_ROUTER_ADDRESS, dp, p.depth, dst, 0)
         return
     if p.eth_dst == BCAST_MAC:
-        emit_drop(c, f, D_BROADCAST, ST_LR_IN_IP_INPUT, dp)
+        emit_drop(c, f, R_LR_IN_BCAST, dp, p.depth, 0, 0)
         return
     if p.ttl <= 1:
         if p.later_frag:
-            emit_drop(c, f, D_TTL_EXPIRED, ST_LR_IN_IP_INPUT, dp)
+            emit_drop(c, f, R_LR_IN_TTL_DROP, dp, p.depth, 0, 0)
             return
         lr_time_exceeded(c, f, p, r, rp)
         return
@@ -1815,6 +1900,7 @@ cdef void lr_l4_reject(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrP
         p.tcp_flags = 0x04
         p.tcp_dlen = 0
         p.kind = KIND_TCP_RESET
+        trace(c, f, R_LR_IN_TCP_RESET, c.n_switches + r, p.depth, p.ip_src, 0)
     else:
         p.icmp_code = 3 if p.proto == IPPROTO_UDP else 2
         p.proto = IPPROTO_ICMP
@@ -1822,6 +1908,8 @@ cdef void lr_l4_reject(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrP
         p.icmp_id = 0       # bytes 4-7 of an ICMP error are zero
         parse_inner(c.quotes + p.quote_ofs, p.quote_len, p)
         p.kind = KIND_ICMP4
+        trace(c, f, R_LR_IN_PORT_UNREACH if p.icmp_code == 3 else R_LR_IN_PROTO_UNREACH,
+              c.n_switches + r, p.depth, p.ip_src, 0)
     lr_after_input(c, f, p, r, rp, ip_info(c, r, p.ip_dst))
 
 
@@ -1829,7 +1917,7 @@ cdef void lr_time_exceeded(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const 
     """_lr_time_exceeded: ICMP 11/0 back out of the in-port."""
     cdef uint32_t t
     if rp.net_count == 0:
-        emit_drop(c, f, D_TTL_EXPIRED, ST_LR_IN_IP_INPUT, c.n_switches + r)
+        emit_drop(c, f, R_LR_IN_TTL_DROP, c.n_switches + r, p.depth, 0, 0)
         return
     quote_datagram(c, f, p)
     if c.error:
@@ -1852,6 +1940,7 @@ cdef void lr_time_exceeded(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const 
     p.kind = KIND_ICMP4
     p.outport = p.inport
     p.loopback = 1
+    trace(c, f, R_LR_IN_TTL_EXCEEDED, c.n_switches + r, p.depth, p.inport, 0)
     lr_egress(c, f, p)
 
 
@@ -1860,25 +1949,29 @@ cdef void lr_after_input(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Rt
     """_lr_after_input: lr_in_unsnat .. lr_in_arp_request (`info`: ip_info() of ip4.dst)."""
     cdef const Router* R = &c.routers[r]
     cdef int32_t dp = c.n_switches + r
+    cdef int32_t d = p.depth
     cdef int32_t gw = R.gw_port
     cdef bint from_gw = p.inport == gw
     cdef const NatRule* nat
     cdef const Route* route = NULL
     cdef int32_t k, out
     cdef uint32_t dst0
-    cdef uint64_t v
+    cdef uint64_t v, done
     # lr_in_unsnat
     if info != NULL and info.unsnat >= 0:
         dst0 = p.ip_dst
         if R.gateway_router:
-            ct_nat(c, p, r, Z_SNAT, False, 0, False, 0)
+            done = ct_nat(c, p, r, Z_SNAT, False, 0, False, 0)
+            trace(c, f, R_LR_IN_UNSNAT_GR, dp, d, dst0, done)
         elif from_gw:
             if c.nats[info.unsnat].stateless:
-                pass
+                trace(c, f, R_LR_IN_UNSNAT_STATELESS, dp, d, dst0, 0)
             elif not p.loopback:
-                ct_nat(c, p, r, Z_COMMON, False, 0, False, 0)
+                done = ct_nat(c, p, r, Z_COMMON, False, 0, False, 0)
+                trace(c, f, R_LR_IN_UNSNAT_DGP, dp, d, dst0, done)
             elif p.use_snat_zone:
-                ct_nat(c, p, r, Z_SNAT, False, 0, False, 0)
+                done = ct_nat(c, p, r, Z_SNAT, False, 0, False, 0)
+                trace(c, f, R_LR_IN_UNSNAT_SNAT_ZONE, dp, d, dst0, done)
         if p.ip_dst != dst0:
             info = ip_info(c, r, p.ip_dst)
     # lr_in_dnat
@@ -1886,21 +1979,27 @@ cdef void lr_after_input(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Rt
         nat = &c.nats[info.dnat]
         if nat.stateless:
             p.ip_dst = nat.logical_net
+            trace(c, f, R_LR_IN_DNAT_STATELESS, dp, d, info.dnat, 0)
         elif R.gateway_router:
             p.loopback = 1
-            ct_nat(c, p, r, Z_DNAT, False, 0, True, nat.logical_net)
+            k = info.dnat
+            done = ct_nat(c, p, r, Z_DNAT, False, 0, True, nat.logical_net)
+            trace(c, f, R_LR_IN_DNAT_GR, dp, d, k, done)
         else:
-            ct_nat(c, p, r, Z_COMMON, False, 0, True, nat.logical_net)
+            k = info.dnat
+            done = ct_nat(c, p, r, Z_COMMON, False, 0, True, nat.logical_net)
+            trace(c, f, R_LR_IN_DNAT_DGP, dp, d, k, done)
         info = ip_info(c, r, p.ip_dst)
     if c.error:
         return
+    trace(c, f, R_LR_IN_ROUTING_PRE, dp, d, 0, 0)
     # lr_in_ip_routing (first match in priority order = LPM)
     for k in range(R.route_start, R.route_start + R.route_count):
         if (p.ip_dst & c.routes[k].mask) == c.routes[k].network:
             route = &c.routes[k]
             break
     if route == NULL:
-        emit_drop(c, f, D_NO_ROUTE, ST_LR_IN_IP_ROUTING, dp)
+        emit_drop(c, f, R_LR_IN_NO_ROUTE, dp, d, p.ip_dst, 0)
         return
     p.ttl = <uint8_t>(p.ttl - 1)
     p.reg0 = route.nexthop if route.has_nexthop else p.ip_dst
@@ -1909,27 +2008,41 @@ cdef void lr_after_input(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Rt
     out = route.outport
     p.outport = out
     p.loopback = 1
+    trace(c, f, R_LR_IN_ROUTE, dp, d, k, p.reg0)
+    if c.tracing:
+        trace_record(c, f, R_LR_IN_ROUTING_ECMP, dp, d, 0, 0)
+        trace_record(c, f, R_LR_IN_POLICY, dp, d, 0, 0)
+        trace_record(c, f, R_LR_IN_POLICY_ECMP, dp, d, 0, 0)
     # lr_in_arp_resolve
     if (p.ip_dst >> 28) != 0xe:
         if out == gw and from_gw and info != NULL and info.flags & IPF_NAT:
-            emit_drop(c, f, D_NAT_ADDRESS, ST_LR_IN_ARP_RESOLVE, dp)
+            emit_drop(c, f, R_LR_IN_NAT_ADDRESS, dp, d, p.ip_dst, 0)
             return
         if map_get(&c.arp_static, (<uint64_t>out << 32) | p.reg0, &v):
             p.eth_dst = v
+            trace(c, f, R_LR_IN_ARP_STATIC, dp, d, p.reg0, (<uint64_t>out << 48) | v)
         elif info != NULL and info.flags & IPF_SNAT_OWN:
-            emit_drop(c, f, D_ROUTER_ADDRESS, ST_LR_IN_ARP_RESOLVE, dp)
+            emit_drop(c, f, R_LR_IN_ARP_RESOLVE_ROUTER, dp, d, p.ip_dst, 0)
             return
-        elif map_get(&c.bindings, (<uint64_t>out << 32) | p.reg0, &v):
-            p.eth_dst = v
         else:
-            p.eth_dst = 0
+            if map_get(&c.bindings, (<uint64_t>out << 32) | p.reg0, &v):
+                p.eth_dst = v
+            else:
+                p.eth_dst = 0
+            trace(c, f, R_LR_IN_GET_ARP, dp, d, 0, p.eth_dst)
     # lr_in_gw_redirect: a distributed FIP leaves with its own MAC.
     if out == gw and R.has_distributed and map_get(&c.gw_redirect, (<uint64_t>r << 32) | p.ip_src, &v):
         p.eth_src = c.nats[v].external_mac
         p.reg1 = c.nats[v].external_ip
+        trace(c, f, R_LR_IN_GW_REDIRECT, dp, d, v, 0)
+    elif out == gw:
+        trace(c, f, R_LR_IN_GW_REDIRECT_CR, dp, d, 0, 0)
     # lr_in_arp_request: the frame becomes an ARP request for the next hop.
     if p.eth_dst == 0:
+        trace(c, f, R_LR_IN_ARP_REQUEST, dp, d, p.reg1, p.reg0)
         _make_arp_request(p, out)
+    else:
+        trace(c, f, R_LR_IN_ARP_REQUEST_NONE, dp, d, 0, 0)
     lr_egress(c, f, p)
 
 
@@ -1962,9 +2075,10 @@ cdef void lr_egress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
     cdef int32_t r = op.router
     cdef const Router* R = &c.routers[r]
     cdef int32_t gw = R.gw_port
+    cdef int32_t dp = c.n_switches + r
     cdef IpInfo* info
     cdef const NatRule* fip
-    cdef uint64_t v, t
+    cdef uint64_t v, t, done
     p.op = OP_DONE
     if p.eth_type == ETH_TYPE_IP4:
         # lr_out_chk_dnat_local
@@ -1973,23 +2087,32 @@ cdef void lr_egress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
             p.dnat_local = info != NULL and info.dnat >= 0
         else:
             p.dnat_local = 0
+        if p.dnat_local:
+            trace(c, f, R_LR_OUT_CHK_DNAT_LOCAL_NAT, dp, p.depth, p.ip_dst, 0)
+        else:
+            trace(c, f, R_LR_OUT_CHK_DNAT_LOCAL, dp, p.depth, 0, 0)
         # lr_out_undnat
         if R.gateway_router:
             p.loopback = 1
-            ct_nat(c, p, r, Z_DNAT, False, 0, False, 0)
+            done = ct_nat(c, p, r, Z_DNAT, False, 0, False, 0)
+            trace(c, f, R_LR_OUT_UNDNAT_GR, dp, p.depth, p.ip_src, done)
         elif out == gw and map_get(&c.undnat_fip, (<uint64_t>r << 32) | p.ip_src, &v):
             fip = &c.nats[v]
             if not fip.stateless:
                 if fip.distributed:
                     p.eth_src = fip.external_mac
-                ct_nat(c, p, r, Z_COMMON, False, 0, False, 0)
+                done = ct_nat(c, p, r, Z_COMMON, False, 0, False, 0)
+                trace(c, f, R_LR_OUT_UNDNAT_DGP, dp, p.depth, p.ip_src, done)
+            else:
+                trace(c, f, R_LR_OUT_UNDNAT_STATELESS, dp, p.depth, p.ip_src, 0)
         # lr_out_snat
         if R.gateway_router or out == gw:
-            lr_snat(c, p, r, R)
+            lr_snat(c, f, p, r, R)
         if c.error:
             return
         # lr_out_egr_loop: a DGP sends traffic for its own NAT addresses back into its ingress.
         if out == gw and ip_flags(c, r, p.ip_dst) & IPF_NAT:
+            trace(c, f, R_LR_OUT_EGR_LOOP, dp, p.depth, p.ip_dst, 0)
             p.ct_zones = 0
             p.inport = out
             p.outport = -1
@@ -1998,9 +2121,12 @@ cdef void lr_egress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
             p.hairpin = 1
             p.op = OP_REENTER
             return
+    else:
+        trace(c, f, R_LR_OUT_CHK_DNAT_LOCAL, dp, p.depth, 0, 0)
     # lr_out_delivery
+    trace(c, f, R_LR_OUT_DELIVERY, dp, p.depth, out, 0)
     if op.peer_lsp < 0:
-        emit_drop(c, f, D_NO_ROUTE, ST_LR_OUT_DELIVERY, c.n_switches + r)
+        emit_drop(c, f, R_LR_OUT_NOT_ATTACHED, dp, p.depth, out, 0)
         return
     p.inport = op.peer_lsp
     p.hairpin = 0
@@ -2015,33 +2141,46 @@ cdef void lr_reenter(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
     cdef const RtrPort* rp = &c.rports[p.inport]
     p.op = OP_DONE
     if p.depth + 1 >= MAX_HOPS:
-        emit_drop(c, f, D_LOOP_LIMIT, ST_LR_OUT_EGR_LOOP, c.n_switches + rp.router)
+        emit_drop(c, f, R_LR_OUT_LOOP_LIMIT, c.n_switches + rp.router, p.depth, 0, 0)
         return
     p.xreg0 = rp.mac
     p.loopback = 1
     p.depth += 1
+    trace(c, f, R_LR_IN_REENTER, c.n_switches + rp.router, p.depth, p.inport, 0)
+    if c.tracing:
+        trace_record(c, f, R_LR_IN_LOOKUP_NEIGHBOR, c.n_switches + rp.router, p.depth, 0, 0)
+        trace_record(c, f, learn_skip(c, rp.router), c.n_switches + rp.router, p.depth, 0, 0)
     lr_ip(c, f, p, rp.router, rp)
 
 
-cdef void lr_snat(Core* c, Pkt* p, int32_t r, const Router* R) noexcept nogil:
+cdef void lr_snat(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Router* R) noexcept nogil:
     """_lr_snat: the first lr_out_snat entry whose logical_ip holds ip4.src."""
     cdef int32_t k
     cdef const NatRule* n
+    cdef int32_t dp = c.n_switches + r
+    cdef uint64_t done
     for k in range(R.snat_start, R.snat_start + R.snat_count):
         n = &c.nats[c.snat_order[k]]
         if (p.ip_src & n.logical_mask) != n.logical_net:
             continue
         if n.stateless:
             p.ip_src = n.external_ip
+            trace(c, f, R_LR_OUT_SNAT_STATELESS, dp, p.depth, k, 0)
             return
         if R.gateway_router:
             if p.ct_trk and p.ct_rpl:
                 return          # (!ct.trk || !ct.rpl): replies are not SNATed again
-            ct_nat(c, p, r, Z_SNAT, True, n.external_ip, False, 0)
+            done = ct_nat(c, p, r, Z_SNAT, True, n.external_ip, False, 0)
+            trace(c, f, R_LR_OUT_SNAT_GR_GW if R.gw_port >= 0 else R_LR_OUT_SNAT_GR, dp, p.depth, k, done)
         else:
             if n.distributed:
                 p.eth_src = n.external_mac
-            ct_nat(c, p, r, Z_SNAT if p.dnat_local else Z_COMMON, True, n.external_ip, False, 0)
+            if p.dnat_local:
+                done = ct_nat(c, p, r, Z_SNAT, True, n.external_ip, False, 0)
+                trace(c, f, R_LR_OUT_SNAT_DNAT_LOCAL, dp, p.depth, k, done)
+            else:
+                done = ct_nat(c, p, r, Z_COMMON, True, n.external_ip, False, 0)
+                trace(c, f, R_LR_OUT_SNAT_CZONE, dp, p.depth, k, done)
         return
 
 
@@ -2050,7 +2189,7 @@ cdef void lr_snat(Core* c, Pkt* p, int32_t r, const Router* R) noexcept nogil:
 # ---------------------------------------------------------------------------
 
 cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noexcept nogil:
-    """Parse like ovnsim.datapath.packet.parse_frame: 0, or the Drop of its ParseError.
+    """Parse a frame into `p`: -1, or why it cannot enter (a PP_* problem code).
 
     parse_headers() is stricter or different in a few places, mapped here:
     a stacked tag parses (and is dropped as VLAN-tagged by the switch, as
@@ -2063,19 +2202,28 @@ cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noex
     cdef int st
     cdef const unsigned char* q
     if n < ETH_HLEN:
-        return D_MALFORMED
+        return PP_RUNT
     p.eth_dst = rd48(raw)
     p.eth_src = rd48(raw + 6)
     f.l3 = ETH_HLEN
     f.l4 = -1
     st = parse_headers(raw, n, &h)
-    if st == PARSE_TRUNCATED_ETH or st == PARSE_TRUNCATED_ARP:
-        return D_MALFORMED
+    if st == PARSE_TRUNCATED_ETH:
+        return PP_TRUNCATED_VLAN
+    if st == PARSE_TRUNCATED_ARP:
+        return PP_TRUNCATED_ARP
     if st == PARSE_IPV6_UNSUPPORTED:
-        return D_UNSUPPORTED
-    if (st == PARSE_TRUNCATED_IP or st == PARSE_BAD_IP_VERSION or st == PARSE_BAD_IHL
-            or st == PARSE_BAD_IP_TOTAL_LENGTH):
-        return D_MALFORMED
+        return PP_IPV6
+    if st == PARSE_TRUNCATED_IP:
+        if n - h.l3_ofs < IP4_MIN_HLEN:
+            return PP_TRUNCATED_IP4
+        if n - h.l3_ofs < (raw[h.l3_ofs] & 0x0f) * 4:
+            return PP_BAD_IP4_HEADER
+        return PP_BAD_IP4_LENGTH
+    if st == PARSE_BAD_IP_VERSION or st == PARSE_BAD_IHL:
+        return PP_BAD_IP4_HEADER
+    if st == PARSE_BAD_IP_TOTAL_LENGTH:
+        return PP_BAD_IP4_LENGTH
     p.vlan = h.vlan_present
     p.eth_type = h.eth_type
     f.l3 = h.l3_ofs
@@ -2083,16 +2231,16 @@ cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noex
         # Not Ethernet/IPv4: OVS extracts no ARP field, every arp.* reads 0
         # (already, from the memset) and none is written back.
         p.arp_opaque = 1
-        return 0
+        return -1
     if h.layers & LAYER_ARP:
         p.arp_op = h.arp_op
         p.arp_sha = h.arp_sha
         p.arp_spa = h.arp_spa
         p.arp_tha = h.arp_tha
         p.arp_tpa = h.arp_tpa
-        return 0
+        return -1
     if not (h.layers & LAYER_IP4):
-        return 0            # OK or STACKED_VLAN: an L2 frame
+        return -1           # OK or STACKED_VLAN: an L2 frame
     p.ip_src = h.ip4_src
     p.ip_dst = h.ip4_dst
     p.ttl = h.ip_ttl
@@ -2102,9 +2250,11 @@ cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noex
     f.l4 = h.l4_ofs
     if st == PARSE_TRUNCATED_L4 or st == PARSE_BAD_TCP_OFFSET:
         if h.ip_proto != IPPROTO_TCP or h.end_ofs - h.l4_ofs < TCP_MIN_HLEN:
-            return D_MALFORMED
+            if h.ip_proto == IPPROTO_TCP:
+                return PP_TRUNCATED_TCP
+            return PP_TRUNCATED_UDP if h.ip_proto == IPPROTO_UDP else PP_TRUNCATED_ICMP
         _tcp_fields(raw, &h, p)
-        return 0
+        return -1
     if h.layers & LAYER_ICMP4:
         p.icmp_type = h.icmp_type
         p.icmp_code = h.icmp_code
@@ -2116,7 +2266,7 @@ cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noex
     elif h.layers & LAYER_UDP:
         p.sport = h.tp_src
         p.dport = h.tp_dst
-    return 0
+    return -1
 
 
 cdef inline void _tcp_fields(const unsigned char* raw, const Headers* h, Pkt* p) noexcept nogil:
@@ -2132,10 +2282,10 @@ cdef inline void _tcp_fields(const unsigned char* raw, const Headers* h, Pkt* p)
 
 cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport,
                     int32_t index) noexcept nogil:
-    """PythonEngine._one for one frame."""
+    """oracle PythonEngine._one for one frame."""
     cdef FrameCtx f
     cdef Pkt p
-    cdef int reason
+    cdef int problem
     cdef int32_t port
     cdef uint8_t op
     f.raw = raw
@@ -2143,14 +2293,15 @@ cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport
     f.index = index
     c.quotes_len = 0
     memset(&p, 0, sizeof(Pkt))
-    reason = classify(raw, n, &p, &f)
-    if reason:
+    problem = classify(raw, n, &p, &f)
+    if problem >= 0:
         if inport >= 0:
             port = <int32_t>inport
         else:
             port = auto_ingress(c, rd48(raw + 6) if n >= 12 else 0, False, 0)
         c.ingress[index] = port
-        emit_drop(c, &f, reason, ST_LS_IN_CHECK_PORT_SEC, c.ports[port].sw if port >= 0 else 0)
+        emit_drop(c, &f, R_PARSE_UNSUPPORTED if problem == PP_IPV6 else R_PARSE_MALFORMED,
+                  c.ports[port].sw if port >= 0 else 0, 0, problem, <uint64_t>n)
         return
     if inport == AUTO_INGRESS:
         if p.eth_type == ETH_TYPE_ARP:
@@ -2163,7 +2314,7 @@ cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport
         port = <int32_t>inport
     c.ingress[index] = port
     if port < 0:
-        emit_drop(c, &f, D_NO_INGRESS, ST_LS_IN_CHECK_PORT_SEC, 0)
+        emit_drop(c, &f, R_NO_INGRESS, 0, 0, 0, 0)
         return
     p.inport = port
     p.outport = -1
@@ -2195,26 +2346,8 @@ cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport
 # ---------------------------------------------------------------------------
 
 cdef int _check_contract() except -1:
-    # The codes above are copies of Python's closed sets: fail at import if they drift.
-    from ovnsim.datapath.engine import KINDS, KIND_CODE
-    from ovnsim.northd.stages import Drop
-    from ovnsim.datapath.packet import (KIND_ARP as _A, KIND_ARP_REPLY as _AR, KIND_ECHO_REPLY as _ER,
-                               KIND_ICMP4 as _I, KIND_PACKET as _P, KIND_TCP_RESET as _T)
-    expected = {_P: KIND_PACKET, _AR: KIND_ARP_REPLY, _ER: KIND_ECHO_REPLY, _A: KIND_ARP,
-                _I: KIND_ICMP4, _T: KIND_TCP_RESET}
-    if len(KINDS) != N_KINDS or any(KIND_CODE[k] != v for k, v in expected.items()):
-        raise ImportError("ovnsim.datapath._fastpath: output kind codes differ from ovnsim.datapath.engine.KINDS")
-    drops = {"PORT_SECURITY": D_PORT_SECURITY, "EGRESS_PORT_SECURITY": D_EGRESS_PORT_SECURITY,
-             "VLAN_TAGGED": D_VLAN_TAGGED, "MULTICAST_SOURCE": D_MULTICAST_SOURCE,
-             "PORT_DISABLED": D_PORT_DISABLED, "UNKNOWN_DESTINATION": D_UNKNOWN_DESTINATION,
-             "ADMISSION": D_ADMISSION, "MARTIAN": D_MARTIAN, "ROUTER_ADDRESS": D_ROUTER_ADDRESS,
-             "ARP_NOT_ANSWERED": D_ARP_NOT_ANSWERED, "MULTICAST": D_MULTICAST, "BROADCAST": D_BROADCAST,
-             "TTL_EXPIRED": D_TTL_EXPIRED, "NO_ROUTE": D_NO_ROUTE, "NAT_ADDRESS": D_NAT_ADDRESS,
-             "MALFORMED": D_MALFORMED, "UNSUPPORTED": D_UNSUPPORTED, "LOOP_LIMIT": D_LOOP_LIMIT,
-             "SAME_PORT": D_SAME_PORT, "NO_OTHER_PORT": D_NO_OTHER_PORT, "NO_INGRESS": D_NO_INGRESS}
-    if {d.name: int(d) for d in Drop} != drops:
-        raise ImportError("ovnsim.datapath._fastpath: drop codes differ from ovnsim.northd.stages.Drop")
-    for code, size in (("i", 4), ("b", 1), ("h", 2), ("q", 8)):
+    # The result arrays are copied into array.array objects byte for byte.
+    for code, size in (("i", 4), ("b", 1), ("h", 2), ("q", 8), ("Q", 8)):
         if _array(code).itemsize != size:
             raise ImportError(f"ovnsim.datapath._fastpath: array('{code}') is not {size} bytes")
     return 0
@@ -2240,8 +2373,45 @@ cdef object _int64_view(obj, Py_ssize_t n, str what):
         else:
             view = _array("q", mv.tolist() if mv.ndim == 1 else list(obj))
     if view.shape[0] < n:
-        raise ValueError(f"{what} has {view.shape[0]} items, offsets has {n}")
+        raise EngineError(f"{what} has {view.shape[0]} items, offsets has {n}")
     return view
+
+
+def frame_fields(const unsigned char[::1] frame not None):
+    """The header fields of a frame as OVN names them, or None when it cannot enter the pipeline.
+
+    ``eth.src``/``eth.dst``; for ARP ``arp.op``, ``arp.sha``, ``arp.spa``,
+    ``arp.tha``, ``arp.tpa`` (all zero for an ARP that is not
+    Ethernet/IPv4); for IPv4 ``ip4.src``, ``ip4.dst``, ``ip.ttl`` and the
+    ICMP type and code or the TCP/UDP ports (zero in a later fragment).
+    The frame is parsed as the engine parses the frames it runs.
+    """
+    cdef Pkt p
+    cdef FrameCtx f
+    memset(&p, 0, sizeof(Pkt))
+    if classify(&frame[0] if frame.shape[0] else NULL, <int32_t>frame.shape[0], &p, &f) >= 0:
+        return None
+    d = {"eth.src": _mac(p.eth_src), "eth.dst": _mac(p.eth_dst)}
+    if p.eth_type == ETH_TYPE_ARP:
+        d["arp.op"] = p.arp_op
+        d["arp.sha"] = _mac(p.arp_sha)
+        d["arp.spa"] = _ip4(p.arp_spa)
+        d["arp.tha"] = _mac(p.arp_tha)
+        d["arp.tpa"] = _ip4(p.arp_tpa)
+    elif p.eth_type == ETH_TYPE_IP4:
+        d["ip4.src"] = _ip4(p.ip_src)
+        d["ip4.dst"] = _ip4(p.ip_dst)
+        d["ip.ttl"] = p.ttl
+        if p.proto == IPPROTO_ICMP:
+            d["icmp4.type"] = p.icmp_type
+            d["icmp4.code"] = p.icmp_code
+        elif p.proto == IPPROTO_TCP:
+            d["tcp.src"] = p.sport
+            d["tcp.dst"] = p.dport
+        elif p.proto == IPPROTO_UDP:
+            d["udp.src"] = p.sport
+            d["udp.dst"] = p.dport
+    return d
 
 
 cdef class FastEngine:
@@ -2250,7 +2420,7 @@ cdef class FastEngine:
     ``FastEngine(logical)`` compiles ``ovnsim.northd.tables.build_tables(logical)``
     into arrays of C structs and hash tables; :meth:`process_batch` fills a
     :class:`ovnsim.datapath.engine.BatchResult` exactly as
-    :class:`ovnsim.datapath.engine.PythonEngine` does (same outputs, bytes, drops,
+    the oracle engine (``tests/oracle/engine.py``) does (same outputs, bytes, drops,
     ingress ports and conntrack state).  Conntrack and learned MAC bindings
     persist across batches until :meth:`reset`.
     """
@@ -2276,21 +2446,23 @@ cdef class FastEngine:
         free(c.out_frame); free(c.out_port); free(c.out_kind); free(c.out_start); free(c.out_len)
         free(c.out_data)
         free(c.drop_frame); free(c.drop_reason); free(c.drop_stage); free(c.drop_dp)
+        free(c.trace)
 
     def __init__(self, logical, tables=None):
-        from ovnsim.datapath.engine import STAGE_CODE, IngressTable
+        from ovnsim.datapath.engine import IngressTable
         from ovnsim.northd.tables import build_tables, ip_to_int, mac_to_int
 
         tables = tables if tables is not None else build_tables(logical)
         self.logical = logical
+        self.tables = tables
         self.port_names = list(tables.switch_of_port)
         self.port_index = {name: i for i, name in enumerate(self.port_names)}
         self.datapath_names = list(tables.switches) + list(tables.routers)
         self.datapath_index = {name: i for i, name in enumerate(self.datapath_names)}
         self.ingress = IngressTable(logical, self.port_index)
-        self._build(tables, STAGE_CODE, ip_to_int, mac_to_int)
+        self._build(tables, ip_to_int, mac_to_int)
 
-    cdef _build(self, tables, stage_code, ip_to_int, mac_to_int):
+    cdef _build(self, tables, ip_to_int, mac_to_int):
         cdef Core* c = &self.core
         cdef Router* R
         cdef Py_ssize_t i, k
@@ -2300,9 +2472,7 @@ cdef class FastEngine:
         nsw, nr, nports = len(switches), len(routers), len(self.port_names)
         # Keys pack a switch into 16 bits and owner ports into 16 bits of a value.
         if nsw >= 0xffff or nports >= 0xffff or nr >= 0x7fffffff:
-            raise ValueError("topology too large for the fast engine (65534 switches/ports at most)")
-        for name, _code in zip(_STAGE_NAMES, range(ST_COUNT)):
-            c.stage_code[_code] = stage_code[name]
+            raise EngineError("topology too large for the fast engine (65534 switches/ports at most)")
         c.n_ports, c.n_switches, c.n_routers = nports, nsw, nr
 
         lrp_index = {}
@@ -2310,6 +2480,7 @@ cdef class FastEngine:
             for name in lr.ports:
                 lrp_index[name] = len(lrp_index)
         c.n_rports = len(lrp_index)
+        self.router_port_names = list(lrp_index)
 
         # -- switches and their ports
         c.ports = <SwPort*>_c_array(nports, sizeof(SwPort))
@@ -2322,10 +2493,12 @@ cdef class FastEngine:
                 c.ports[i].sw = s
                 c.ports[i].enabled = bool(sp.enabled)
                 c.ports[i].is_localnet = bool(sp.is_localnet)
+                c.ports[i].fdb = bool(sp.unknown and sp.type == "")
+                c.ports[i].pre_lb = bool(sp.is_router or sp.is_localnet)
                 c.ports[i].peer_lrp = -1
                 if sp.is_router and sp.peer:
                     if sp.peer not in lrp_index:
-                        raise ValueError(f"switch port {name!r} names router port {sp.peer!r}, which no router has")
+                        raise EngineError(f"switch port {name!r} names router port {sp.peer!r}, which no router has")
                     c.ports[i].peer_lrp = lrp_index[sp.peer]
                 c.ports[i].psec_start = len(psec)
                 c.ports[i].psec_count = len(sp.port_security)
@@ -2426,6 +2599,10 @@ cdef class FastEngine:
             for n in lr.dnat.values():
                 undnat_fip.setdefault((r << 32) | n.logical.network, nat_of[id(n)])
 
+        # The rows trace records point at (by index), for the renderer.
+        self.nat_rows = nats
+        self.route_rows = routes
+        self.snat_rows = [(prio, n) for lr in routers for prio, n in lr.snat]
         c.rnets = <RtrNet*>_c_array(len(rnets), sizeof(RtrNet))
         for k, (ip, prefix) in enumerate(rnets):
             c.rnets[k].ip, c.rnets[k].network = ip, prefix.network
@@ -2457,7 +2634,7 @@ cdef class FastEngine:
         self._map(&c.gw_redirect, gw_redirect)
         self._map(&c.undnat_fip, undnat_fip)
 
-        # Static MAC bindings as PythonEngine.reset() restores them.
+        # Static MAC bindings as oracle PythonEngine.reset() restores them.
         statics = []
         for binding in self.logical.static_mac_bindings:
             statics.append(((lrp_index[binding.logical_port] << 32) | ip_to_int(binding.ip),
@@ -2492,9 +2669,24 @@ cdef class FastEngine:
             if map_put(m, key, val) < 0:
                 raise MemoryError()
 
+    def choose_ingress(self, const unsigned char[::1] frame not None):
+        """The port index ``--auto`` gives ``frame`` (-1: none), as :meth:`process_batch` chooses it."""
+        cdef Pkt p
+        cdef FrameCtx f
+        cdef int32_t n = <int32_t>frame.shape[0]
+        cdef const unsigned char* raw = &frame[0] if n else NULL
+        memset(&p, 0, sizeof(Pkt))
+        if classify(raw, n, &p, &f) >= 0:
+            return auto_ingress(&self.core, rd48(raw + 6) if n >= 12 else 0, False, 0)
+        if p.eth_type == ETH_TYPE_ARP:
+            return auto_ingress(&self.core, p.eth_src, True, p.arp_spa)
+        if p.eth_type == ETH_TYPE_IP4:
+            return auto_ingress(&self.core, p.eth_src, True, p.ip_src)
+        return auto_ingress(&self.core, p.eth_src, False, 0)
+
     @property
     def conntrack_size(self):
-        """Connections in the tracker (as ``len(PythonEngine.conntrack)``)."""
+        """Connections in the tracker (as ``len(oracle PythonEngine.conntrack)``)."""
         return self.core.ct.count // 2
 
     def reset(self):
@@ -2509,8 +2701,12 @@ cdef class FastEngine:
             if map_put(&c.bindings, c.static_keys[k], c.static_vals[k]) < 0:
                 raise MemoryError()
 
-    def process_batch(self, data, offsets, lengths, inports, result=None):
+    def process_batch(self, data, offsets, lengths, inports, result=None, *, trace=False):
         """Run ``len(offsets)`` frames (``data[offsets[i]:offsets[i] + lengths[i]]``) through the pipeline.
+
+        With ``trace=True`` the result also gets the trace records (one per
+        step, ``BatchResult.trace_*``; :mod:`ovnsim.datapath.trace` renders
+        them); without, the loop only tests a flag.
 
         ``data`` is any byte buffer (read in place); ``offsets``, ``lengths``
         and ``inports`` are sequences of ints or int buffers (``array('q')``
@@ -2560,7 +2756,7 @@ cdef class FastEngine:
         starts = NULL
         sizes = NULL
         try:
-            # Frame slices with Python's slice semantics, as PythonEngine takes them.
+            # Frame slices with Python's slice semantics, as oracle PythonEngine takes them.
             starts = <int64_t*>_c_array(n, sizeof(int64_t))
             sizes = <int32_t*>_c_array(n, sizeof(int32_t))
             for i in range(n):
@@ -2577,7 +2773,7 @@ cdef class FastEngine:
                 if stop < start:
                     stop = start
                 if stop - start > 0x7fffffff - 4096:
-                    raise ValueError(f"frame {i} is too long")
+                    raise EngineError(f"frame {i} is too long")
                 starts[i] = start
                 sizes[i] = <int32_t>(stop - start)
                 if sizes[i] > maxlen:
@@ -2593,6 +2789,17 @@ cdef class FastEngine:
             c.n_out = 0
             c.data_len = 0
             c.n_drop = 0
+            c.n_trace = 0
+            c.tracing = 1 if trace else 0
+            if trace and c.trace == NULL and self._last_trace is not None:
+                # The last batch's records, if nobody holds them any more: their
+                # pages are warm, so a traced batch after another costs no page faults.
+                last = <_TraceBuf>self._last_trace
+                if Py_REFCNT(last) == 2:     # self._last_trace and `last`
+                    c.trace, c.cap_trace = last.data, last.cap
+                    last.data, last.n, last.cap = NULL, 0, 0
+                last = None
+                self._last_trace = None
             c.error = 0
             with nogil:
                 for i in range(n):
@@ -2617,12 +2824,53 @@ cdef class FastEngine:
             result.drop_reason.frombytes(_view(c.drop_reason, c.n_drop))
             result.drop_stage.frombytes(_view(c.drop_stage, c.n_drop * 2))
             result.drop_datapath.frombytes(_view(c.drop_dp, c.n_drop * 4))
+            if c.n_trace:
+                # The records change hands without a copy (the buffer object owns them now).
+                tb = _TraceBuf()
+                tb.data, tb.n, tb.cap = c.trace, c.n_trace, c.cap_trace
+                c.trace, c.n_trace, c.cap_trace = NULL, 0, 0
+                self._last_trace = tb
+                if len(result.trace):
+                    result.trace = memoryview(bytes(result.trace) + bytes(memoryview(tb)))
+                else:
+                    result.trace = memoryview(tb)
             result.frames += n
         finally:
             self.busy = False
             free(starts)
             free(sizes)
         return result
+
+
+cdef class _TraceBuf:
+    """Trace records handed from the engine to a BatchResult (read through the buffer protocol)."""
+
+    cdef TraceRec* data
+    cdef int64_t n
+    cdef int64_t cap
+    cdef Py_ssize_t shape[1]
+    cdef Py_ssize_t strides[1]
+
+    def __getbuffer__(self, Py_buffer* buffer, int flags):
+        self.shape[0] = <Py_ssize_t>(self.n * sizeof(TraceRec))
+        self.strides[0] = 1
+        buffer.buf = <char*>self.data
+        buffer.obj = self
+        buffer.len = self.shape[0]
+        buffer.readonly = 1
+        buffer.itemsize = 1
+        buffer.format = "B"
+        buffer.ndim = 1
+        buffer.shape = self.shape
+        buffer.strides = self.strides
+        buffer.suboffsets = NULL
+        buffer.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer* buffer):
+        pass
+
+    def __dealloc__(self):
+        free(self.data)
 
 
 cdef object _view(void* p, Py_ssize_t nbytes):

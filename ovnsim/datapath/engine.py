@@ -1,55 +1,47 @@
-"""Engines: what runs batches of frames through a topology, and the contract they share.
+"""The engine's batch contract: what runs batches of frames through a topology.
 
 An engine takes a batch of raw frames (one buffer, offsets and lengths, an
 ingress port per frame) and fills a :class:`BatchResult` with flat arrays:
-every output (frame index, port, kind, the rewritten bytes) and every drop
-(frame index, disposition, stage, datapath).  No Python object per frame
-crosses the contract, so a C engine can fill it in a ``nogil`` loop.
+every output (frame index, port, kind, the rewritten bytes), every drop
+(frame index, disposition, stage, datapath) and, when asked, the trace
+records.  No Python object per frame crosses the contract: the C engine
+(``ovnsim.datapath._fastpath.FastEngine``) fills it in a ``nogil`` loop.
 
-Two engines keep one behaviour:
-
-* ``python`` -- :class:`PythonEngine`, the reference pipeline
-  (``ovnsim.datapath.pipeline``) behind the batch contract;
-* ``fast`` -- the Cython engine in ``ovnsim.datapath._fastpath`` (when built).
-
-:func:`make_engine` picks one; ``OVNSIM_ENGINE=python|fast`` forces it.
-Both keep conntrack and learned MAC bindings across batches.
+There is one engine.  :func:`fast_engine` / :func:`make_engine` give it, and
+raise :class:`~ovnsim.errors.EngineError` when the extension is not built.
+The engine keeps conntrack and learned MAC bindings across batches.
+(The Python pipeline the engine was written against lives on, frozen, as a
+test oracle in ``tests/oracle``.)
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from array import array
 from typing import Dict, List, Optional, Sequence
 
+from ovnsim.errors import EngineError
 from ovnsim.nb.model import LogicalTopology
-from ovnsim.datapath.packet import (
-    KIND_ARP,
-    KIND_ARP_REPLY,
-    KIND_ECHO_REPLY,
-    KIND_ICMP4,
-    KIND_PACKET,
-    KIND_TCP_RESET,
-    ParseError,
-    build_frame,
-    parse_frame,
-)
-from ovnsim.datapath.pipeline import Conntrack, Pipeline
-from ovnsim.northd.stages import LR_IN, LR_OUT, LS_IN, LS_OUT, Drop, Stage
-from ovnsim.northd.tables import Tables, build_tables
+from ovnsim.northd.rules import OUTPUT_KINDS, STAGE_CODE, STAGE_LIST
+from ovnsim.northd.tables import Tables
 
-#: Output kinds by code (``BatchResult.out_kind``).
-KINDS = (KIND_PACKET, KIND_ARP_REPLY, KIND_ECHO_REPLY, KIND_ARP, KIND_ICMP4, KIND_TCP_RESET)
+__all__ = ["BatchResult", "IngressTable", "KINDS", "KIND_CODE", "STAGE_LIST", "STAGE_CODE", "AUTO_INGRESS",
+           "fast_engine", "make_engine"]
+
+#: Output kinds by code (``BatchResult.out_kind``), from the rule catalogue.
+KINDS = tuple(name for name, _ in OUTPUT_KINDS)
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+KIND_PACKET, KIND_ARP_REPLY, KIND_ECHO_REPLY, KIND_ARP, KIND_ICMP4, KIND_TCP_RESET = KINDS
 
-#: Stages by code (``BatchResult.drop_stage``): OVN's stages in pipeline order.
-STAGE_LIST: Sequence[Stage] = LS_IN + LS_OUT + LR_IN + LR_OUT
-STAGE_CODE = {s.name: i for i, s in enumerate(STAGE_LIST)}
+#: One trace record as the engine writes it (``TraceRec`` in ``_fastpath.pxd``):
+#: frame (int32), rule (int16), depth (int16), datapath (int32), a (uint32), b (uint64).
+TRACE_RECORD = struct.Struct("=ihhiIQ")
 
 #: ``inports`` value asking the engine to choose the ingress port itself.
 AUTO_INGRESS = -1
 
-ENGINES = ("python", "fast")
+ENGINES = ("fast",)
 
 
 class BatchResult:
@@ -63,10 +55,16 @@ class BatchResult:
     value), ``drop_stage[i]`` (index into :data:`STAGE_LIST`),
     ``drop_datapath[i]`` (index into the engine's ``datapath_names``).
     ``ingress[f]`` is the port frame ``f`` entered on (-1: none could be chosen).
+    Trace (a batch run with ``trace=True``): ``trace``, a bytes-like object of
+    :data:`TRACE_RECORD` records, one per step: frame index, rule (a code of
+    :mod:`ovnsim.northd.rules`), depth (datapaths crossed before this one),
+    datapath index and the rule's two values a (32 bits) and b (64 bits);
+    :meth:`trace_records` unpacks them.
     """
 
     __slots__ = ("frames", "ingress", "out_frame", "out_port", "out_kind", "out_start", "out_len", "out_data",
-                 "drop_frame", "drop_reason", "drop_stage", "drop_datapath")
+                 "drop_frame", "drop_reason", "drop_stage", "drop_datapath",
+                 "trace")
 
     def __init__(self) -> None:
         self.frames = 0
@@ -81,6 +79,7 @@ class BatchResult:
         self.drop_reason = array("b")
         self.drop_stage = array("h")
         self.drop_datapath = array("i")
+        self.trace = memoryview(b"")
 
     @property
     def n_outputs(self) -> int:
@@ -89,6 +88,16 @@ class BatchResult:
     @property
     def n_drops(self) -> int:
         return len(self.drop_frame)
+
+    @property
+    def n_trace(self) -> int:
+        return len(self.trace) // TRACE_RECORD.size
+
+    def trace_records(self, start: int = 0, stop: Optional[int] = None):
+        """Records ``start:stop`` as (frame, rule, depth, datapath, a, b) tuples."""
+        size = TRACE_RECORD.size
+        stop = self.n_trace if stop is None else stop
+        return TRACE_RECORD.iter_unpack(self.trace[start * size:stop * size])
 
     def output_bytes(self, i: int) -> bytes:
         start = self.out_start[i]
@@ -147,89 +156,25 @@ class IngressTable:
         return self.localnets[0][1] if self.localnets else -1
 
 
-class PythonEngine:
-    """The reference pipeline behind the batch contract (one frame at a time)."""
+def fast_engine(logical: LogicalTopology, tables: Optional[Tables] = None):
+    """The C engine (``ovnsim.datapath._fastpath.FastEngine``) for ``logical``.
 
-    name = "python"
-
-    def __init__(self, logical: LogicalTopology, tables: Optional[Tables] = None):
-        self.logical = logical
-        self.tables = tables if tables is not None else build_tables(logical)
-        #: every logical switch port, the index space of ``out_port`` / ``inports``
-        self.port_names: List[str] = list(self.tables.switch_of_port)
-        self.port_index = {name: i for i, name in enumerate(self.port_names)}
-        self.datapath_names: List[str] = list(self.tables.switches) + list(self.tables.routers)
-        self.datapath_index = {name: i for i, name in enumerate(self.datapath_names)}
-        self.ingress = IngressTable(logical, self.port_index)
-        self.conntrack = Conntrack()
-        self.pipeline = Pipeline(self.tables, self.conntrack)
-
-    def process_batch(self, data, offsets: Sequence[int], lengths: Sequence[int],
-                      inports: Sequence[int], result: Optional[BatchResult] = None) -> BatchResult:
-        """Run ``len(offsets)`` frames (``data[offsets[i]:offsets[i] + lengths[i]]``) through the pipeline."""
-        result = result if result is not None else BatchResult()
-        view = memoryview(data)
-        for i in range(len(offsets)):
-            raw = bytes(view[offsets[i]:offsets[i] + lengths[i]])
-            self._one(i, raw, inports[i], result)
-        result.frames += len(offsets)
-        return result
-
-    def _one(self, i: int, raw: bytes, inport: int, result: BatchResult) -> None:
-        try:
-            pkt = parse_frame(raw)
-        except ParseError as err:
-            port = inport if inport >= 0 else self._auto_from_bytes(raw)
-            result.ingress.append(port)
-            switch = self.tables.switch_of_port[self.port_names[port]] if port >= 0 else self.datapath_names[0]
-            self._drop(result, i, err.reason, "ls_in_check_port_sec", switch)
-            return
-        if inport == AUTO_INGRESS:
-            ip_src = pkt.arp_spa if pkt.is_arp else (pkt.ip_src if pkt.is_ip4 else None)
-            inport = self.ingress.choose(pkt.eth_src, ip_src)
-        result.ingress.append(inport)
-        if inport < 0:
-            self._drop(result, i, Drop.NO_INGRESS, "ls_in_check_port_sec", self.datapath_names[0])
-            return
-        run = self.pipeline.process(self.port_names[inport], pkt)
-        for out in run.outputs:
-            frame = build_frame(out.packet)
-            result.out_frame.append(i)
-            result.out_port.append(self.port_index[out.port])
-            result.out_kind.append(KIND_CODE[out.kind])
-            result.out_start.append(len(result.out_data))
-            result.out_len.append(len(frame))
-            result.out_data += frame
-        for drop in run.drops:
-            self._drop(result, i, drop.reason, drop.stage, drop.datapath)
-
-    def _auto_from_bytes(self, raw: bytes) -> int:
-        eth_src = int.from_bytes(raw[6:12], "big") if len(raw) >= 12 else 0
-        return self.ingress.choose(eth_src, None)
-
-    def _drop(self, result: BatchResult, i: int, reason: Drop, stage: str, datapath: str) -> None:
-        result.drop_frame.append(i)
-        result.drop_reason.append(int(reason))
-        result.drop_stage.append(STAGE_CODE[stage])
-        result.drop_datapath.append(self.datapath_index[datapath])
-
-    def reset(self) -> None:
-        """Forget connections and learned MAC bindings."""
-        self.conntrack.clear()
-        self.tables.reset_neighbours()
+    Raises :class:`~ovnsim.errors.EngineError` when the extension is not
+    built (an installation without a C compiler).
+    """
+    try:
+        from ovnsim.datapath._fastpath import FastEngine
+    except ImportError as err:
+        raise EngineError(f"the C engine (ovnsim.datapath._fastpath) is not built ({err}); install ovnsim with "
+                          "a C compiler (`pip install .`) or build it in place "
+                          "(`python setup.py build_ext --inplace`)") from None
+    return FastEngine(logical, tables)
 
 
-def make_engine(logical: LogicalTopology, name: Optional[str] = None):
-    """The engine called ``name`` (default: ``$OVNSIM_ENGINE``, else the fast one when built)."""
+def make_engine(logical: LogicalTopology, name: Optional[str] = None, *, tables: Optional[Tables] = None):
+    """The engine called ``name`` (default ``$OVNSIM_ENGINE``, else ``"fast"``, the only one)."""
     name = name or os.environ.get("OVNSIM_ENGINE") or "fast"
     if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
-    if name == "fast":
-        try:
-            from ovnsim.datapath._fastpath import FastEngine
-        except ImportError:
-            if os.environ.get("OVNSIM_ENGINE") == "fast":
-                raise
-            return PythonEngine(logical)
-        return FastEngine(logical)
-    return PythonEngine(logical)
+        raise EngineError(f"unknown engine {name!r}: ovnsim has one engine, {', '.join(ENGINES)} "
+                          "(the Python pipeline is a test oracle now)")
+    return fast_engine(logical, tables)

@@ -338,17 +338,23 @@ def _switch_tables(name: str, ports: Dict[str, SwitchPort], router_ports: Dict[s
         for ip, _ in rp.networks:
             router_arp.setdefault(ip, port.name)
         sources = {rp.mac}
+        has_dgp = any(r.gateway for r in router_ports.values() if r.router == rp.router)
         for nat in nat_of_router[rp.router]:
-            # A NAT address is announced on the ports whose subnet holds it.
+            # A NAT address is announced on the ports whose subnet holds it;
+            # the other ports of a router with a distributed gateway port get
+            # the floating IPs (dnat_and_snat) too, as OVN's prio-80 flows say.
             if rp.network_for(nat.external_ip) is None:
+                if has_dgp and not rp.gateway and nat.type == NAT_DNAT_AND_SNAT:
+                    router_arp.setdefault(nat.external_ip, port.name)
                 continue
-            if rp.gateway or not any(r.gateway for r in router_ports.values() if r.router == rp.router):
+            if rp.gateway or not has_dgp:
                 router_arp.setdefault(nat.external_ip, port.name)
             if nat.distributed and rp.gateway:
                 mac_table.setdefault(nat.external_mac, port.name)
                 sources.add(nat.external_mac)
-        if len(router_lsps) > 1:
-            router_arp_sources |= sources
+        # OVN has the prio-75 flow for every router port; with one router port
+        # flooding to _MC_flood_l2 reaches the same ports as _MC_flood would.
+        router_arp_sources |= sources
     flood = list(ports)
     return SwitchTables(
         name, ports, arp_responder, router_arp, router_arp_sources, mac_table, flood,

@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
-from ovnsim.datapath.packet import KIND_ECHO_REPLY, KIND_PACKET, int_to_ip
-from ovnsim.datapath.pipeline import Output, Result, TraceEvent
+from ovnsim.datapath.engine import KIND_ECHO_REPLY, KIND_PACKET
+from ovnsim.sim import Output, Result, TraceEvent
 from ovnsim.nb.model import LogicalTopology
 from ovnsim.neutron.model import Topology
 from ovnsim.reach.endpoints import FIP, OUTSIDE_KIND, PORT, ROUTER, Directory, Endpoint, Protocol, ReachError, \
@@ -120,8 +120,8 @@ class Answer:
             out.append(f"SNAT {self.src.ip} -> {self.seen_as}")
         if self.forward is not None:
             for o in self.forward.outputs:
-                if o.kind == KIND_PACKET and o.port == self.delivered_port and int_to_ip(o.packet.ip_dst) != str(self.dst.ip):
-                    out.append(f"DNAT {self.dst.ip} -> {int_to_ip(o.packet.ip_dst)}")
+                if o.kind == KIND_PACKET and o.port == self.delivered_port and o.fields()["ip4.dst"] != str(self.dst.ip):
+                    out.append(f"DNAT {self.dst.ip} -> {o.fields()['ip4.dst']}")
                     break
         return out
 
@@ -262,7 +262,7 @@ class Reachability:
         if peer.kind == OUTSIDE_KIND:
             answers[(peer.port, int(peer.arp_ip))] = peer.mac
         for out in arps:
-            mac = answers.get((out.port, out.packet.arp_tpa))
+            mac = answers.get((out.port, int(ipaddress.ip_address(out.fields()["arp.tpa"]))))
             if mac is not None:
                 self.sim.inject(out.port, build_arp_reply(out.frame, mac))
         return self.sim.inject(port, frame, trace=True)
@@ -295,7 +295,7 @@ class Reachability:
             return answer
         received = out.frame
         answer.delivered_port = out.port
-        answer.seen_as = int_to_ip(out.packet.ip_src)
+        answer.seen_as = out.fields()["ip4.src"]
         reply = build_reply(received)
         answer.reply_frame = reply
         back = self._send(out.port, reply, s)
@@ -304,7 +304,7 @@ class Reachability:
         if ret is None:
             answer.blocker, answer.trace = blocker, trace
             return answer
-        got = (int_to_ip(ret.packet.ip_src), int_to_ip(ret.packet.ip_dst))
+        got = (ret.fields()["ip4.src"], ret.fields()["ip4.dst"])
         if got != (str(d.ip), str(s.ip)):
             answer.blocker = Blocker("return", WRONG_REPLY,
                                      detail=f"reply arrived as {got[0]} -> {got[1]}, expected {d.ip} -> {s.ip}")

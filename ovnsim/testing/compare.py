@@ -118,7 +118,7 @@ def _side_by_side(d: FrameDiff) -> List[str]:
 def compare_capture(topology_path: str, capture_path: str) -> CompareReport:
     """Replay ``capture_path`` through ovnsim and a sandboxed real OVN; per-frame differences."""
     from ovnsim.capture.pcap import read_frames
-    from ovnsim.datapath.packet import parse_frame
+    from ovnsim.datapath._fastpath import frame_fields
     from ovnsim.datapath.trace import format_result
     from ovnsim.neutron.compiler import compile_topology
     from ovnsim.neutron.loader import load_topology
@@ -156,7 +156,7 @@ def compare_capture(topology_path: str, capture_path: str) -> CompareReport:
             theirs = got.outputs
             if {p: sorted(f) for p, f in ours.items()} != {p: sorted(f) for p, f in theirs.items()}:
                 try:
-                    fields = parse_frame(frame).fields()
+                    fields = frame_fields(frame) or {}
                     trace = format_result(result, fields, "detailed")
                 except Exception as err:  # noqa: BLE001 - the trace is an aid, not the verdict
                     trace = f"(no trace: {err})"
@@ -237,11 +237,11 @@ def compare_microflow(topology_path: str, microflow: str) -> CompareReport:
              "  ovn-trace: " + json.dumps(theirs["outputs"], sort_keys=True),
              "  ovnsim:    " + json.dumps(ours["outputs"], sort_keys=True)]
     if not same:
-        from ovnsim.datapath.packet import parse_frame
+        from ovnsim.datapath._fastpath import frame_fields
         from ovnsim.datapath.microflow import parse_microflow
         from ovnsim.datapath.trace import format_result
 
-        fields = parse_frame(parse_microflow(microflow).to_frame()).fields()
+        fields = frame_fields(parse_microflow(microflow).to_frame()) or {}
         lines += ["  ovnsim's trace:"] + ["    " + x for x in
                                           format_result(result, fields, "detailed").splitlines()]
         report.diffs.append(FrameDiff(1, "", b"", {}, {}, ""))

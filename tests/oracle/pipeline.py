@@ -1,4 +1,7 @@
-"""The reference pipeline: OVN's logical switch and router stages over compiled tables.
+"""The frozen reference pipeline (a test oracle): OVN's logical switch and router stages over compiled tables.
+
+Moved out of the package when the C engine became the one data path; no new
+behaviour goes here.
 
 Each ``_ls_*`` / ``_lr_*`` method is one stage (or a run of stages that do
 nothing ovnsim models, kept in the trace by name).  The behaviour is OVN
@@ -17,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ovnsim.datapath.packet import (
+from oracle.packet import (
     ETH_ARP,
     ICMP_QUERY_TYPES,
     KIND_ARP,

@@ -1,4 +1,6 @@
-"""The header fields a frame carries through the pipeline, and their wire form.
+"""The frozen oracle's packet: header fields a frame carries through the pipeline, and their wire form.
+
+Test-only (tests/oracle): the package parses and builds frames in C.
 
 :class:`Packet` holds the fields OVN's logical flows read and write (MACs and
 IPv4 addresses as ints) plus the logical registers the stages set.  It is
