@@ -135,7 +135,7 @@ def _ip(ep: Endpoint) -> int:
 def compute_matrix(topology: Union[Topology, str, Reachability],
                    protos: Sequence[Union[str, Protocol]] = DEFAULT_PROTOCOLS,
                    sources: Optional[Sequence[str]] = None, *, engine: Optional[str] = None,
-                   chunk_frames: int = 200_000) -> Matrix:
+                   batch_frames: int = 20_000) -> Matrix:
     """Every VM port × (every VM port + every floating IP + outside) × ``protos``, on the batch engine.
 
     ``sources``: restrict the rows to these endpoints (names as :func:`reach` takes them).
@@ -211,7 +211,9 @@ def compute_matrix(topology: Union[Topology, str, Reachability],
     src_of_dest = {id(d): i for i, d in enumerate(dests)}
     self_col = np.array([src_of_dest.get(id(s), -1) for s in srcs], dtype=np.int64)
 
-    per_chunk = max(1, chunk_frames // max(1, len(dests) * len(protos)))
+    # a slice of sources per batch: small batches keep the conntrack table
+    # small (its cost grows faster than linearly with the connections in it)
+    per_chunk = max(1, batch_frames // max(1, len(dests)))
     for lo in range(0, len(srcs), per_chunk):
         hi = min(len(srcs), lo + per_chunk)
         eng.reset()
@@ -381,7 +383,10 @@ def _batch(eng, frames: np.ndarray, length: int, inports: np.ndarray, answers: D
     lengths = np.full(n, length, dtype=np.int64)
     res = _Flat(eng.process_batch(frames, offsets, lengths, inports))
     arp_rows = np.nonzero(res.out_kind == _KIND_ARP)[0]
-    again = np.unique(res.out_frame[arp_rows]).astype(np.int64)
+    # a router resolved a neighbour on the way: an ARP request left, or a
+    # router consumed an ARP reply (the sender's retransmission goes through)
+    consumed = res.drop_frame[res.drop_reason == int(Drop.ARP_NOT_ANSWERED)]
+    again = np.unique(np.concatenate([res.out_frame[arp_rows], consumed])).astype(np.int64)
     if len(again):
         asked = set()
         for row in arp_rows:

@@ -23,6 +23,7 @@ from ovnsim.datapath.packet import KIND_ECHO_REPLY, KIND_PACKET, int_to_ip
 from ovnsim.datapath.pipeline import Output, Result, TraceEvent
 from ovnsim.nb.model import LogicalTopology
 from ovnsim.neutron.model import Topology
+from ovnsim.northd.stages import Drop
 from ovnsim.reach.endpoints import FIP, OUTSIDE_KIND, PORT, ROUTER, Directory, Endpoint, Protocol, ReachError, \
     parse_proto
 from ovnsim.reach.frames import build_arp_reply, build_reply, build_request
@@ -247,16 +248,17 @@ class Reachability:
         return self.ask_endpoints(s, d, proto)
 
     def _send(self, port: str, frame: bytes, peer: Endpoint) -> Result:
-        """Inject ``frame``; when a router ARPs for a neighbour instead, send the frame once more.
+        """Inject ``frame``; when a router had to resolve a neighbour with ARP on the way, send it once more.
 
         That is what the sender's stack does: the first frame is lost to the
-        router's ARP exchange, the retransmission goes through.  An outside
-        ``peer`` answers an ARP for its own address (a router inside the
-        topology answers for its own).
+        router's ARP exchange, the retransmission goes through.  A router
+        inside the topology answers for its own addresses (its reply is
+        consumed: an ``arp-not-answered`` drop); the upstream gateways and an
+        outside ``peer`` answer for theirs here.
         """
         result = self.sim.inject(port, frame, trace=True)
         arps = [o for o in result.outputs if o.kind == "arp"]
-        if not arps:
+        if not arps and not any(d.reason == Drop.ARP_NOT_ANSWERED for d in result.drops):
             return result
         answers = {(port, int(ip)): mac for (port, ip), mac in self.directory.upstream_arp().items()}
         if peer.kind == OUTSIDE_KIND:
