@@ -9,7 +9,7 @@ from ovnsim.cli import main
 from ovnsim.errors import TopologyError
 from ovnsim.reach.expect import check_file, load_expectations
 
-EXAMPLES = sorted(p for p in glob.glob("topologies/*.yaml") if not p.endswith("large.yaml"))
+EXAMPLES = sorted(glob.glob("topologies/*.yaml"))
 REF = Path("topologies/reference.yaml")
 
 
