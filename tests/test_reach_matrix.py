@@ -29,6 +29,8 @@ def test_matrix_equals_questions(path):
         answer = m.explain(p, s, d)
         assert _api_cell(answer) == (cell.reachable, cell.seen_as, cell.direction, cell.disposition,
                                      cell.datapath, cell.stage), cell
+        if cell.disposition == "not-delivered":
+            assert answer.blocker.detail.startswith(f"left on {cell.left_on} ["), (cell, answer.blocker.detail)
         checked += 1
     assert checked == len(m)
 

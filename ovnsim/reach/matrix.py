@@ -57,6 +57,8 @@ class Cell:
     disposition: Optional[str]
     datapath: Optional[str]
     stage: Optional[str]
+    #: a request or reply delivered elsewhere: the port its first copy left on
+    left_on: Optional[str] = None
 
     @property
     def key(self) -> Tuple[str, str, str]:
@@ -66,12 +68,13 @@ class Cell:
         if self.reachable:
             return f"reachable (seen as {self.seen_as})"
         where = f" at {self.datapath} {self.stage}" if self.stage else ""
-        return f"{self.direction} {self.disposition}{where}"
+        left = f" (left on {self.left_on})" if self.left_on and not self.stage else ""
+        return f"{self.direction} {self.disposition}{where}{left}"
 
     def as_dict(self) -> Dict[str, object]:
         return {"src": self.src, "dst": self.dst, "proto": self.proto, "reachable": self.reachable,
                 "seen_as": self.seen_as, "direction": self.direction, "disposition": self.disposition,
-                "datapath": self.datapath, "stage": self.stage}
+                "datapath": self.datapath, "stage": self.stage, "left_on": self.left_on}
 
 
 class Matrix:
@@ -82,12 +85,14 @@ class Matrix:
         self.reach = reach
         self.sources, self.dests, self.protos = sources, dests, protos
         self.datapath_names = list(datapath_names)
+        self.port_names: List[str] = []
         shape = (len(protos), len(sources), len(dests))
         self.status = np.full(shape, NOT_ASKED, dtype=np.int8)
         self.disposition = np.full(shape, -1, dtype=np.int16)
         self.stage = np.full(shape, -1, dtype=np.int16)
         self.datapath = np.full(shape, -1, dtype=np.int32)
         self.seen = np.zeros(shape, dtype=np.uint32)
+        self.left = np.full(shape, -1, dtype=np.int32)
         self.dispositions: List[str] = []
         #: (localnet port index, address) -> MAC: the ARP requests outside hosts answer
         self.arp_answers: Dict[Tuple[int, int], str] = {}
@@ -113,7 +118,8 @@ class Matrix:
                     {FORWARD_BLOCKED: "forward", RETURN_BLOCKED: "return"}.get(st),
                     self.dispositions[disp] if disp >= 0 else None,
                     self.datapath_names[dp] if dp >= 0 else None,
-                    STAGE_LIST[stage].name if stage >= 0 else None)
+                    STAGE_LIST[stage].name if stage >= 0 else None,
+                    self.port_names[int(self.left[p, s, d])] if self.left[p, s, d] >= 0 else None)
 
     def cells(self) -> Iterator[Cell]:
         """Every asked cell (not a port to itself), protocol-major."""
@@ -154,6 +160,7 @@ def compute_matrix(topology: Union[Topology, str, Reachability],
         dests.append(directory.resolve("outside", "destination", near=srcs[0] if srcs else None))
     eng = make_engine(r.logical, engine)
     m = Matrix(r, srcs, dests, protos, eng.datapath_names)
+    m.port_names = list(eng.port_names)
     port_index = eng.port_index
     m.arp_answers = {(port_index[port], int(ip)): mac for (port, ip), mac in directory.upstream_arp().items()}
 
@@ -334,6 +341,10 @@ def _record_failures(m: Matrix, p: int, si, dj, res, n: int, hit: np.ndarray, st
     m.disposition[p][rows, cols] = disp[failed]
     m.stage[p][rows, cols] = stage[failed]
     m.datapath[p][rows, cols] = dpath[failed]
+    left = np.full(n, -1, dtype=np.int32)
+    order = np.arange(len(res.out_frame))[::-1]  # the first output of a frame is written last
+    left[res.out_frame[order]] = res.out_port[order]
+    m.left[p][rows, cols] = left[failed]
 
 
 class _Flat:

@@ -18,7 +18,8 @@ FORMATS = ("table", "json", "csv", "html")
 
 
 def _blocker_key(m: Matrix, p: int, s: int, d: int) -> Tuple:
-    return (int(m.status[p, s, d]), int(m.disposition[p, s, d]), int(m.datapath[p, s, d]), int(m.stage[p, s, d]))
+    return (int(m.status[p, s, d]), int(m.disposition[p, s, d]), int(m.datapath[p, s, d]), int(m.stage[p, s, d]),
+            int(m.left[p, s, d]))
 
 
 def format_table(m: Matrix) -> str:
@@ -61,7 +62,8 @@ def format_json(m: Matrix) -> str:
 
 def format_csv(m: Matrix) -> str:
     out = io.StringIO()
-    fields = ["src", "dst", "proto", "reachable", "seen_as", "direction", "disposition", "datapath", "stage"]
+    fields = ["src", "dst", "proto", "reachable", "seen_as", "direction", "disposition", "datapath", "stage",
+              "left_on"]
     w = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for c in m.cells():
@@ -107,7 +109,7 @@ class CellChange:
 
 
 def _comparable(c: Cell) -> Tuple:
-    return (c.reachable, c.seen_as, c.direction, c.disposition, c.datapath, c.stage)
+    return (c.reachable, c.seen_as, c.direction, c.disposition, c.datapath, c.stage, c.left_on)
 
 
 def diff_matrices(old: Matrix, new: Matrix) -> List[CellChange]:
