@@ -114,3 +114,15 @@ def test_frames_have_right_checksums():
         req = build_request("fa:16:3e:00:00:11", "fa:16:3e:00:01:21", ipaddress.ip_address("10.0.0.11"),
                             ipaddress.ip_address("10.0.1.21"), parse_proto(proto))
         assert checksums_ok(req) and checksums_ok(build_reply(req))
+
+
+def test_a_ports_second_fixed_ip(tmp_path):
+    from pathlib import Path
+    text = Path(REF).read_text().replace("fixed_ips: [10.0.0.12]", "fixed_ips: [10.0.0.12, 10.0.0.13]")
+    topo = tmp_path / "two-ips.yaml"
+    topo.write_text(text)
+    r = Reachability(str(topo))
+    a = r.ask("db1", "10.0.0.13", "tcp/22")
+    assert a.reachable and a.dst.ip.exploded == "10.0.0.13" and a.delivered_port == "vm2"
+    a = r.ask("10.0.0.13", "db1", "icmp")
+    assert a.reachable and a.seen_as == "10.0.0.13"
