@@ -85,6 +85,7 @@ class Endpoint:
 
     @property
     def can_send(self) -> bool:
+        """Whether it can be a source (a VM port or an outside host; not a router or floating IP)."""
         return self.kind in (PORT, OUTSIDE_KIND)
 
 

@@ -39,6 +39,7 @@ FRAME_LEN = {p: 34 + n for p, n in L4_LEN.items()}
 
 
 def mac_bytes(mac: str) -> bytes:
+    """``"fa:16:3e:00:00:11"`` as 6 bytes."""
     return bytes.fromhex(mac.replace(":", ""))
 
 

@@ -62,9 +62,11 @@ class Cell:
 
     @property
     def key(self) -> Tuple[str, str, str]:
+        """(source, destination, protocol): what identifies a cell across two matrices."""
         return (self.src, self.dst, self.proto)
 
     def describe(self) -> str:
+        """The answer in a few words: reachable and as whom, or where it was blocked."""
         if self.reachable:
             return f"reachable (seen as {self.seen_as})"
         where = f" at {self.datapath} {self.stage}" if self.stage else ""
@@ -72,6 +74,7 @@ class Cell:
         return f"{self.direction} {self.disposition}{where}{left}"
 
     def as_dict(self) -> Dict[str, object]:
+        """The JSON form."""
         return {"src": self.src, "dst": self.dst, "proto": self.proto, "reachable": self.reachable,
                 "seen_as": self.seen_as, "direction": self.direction, "disposition": self.disposition,
                 "datapath": self.datapath, "stage": self.stage, "left_on": self.left_on}
@@ -99,6 +102,7 @@ class Matrix:
         self._disp_index: Dict[str, int] = {}
 
     def code(self, disposition: str) -> int:
+        """The index of ``disposition`` in :attr:`dispositions` (added when new)."""
         if disposition not in self._disp_index:
             self._disp_index[disposition] = len(self.dispositions)
             self.dispositions.append(disposition)
@@ -109,6 +113,7 @@ class Matrix:
         return self.reach.topology.networks[ep.network].name
 
     def cell(self, p: int, s: int, d: int) -> Cell:
+        """The answer of protocol ``p``, source ``s``, destination ``d`` (indices)."""
         st = int(self.status[p, s, d])
         stage = int(self.stage[p, s, d])
         dp = int(self.datapath[p, s, d])

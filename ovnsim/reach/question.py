@@ -51,6 +51,7 @@ class Blocker:
     detail: str = ""
 
     def describe(self) -> str:
+        """One line: direction, disposition, where, and the rule."""
         where = f" at {self.datapath} {self.stage}" if self.stage else ""
         text = f"{self.direction} {self.disposition}{where}"
         if self.rule is not None:
@@ -83,26 +84,32 @@ class Answer:
 
     @property
     def question(self) -> str:
+        """``vm1 -> db1 tcp/22``."""
         return f"{self.src.label} -> {self.dst.label} {self.proto}"
 
     @property
     def forward_outputs(self) -> List[Output]:
+        """What the request produced (every output, wherever it left)."""
         return list(self.forward.outputs) if self.forward else []
 
     @property
     def return_outputs(self) -> List[Output]:
+        """What the reply produced (empty when no reply was sent)."""
         return list(self.reply.outputs) if self.reply else []
 
     @property
     def disposition(self) -> Optional[str]:
+        """Why it failed (a drop disposition, or not-delivered, rejected, ...); None when reachable."""
         return self.blocker.disposition if self.blocker else None
 
     @property
     def datapath(self) -> Optional[str]:
+        """The datapath of the blocking stage."""
         return self.blocker.datapath if self.blocker else None
 
     @property
     def stage(self) -> Optional[str]:
+        """The first blocking stage (OVN's name)."""
         return self.blocker.stage if self.blocker else None
 
     def path(self, direction: str = "forward") -> List[str]:

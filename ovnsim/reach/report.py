@@ -55,12 +55,14 @@ def format_table(m: Matrix) -> str:
 
 
 def format_json(m: Matrix) -> str:
+    """Every cell as a JSON object, with the sources, destinations and protocols."""
     return json.dumps({"topology": m.reach.topology.name, "protocols": [str(p) for p in m.protos],
                        "sources": [s.label for s in m.sources], "destinations": [d.label for d in m.dests],
                        "cells": [c.as_dict() for c in m.cells()]}, indent=1) + "\n"
 
 
 def format_csv(m: Matrix) -> str:
+    """One CSV row per cell, with a header."""
     out = io.StringIO()
     fields = ["src", "dst", "proto", "reachable", "seen_as", "direction", "disposition", "datapath", "stage",
               "left_on"]
@@ -90,6 +92,7 @@ class CellChange:
 
     @property
     def reason(self) -> str:
+        """What changed, in words: now blocked where, no longer blocked, seen as another address."""
         old, new = self.old, self.new
         if old is None:
             return f"new cell: {new.describe()}"
