@@ -55,3 +55,11 @@ def test_vectorised_frames_are_the_single_frame_ones():
         name, args = reply_fields(np.repeat(arr, 3, axis=0))
         batch = stamp(name, *args)
         assert all(row.tobytes() == build_reply(req) for row in batch)
+
+
+@pytest.mark.parametrize("path", EXAMPLES)
+def test_fast_engine_matrix_equals_reference_pipeline(path):
+    """Requests and replies through the C engine get the answers the reference pipeline gives."""
+    fast = compute_matrix(path, engine="fast")
+    reference = compute_matrix(path, engine="python")
+    assert [c for c in fast.cells()] == [c for c in reference.cells()]

@@ -397,7 +397,7 @@ def _batch(eng, frames: np.ndarray, length: int, inports: np.ndarray, answers: D
     n = len(frames)
     offsets = np.arange(n, dtype=np.int64) * length
     lengths = np.full(n, length, dtype=np.int64)
-    res = _Flat(eng.process_batch(frames, offsets, lengths, inports))
+    res = _Flat(eng.process_batch(frames.reshape(-1), offsets, lengths, inports))  # one flat byte buffer
     arp_rows = np.nonzero(res.out_kind == _KIND_ARP)[0]
     # a router resolved a neighbour on the way: an ARP request left, or a
     # router consumed an ARP reply (the sender's retransmission goes through)
@@ -414,6 +414,6 @@ def _batch(eng, frames: np.ndarray, length: int, inports: np.ndarray, answers: D
                 reply = build_arp_reply(req, answers[key])
                 eng.process_batch(reply, [0], [len(reply)], [key[0]])
         k = len(again)
-        res.replace(again, _Flat(eng.process_batch(np.ascontiguousarray(frames[again]), offsets[:k],
+        res.replace(again, _Flat(eng.process_batch(np.ascontiguousarray(frames[again]).reshape(-1), offsets[:k],
                                                    lengths[:k], inports[again])))
     return res
