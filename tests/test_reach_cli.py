@@ -100,3 +100,14 @@ def test_diff_json(capsys, tmp_path):
     by_key = {(d["src"], d["dst"]): d for d in data}
     assert by_key[("vm1", "outside")]["new"]["seen_as"] == "172.24.4.100"
     assert by_key[("vm2", "outside")]["reason"] == "seen as 172.24.4.10, was 172.24.4.100"
+
+
+def test_topology_without_external_network(capsys, tmp_path):
+    topo = tmp_path / "noext.yaml"
+    topo.write_text("projects:\n  p:\n    networks:\n      a: {subnets: {a-v4: {cidr: 10.9.0.0/24, gateway_ip: 10.9.0.1}}}\n"
+                    "    ports:\n      x: {network: a, fixed_ips: [10.9.0.11]}\n"
+                    "      y: {network: a, fixed_ips: [10.9.0.12]}\n")
+    rc, out, _ = run(capsys, "reach", str(topo), "--proto", "icmp")
+    assert rc == 0 and "(x, y)" in out  # no outside column
+    rc, _, err = run(capsys, "reach", str(topo), "x", "outside")
+    assert rc == 2 and "the topology has no external network" in err
