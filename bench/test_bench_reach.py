@@ -20,7 +20,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from ovnsim.reach.matrix import SELF, compute_matrix

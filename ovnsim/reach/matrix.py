@@ -24,11 +24,9 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ovnsim.datapath.engine import KIND_CODE, STAGE_LIST, make_engine
-from ovnsim.nb.model import LogicalTopology
-from ovnsim.neutron.compiler import compile_topology
 from ovnsim.neutron.model import Topology
 from ovnsim.northd.stages import Drop
-from ovnsim.reach.endpoints import FIP, OUTSIDE_KIND, Directory, Endpoint, Protocol, ReachError, parse_proto
+from ovnsim.reach.endpoints import FIP, OUTSIDE_KIND, Endpoint, Protocol, ReachError, parse_proto
 from ovnsim.reach.frames import FRAME_LEN, ICMP_ID, SPORT, build_arp_reply, mac_bytes, reply_fields, stamp
 from ovnsim.reach.question import NO_NEXT_HOP, NOT_DELIVERED, REJECTED, UNRESOLVED, WRONG_REPLY, Answer, Reachability
 

@@ -14,7 +14,6 @@ stage with its rule (match/action) and the trace that led there.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
@@ -24,7 +23,7 @@ from ovnsim.datapath.pipeline import Output, Result, TraceEvent
 from ovnsim.nb.model import LogicalTopology
 from ovnsim.neutron.model import Topology
 from ovnsim.northd.stages import Drop
-from ovnsim.reach.endpoints import FIP, OUTSIDE_KIND, PORT, ROUTER, Directory, Endpoint, Protocol, ReachError, \
+from ovnsim.reach.endpoints import FIP, OUTSIDE_KIND, ROUTER, Directory, Endpoint, Protocol, ReachError, \
     parse_proto
 from ovnsim.reach.frames import build_arp_reply, build_reply, build_request
 from ovnsim.sim import Simulator

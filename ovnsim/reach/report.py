@@ -6,9 +6,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Tuple
-
-import numpy as np
+from typing import Dict, List, Optional, Tuple
 
 from ovnsim.reach.matrix import REACHABLE, SELF, Cell, Matrix
 
