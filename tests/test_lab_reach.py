@@ -34,6 +34,11 @@ REPO = Path(__file__).resolve().parent.parent
 TOPOLOGIES = sorted(p.stem for p in (REPO / "topologies").glob("*.yaml") if p.stem != "large")
 
 
+def topo_path(name: str) -> str:
+    """An example topology by name, as an absolute path (tests may run from any directory)."""
+    return str(Path(__file__).resolve().parent.parent / "topologies" / f"{name}.yaml")
+
+
 def floating_ips(path: str):
     """The external addresses of every dnat_and_snat row (floating IPs) of the topology."""
     from ovnsim.nb.model import NAT_DNAT_AND_SNAT
@@ -99,7 +104,7 @@ def address_owners(lab):
 @pytest.mark.parametrize("topo", TOPOLOGIES)
 def test_emulator_and_lab_matrices_agree(topo, protocol, tmp_path, monkeypatch):
     monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
-    path = f"topologies/{topo}.yaml"
+    path = topo_path(topo)
     with Lab.up(path, name=f"m{os.getpid()}-{topo}") as lab:
         targets = endpoints(lab)
         if protocol == "icmp":  # floating IPs too (ICMP probes are marked, so a rewritten address is followed)
