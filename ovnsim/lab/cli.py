@@ -50,6 +50,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  router {router}: {ns}")
         for name in info["missing"]:
             print(f"  missing: {name}")
+        if info["state"] in ("crashed", "degraded"):
+            print(f"  `ovnsim lab down {info['name']}` or `ovnsim lab cleanup` removes what is left")
         for name in info["replaced"]:
             print(f"  not the lab's any more (left alone): {name}")
         for note in info["notes"]:
