@@ -17,6 +17,7 @@ EXIT_OK = 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    """``ovnsim lab up TOPO [--name N]``."""
     from ovnsim.lab.lab import Lab
 
     start = time.monotonic()
@@ -35,6 +36,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """``ovnsim lab status [N] [--all] [--format json]``."""
     from ovnsim.lab.lab import Lab, all_status
 
     if args.name and not args.all:
@@ -70,6 +72,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    """``ovnsim lab exec N PORT -- CMD...``: the command's own exit status."""
     from ovnsim.errors import OvnsimError
     from ovnsim.lab.lab import Lab
 
@@ -83,6 +86,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
+    """``ovnsim lab capture N PORT [-w FILE] [--count K] [--timeout S]``."""
     from ovnsim.lab.lab import Lab
 
     lab = Lab.attach(args.name)
@@ -111,6 +115,7 @@ def _summary(frame: bytes) -> str:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    """``ovnsim lab replay N CAPTURE (--port P | --auto) --out-dir DIR``."""
     from ovnsim.lab.lab import Lab
     from ovnsim.lab.replay import replay_into_lab
 
@@ -127,6 +132,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    """``ovnsim lab down N``."""
     from ovnsim.lab.lab import Lab
 
     left = Lab.attach(args.name).down()
@@ -137,6 +143,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
+    """``ovnsim lab cleanup [--all]``."""
     from ovnsim.lab.lab import cleanup
 
     done = cleanup(all_labs=args.all)
