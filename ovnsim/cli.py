@@ -23,6 +23,8 @@ from ovnsim.errors import OvnsimError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+#: Interrupted by SIGINT (Ctrl-C), as a shell reports it (128 + 2).
+EXIT_INTERRUPTED = 130
 
 
 def _load_logical(path: str):
@@ -98,11 +100,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     summary = replay(args.topology, args.capture, args.out_dir, port=args.port, auto=args.auto,
                      engine=args.engine, force=args.force, trace_frame=args.trace,
                      trace_match=args.trace_match, trace_limit=args.trace_limit,
-                     progress=sys.stderr if show_progress else None)
+                     progress=sys.stderr if show_progress else None, interruptible=True,
+                     verdicts=args.verdicts, only_from_port=args.only_from_port)
     for warning in summary.warnings:
         print(f"ovnsim: warning: {warning}", file=sys.stderr)
     sys.stdout.write((summary.to_json() if args.json else summary.format_text()) + "\n")
-    return EXIT_OK
+    return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 
 # --- ovnsim compare (ovnsim.testing.compare) ---------------------------------
@@ -138,12 +141,15 @@ def _add_compare(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ovnsim import __version__
+    from ovnsim.nb.graph import FORMATS as GRAPH_FORMATS
     from ovnsim.trace_cli import add_arguments as add_trace_arguments
 
     parser = argparse.ArgumentParser(
         prog="ovnsim",
         description="Emulate OVN's logical data path for Neutron-style topologies.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     show = sub.add_parser("show", help="print the logical topology like ovn-nbctl show")
@@ -158,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     graph = sub.add_parser("graph", help="draw the logical topology")
     graph.add_argument("topology", metavar="TOPO", help="topology file (YAML)")
-    graph.add_argument("--format", choices=("dot", "mermaid"), default="dot", help="output format (default dot)")
+    graph.add_argument("--format", choices=GRAPH_FORMATS, default="dot", help="output format (default dot)")
     graph.set_defaults(func=cmd_graph)
 
     trace = sub.add_parser("trace", help="trace a microflow (ovn-trace syntax) through the topology")
@@ -174,13 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser(
         "replay", help="replay a pcap/pcapng capture through the topology; write what leaves each port",
-        description="Replay every frame of CAPTURE (pcap or pcapng, Ethernet) through TOPO with one engine "
+        description="Replay every frame of CAPTURE (pcap or pcapng: Ethernet or Linux cooked; - for standard "
+                    "input) through TOPO with one engine "
                     "(conntrack persists across the capture) and write DIR/<port>-tx.pcap for every port that "
                     "emitted frames and DIR/drops.pcapng (each dropped frame, commented with its disposition, "
                     "datapath and stage). A capture cut short in its last record is replayed up to it; the "
                     "partial record counts as a dropped (malformed) frame, with a warning.")
     replay.add_argument("topology", metavar="TOPO", help="topology file (YAML)")
-    replay.add_argument("capture", metavar="CAPTURE", help="capture file (pcap or pcapng, link type Ethernet)")
+    replay.add_argument("capture", metavar="CAPTURE",
+                        help="capture file (pcap or pcapng, link type Ethernet or Linux cooked), or - for "
+                             "standard input "
+                             "(e.g. tcpdump -w - ... | ovnsim replay TOPO - ...)")
     replay.add_argument("--out-dir", metavar="DIR", required=True,
                         help="where to write the per-port pcaps and drops.pcapng (created; must be empty or new)")
     ingress = replay.add_mutually_exclusive_group(required=True)
@@ -188,11 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
     ingress.add_argument("--auto", action="store_true",
                          help="each frame enters on the port that owns its source MAC/IP (else a localnet port); "
                               "frames no port can take are dropped (no-ingress)")
+    replay.add_argument("--only-from-port", action="store_true",
+                        help="with --port P, for a capture of P's own interface (tcpdump -i tapXXX): only frames "
+                             "whose source MAC is P's enter at P; frames P received are compared with what "
+                             "ovnsim delivered to P (matched / mismatched counted), not injected")
     replay.add_argument("--engine", choices=("python", "fast"), default=None,
                         help="force an engine (default: the fast one when built, else python; $OVNSIM_ENGINE)")
     replay.add_argument("--force", action="store_true",
                         help="replace the files of an earlier replay in a non-empty DIR")
     replay.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    replay.add_argument("--verdicts", metavar="FILE.jsonl",
+                        help="write one JSON line per input frame: its number, ingress port, outputs (port, kind, "
+                             "record number in the port's file) or its drop (disposition, datapath, stage, record "
+                             "number in drops.pcapng)")
     replay.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     replay.add_argument("--trace", metavar="N", type=int,
                         help="also print the detailed trace of frame N (1-based), run by the reference pipeline "
@@ -227,6 +245,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # `ovnsim show ... | head`
         return EXIT_OK
+    except KeyboardInterrupt:  # Ctrl-C outside a replay's loop (or a second one inside it)
+        print("ovnsim: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except OSError as err:
         name = err.filename if err.filename is not None else ""
         print(f"ovnsim: error: {name}: {err.strerror or err}", file=sys.stderr)

@@ -28,6 +28,8 @@ from ovnsim.trace_args import DatapathNames, FlowSpec, PortNames, build_microflo
 
 #: Exit status of ``--expect`` when the verdict is not the expected one.
 EXIT_UNEXPECTED = 1
+#: Exit status of ``--flows`` when some line was an error (the others are still answered).
+EXIT_LINE_ERROR = 2
 
 TraceOne = Callable[..., str]
 SplitDatapath = Callable[[str], Tuple[Optional[str], str]]
@@ -65,8 +67,8 @@ def run(args: argparse.Namespace, trace_one: TraceOne, split_datapath: SplitData
     from ovnsim.sim import Simulator
 
     if args.ct:
-        raise OvnsimError("--ct: no stateful ACL stages in this topology (security groups are not modelled "
-                          "yet, so no ct_next reads a ct_state)")
+        raise OvnsimError("--ct: no stateful ACL stages in this topology (the data path does not evaluate "
+                          "security group ACLs yet, so no ct_next reads a ct_state)")
     if args.stateful and not args.flows:
         raise OvnsimError("--stateful needs --flows FILE (it carries state from one line to the next)")
     built = args.from_ is not None or args.to is not None
@@ -122,8 +124,23 @@ def run(args: argparse.Namespace, trace_one: TraceOne, split_datapath: SplitData
 
 def _run_flows(args, sim, datapaths: DatapathNames, ports: PortNames, trace_one: TraceOne,
                split_datapath: SplitDatapath) -> int:
-    with open(args.flows, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    """Trace every line of ``--flows``; a bad line gets its own error and the others are still answered.
+
+    The file is read as bytes and each line decoded on its own, so a line
+    that is not UTF-8 is an error for that line only.  Exit status 0 when
+    every line was traced, 2 when some line was an error.
+    """
+    errors = 0
+    with open(args.flows, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                text = raw.decode("utf-8", "backslashreplace").split("#", 1)[0].strip()
+                errors += _line_error(args.format, number, text,
+                                      f"{args.flows}: line {number}: not UTF-8 text ({err.reason} at byte "
+                                      f"{err.start})")
+                continue
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue
@@ -134,16 +151,27 @@ def _run_flows(args, sim, datapaths: DatapathNames, ports: PortNames, trace_one:
                 datapath = _check(sim, datapaths, ports, microflow, datapath)
                 out = trace_one(sim, microflow, args.format, datapath)
             except OvnsimError as err:
-                if args.format == "json":
-                    sys.stdout.write(json.dumps({"line": number, "microflow": text, "error": str(err)}) + "\n")
-                else:
-                    sys.stdout.write(f"# line {number}: {text}\nerror: {err}\n\n")
+                errors += _line_error(args.format, number, text, str(err))
                 continue
             if args.format == "json":
                 sys.stdout.write(json.dumps({"line": number, "microflow": microflow, **json.loads(out)}) + "\n")
             else:
                 sys.stdout.write(f"# line {number}: {microflow}\n{out}\n\n")
+    if errors:
+        sys.stdout.flush()
+        print(f"ovnsim: error: {args.flows}: {errors} line{'s' if errors > 1 else ''} could not be traced "
+              f"(each has its error in the output; the other lines were traced)", file=sys.stderr)
+        return EXIT_LINE_ERROR
     return 0
+
+
+def _line_error(fmt: str, number: int, text: str, error: str) -> int:
+    """Print one ``--flows`` line's error in ``fmt``; returns 1 (one more line in error)."""
+    if fmt == "json":
+        sys.stdout.write(json.dumps({"line": number, "microflow": text, "error": error}) + "\n")
+    else:
+        sys.stdout.write(f"# line {number}: {text}\nerror: {error}\n\n")
+    return 1
 
 
 def _check(sim, datapaths: DatapathNames, ports: PortNames, microflow: str, datapath: Optional[str]):

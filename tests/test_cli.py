@@ -136,6 +136,10 @@ SHOW_LINE = [
     # ovnsim show's DHCP_Options rows, after the routers (ovn-nbctl show has none)
     ("dhcp", re.compile(rf"^dhcp-options (?P<uuid>{_UUID}) \((?P<name>[0-9./]+)\){_AKA}$")),
     ("dhcp-attr", re.compile(r"^    ([a-z_]+=\S.*|ports: \S.*)$")),
+    # ovnsim show's Port_Group rows and their ACLs (as acl-list prints them), then remarks
+    ("port-group", re.compile(rf"^port-group (?P<uuid>{_UUID}) \((?P<name>[A-Za-z0-9_.]+)\){_AKA}$")),
+    ("acl", re.compile(r"^     *(from|to)-lport +\d+ \(.+\) [a-z-]+$")),
+    ("remark", re.compile(r"^# \S.*$")),
 ]
 
 
@@ -159,7 +163,7 @@ def parse_show(text: str) -> Tuple[Dict[str, List[str]], Dict[str, List[str]], L
             current.append(m["name"])
         elif kind == "nat":
             uuids.append(m["uuid"])
-        elif kind == "dhcp":
+        elif kind in ("dhcp", "port-group"):
             uuids.append(m["uuid"])
             current = []
     return switches, routers, uuids
@@ -438,7 +442,11 @@ def test_trace_flows_file(tmp_path):
         SWITCHED.replace(" == ", "=="),
     ]) + "\n")
     proc = run_cli("trace", REFERENCE, "--flows", flows)
-    lines = assert_ok(proc).splitlines()
+    # the two bad lines make the exit status 2, with one line on stderr; every line is answered
+    assert proc.returncode == EXIT_BAD_INPUT and "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stderr.startswith("ovnsim: error: ") and "2 lines could not be traced" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+    lines = proc.stdout.splitlines()
     records = [json.loads(line) for line in lines]  # one JSON object per line
     assert len(records) == 7, lines
     routed_a, routed_b, bad, switched, spoofed, unknown_port, switched_again = records
@@ -504,8 +512,8 @@ BAD_FILES = {
     # name: (file text, a word the error line must contain)
     "invalid-yaml": ("name: broken\nprojects: [\n  demo: {\n", "invalid YAML"),
     "unknown-key": (yaml.safe_dump(_unknown_key(_reference_doc())), "colour"),
-    "security-groups-project": (yaml.safe_dump(_project_security_groups(_reference_doc())), "not supported"),
-    "security-groups-port": (yaml.safe_dump(_port_security_groups(_reference_doc())), "not supported"),
+    "security-groups-project": (yaml.safe_dump(_project_security_groups(_reference_doc())), "port_range_max"),
+    "security-groups-port": (yaml.safe_dump(_port_security_groups(_reference_doc())), "declares no security_groups"),
     "not-utf8": (b"\xff\xfe name: x\n", "UTF-8"),
     "empty": ("", "empty"),
 }
@@ -579,3 +587,21 @@ def test_console_script():
     verdict = json.loads(assert_ok(run_cli("trace", REFERENCE, "--format", "json", routed_flow(), exe=[exe])))
     assert [o["port"] for o in verdict["outputs"]] == ["provnet-public"]
     assert_bad_input(run_cli("show", ROOT / "no-such-file.yaml", exe=[exe]))
+
+
+def test_python_m_ovnsim_and_version_agree_with_the_metadata():
+    """``python -m ovnsim --version`` runs the CLI and prints the version pyproject.toml declares."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import ovnsim
+
+    root = Path(__file__).resolve().parents[1]
+    declared = re.search(r'^version = "([^"]+)"', (root / "pyproject.toml").read_text(), re.M).group(1)
+    proc = subprocess.run([sys.executable, "-m", "ovnsim", "--version"], capture_output=True, text=True,
+                          cwd=root, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"ovnsim {declared}" == f"ovnsim {ovnsim.__version__}"
+    assert (root / "ovnsim" / "py.typed").exists() and (root / "LICENSE").exists()

@@ -324,5 +324,17 @@ def test_mermaid_contains_every_node_and_label(topo):
         frozenset({label_of[a], label_of[b]}) for a, b in graph.edges}
 
 
-def test_formats():
-    assert FORMATS == ("dot", "mermaid")
+def test_every_format_is_offered_by_the_cli_and_renders(tmp_path, capsys):
+    """Each of FORMATS is a ``graph --format`` choice and draws every logical switch and router."""
+    from ovnsim.cli import main
+
+    topo = Path(__file__).resolve().parents[1] / "topologies" / "reference.yaml"
+    logical = compile_topology(load_topology(str(topo)))
+    for fmt in FORMATS:
+        assert main(["graph", str(topo), "--format", fmt]) == 0
+        text = capsys.readouterr().out
+        for name in [s.name for s in logical.switches] + [r.name for r in logical.routers]:
+            assert name in text, (fmt, name)
+    with pytest.raises(SystemExit) as err:  # a format FORMATS does not list is refused
+        main(["graph", str(topo), "--format", "svg"])
+    assert err.value.code == 2

@@ -423,12 +423,12 @@ ERROR_CASES = [
      "projects.demo.routers.router1.gateway_model", "expected one of 'gateway-router', 'distributed-gateway-port'",
      TopologyError),
     # reserved and unsupported
-    ("sg-top", lambda d: d.update(security_groups={}), "security_groups", "security groups are not supported yet",
-     NotSupportedError),
-    ("sg-project", lambda d: demo(d).update(security_groups={"default": {}}), "projects.demo.security_groups",
-     "security groups are not supported yet", NotSupportedError),
+    ("sg-top", lambda d: d.update(security_groups={}), "security_groups",
+     "security groups belong to a project: put them under projects.<name>.security_groups", TopologyError),
     ("sg-port", lambda d: demo(d)["ports"]["vm1"].update(security_groups=["default"]),
-     "projects.demo.ports.vm1.security_groups", "security groups are not supported yet", NotSupportedError),
+     "projects.demo.ports.vm1.security_groups",
+     "project 'demo' declares no security_groups; add `security_groups: {}` to the project to use them",
+     TopologyError),
     ("ipv6-subnet", lambda d: demo(d)["networks"]["web"]["subnets"].update({"web-v6": {"cidr": "fd00::/64"}}),
      "projects.demo.networks.web.subnets.web-v6.cidr", "IPv6 is not supported yet", NotSupportedError),
     # unknown references
@@ -596,3 +596,74 @@ def test_load_document_does_not_modify_its_input():
     before = copy.deepcopy(doc)
     load_document(doc)
     assert doc == before
+
+
+# --------------------------------------------------------------------------
+# Integer literals too long to convert (issue 11 item 6)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("literal", ["9" * 5000, "-" + "1" * 4301, "0x" + "f" * 5000, "1_0" * 2000])
+def test_an_oversized_integer_literal_names_its_file_and_field(tmp_path, literal):
+    text = ("projects:\n  demo:\n    networks:\n      web: {subnets: {w: {cidr: 10.0.0.0/24}}}\n"
+            f"    ports:\n      vm1: {{network: web, fixed_ips: [{literal}]}}\n")
+    err = expect_error(tmp_path, text, "projects.demo.ports.vm1.fixed_ips[0]", "integer literal of")
+    assert "line 6" in err.problem
+
+
+def test_an_oversized_integer_key_names_its_mapping(tmp_path):
+    text = "projects:\n  demo:\n    ? " + "7" * 5000 + "\n    : 1\n"
+    expect_error(tmp_path, text, "projects.demo", "integer literal of 5,000 characters")
+
+
+def test_ordinary_integer_literals_still_load():
+    import yaml as _yaml
+
+    from ovnsim.neutron.loader import _StrictLoader
+
+    assert _yaml.load("a: 0x1f\nb: -12\nc: 1_000\nd: 0b11\ne: 1:30\nf: 017", Loader=_StrictLoader) == {
+        "a": 31, "b": -12, "c": 1000, "d": 3, "e": 90, "f": 15}
+
+
+# --------------------------------------------------------------------------
+# What YAML can say but a topology cannot be (found by tests/test_fuzz_inputs.py)
+# --------------------------------------------------------------------------
+
+
+def test_a_date_like_value_is_text_not_a_crash(tmp_path):
+    """PyYAML turns 2001-13-45 into a ValueError; the loader keeps it text and the schema names the place."""
+    text = "projects:\n  demo:\n    networks:\n      web: {subnets: {w: {cidr: 2001-13-45}}}\n"
+    err = expect_error(tmp_path, text, "projects.demo.networks.web.subnets.w.cidr", "2001-13-45")
+    assert "2001-13-45" in str(err)
+
+
+def test_a_recursive_alias_is_one_line(tmp_path):
+    expect_error(tmp_path, "projects: &x\n  demo: [*x]\n", "projects.demo[0]", "refers to a node that contains it")
+
+
+def test_an_alias_bomb_is_refused_before_it_is_walked(tmp_path):
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]']
+    lines += [f"{chr(97 + i)}: &{chr(97 + i)} [" + ",".join([f"*{chr(96 + i)}"] * 10) + "]" for i in range(1, 9)]
+    expect_error(tmp_path, "\n".join(lines) + "\n", "", "more than 1,000,000 values")
+
+
+@pytest.mark.parametrize("depth", [100, 2000, 100000])
+def test_deep_nesting_is_one_line_never_a_crash(tmp_path, depth):
+    """100,000 nested [ ] made libyaml crash the process (SIGSEGV); 100 made the schema checker recurse out."""
+    text = "projects:\n  demo:\n    networks: " + "[" * depth + "]" * depth + "\n"
+    if depth > 1000:
+        expect_error(tmp_path, text, "line 3", "nested more than 1000 levels deep")
+    else:
+        expect_error(tmp_path, text, "projects.demo.networks[0][0][0][0][0]...", "nested more than 64 levels")
+
+
+def test_brackets_in_quotes_and_comments_are_not_nesting(tmp_path):
+    text = ("name: \"it's " + "[" * 1500 + "\"\n# " + "{" * 1500 + "\nprojects:\n  demo:\n    networks:\n"
+            "      web: {subnets: {w: {cidr: 10.0.0.0/24}}}\n")
+    assert load_topology(write_text(tmp_path, text)).name.startswith("it's [[[")
+
+
+def write_text(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "topo.yaml"
+    path.write_text(text)
+    return path

@@ -432,3 +432,25 @@ def test_real_ovn_trace_answers(ovn) -> None:
         SAVED.write_text(json.dumps(answers, indent=1) + "\n")
     for text, a in answers.items():
         _check_against_ovn_trace(text, a["ovn_trace"], a["canonical"])  # type: ignore[arg-type]
+
+
+# -- pathological input (issue 11 item 4): an error, never RecursionError / ValueError ------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("(" * 500 + 'inport == "vm1"' + ")" * 500, "parentheses nested more than"),
+    ("(" * 100000, "parentheses nested more than"),
+    ('inport == "vm1" && tcp.dst == ' + "9" * 5000, "a number of 5000 characters"),
+    ('inport == "vm1" && eth.src == 0x' + "f" * 5000, "a number of 5002 characters"),
+])
+def test_pathological_microflows_are_one_line_errors(text, expected):
+    with pytest.raises(MicroflowError) as info:
+        parse_microflow(text)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_nesting_up_to_the_limit_is_accepted():
+    from ovnsim.datapath.microflow import MAX_NESTING
+
+    flow = parse_microflow("(" * MAX_NESTING + 'inport == "vm1" && tcp' + ")" * MAX_NESTING)
+    assert flow.inport == "vm1" and flow.l4 == "tcp"

@@ -3,9 +3,11 @@
 For each file in ``topologies/``: the ``ovnsim export nbctl`` commands are
 accepted by a real northbound database, ovn-northd writes logical flows for
 every datapath, and what ``ovn-nbctl show`` (plus ``lr-route-list``, the NAT
-rows, the static MAC bindings and the DHCP_Options rows with the ports that use
-them) lists equals what ovnsim compiled, and northd answers DHCP on exactly
-the ports that should get it.
+rows, the static MAC bindings, the DHCP_Options rows with the ports that use
+them, the Port_Group rows with their members and ACLs) lists equals what
+ovnsim compiled, northd answers DHCP on exactly the ports that should get it,
+derives the port groups' address sets ovnsim derives, and writes ACL flows
+for exactly the switches with filtered ports.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ pytestmark = pytest.mark.ovn
 
 def test_there_are_example_topologies():
     names = {p.stem for p in TOPOLOGIES}
-    assert {"reference", "two-projects", "dgp", "multi-router", "large", "provider-ports", "dhcp-metadata"} <= names
+    assert {"reference", "two-projects", "dgp", "multi-router", "large", "provider-ports", "dhcp-metadata", "security-groups"} <= names
 
 
 @pytest.mark.parametrize("path", TOPOLOGIES, ids=lambda p: p.stem)
@@ -76,6 +78,28 @@ def test_topology_loads_into_real_ovn(ovn, path):
               for line in flows.splitlines() if "put_dhcp_opts(" in line and "ls_in_dhcp_options" in line}
     assert offers == {name for name, cidr in ours_users.items()
                       if any(d.options.get("server_id") for d in logical.dhcp_options if d.cidr == cidr)}
+
+    # the Port_Group rows: members, external_ids, ACLs with their external_ids
+    assert ovn.port_groups() == {
+        pg.name: {"ports": sorted(pg.ports), "external_ids": dict(pg.external_ids),
+                  "acls": sorted(((a.direction, a.priority, a.match, a.action, dict(a.external_ids))
+                                  for a in pg.acls), key=repr)}
+        for pg in logical.port_groups}
+    # northd's address sets for them (ovnsim derives the same), among the SB Address_Set rows
+    real_sets = {str(r["name"]): sorted(r["addresses"] if isinstance(r["addresses"], list) else [r["addresses"]])
+                 for r in ovn.sb_rows("Address_Set", ["name", "addresses"])}
+    for aset in logical.port_group_address_sets():
+        assert real_sets.pop(aset.name) == sorted(aset.addresses), aset.name
+    assert set(real_sets) <= {"svc_monitor_mac"}
+    # a switch gets priority-1001/1002 ACL flows (2001/2002 in ls_in_acl / ls_out_acl) iff a filtered port is on it
+    filtered = {p for pg in logical.port_groups for p in pg.ports}
+    with_acls, datapath = set(), None
+    for line in flows.splitlines():
+        if line.startswith("Datapath: "):
+            datapath = line.split('"', 2)[1]
+        elif "(ls_in_acl " in line and "priority=200" in line:
+            with_acls.add(datapath)
+    assert with_acls == {ls.name for ls in logical.switches if any(p.name in filtered for p in ls.ports)}
 
 
 def _nb_json(ovn, table: str, *columns: str):

@@ -22,6 +22,7 @@ from scapy.utils import RawPcapReader, rdpcap
 from ovnsim.errors import OvnsimError
 from ovnsim.capture.pcap import (
     MAX_CAPLEN,
+    MAX_TS_NS,
     CaptureError,
     PcapNgWriter,
     PcapWriter,
@@ -360,8 +361,8 @@ BAD_FILES = {
     "kuznetzov": (b"\x34\xcd\xb2\xa1" + b"\0" * 30, "Kuznetzov"),
     "truncated-header": (pcap_header()[:10], "truncated pcap file header: 10 of 24 bytes"),
     "version": (pcap_header(major=3), "unsupported pcap version 3.4"),
-    "linktype": (pcap_header(linktype=113) + pcap_record(b"\0" * 20), "link type 113 (LINUX_SLL) is not supported"),
-    "fcs": (pcap_header(linktype=0x10000001), "frame check sequence"),
+    "linktype": (pcap_header(linktype=228) + pcap_record(b"\0" * 20), "link type 228 (IPV4) is not supported"),
+    "fcs": (pcap_header(linktype=0x10000001), "FCS length bits set without the F bit"),
     "caplen-over-snaplen": (pcap_header(snaplen=96) + pcap_record(frames(1)[0]) + pcap_record(b"\0" * 100),
                             "record 2 at byte offset 100: captured length 100 exceeds the snaplen 96"),
     "caplen-over-256k": (pcap_header(snaplen=1 << 20) + pcap_record(BIG_FRAME),
@@ -454,3 +455,94 @@ def test_streaming_memory_is_bounded(tmp_path, pcapng):
     assert seen == n and biggest <= 4096
     assert peak < 8 * 1024 * 1024, f"peak {peak} bytes while streaming a {size}-byte capture"
     assert peak < size / 6
+
+
+# ---------------------------------------------------------------------------
+# timestamps at the edges (issue 11, items 2 and 3)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("seconds", [10**10, -(10**10), 2**63 - 1, -(2**63)])
+def test_pcapng_tsoffset_beyond_64_bit_nanoseconds_is_one_clear_error(tmp_path, order, seconds):
+    data = ng_shb(order) + ng_idb(order, tsoffset=seconds) + ng_epb(order, frames(1)[0], 0)
+    path = write(tmp_path, "off.pcapng", data)
+    with pytest.raises(CaptureError) as info:
+        open_capture(path)
+    assert f"if_tsoffset {seconds} s is beyond" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_pcapng_tsoffset_at_the_limit_is_taken_and_clamped(tmp_path):
+    """+/-9.2e9 s is still read; the times it gives are clamped into 1970..2106 and counted."""
+    limit = (2**63 - 1) // 10**9
+    data = (ng_shb() + ng_idb(tsoffset=limit) + ng_epb("<", frames(1)[0], 5)
+            + ng_idb(tsoffset=-limit) + ng_epb("<", frames(1)[0], 5, iface=1)
+            + ng_idb(tsoffset=-T0) + ng_epb("<", frames(1)[0], T0 * 10**6 + 7, iface=2))
+    got, capture = read_all(write(tmp_path, "edge.pcapng", data))
+    assert [g[0] for g in got] == [MAX_TS_NS, 0, 7000]
+    assert capture.timestamps_clamped == 2
+
+
+@pytest.mark.parametrize("tsresol", [None, 9, 0x80 | 30, 0])
+def test_pcapng_timestamp_beyond_2106_is_clamped_not_wrapped(tmp_path, tsresol):
+    """A complete EPB whose time is >= 2^63 ns used to wrap negative in C and be written as 0."""
+    per_sec = {None: 10**6, 9: 10**9, 0x80 | 30: 2**30, 0: 1}[tsresol]
+    fine = T0 * per_sec
+    data = (ng_shb() + ng_idb(tsresol=tsresol) + ng_epb("<", frames(1)[0], 2**64 - 1)
+            + ng_epb("<", frames(1)[0], 2**63 // 10**9 * per_sec) + ng_epb("<", frames(1)[0], fine))
+    got, capture = read_all(write(tmp_path, "late.pcapng", data))
+    assert [g[0] for g in got] == [MAX_TS_NS, MAX_TS_NS, T0 * 10**9]
+    assert capture.timestamps_clamped == 2
+
+
+def test_cut_short_final_block_with_a_huge_timestamp_is_clamped(tmp_path):
+    """The partial record's time is clamped as a complete record's is (it is written to drops.pcapng)."""
+    data = ng_shb() + ng_idb(tsresol=9) + ng_epb("<", frames(1)[0], 2**64 - 1)[:-10]
+    got, capture = read_all(write(tmp_path, "cut.pcapng", data))
+    assert got == [] and capture.partial is not None
+    assert capture.partial.timestamp == MAX_TS_NS and capture.timestamps_clamped == 1
+
+
+def test_writers_clamp_timestamps_they_cannot_hold(tmp_path):
+    frame = frames(1)[0]
+    with PcapWriter(tmp_path / "a.pcap") as writer:
+        writer.write(frame, 2**70)
+        writer.write(frame, -5)
+    with PcapNgWriter(tmp_path / "a.pcapng") as writer:
+        writer.write(frame, 2**70)
+    assert [t for t, _f, _o in read_frames(tmp_path / "a.pcap")] == [MAX_TS_NS, 0]
+    assert [t for t, _f, _o in read_frames(tmp_path / "a.pcapng")] == [MAX_TS_NS]
+
+
+# ---------------------------------------------------------------------------
+# frames that carry their FCS (issue 11 item 9)
+# ---------------------------------------------------------------------------
+
+
+def _with_fcs(frame: bytes) -> bytes:
+    import zlib
+
+    return frame + struct.pack("<I", zlib.crc32(frame))
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_pcapng_if_fcslen_frames_are_read_without_their_fcs(tmp_path, order):
+    fs = frames(4)
+    fcs_idb = ng_block(order, 1, struct.pack(order + "HHI", 1, 0, 0) + ng_option(order, 2, b"eth0")
+                       + ng_option(order, 13, b"\x04") + b"\0\0\0\0")
+    data = (ng_shb(order) + ng_idb(order) + fcs_idb + ng_epb(order, fs[0], 0, iface=0)
+            + b"".join(ng_epb(order, _with_fcs(f), 0, iface=1) for f in fs[1:])
+            + ng_epb(order, _with_fcs(fs[1])[:-3], 0, iface=1, origlen=len(fs[1]) + 4))  # cut inside the FCS
+    got, capture = read_all(write(tmp_path, "fcs.pcapng", data))
+    assert [(g[1], g[2]) for g in got] == [(f, len(f)) for f in fs] + [(fs[1], len(fs[1]))]
+    assert capture.notes == ["interface 1 (eth0): frames end with a 4-byte FCS (if_fcslen): stripped before replay"]
+    assert capture.snaplen_truncated == 0
+
+
+def test_pcap_fcs_bits_in_the_link_type_strip_the_fcs(tmp_path):
+    fs = frames(3)
+    linktype = 0x04000000 | (2 << 28) | 1  # F bit, FCS length 2 x 16 bits
+    data = pcap_header(linktype=linktype) + b"".join(pcap_record(_with_fcs(f)) for f in fs)
+    got, capture = read_all(write(tmp_path, "fcs.pcap", data))
+    assert [(g[1], g[2]) for g in got] == [(f, len(f)) for f in fs]
+    assert capture.notes == ["frames end with a 4-byte FCS (file header): stripped before replay"]

@@ -23,7 +23,7 @@ from scapy.utils import PcapNgReader, RawPcapReader
 from ovnsim.capture import replay as replay_mod
 from ovnsim.cli import main
 from ovnsim.errors import OvnsimError
-from ovnsim.capture.pcap import PcapWriter, read_frames
+from ovnsim.capture.pcap import PcapWriter, open_capture, read_frames
 from ovnsim.capture.replay import DROPS_FILE, ReplaySummary, replay
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -494,7 +494,7 @@ def test_cli_json_is_one_valid_object(tmp_path, capsys, engine):
     data = json.loads(out)
     assert data["frames_in"] == data["delivered"] + data["exited"] + data["dropped"] == 41
     assert set(data) >= {"outputs", "files", "generated", "drops", "copy_drops", "anomalies", "warnings"}
-    assert data["anomalies"] == {"snaplen_truncated": 0, "truncated_final_record": None}
+    assert data["anomalies"] == {"snaplen_truncated": 0, "timestamps_clamped": 0, "truncated_final_record": None}
 
 
 def test_cli_json_with_trace(tmp_path, capsys):
@@ -630,3 +630,451 @@ def test_progress_only_on_a_terminal_and_not_with_json(tmp_path, capsys, monkeyp
                      *extra]) == 0
         assert terminal.getvalue() == ""
     capsys.readouterr()
+
+
+# ---------------------------------------------------------------------------
+# hardening (issue 11): timestamps, damaged files, full disks, Ctrl-C
+# ---------------------------------------------------------------------------
+
+
+def _ng(order: str, btype: int, body: bytes) -> bytes:
+    body += b"\0" * (-len(body) % 4)
+    return struct.pack(order + "II", btype, 12 + len(body)) + body + struct.pack(order + "I", 12 + len(body))
+
+
+def _ng_shb(order: str = "<") -> bytes:
+    return _ng(order, 0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+
+
+def _ng_idb(order: str = "<", linktype: int = 1, options: bytes = b"") -> bytes:
+    if options:
+        options += b"\0\0\0\0"
+    return _ng(order, 1, struct.pack(order + "HHI", linktype, 0, 0) + options)
+
+
+def _ng_opt(order: str, code: int, value: bytes) -> bytes:
+    return struct.pack(order + "HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def _ng_epb(order: str, frame: bytes, units: int, iface: int = 0) -> bytes:
+    return _ng(order, 6, struct.pack(order + "IIIII", iface, units >> 32, units & 0xFFFFFFFF, len(frame),
+                                     len(frame)) + frame)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_huge_timestamps_are_clamped_and_reported_not_crashing(tmp_path, engine, capsys):
+    """A complete EPB at >= 2^64 ns and a cut-short final one: clamped to 2106 and said, never 0 or a traceback."""
+    late = 2**64 - 1
+    data = (_ng_shb() + _ng_idb(options=_ng_opt("<", 9, b"\x09")) + _ng_epb("<", GOOD_FRAME, late)
+            + _ng_epb("<", GOOD_FRAME, T0_NS) + _ng_epb("<", GOOD_FRAME, late)[:-8])
+    capture = _capture_with(tmp_path, "late.pcapng", data)
+    rc, out, err = cli(capsys, "replay", REFERENCE, capture, "--out-dir", tmp_path / "o", "--auto", "--json",
+                       "--engine", engine)
+    assert rc == 0, err
+    summary = json.loads(out)
+    assert summary["frames_in"] == 3 and summary["anomalies"]["timestamps_clamped"] == 2
+    assert "written clamped" in err
+    max_ts = 2**32 * 10**9 - 1
+    assert [ts for ts, _f, _o in read_frames(tmp_path / "o" / "vm2-tx.pcap")] == [max_ts, T0_NS]
+    assert drops_of(tmp_path / "o")[-1][2] // 10**9 == max_ts // 10**9
+
+
+def _valid_pcap_records(path: Path) -> int:
+    """The number of records in a classic pcap ovnsim wrote, asserting it ends on a record boundary."""
+    data = path.read_bytes()
+    assert len(data) >= 24 and data[:4] == struct.pack("<I", 0xA1B23C4D)
+    at, n = 24, 0
+    while at < len(data):
+        assert len(data) - at >= 16, f"{path.name}: ends inside a record header"
+        caplen = struct.unpack_from("<I", data, at + 8)[0]
+        assert len(data) - at - 16 >= caplen, f"{path.name}: ends inside a record"
+        at += 16 + caplen
+        n += 1
+    return n
+
+
+def _valid_pcapng_blocks(path: Path) -> int:
+    data = path.read_bytes()
+    at, n = 0, 0
+    while at < len(data):
+        assert len(data) - at >= 12
+        length = struct.unpack_from("<I", data, at + 4)[0]
+        assert len(data) - at >= length and struct.unpack_from("<I", data, at + length - 4)[0] == length
+        at += length
+        n += 1
+    return n
+
+
+class _FullDisk:
+    """os.write that takes ``budget`` bytes in all, then writes what fits and fails with ENOSPC."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+
+    def __call__(self, fd, data):
+        import errno
+        import os
+
+        if self.budget <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = os.write(fd, bytes(data[:self.budget]))
+        self.budget -= n
+        return n
+
+
+@pytest.mark.parametrize("budget", [0, 30, 100, 700, 3000, 9000])
+def test_full_disk_names_the_file_and_leaves_every_file_valid(tmp_path, capsys, monkeypatch, budget):
+    from ovnsim.capture import pcap as pcap_mod
+
+    monkeypatch.setattr(pcap_mod, "_os_write", _FullDisk(budget))
+    monkeypatch.setattr(replay_mod, "PORT_FILE_BUFFER", 1)  # every batch's run goes out at once
+    out = tmp_path / "o"
+    rc, stdout, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", out, "--auto", "--engine", "python")
+    assert rc == 2 and stdout == "" and "Traceback" not in err
+    [line] = err.splitlines()
+    assert re.match(rf"ovnsim: error: {re.escape(str(out))}/[\w.-]+: cannot write: No space left on device$", line)
+    named = Path(line.split(": ")[2])
+    assert named.parent == out
+    for path in out.iterdir():
+        if path.name == DROPS_FILE:
+            assert _valid_pcapng_blocks(path) >= 2  # at least its section header and interface
+        else:
+            _valid_pcap_records(path)
+    if budget >= 200:
+        assert (out / DROPS_FILE).exists()
+
+
+# -- standard input and Ctrl-C ---------------------------------------------------------
+
+import os as _os  # noqa: E402
+import signal as _signal  # noqa: E402
+import subprocess as _subprocess  # noqa: E402
+import sys as _sys  # noqa: E402
+import time as _time  # noqa: E402
+
+_ENV = {**_os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def _replay_proc(*args, stdin=None) -> "_subprocess.Popen":
+    return _subprocess.Popen([_sys.executable, "-m", "ovnsim.cli", "replay", *map(str, args)], cwd=ROOT, env=_ENV,
+                             stdin=stdin, stdout=_subprocess.PIPE, stderr=_subprocess.PIPE)
+
+
+@pytest.fixture
+def procs():
+    """Replay subprocesses a test starts: stopped (by PID) and reaped on every exit path."""
+    started: List["_subprocess.Popen"] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def _wait_for(path: Path, proc) -> None:
+    """Until ``path`` exists (the replay has opened its files: SIGINT is its own from then on)."""
+    deadline = _time.monotonic() + 120
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert _time.monotonic() < deadline, f"{path} never appeared"
+        _time.sleep(0.02)
+
+
+def test_capture_from_standard_input(tmp_path):
+    with open(MIXED, "rb") as stdin:
+        proc = _replay_proc(REFERENCE, "-", "--out-dir", tmp_path / "piped", "--auto", "--json", stdin=stdin)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    piped = json.loads(out)
+    summary, _ = run(tmp_path, "python", MIXED, name="file")
+    for key in ("frames_in", "delivered", "exited", "dropped", "outputs", "drops", "copy_drops"):
+        assert piped[key] == summary.as_dict()[key], key
+    assert piped["capture"] == "-"
+    for name in summary.files.values():
+        assert (tmp_path / "piped" / name).read_bytes() == (tmp_path / "file" / name).read_bytes()
+
+
+def test_bad_capture_on_standard_input_names_stdin(tmp_path):
+    proc = _replay_proc(REFERENCE, "-", "--out-dir", tmp_path / "o", "--auto", stdin=_subprocess.PIPE)
+    out, err = proc.communicate(b"GIF89a" + b"\0" * 40, timeout=120)
+    assert proc.returncode == 2 and err.decode().startswith("ovnsim: error: <stdin>: not a pcap or pcapng")
+
+
+def _assert_interrupted_run_is_whole(out: Path, summary: dict, most: int) -> None:
+    assert summary["interrupted"] is True
+    assert summary["frames_in"] == summary["delivered"] + summary["exited"] + summary["dropped"] <= most
+    assert sum(d["frames"] for d in summary["drops"].values()) == summary["dropped"]
+    for port, name in summary["files"].items():
+        if name == DROPS_FILE:
+            assert _valid_pcapng_blocks(out / name) == 2 + summary["dropped"]
+        else:
+            assert _valid_pcap_records(out / name) == summary["outputs"][port]
+
+
+def test_ctrl_c_while_waiting_for_input_stops_with_the_summary_so_far(tmp_path, procs):
+    frames = capture_frames(MIXED)
+    out = tmp_path / "o"
+    proc = _replay_proc(REFERENCE, "-", "--out-dir", out, "--auto", "--json", "--engine", "python",
+                        stdin=_subprocess.PIPE)
+    procs.append(proc)
+    proc.stdin.write(_header() + b"".join(_record(f) for f in frames))
+    proc.stdin.flush()
+    _wait_for(out / DROPS_FILE, proc)
+    proc.send_signal(_signal.SIGINT)  # the pipe stays open: the replay is (or will be) waiting for more
+    stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err.decode() and "interrupted: replayed the first" in err.decode()
+    _assert_interrupted_run_is_whole(out, json.loads(stdout), len(frames))
+
+
+def test_ctrl_c_mid_replay_closes_every_file_valid_and_exits_130(tmp_path, procs):
+    frames = capture_frames(MIXED)
+    capture = tmp_path / "big.pcap"
+    repeat = 5000  # ~200,000 frames: the reference engine takes seconds over them
+    with open(capture, "wb") as handle:
+        handle.write(_header())
+        block = b"".join(_record(f) for f in frames)
+        for _ in range(repeat):
+            handle.write(block)
+    out = tmp_path / "o"
+    proc = _replay_proc(REFERENCE, capture, "--out-dir", out, "--auto", "--json", "--engine", "python")
+    procs.append(proc)
+    _wait_for(out / DROPS_FILE, proc)
+    proc.send_signal(_signal.SIGINT)
+    stdout, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err.decode() and "interrupted: replayed the first" in err.decode()
+    _assert_interrupted_run_is_whole(out, json.loads(stdout), repeat * len(frames))
+
+
+def test_interrupted_summary_text_says_so():
+    summary = ReplaySummary(topology="t.yaml", capture="c.pcap", format="pcap", engine="fast", ingress="auto",
+                            out_dir="o", interrupted=True)
+    assert summary.format_text().splitlines()[0].endswith("INTERRUPTED: the summary so far")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fcs_carrying_capture_replays_as_without_and_says_so(tmp_path, capsys, engine):
+    import zlib
+
+    frames = capture_frames(MIXED)
+    idb = _ng_idb(options=_ng_opt("<", 2, b"tap0") + _ng_opt("<", 13, b"\x04"))
+    data = _ng_shb() + idb + b"".join(_ng_epb("<", f + struct.pack("<I", zlib.crc32(f)), T0_NS // 1000)
+                                      for f in frames)
+    capture = _capture_with(tmp_path, "fcs.pcapng", data)
+    rc, out, err = cli(capsys, "replay", REFERENCE, capture, "--out-dir", tmp_path / "o", "--auto", "--json",
+                       "--engine", engine)
+    assert rc == 0, err
+    with_fcs = json.loads(out)
+    plain, _ = run(tmp_path, engine, MIXED, name="plain")
+    for key in ("frames_in", "delivered", "exited", "dropped", "outputs", "drops"):
+        assert with_fcs[key] == plain.as_dict()[key], key
+    assert with_fcs["capture_notes"] == ["interface 0 (tap0): frames end with a 4-byte FCS (if_fcslen): "
+                                         "stripped before replay"]
+
+
+# -- the verdict log, the rate line -------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_verdicts_log_says_what_became_of_every_frame(tmp_path, engine):
+    log = tmp_path / "v.jsonl"
+    summary, out = run(tmp_path, engine, PCAPS / "reference-cut.pcap", verdicts=log)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [v["frame"] for v in lines] == list(range(1, summary.frames_in + 1))
+    # the outputs' record numbers point into the port files, every record exactly once
+    for port, name in summary.files.items():
+        if name == DROPS_FILE:
+            continue
+        records = packets(out / name)
+        assert sorted(o["record"] for v in lines for o in v["outputs"] if o["port"] == port) == \
+            list(range(1, len(records) + 1))
+    dropped = [v for v in lines if v["dropped"] is not None]
+    assert len(dropped) == summary.dropped and all(not v["outputs"] for v in dropped)
+    assert [v["dropped"]["record"] for v in dropped] == list(range(1, summary.dropped + 1))
+    drops = drops_of(out)
+    for v in dropped:
+        comments, _frame, _ts = drops[v["dropped"]["record"] - 1]
+        assert comments[-1].startswith(f"frame {v['frame']}, ingress ")
+        assert comments[0].startswith(f"{v['dropped']['disposition']} at ")
+    assert lines[-1]["dropped"]["stage"] == "capture"  # the cut-short final record
+    by_disposition: Dict[str, int] = {}
+    for v in dropped:
+        by_disposition[v["dropped"]["disposition"]] = by_disposition.get(v["dropped"]["disposition"], 0) + 1
+    assert by_disposition == {k: d["frames"] for k, d in summary.drops.items()}
+
+
+def test_verdicts_cli_option(tmp_path, capsys):
+    log = tmp_path / "v.jsonl"
+    rc, out, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "o", "--auto", "--verdicts", log)
+    assert rc == 0 and len(log.read_text().splitlines()) == 41
+
+
+def test_rate_is_shown_only_when_it_means_something():
+    summary = ReplaySummary(topology="t", capture="c", format="pcap", engine="fast", ingress="auto", out_dir="o",
+                            frames_in=41, delivered=41, elapsed_s=0.004, frames_per_s=10250.0)
+    assert summary.format_text().splitlines()[-1] == "wrote 0 files to o in 0.00 s"
+    summary.frames_in, summary.elapsed_s, summary.frames_per_s = 3_000_000, 2.0, 1_500_000.0
+    assert summary.format_text().splitlines()[-1] == "wrote 0 files to o in 2.00 s (1.50 M frames/s)"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_drops_keep_the_capture_interface_names(tmp_path, engine):
+    multicast_src = bytes(Ether(src="01:00:5e:00:00:01", dst=VM2_MAC) / IP(src=VM1, dst=VM2) / UDP())
+    name = lambda n: _ng_opt("<", 2, n)  # noqa: E731
+    data = (_ng_shb() + _ng_idb(options=name(b"tap0")) + _ng_idb(options=name(b"eth1"))
+            + _ng_epb("<", GOOD_FRAME, 1) + _ng_epb("<", multicast_src, 2, iface=1)
+            + _ng_idb() + _ng_epb("<", multicast_src, 3, iface=2)  # an unnamed interface, described late
+            + _ng_shb() + _ng_idb(options=name(b"br-ex")) + _ng_epb("<", multicast_src, 4)  # a second section
+            + _ng_epb("<", multicast_src, 5)[:-6])  # cut short
+    capture = _capture_with(tmp_path, "ifs.pcapng", data)
+    summary, out = run(tmp_path, engine, capture, port="vm1")
+    assert summary.dropped == 4
+    with open_capture(out / DROPS_FILE) as drops:
+        ifaces = [i for batch in drops for i in batch.ifaces]
+    assert drops.interface_names == ["tap0", "eth1", "drops", "br-ex"]
+    assert ifaces == [1, 2, 3, 3]  # the three multicast-source drops and the cut-short final record
+
+
+def test_drops_of_a_classic_pcap_are_on_interface_drops(tmp_path):
+    _summary, out = run(tmp_path, "python", MIXED)
+    with open_capture(out / DROPS_FILE) as drops:
+        assert {i for batch in drops for i in batch.ifaces} == {0}
+    assert drops.interface_names == ["drops"]
+
+
+# -- Linux cooked captures (tcpdump -i any) ------------------------------------------------
+
+GW_MAC = "fa:16:3e:fe:49:48"  # router1's port on web (10.0.0.1)
+
+
+def _tap_frames() -> List[Tuple[int, bytes]]:
+    """(Linux packet type, Ethernet frame) as vm1's `tcpdump -i any` would see them."""
+    return [
+        (4, bytes(Ether(src=VM1_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=VM1_MAC, psrc=VM1, pdst="10.0.0.1"))),
+        (4, bytes(Ether(src=VM1_MAC, dst=VM2_MAC) / IP(src=VM1, dst=VM2) / ICMP())),
+        (4, bytes(Ether(src=VM1_MAC, dst=GW_MAC) / IP(src=VM1, dst=INTERNET) / TCP(sport=40000, dport=443,
+                                                                                    flags="S"))),
+        (4, bytes(Ether(src=VM1_MAC, dst=GW_MAC) / IP(src=VM1, dst=DB1) / UDP(sport=5000, dport=53))),
+        (2, bytes(Ether(src=VM1_MAC, dst="01:00:5e:00:00:fb") / IP(src=VM1, dst="224.0.0.251") / UDP())),
+        (1, bytes(Ether(src=VM1_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src=VM1, dst="255.255.255.255") / UDP())),
+    ]
+
+
+def _cooked(kind: int, pkttype: int, frame: bytes) -> bytes:
+    from scapy.layers.l2 import CookedLinux, CookedLinuxV2
+
+    eth = Ether(frame)
+    if kind == 113:
+        head = CookedLinux(pkttype=pkttype, lladdrtype=1, lladdrlen=6, src=bytes.fromhex(eth.src.replace(":", ""))
+                           + b"\0\0", proto=eth.type)
+    else:
+        head = CookedLinuxV2(proto=eth.type, ifindex=7, lladdrtype=1, pkttype=pkttype, lladdrlen=6,
+                             src=bytes.fromhex(eth.src.replace(":", "")) + b"\0\0")
+    return bytes(head) + frame[14:]
+
+
+@pytest.mark.parametrize("linktype", [113, 276])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_linux_cooked_capture_replays_as_the_ethernet_one(tmp_path, engine, linktype):
+    tap = _tap_frames()
+    ethernet = _capture_with(tmp_path, "eth.pcap", _header() + b"".join(_record(f) for _t, f in tap))
+    cooked = _capture_with(tmp_path, "any.pcap", _header(linktype=linktype)
+                           + b"".join(_record(_cooked(linktype, t, f)) for t, f in tap))
+    plain, plain_out = run(tmp_path, engine, ethernet, name="eth")
+    summary, out = run(tmp_path, engine, cooked, name="cooked")
+    for key in ("frames_in", "delivered", "exited", "dropped", "outputs", "drops", "generated"):
+        assert summary.as_dict()[key] == plain.as_dict()[key], key
+    for name in plain.files.values():
+        if name != DROPS_FILE:
+            assert (out / name).read_bytes() == (plain_out / name).read_bytes(), name
+    [note] = summary.capture_notes
+    assert note.startswith(f"{len(tap)} frames from a Linux cooked capture (link type {linktype} ")
+    assert plain.capture_notes == []
+
+
+def test_cooked_frames_received_by_the_host_go_to_the_owner_of_the_address(tmp_path):
+    """Packet type 0 (to this host): eth.dst is the MAC of the port holding ip4.dst (with --port P: P's)."""
+    from ovnsim.capture.cooked import DestinationResolver
+    from ovnsim.neutron.compiler import compile_topology
+    from ovnsim.neutron.loader import load_topology
+
+    frame = bytes(Ether(src=VM2_MAC, dst=VM1_MAC) / IP(src=VM2, dst=VM1) / ICMP())
+    capture = _capture_with(tmp_path, "in.pcapng", _ng_shb() + _ng_idb(linktype=113, options=_ng_opt("<", 2, b"any"))
+                            + _ng_epb("<", _cooked(113, 0, frame), 1))
+    summary, out = run(tmp_path, "python", capture)
+    assert summary.delivered == 1 and summary.outputs == {"vm1": 1}
+    assert bytes(packets(out / "vm1-tx.pcap")[0]) == frame
+    logical = compile_topology(load_topology(REFERENCE))
+    assert DestinationResolver(logical, "fa:16:3e:00:00:99").unicast(0, 0, 0) == bytes.fromhex("fa163e000099")
+
+
+def test_cooked_frame_shorter_than_its_header_is_a_malformed_drop(tmp_path):
+    capture = _capture_with(tmp_path, "short.pcap", _header(linktype=113) + _record(b"\0\4\0\1\0\6"))
+    summary, _out = run(tmp_path, "python", capture)
+    assert summary.dropped == 1 and summary.frames_in == 1
+
+
+# -- a VM's tap captured in both directions (--port P --only-from-port) -------------------
+
+
+def _tap_capture(tmp_path: Path) -> Tuple[Path, int]:
+    """vm1's tap: what vm1 sent, and what it received (the network's answers, padded as on a wire, and vm2's)."""
+    sent = [bytes(Ether(src=VM1_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=VM1_MAC, psrc=VM1, pdst="10.0.0.1")),
+            bytes(Ether(src=VM1_MAC, dst=GW_MAC) / IP(src=VM1, dst="10.0.0.1") / ICMP(id=7)),
+            bytes(Ether(src=VM1_MAC, dst=VM2_MAC) / IP(src=VM1, dst=VM2) / ICMP(id=8))]
+    alone = _capture_with(tmp_path, "sent.pcap", _header() + b"".join(_record(f) for f in sent))
+    _summary, out = run(tmp_path, "python", alone, port="vm1", name="sent-only")
+    answers = [f + b"\0" * max(0, 60 - len(f)) for _ts, f, _o in read_frames(out / "vm1-tx.pcap")]
+    assert len(answers) == 2  # the router's ARP reply and echo reply
+    from_vm2 = bytes(Ether(src=VM2_MAC, dst=VM1_MAC) / IP(src=VM2, dst=VM1) / ICMP(type=0, id=8))
+    frames = [sent[0], answers[0], sent[1], answers[1], sent[2], from_vm2]
+    return _capture_with(tmp_path, "tap.pcap", _header() + b"".join(_record(f) for f in frames)), len(frames)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_only_from_port_injects_what_the_port_sent_and_compares_what_it_received(tmp_path, engine):
+    capture, n = _tap_capture(tmp_path)
+    log = tmp_path / "v.jsonl"
+    summary, out = run(tmp_path, engine, capture, port="vm1", only_from_port=True, verdicts=log)
+    assert summary.frames_in == 3 and summary.dropped == 0 and summary.delivered == 3
+    assert summary.tap == {"port": "vm1", "sent": 3, "received": 3, "matched": 2, "mismatched": 1, "unseen": 0}
+    assert "tap of vm1: 3 frames sent by it" in summary.format_text()
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [v["frame"] for v in lines] == list(range(1, n + 1))
+    assert [v.get("matched") for v in lines] == [None, True, None, True, None, False]
+    # without the split, what vm1 received is injected at vm1 again: port security drops vm2's reply
+    plain, _ = run(tmp_path, engine, capture, port="vm1", name="plain")
+    assert plain.frames_in == n and plain.drops.get("port-security", {}).get("frames", 0) >= 1
+
+
+def test_only_from_port_needs_a_port(tmp_path, capsys):
+    rc, _out, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "o", "--auto",
+                        "--only-from-port")
+    assert rc == 2 and "--only-from-port needs --port P" in err
+
+
+@pytest.mark.root
+def test_full_disk_on_a_real_small_tmpfs(tmp_path, capsys):
+    """The same as the injected ENOSPC, on a real 64 KiB tmpfs (root; skipped where mounting is not allowed)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = _subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                              capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        frames = capture_frames(MIXED)
+        capture = _capture_with(tmp_path, "many.pcap", _header() + b"".join(_record(f) for f in frames) * 50)
+        out = disk / "o"
+        rc, stdout, err = cli(capsys, "replay", REFERENCE, capture, "--out-dir", out, "--auto")
+        assert rc == 2 and stdout == "" and "Traceback" not in err
+        assert re.match(rf"ovnsim: error: {re.escape(str(out))}/[\w.-]+: cannot write: No space left on device$",
+                        err.strip())
+        for path in out.iterdir():
+            if path.name == DROPS_FILE:
+                assert _valid_pcapng_blocks(path) >= 2
+            else:
+                _valid_pcap_records(path)
+    finally:
+        _subprocess.run(["umount", str(disk)], check=False)

@@ -251,8 +251,8 @@ def test_flows_honour_format(capsys, tmp_path):
     ok = ('inport == "vm1" && eth.src == fa:16:3e:00:00:11 && eth.dst == fa:16:3e:00:00:12 && '
           "ip4.src == 10.0.0.11 && ip4.dst == 10.0.0.12 && ip.ttl == 64")
     path = _flows_file(tmp_path, ["# two flows", ok, "not a flow"])
-    status, out, _ = cli(capsys, "trace", REFERENCE, "--flows", path, "--format", "minimal")
-    assert status == 0
+    status, out, err = cli(capsys, "trace", REFERENCE, "--flows", path, "--format", "minimal")
+    assert status == 2 and err.startswith("ovnsim: error: ") and "1 line could not be traced" in err
     assert out.split("\n\n")[0] == f'# line 2: {ok}\noutput("vm2");'
     assert out.split("\n\n")[1].startswith("# line 3: not a flow\nerror: ")
     status, out, _ = cli(capsys, "trace", REFERENCE, "--flows", path, "--format", "detailed")
@@ -286,3 +286,37 @@ def test_flows_with_expect_is_refused(capsys, tmp_path):
     path = _flows_file(tmp_path, ['inport == "vm1"'])
     status, _, err = cli(capsys, "trace", REFERENCE, "--flows", path, "--expect", "vm2")
     assert status == 2 and "--expect checks one trace" in err
+
+
+# -- --flows: a bad line is that line's error (issue 11 items 4 and 5) -----------------
+
+
+OK_FLOW = ('inport == "vm1" && eth.src == fa:16:3e:00:00:11 && eth.dst == fa:16:3e:00:00:12 && '
+           "ip4.src == 10.0.0.11 && ip4.dst == 10.0.0.12 && ip.ttl == 64")
+
+
+@pytest.mark.parametrize("bad", [
+    "(" * 500 + 'inport == "vm1"' + ")" * 500,
+    OK_FLOW + " && tcp.dst == " + "9" * 5000,
+    "(" * 5000,
+])
+def test_flows_a_pathological_line_is_its_own_error(capsys, tmp_path, bad):
+    path = _flows_file(tmp_path, [OK_FLOW, bad, OK_FLOW])
+    status, out, err = cli(capsys, "trace", REFERENCE, "--flows", path)
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["line"] for r in records] == [1, 2, 3]
+    assert [o["port"] for o in records[0]["outputs"]] == ["vm2"] == [o["port"] for o in records[2]["outputs"]]
+    assert records[1]["error"].startswith("microflow: ") and "Traceback" not in out + err
+    assert status == 2 and len(err.splitlines()) == 1
+
+
+def test_flows_a_line_that_is_not_utf8_is_its_own_error(capsys, tmp_path):
+    path = tmp_path / "flows.txt"
+    path.write_bytes(OK_FLOW.encode() + b"\n" + b'inport == "vm\xff\xfe1"\n' + OK_FLOW.encode() + b"\n")
+    status, out, err = cli(capsys, "trace", REFERENCE, "--flows", path, "--format", "minimal")
+    blocks = out.split("\n\n")
+    assert blocks[0] == f'# line 1: {OK_FLOW}\noutput("vm2");'
+    assert blocks[1].startswith('# line 2: inport == "vm\\xff\\xfe1"\nerror: ')
+    assert f"{path}: line 2: not UTF-8 text (invalid start byte at byte 13)" in blocks[1]
+    assert blocks[2] == f'# line 3: {OK_FLOW}\noutput("vm2");'
+    assert status == 2 and "1 line could not be traced" in err

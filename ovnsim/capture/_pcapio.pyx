@@ -44,7 +44,7 @@ cdef enum:
     ST_BAD_BLOCK_LEN = 4  # pcapng: block length < minimum or not a multiple of 4 (detail: length)
     ST_BAD_TRAILER = 5  # pcapng: the trailing block length differs from the leading one
     ST_BAD_IFACE = 6  # pcapng: the interface id names no IDB of this section (detail: id)
-    ST_NOT_ETHERNET = 7  # pcapng: the packet's interface is not Ethernet (detail: id)
+    ST_NOT_ETHERNET = 7  # pcapng: the packet's interface is not Ethernet or Linux cooked (detail: id)
     ST_CAPLEN_OVER_BLOCK = 8  # pcapng: the captured length runs past the block (detail: caplen)
 
 NEED_MORE = ST_NEED_MORE
@@ -78,6 +78,12 @@ DROPPED = C_DROPPED
 
 cdef int64_t NS = 1000000000
 cdef uint64_t NS_U = 1000000000
+# The latest timestamp every file ovnsim writes can hold: classic pcap keeps the seconds in
+# 32 bits (2106-02-07 06:28:15 UTC).  Timestamps outside [0, MAX_TS_NS] are clamped, and counted.
+cdef int64_t MAX_TS = 4294967296 * 1000000000 - 1
+cdef int64_t INT64_MAX_ = 0x7fffffffffffffff
+#: The latest timestamp ovnsim keeps, in nanoseconds since the epoch (2106-02-07 06:28:15.999999999 UTC).
+MAX_TS_NS = MAX_TS
 
 
 cdef inline uint32_t rd32(const uint8_t *p, bint big) noexcept nogil:
@@ -108,36 +114,74 @@ cdef inline Py_ssize_t pad4(Py_ssize_t n) noexcept nogil:
     return (n + 3) & ~(<Py_ssize_t>3)
 
 
-cdef inline int64_t units_to_ns(uint64_t t, uint64_t per_sec, int64_t offset_ns) noexcept nogil:
-    """A pcapng timestamp in units of 1/per_sec seconds, as nanoseconds."""
+cdef inline int64_t clamp_ts(int64_t ns, int64_t *clamped) noexcept nogil:
+    if ns < 0:
+        clamped[0] += 1
+        return 0
+    if ns > MAX_TS:
+        clamped[0] += 1
+        return MAX_TS
+    return ns
+
+
+cdef inline void strip_fcs(uint32_t *caplen, uint32_t *origlen, uint32_t fcslen) noexcept nogil:
+    """Drop the trailing FCS: from the wire length, and from the captured bytes where they reach it."""
+    cdef uint32_t frame = origlen[0] - fcslen if origlen[0] > fcslen else 0
+    if caplen[0] > frame:
+        caplen[0] = frame
+    origlen[0] = frame
+
+
+cdef inline int64_t units_to_ns(uint64_t t, uint64_t per_sec, int64_t offset_ns, int64_t *clamped) noexcept nogil:
+    """A pcapng timestamp in units of 1/per_sec seconds, as nanoseconds, clamped to [0, MAX_TS].
+
+    Never overflows: the whole seconds are bounded first (2^33 s is past
+    MAX_TS, and 2^33 s in nanoseconds still fits in 63 bits), then the
+    offset (any int64) is added with a check.  A clamped value adds 1 to
+    ``clamped[0]``.
+    """
     cdef uint64_t sec, frac
-    if per_sec == 1000000:  # the default if_tsresol, by far the most common
-        return <int64_t>(t * 1000) + offset_ns
-    sec = t // per_sec
-    frac = t % per_sec
-    if per_sec <= NS_U and NS_U % per_sec == 0:
-        return <int64_t>(sec * NS_U + frac * (NS_U // per_sec)) + offset_ns
-    # 2^-n or finer than 1 ns: the fraction through long double (64-bit mantissa)
-    return <int64_t>(sec * NS_U) + <int64_t>((<long double>frac) * NS_U / per_sec) + offset_ns
+    cdef int64_t ns
+    if per_sec == 1000000 and t < (<uint64_t>1 << 52):  # the default if_tsresol, by far the most common
+        ns = <int64_t>(t * 1000)
+    else:
+        sec = t // per_sec
+        frac = t % per_sec
+        if sec >= (<uint64_t>1 << 33):
+            ns = INT64_MAX_
+        elif per_sec <= NS_U and NS_U % per_sec == 0:
+            ns = <int64_t>(sec * NS_U + frac * (NS_U // per_sec))
+        else:
+            # 2^-n or finer than 1 ns: the fraction through long double (64-bit mantissa)
+            ns = <int64_t>(sec * NS_U) + <int64_t>((<long double>frac) * NS_U / per_sec)
+    if ns != INT64_MAX_:
+        if offset_ns > 0 and ns > INT64_MAX_ - offset_ns:
+            ns = INT64_MAX_
+        else:
+            ns += offset_ns
+    return clamp_ts(ns, clamped)
 
 
 def index_pcap(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint big, int64_t sub_ns,
-               uint32_t limit, int64_t[::1] offsets, int32_t[::1] lengths, uint32_t[::1] origlens,
+               uint32_t limit, uint32_t fcslen, int64_t[::1] offsets, int32_t[::1] lengths, uint32_t[::1] origlens,
                int64_t[::1] stamps):
     """Index classic pcap records in ``buf[pos:end]``.
 
     ``big``: the file is big-endian; ``sub_ns``: nanoseconds per unit of the
     sub-second field (1000 for microsecond files, 1 for nanosecond ones);
-    ``limit``: the largest captured length taken as sane.  Fills the four
+    ``limit``: the largest captured length taken as sane; ``fcslen``: bytes
+    of frame check sequence each frame ends with on the wire (stripped:
+    the FCS is not part of the frame OVN sees).  Fills the four
     arrays from index 0 and returns ``(n, pos, status, snaplen_truncated,
     detail)``: ``n`` records indexed, ``pos`` where the next record starts,
     why it stopped (``NEED_MORE``, ``FULL``, ``BAD_CAPLEN`` with the
-    offending length as ``detail``) and how many records had
-    caplen < origlen.
+    offending length as ``detail``), how many records had
+    caplen < origlen and how many timestamps were clamped to
+    [0, ``MAX_TS_NS``].
     """
     cdef Py_ssize_t n = 0, cap = offsets.shape[0]
     cdef int status = ST_FULL
-    cdef int64_t truncated = 0, detail = 0
+    cdef int64_t truncated = 0, detail = 0, clamped = 0
     cdef uint32_t caplen, origlen
     cdef const uint8_t *p
     if end > buf.shape[0] or pos < 0:
@@ -159,35 +203,40 @@ def index_pcap(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint big,
                 status = ST_NEED_MORE
                 break
             origlen = rd32(p + 12, big)
-            stamps[n] = <int64_t>rd32(p, big) * NS + <int64_t>rd32(p + 4, big) * sub_ns
+            if fcslen:
+                strip_fcs(&caplen, &origlen, fcslen)
+            stamps[n] = clamp_ts(<int64_t>rd32(p, big) * NS + <int64_t>rd32(p + 4, big) * sub_ns, &clamped)
             offsets[n] = pos + PCAP_REC_HDR
             lengths[n] = caplen
             origlens[n] = origlen
             if caplen < origlen:
                 truncated += 1
-            pos += PCAP_REC_HDR + caplen
+            pos += PCAP_REC_HDR + rd32(p + 8, big)
             n += 1
-    return n, pos, status, truncated, detail
+    return n, pos, status, truncated, detail, clamped
 
 
 def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint big,
                  const int32_t[::1] if_linktype, const uint32_t[::1] if_limit,
                  const uint64_t[::1] if_per_sec, const int64_t[::1] if_offset_ns, const uint32_t[::1] if_snaplen,
-                 int64_t[::1] offsets, int32_t[::1] lengths, uint32_t[::1] origlens, int64_t[::1] stamps):
+                 const uint32_t[::1] if_fcslen, int64_t[::1] offsets, int32_t[::1] lengths, uint32_t[::1] origlens,
+                 int64_t[::1] stamps, int32_t if_base=0, int32_t[::1] ifaces=None):
     """Index the packet blocks (EPB, SPB, OPB) of one pcapng section in ``buf[pos:end]``.
 
     The ``if_*`` arrays describe the section's interfaces, by interface id:
     link type, the largest sane captured length, timestamp units per second
     (``if_tsresol``), ``if_tsoffset`` in nanoseconds, and the IDB's snaplen
-    (0: none; an SPB's captured length is bounded by interface 0's).
+    (0: none; an SPB's captured length is bounded by interface 0's), and
+    ``if_fcslen`` (bytes of FCS each frame ends with: stripped).
     Stops at the first block that is not a packet block (``OTHER_BLOCK``:
     section headers, interface descriptions and the rest are parsed by the
     Python caller) and returns ``(n, pos, status, snaplen_truncated,
-    detail)`` as :func:`index_pcap`.  An SPB carries no timestamp: 0.
+    detail, clamped)`` as :func:`index_pcap`.  ``ifaces`` (optional) gets
+    each frame's interface as ``if_base`` + its id in the section.  An SPB carries no timestamp: 0.
     """
     cdef Py_ssize_t n = 0, cap = offsets.shape[0], nif = if_linktype.shape[0]
     cdef int status = ST_FULL
-    cdef int64_t truncated = 0, detail = 0
+    cdef int64_t truncated = 0, detail = 0, clamped = 0
     cdef uint32_t btype, blen, caplen, origlen, iface, avail
     cdef uint64_t t
     cdef Py_ssize_t data_at
@@ -195,10 +244,13 @@ def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint bi
     if end > buf.shape[0] or pos < 0:
         raise ValueError("index_pcapng: pos/end outside the buffer")
     if (if_limit.shape[0] < nif or if_per_sec.shape[0] < nif or if_offset_ns.shape[0] < nif
-            or if_snaplen.shape[0] < nif):
+            or if_snaplen.shape[0] < nif or if_fcslen.shape[0] < nif):
         raise ValueError("index_pcapng: interface arrays of different lengths")
     if lengths.shape[0] < cap or origlens.shape[0] < cap or stamps.shape[0] < cap:
         raise ValueError("index_pcapng: output arrays shorter than offsets")
+    cdef bint has_ifaces = ifaces is not None
+    if has_ifaces and ifaces.shape[0] < cap:
+        raise ValueError("index_pcapng: ifaces shorter than offsets")
     with nogil:
         while n < cap:
             if end - pos < 8:
@@ -247,7 +299,7 @@ def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint bi
                 status = ST_BAD_IFACE
                 detail = iface
                 break
-            if if_linktype[iface] != LINKTYPE_ETHERNET:
+            if if_linktype[iface] != LINKTYPE_ETHERNET and if_linktype[iface] != 113 and if_linktype[iface] != 276:
                 status = ST_NOT_ETHERNET
                 detail = iface
                 break
@@ -255,7 +307,11 @@ def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint bi
                 status = ST_BAD_CAPLEN
                 detail = caplen
                 break
-            stamps[n] = 0 if btype == 3 else units_to_ns(t, if_per_sec[iface], if_offset_ns[iface])
+            if if_fcslen[iface]:
+                strip_fcs(&caplen, &origlen, if_fcslen[iface])
+            stamps[n] = 0 if btype == 3 else units_to_ns(t, if_per_sec[iface], if_offset_ns[iface], &clamped)
+            if has_ifaces:
+                ifaces[n] = if_base + <int32_t>iface
             offsets[n] = pos + data_at
             lengths[n] = caplen
             origlens[n] = origlen
@@ -263,7 +319,7 @@ def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint bi
                 truncated += 1
             pos += blen
             n += 1
-    return n, pos, status, truncated, detail
+    return n, pos, status, truncated, detail, clamped
 
 
 def build_pcap_records(const uint8_t[::1] out_data, const int64_t[::1] out_start, const int32_t[::1] out_len,
@@ -468,7 +524,8 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
                     const uint32_t[::1] origlens, const int64_t[::1] stamps, const uint8_t[::1] frame_state,
                     const int32_t[::1] ingress, int64_t first_number,
                     const int32_t[::1] drop_frame, const int8_t[::1] drop_reason, const int16_t[::1] drop_stage,
-                    const int32_t[::1] drop_datapath, DropNames names):
+                    const int32_t[::1] drop_datapath, DropNames names, const int32_t[::1] ifaces=None,
+                    const int64_t[::1] numbers=None):
     """pcapng Enhanced Packet Blocks (interface 0, nanosecond timestamps) for the dropped frames.
 
     A frame is dropped when ``frame_state`` (from :func:`account_batch`) says
@@ -476,7 +533,10 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
     kept) and one ``opt_comment`` per drop record, ``"<disposition> at
     <datapath> <stage>"``, then ``"frame <n>, ingress <port>"`` (``n`` is
     the 1-based frame number in the capture: ``first_number`` + index).
-    Returns the blocks as one ``bytearray``.
+    ``ifaces`` (optional): each frame's interface id in the output file
+    (else interface 0).  ``numbers`` (optional): each frame's number in the
+    capture, when the batch is not consecutive frames (else ``first_number``
+    + index).  Returns the blocks as one ``bytearray``.
     """
     cdef Py_ssize_t n = frame_state.shape[0], n_drop = drop_frame.shape[0], i, f, j, size, total = 0, at, cl
     cdef Py_ssize_t body, start
@@ -495,6 +555,12 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
     if (offsets.shape[0] < n or lengths.shape[0] < n or origlens.shape[0] < n or stamps.shape[0] < n
             or ingress.shape[0] < n):
         raise ValueError("build_drop_epbs: frame arrays shorter than frame_state")
+    cdef bint has_ifaces = ifaces is not None
+    if has_ifaces and ifaces.shape[0] < n:
+        raise ValueError("build_drop_epbs: ifaces shorter than frame_state")
+    cdef bint has_numbers = numbers is not None
+    if has_numbers and numbers.shape[0] < n:
+        raise ValueError("build_drop_epbs: numbers shorter than frame_state")
     if drop_reason.shape[0] < n_drop or drop_stage.shape[0] < n_drop or drop_datapath.shape[0] < n_drop:
         raise ValueError("build_drop_epbs: drop arrays of different lengths")
     # Drop records per frame as linked lists in record order (first[f], nxt[i]).
@@ -533,7 +599,8 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
             j = nxt[j]
         port = ingress[f]
         port_len = names.ports.size[port] if 0 <= port < names.ports.n else 6
-        nlen = snprintf(number, sizeof(number), b"frame %lld, ingress ", <long long>(first_number + f))
+        nlen = snprintf(number, sizeof(number), b"frame %lld, ingress ",
+                        <long long>(numbers[f] if has_numbers else first_number + f))
         size += 4 + pad4(nlen + port_len)
         total += size
     blob = PyByteArray_FromStringAndSize(NULL, total)
@@ -547,7 +614,7 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
         cl = lengths[f]
         ts = <uint64_t>stamps[f] if stamps[f] > 0 else 0
         wr32(dst + at, 6)
-        wr32(dst + at + 8, 0)
+        wr32(dst + at + 8, <uint32_t>ifaces[f] if has_ifaces else 0)
         wr32(dst + at + 12, <uint32_t>(ts >> 32))
         wr32(dst + at + 16, <uint32_t>(ts & 0xffffffff))
         wr32(dst + at + 20, <uint32_t>cl)
@@ -575,7 +642,8 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
         else:
             port_name = b"(none)"
             port_len = 6
-        nlen = snprintf(number, sizeof(number), b"frame %lld, ingress ", <long long>(first_number + f))
+        nlen = snprintf(number, sizeof(number), b"frame %lld, ingress ",
+                        <long long>(numbers[f] if has_numbers else first_number + f))
         at = put_option(dst, at, number, nlen, port_name, port_len, NULL, 0, NULL, 0, NULL, 0)
         wr32(dst + at, 0)  # opt_endofopt
         at += 4

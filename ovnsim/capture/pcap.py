@@ -19,7 +19,11 @@ Formats read: classic pcap in either byte order with microsecond or
 nanosecond timestamps; pcapng with any number of sections (either byte order
 each) and interfaces, Enhanced, Simple and (obsolete) Packet Blocks,
 ``if_tsresol`` and ``if_tsoffset``; every other block is skipped by its
-length.  Link type Ethernet (1) only.
+length.  Link types Ethernet (1) and Linux cooked (113, 276: the Ethernet
+header is rebuilt in place, :mod:`ovnsim.capture.cooked`); frames carrying
+their FCS (pcapng ``if_fcslen``, the pcap link-type F bit) are read without
+it.  Timestamps are clamped into [0, :data:`MAX_TS_NS`] (what every file
+ovnsim writes can hold) and counted.  ``-`` reads standard input.
 
 Bad input raises :class:`CaptureError` (an :class:`~ovnsim.errors.OvnsimError`)
 naming the file and, where it applies, the record number and byte offset:
@@ -30,19 +34,24 @@ record (tcpdump killed) is not an error: the complete records are read and
 the partial one is reported as :attr:`CaptureReader.partial`.
 
 Writing: :class:`PcapWriter` (classic pcap, nanosecond, little-endian) and
-:class:`PcapNgWriter` (one section, one Ethernet interface, Enhanced Packet
+:class:`PcapNgWriter` (one section, Ethernet interfaces, Enhanced Packet
 Blocks with ``opt_comment`` options).  Both write frames one at a time or
-pre-built records in bulk (``ovnsim.capture._pcapio``).
+pre-built records in bulk (``ovnsim.capture._pcapio``), always whole records:
+a failed write (a full disk) cuts the file back to its last whole record and
+raises :class:`CaptureWriteError` naming the file.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import struct
+import sys
 from array import array
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
+from ovnsim.capture.cooked import COOKED, rebuild_ethernet
 from ovnsim.errors import OvnsimError
 
 try:
@@ -51,10 +60,12 @@ except ImportError:  # pragma: no cover - only in an unbuilt checkout
     _pcapio = None
 
 __all__ = [
-    "CaptureError", "Batch", "PartialRecord", "CaptureReader", "open_capture", "read_frames",
-    "PcapWriter", "PcapNgWriter", "MAX_CAPLEN", "LINKTYPE_ETHERNET",
+    "CaptureError", "CaptureWriteError", "Batch", "PartialRecord", "CaptureReader", "open_capture", "read_frames",
+    "PcapWriter", "PcapNgWriter", "MAX_CAPLEN", "LINKTYPE_ETHERNET", "MAX_TS_NS", "clamp_timestamp",
 ]
 
+#: What a capture read from standard input (path ``-``) is called in messages.
+STDIN_NAME = "<stdin>"
 #: The largest captured length taken as a real record; beyond it a record is corrupt.
 MAX_CAPLEN = 256 * 1024
 #: Frames per batch (at most) and bytes read per chunk.
@@ -63,6 +74,11 @@ DEFAULT_CHUNK = 8 * 1024 * 1024
 #: The largest pcapng block that is buffered whole (section, interface and packet blocks).
 MAX_BLOCK = 16 * 1024 * 1024
 LINKTYPE_ETHERNET = 1
+#: The latest timestamp ovnsim keeps (nanoseconds since the epoch): classic pcap's 32-bit
+#: seconds end at 2106-02-07 06:28:15 UTC.  Earlier than the epoch or later than this is clamped.
+MAX_TS_NS = 2**32 * 10**9 - 1
+#: The largest |if_tsoffset| (seconds) taken: beyond it the offset in nanoseconds leaves 64 bits.
+MAX_TSOFFSET_S = (2**63 - 1) // 10**9
 #: Snaplen written into the headers of the files ovnsim writes.
 WRITE_SNAPLEN = 262144
 
@@ -106,6 +122,7 @@ class PartialRecord:
     data: bytes = b""  #: the captured packet bytes that are present
     timestamp: int = 0  #: nanoseconds since the epoch (0 when the header is cut)
     origlen: int = 0  #: original length from the header (0 when cut)
+    interface: int = 0  #: its interface, as a Batch's ``ifaces`` numbers them
 
     def describe(self) -> str:
         """``"record 41 at byte offset 4242: 30 of 76 bytes"`` (the record's header is counted)."""
@@ -123,18 +140,27 @@ class Batch:
     overwrites it), so batches may be kept.
     """
 
-    __slots__ = ("data", "offsets", "lengths", "origlens", "timestamps", "first")
+    __slots__ = ("data", "offsets", "lengths", "origlens", "timestamps", "first", "ifaces", "numbers")
 
-    def __init__(self, data, offsets: array, lengths: array, origlens: array, timestamps: array, first: int):
+    def __init__(self, data, offsets: array, lengths: array, origlens: array, timestamps: array, first: int,
+                 ifaces: Optional[array] = None):
         self.data = data
         self.offsets = offsets
         self.lengths = lengths
         self.origlens = origlens
         self.timestamps = timestamps
         self.first = first
+        #: each frame's interface: an index into the reader's ``interface_names`` (all 0 for classic pcap)
+        self.ifaces = ifaces if ifaces is not None else array("i", bytes(4 * len(offsets)))
+        #: each frame's 1-based number in the capture when the batch is not consecutive frames, else None
+        self.numbers: Optional[array] = None
 
     def __len__(self) -> int:
         return len(self.offsets)
+
+    def number(self, i: int) -> int:
+        """The 1-based number of frame ``i`` in the capture."""
+        return self.numbers[i] if self.numbers is not None else self.first + i
 
     def frame(self, i: int) -> bytes:
         """The captured bytes of frame ``i`` (a copy)."""
@@ -156,6 +182,8 @@ class _Stream:
         self.buf = bytearray()
         self.pos = self.end = self.base = 0
         self.eof = False
+        # One system call at a time (readinto1): a buffered readinto would wait for a pipe to fill the chunk.
+        self._read = getattr(handle, "readinto1", handle.readinto)
 
     @property
     def available(self) -> int:
@@ -177,8 +205,10 @@ class _Stream:
         view = memoryview(new)
         view[:have] = memoryview(self.buf)[self.pos:self.end]
         got = have
-        while got < len(new):
-            n = self.handle.readinto(view[got:])
+        # Up to a chunk, but no waiting for more than ``need``: a pipe (a live capture on standard
+        # input) delivers what it has, and its frames are replayed without waiting for a chunk's worth.
+        while got < need:
+            n = self._read(view[got:])
             if not n:
                 self.eof = True
                 break
@@ -219,6 +249,8 @@ class CaptureReader:
     frame is read); iterating yields batches of at most ``batch_size``
     frames.  After (and during) iteration: ``records`` (complete records
     read), ``snaplen_truncated`` (records with caplen < origlen),
+    ``timestamps_clamped`` (records whose time was outside 1970-01-01 ..
+    :data:`MAX_TS_NS` and was clamped into it),
     ``partial`` (a :class:`PartialRecord` for a final record cut short, else
     None), ``warnings`` (one line each, e.g. a truncated final block that
     held no frame), ``bytes_read`` and ``size``.
@@ -229,20 +261,42 @@ class CaptureReader:
         _need_pcapio()
         if batch_size < 1 or chunk_size < 64:
             raise ValueError("batch_size must be >= 1 and chunk_size >= 64")
-        self.path = os.fspath(path)
+        path = os.fspath(path)
+        #: ``-`` reads standard input (a pipe from ``tcpdump -w -``, say); errors then name ``<stdin>``.
+        self.path = STDIN_NAME if path == "-" else path
         self.batch_size = batch_size
         self.records = 0
         self.snaplen_truncated = 0
+        self.timestamps_clamped = 0
         self.partial: Optional[PartialRecord] = None
         self.warnings: List[str] = []
+        self.notes: List[str] = []  #: what was done to the frames to replay them (an FCS stripped, ...)
+        #: every interface of the capture, across sections, by the number a Batch's ``ifaces`` gives it:
+        #: its pcapng if_name ("" when it has none; classic pcap has one, unnamed)
+        self.interface_names: List[str] = [""]
+        self._if_base = 0
+        self._seen_section = False
+        self._linktypes: List[int] = [LINKTYPE_ETHERNET]  # per interface, as interface_names
+        #: Linux cooked frames rebuilt as Ethernet so far; ``cooked_resolver`` gives their eth.dst
+        #: (a :class:`~ovnsim.capture.cooked.DestinationResolver`; None: unicast eth.dst 00:00:00:00:00:00).
+        self.cooked_frames = 0
+        self.cooked_linktypes: set = set()
+        self.cooked_resolver = None
+        self._fcslen = 0
         self.format = ""
         self.nanosecond = False
         self.snaplen = 0
         self.linktype = LINKTYPE_ETHERNET
         self._iterating = False
-        self._handle: Optional[BinaryIO] = open(self.path, "rb")
+        if path == "-":
+            self._owned = False
+            self._handle: Optional[BinaryIO] = sys.stdin.buffer
+        else:
+            self._owned = True
+            self._handle = open(self.path, "rb")
         try:
-            self.size = os.fstat(self._handle.fileno()).st_size
+            info = os.fstat(self._handle.fileno())
+            self.size = info.st_size if stat.S_ISREG(info.st_mode) else 0  # 0: unknown (a pipe)
             self._stream = _Stream(self._handle, chunk_size)
             self._open()
         except BaseException:
@@ -260,7 +314,8 @@ class CaptureReader:
     def close(self) -> None:
         """Close the file (iteration stops working; counters stay readable)."""
         if self._handle is not None:
-            self._handle.close()
+            if self._owned:
+                self._handle.close()
             self._handle = None
 
     @property
@@ -292,7 +347,7 @@ class CaptureReader:
         elif magic == b"\x0a\x0d\x0d\x0a":
             self.format = "pcapng"
             self._big = False
-            self._interfaces: List[Tuple[int, int, int, int, int]] = []
+            self._interfaces: List[Tuple[int, int, int, int, int, int]] = []
             self._if_arrays = self._interface_arrays()
             if self._pcapng_other_block(first=True) is False:
                 raise self._error("truncated pcapng section header block", offset=0)
@@ -317,20 +372,25 @@ class CaptureReader:
         major, minor, _zone, _sigfigs, snaplen, linktype = struct.unpack_from(order + "HHiIII", s.buf, 4)
         if major != 2:
             raise self._error(f"unsupported pcap version {major}.{minor} (expected 2.4)")
-        if linktype & 0x10000000:
-            raise self._error("Ethernet frames with a frame check sequence are not supported "
-                              "(the FCS bit of the link type is set)")
+        # The link type field's top bits: 0x04000000 says bits 28-31 hold the FCS length in 16-bit words.
+        self._fcslen = ((linktype >> 28) & 0xF) * 2 if linktype & 0x04000000 else 0
+        if linktype & 0xF0000000 and not self._fcslen:
+            raise self._error(f"link type field 0x{linktype:08x}: FCS length bits set without the F bit: "
+                              f"corrupt file header")
         self._check_linktype(linktype & 0xFFFF)
+        self._linktypes = [linktype & 0xFFFF]
+        if self._fcslen:
+            self.notes.append(f"frames end with a {self._fcslen}-byte FCS (file header): stripped before replay")
         self.snaplen = snaplen
         self._limit = snaplen if 0 < snaplen < MAX_CAPLEN else MAX_CAPLEN
         s.pos = 24
 
     def _check_linktype(self, linktype: int, where: str = "") -> None:
-        if linktype != LINKTYPE_ETHERNET:
+        if linktype != LINKTYPE_ETHERNET and linktype not in COOKED:
             name = _LINKTYPE_NAMES.get(linktype)
             label = f"{linktype} ({name})" if name else f"{linktype}"
             raise self._error(f"{where}link type {label} is not supported: ovnsim replays Ethernet "
-                              f"(link type 1) only")
+                              f"(link type 1) and Linux cooked captures (113, 276)")
 
     # -- iteration --------------------------------------------------------------------
 
@@ -345,14 +405,27 @@ class CaptureReader:
     def _arrays(self) -> Tuple[array, array, array, array]:
         n = self.batch_size
         return (array("q", bytes(8 * n)), array("i", bytes(4 * n)), array("I", bytes(4 * n)),
-                array("q", bytes(8 * n)))
+                array("q", bytes(8 * n)), array("i", bytes(4 * n)))
 
     def _batch(self, arrays, n: int) -> Batch:
         for a in arrays:
             del a[n:]
-        batch = Batch(self._stream.buf, *arrays, first=self.records + 1)
+        batch = Batch(self._stream.buf, *arrays[:4], first=self.records + 1, ifaces=arrays[4])
+        if any(lt in COOKED for lt in self._linktypes):
+            self._uncook(batch)
         self.records += n
         return batch
+
+    def _uncook(self, batch: Batch) -> None:
+        """Rebuild the Ethernet header of the batch's Linux cooked frames (ovnsim.capture.cooked)."""
+        kinds = self._linktypes
+        indices = [i for i in range(len(batch)) if kinds[batch.ifaces[i]] in COOKED]
+        if not indices:
+            return
+        linktypes = [kinds[batch.ifaces[i]] for i in indices]
+        self.cooked_linktypes.update(linktypes)
+        self.cooked_frames += rebuild_ethernet(batch.data, batch.offsets, batch.lengths, batch.origlens, indices,
+                                               linktypes, self.cooked_resolver)
 
     def _iter_pcap(self) -> Iterator[Batch]:
         s = self._stream
@@ -360,10 +433,11 @@ class CaptureReader:
         order = ">" if self._big else "<"
         while True:
             arrays = self._arrays()
-            n, pos, status, truncated, detail = _pcapio.index_pcap(
-                s.buf, s.pos, s.end, self._big, sub_ns, self._limit, *arrays)
+            n, pos, status, truncated, detail, clamped = _pcapio.index_pcap(
+                s.buf, s.pos, s.end, self._big, sub_ns, self._limit, self._fcslen, *arrays[:4])
             s.pos = pos
             self.snaplen_truncated += truncated
+            self.timestamps_clamped += clamped
             if n:
                 yield self._batch(arrays, n)
             if status == _pcapio.FULL:
@@ -386,7 +460,7 @@ class CaptureReader:
         number = self.records + 1
         if have >= 16:
             sec, sub, caplen, origlen = struct.unpack_from(order + "IIII", s.buf, s.pos)
-            stamp = sec * 10**9 + sub * (1 if self.nanosecond else 1000)
+            stamp = self._clamp(sec * 10**9 + sub * (1 if self.nanosecond else 1000))
             self.partial = PartialRecord(number, s.offset, have, 16 + caplen, bytes(s.buf[s.pos + 16:s.end]),
                                          stamp, origlen)
         else:
@@ -398,16 +472,17 @@ class CaptureReader:
     def _interface_arrays(self):
         ifs = self._interfaces
         return (array("i", [i[0] for i in ifs]), array("I", [i[1] for i in ifs]), array("Q", [i[2] for i in ifs]),
-                array("q", [i[3] for i in ifs]), array("I", [i[4] for i in ifs]))
+                array("q", [i[3] for i in ifs]), array("I", [i[4] for i in ifs]), array("I", [i[5] for i in ifs]))
 
     def _iter_pcapng(self) -> Iterator[Batch]:
         s = self._stream
         while True:
             arrays = self._arrays()
-            n, pos, status, truncated, detail = _pcapio.index_pcapng(
-                s.buf, s.pos, s.end, self._big, *self._if_arrays, *arrays)
+            n, pos, status, truncated, detail, clamped = _pcapio.index_pcapng(
+                s.buf, s.pos, s.end, self._big, *self._if_arrays, *arrays[:4], self._if_base, arrays[4])
             s.pos = pos
             self.snaplen_truncated += truncated
+            self.timestamps_clamped += clamped
             if n:
                 yield self._batch(arrays, n)
             if status == _pcapio.FULL:
@@ -444,7 +519,7 @@ class CaptureReader:
             linktype = self._interfaces[detail][0]
             name = _LINKTYPE_NAMES.get(linktype)
             problem = (f"interface {detail} has link type {linktype}{f' ({name})' if name else ''}, which is not "
-                       f"supported: ovnsim replays Ethernet (link type 1) only")
+                       f"supported: ovnsim replays Ethernet (link type 1) and Linux cooked captures (113, 276)")
         elif status == _pcapio.CAPLEN_OVER_BLOCK:
             problem = f"{kind}: captured length {detail} runs past the end of the block: corrupt block"
         elif status == _pcapio.BAD_CAPLEN:
@@ -487,6 +562,11 @@ class CaptureReader:
                 raise self._error(f"unsupported pcapng version {major}.{minor} (expected 1.0)", offset=offset)
             self._interfaces = []
             self._if_arrays = self._interface_arrays()
+            if self._seen_section:
+                self._if_base = len(self.interface_names)
+            else:  # the first section's interfaces replace the classic-pcap placeholder
+                self._seen_section = True
+                self.interface_names, self._linktypes, self._if_base = [], [], 0
             return True
         btype = self._u32(s.pos)
         length = self._u32(s.pos + 4)
@@ -544,7 +624,7 @@ class CaptureReader:
     def _read_idb(self, body: bytes, offset: int) -> None:
         order = ">" if self._big else "<"
         linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", body, 8)
-        per_sec, offset_ns = 10**6, 0
+        per_sec, offset_ns, fcslen, name = 10**6, 0, 0, ""
         at, end = 16, len(body) - 4
         while at + 4 <= end:
             code, size = struct.unpack_from(order + "HH", body, at)
@@ -559,12 +639,33 @@ class CaptureReader:
                 if per_sec >= 2**64:
                     raise self._error(f"interface {len(self._interfaces)}: if_tsresol {resol:#x} is finer than "
                                       f"ovnsim can represent", offset=offset)
+            elif code == 2:  # if_name
+                name = value.decode("utf-8", "replace")
+            elif code == 13 and size >= 1:  # if_fcslen, bytes
+                fcslen = value[0]
             elif code == 14 and size >= 8:  # if_tsoffset, seconds
-                offset_ns = struct.unpack_from(order + "q", value)[0] * 10**9
+                seconds = struct.unpack_from(order + "q", value)[0]
+                if abs(seconds) > MAX_TSOFFSET_S:
+                    raise self._error(f"interface {len(self._interfaces)}: if_tsoffset {seconds} s is beyond "
+                                      f"+/-{MAX_TSOFFSET_S:,} s (what 64-bit nanoseconds hold): "
+                                      f"corrupt interface description block", offset=offset)
+                offset_ns = seconds * 10**9
             at += 4 + size + (-size % 4)
         limit = snaplen if 0 < snaplen < MAX_CAPLEN else MAX_CAPLEN
-        self._interfaces.append((linktype, limit, per_sec, offset_ns, snaplen))
+        if fcslen:
+            label = f"interface {len(self._interfaces)}" + (f" ({name})" if name else "")
+            self.notes.append(f"{label}: frames end with a {fcslen}-byte FCS (if_fcslen): stripped before replay")
+        self._interfaces.append((linktype, limit, per_sec, offset_ns, snaplen, fcslen))
+        self.interface_names.append(name)
+        self._linktypes.append(linktype)
         self._if_arrays = self._interface_arrays()
+
+    def _clamp(self, stamp: int) -> int:
+        """A timestamp clamped into [0, MAX_TS_NS] as the C indexers do (and counted when it is)."""
+        clamped = clamp_timestamp(stamp)
+        if clamped != stamp:
+            self.timestamps_clamped += 1
+        return clamped
 
     def _pcapng_partial(self) -> None:
         s = self._stream
@@ -573,7 +674,7 @@ class CaptureReader:
         if have >= 4 and self._u32(s.pos) in _PCAPNG_PACKET_BLOCKS:
             btype = self._u32(s.pos)
             need = self._u32(s.pos + 4) if have >= 8 else None
-            data, stamp, origlen = b"", 0, 0
+            data, stamp, origlen, interface = b"", 0, 0, self._if_base
             header = 12 if btype == 3 else 28
             if have >= header:
                 if btype == 3:
@@ -584,15 +685,21 @@ class CaptureReader:
                     hi, lo, caplen, origlen = struct.unpack_from(order + "IIII", s.buf, s.pos + 12)
                     iface = struct.unpack_from(order + ("I" if btype == 6 else "H"), s.buf, s.pos + 8)[0]
                     if iface < len(self._interfaces):
-                        _lt, _limit, per_sec, off_ns, _snap = self._interfaces[iface]
+                        interface = self._if_base + iface
+                        _lt, _limit, per_sec, off_ns, _snap, _fcs = self._interfaces[iface]
                         units = (hi << 32) | lo
-                        stamp = units // per_sec * 10**9 + units % per_sec * 10**9 // per_sec + off_ns
+                        stamp = self._clamp(units // per_sec * 10**9 + units % per_sec * 10**9 // per_sec + off_ns)
                 data = bytes(s.buf[s.pos + header:min(s.end, s.pos + header + caplen)])
-            self.partial = PartialRecord(self.records + 1, offset, have, need, data, stamp, origlen)
+            self.partial = PartialRecord(self.records + 1, offset, have, need, data, stamp, origlen, interface)
         elif have:
             self.warnings.append(f"{self.path}: {have} bytes at byte offset {offset} are the start of a block that "
                                  f"is cut short; it held no frame")
         s.pos = s.end
+
+
+def clamp_timestamp(stamp_ns: int) -> int:
+    """``stamp_ns`` clamped into [0, :data:`MAX_TS_NS`], the range every file ovnsim writes can hold."""
+    return min(max(stamp_ns, 0), MAX_TS_NS)
 
 
 def open_capture(path: Union[str, "os.PathLike[str]"], **kwargs) -> CaptureReader:
@@ -617,29 +724,110 @@ def read_frames(path: Union[str, "os.PathLike[str]"]) -> Iterator[Tuple[int, byt
 # ------------------------------------------------------------------------------
 
 
+class CaptureWriteError(OvnsimError):
+    """Writing an output capture failed (a full disk, ...): ``str()`` names the file and the cause.
+
+    The file is left valid: cut back to its last complete record (a file
+    whose header could not be written is removed).
+    """
+
+    def __init__(self, path: str, err: OSError):
+        super().__init__(f"{path}: cannot write: {err.strerror or err}")
+        self.path = path
+        self.errno = err.errno
+
+
+#: The write system call (a seam for tests that simulate a full disk).
+_os_write = os.write
+
+
 class _Writer:
+    """A capture file written in whole records, so a failed write never leaves half of one.
+
+    Small writes gather in a buffer of ``buffering`` bytes; a bulk write
+    (:meth:`write_raw`) goes out at once.  Each flush writes whole records;
+    when the system refuses (ENOSPC, EIO, ...) the file is truncated back to
+    the end of the last record written in full and :class:`CaptureWriteError`
+    is raised, naming the file.
+    """
+
     def __init__(self, path: Union[str, "os.PathLike[str]"], header: bytes, append: bool, buffering: int):
         self.path = os.fspath(path)
-        # Bulk writes larger than the buffer go straight to the file; the buffer only gathers small ones.
-        self._handle: Optional[BinaryIO] = open(self.path, "ab" if append else "wb", buffering=buffering)
+        self._fd: Optional[int] = os.open(self.path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append
+                                                                                   else os.O_TRUNC), 0o666)
+        self._pending = bytearray()
+        self._limit = buffering
+        self._committed = os.fstat(self._fd).st_size if append else 0
         if not append:
-            self._handle.write(header)
+            try:
+                self._write_now(header)  # the header is on disk from the start
+            except CaptureWriteError:
+                self._abandon()
+                os.unlink(self.path)
+                raise
+
+    def _write_now(self, data) -> None:
+        """Write ``data`` (whole records) now, or cut the file back to its last whole record and raise."""
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):
+                done += _os_write(self._fd, view[done:])
+        except OSError as err:
+            try:
+                os.ftruncate(self._fd, self._committed)
+            except OSError:  # pragma: no cover - truncating to a smaller size does not need space
+                pass
+            raise CaptureWriteError(self.path, err) from None
+        finally:
+            view.release()
+        self._committed += done
+
+    def _put(self, data) -> None:
+        self._pending += data
+        if len(self._pending) >= self._limit:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered."""
+        if self._pending:
+            pending, self._pending = self._pending, bytearray()
+            self._write_now(pending)
 
     def write_raw(self, blob) -> None:
-        """Append pre-built records or blocks (e.g. from ``ovnsim.capture._pcapio``) as they are."""
-        self._handle.write(blob)
+        """Append pre-built whole records or blocks (e.g. from ``ovnsim.capture._pcapio``) as they are."""
+        if len(blob) < self._limit - len(self._pending):
+            self._put(blob)
+            return
+        self.flush()
+        self._write_now(blob)
+
+    def _abandon(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def close(self) -> None:
-        """Flush and close the file."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        """Write what is buffered and close the file (closed even when that write fails)."""
+        if self._fd is not None:
+            try:
+                self.flush()
+            finally:
+                self._abandon()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def __del__(self) -> None:
+        # A writer dropped without close() (an error path) gives its descriptor back; what was
+        # buffered is lost, and the file still ends on a whole record.
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._fd = None
 
 
 class PcapWriter(_Writer):
@@ -658,9 +846,8 @@ class PcapWriter(_Writer):
     def write(self, frame: bytes, timestamp_ns: int = 0, origlen: Optional[int] = None) -> None:
         """Append one frame."""
         frame = bytes(frame)
-        sec, nsec = divmod(max(timestamp_ns, 0), 10**9)
-        self._handle.write(struct.pack("<IIII", sec, nsec, len(frame), len(frame) if origlen is None else origlen))
-        self._handle.write(frame)
+        sec, nsec = divmod(clamp_timestamp(timestamp_ns), 10**9)
+        self._put(struct.pack("<IIII", sec, nsec, len(frame), len(frame) if origlen is None else origlen) + frame)
 
 
 def _option(code: int, value: bytes) -> bytes:
@@ -683,17 +870,25 @@ class PcapNgWriter(_Writer):
                  application: str = "ovnsim"):
         shb = _block(_PCAPNG_SHB, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
                      + _option(4, application.encode()) + b"\0\0\0\0")
-        idb = _block(_PCAPNG_IDB, struct.pack("<HHI", LINKTYPE_ETHERNET, 0, WRITE_SNAPLEN)
-                     + _option(2, if_name.encode()) + _option(9, b"\x09") + b"\0\0\0\0")
-        super().__init__(path, shb + idb, False, 1024 * 1024)
+        super().__init__(path, shb + self.idb(if_name), False, 1024 * 1024)
+
+    @staticmethod
+    def idb(if_name: str) -> bytes:
+        """An Interface Description Block: Ethernet, nanosecond timestamps, named ``if_name``."""
+        return _block(_PCAPNG_IDB, struct.pack("<HHI", LINKTYPE_ETHERNET, 0, WRITE_SNAPLEN)
+                      + _option(2, if_name.encode()) + _option(9, b"\x09") + b"\0\0\0\0")
+
+    def add_interface(self, if_name: str) -> None:
+        """Describe one more interface (the next id: 1, 2, ...) for the blocks that follow."""
+        self._put(self.idb(if_name))
 
     @staticmethod
     def epb(frame: bytes, timestamp_ns: int = 0, origlen: Optional[int] = None,
-            comments: Iterable[str] = ()) -> bytes:
-        """One Enhanced Packet Block on interface 0 (as bytes)."""
+            comments: Iterable[str] = (), interface: int = 0) -> bytes:
+        """One Enhanced Packet Block on ``interface`` (as bytes)."""
         frame = bytes(frame)
-        stamp = max(timestamp_ns, 0)
-        body = struct.pack("<IIIII", 0, stamp >> 32, stamp & 0xFFFFFFFF, len(frame),
+        stamp = clamp_timestamp(timestamp_ns)
+        body = struct.pack("<IIIII", interface, stamp >> 32, stamp & 0xFFFFFFFF, len(frame),
                            len(frame) if origlen is None else origlen)
         body += frame + b"\0" * (-len(frame) % 4)
         options = b"".join(_option(1, c.encode()) for c in comments)
@@ -702,6 +897,6 @@ class PcapNgWriter(_Writer):
         return _block(6, body)
 
     def write(self, frame: bytes, timestamp_ns: int = 0, origlen: Optional[int] = None,
-              comments: Sequence[str] = ()) -> None:
+              comments: Sequence[str] = (), interface: int = 0) -> None:
         """Append one frame as an Enhanced Packet Block with its comments."""
-        self._handle.write(self.epb(frame, timestamp_ns, origlen, comments))
+        self._put(self.epb(frame, timestamp_ns, origlen, comments, interface))

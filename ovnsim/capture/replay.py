@@ -27,11 +27,14 @@ about damaged captures.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
 import queue
 import re
+import signal
+import sys
 import threading
 import time
 from array import array
@@ -70,6 +73,11 @@ OUT_BYTES_PER_BATCH = 32 * 1024 * 1024
 CAPTURE_STAGE = "capture"
 #: The disposition label of a dropped frame for which the engine recorded no drop.
 NO_DISPOSITION = "no-disposition"
+
+#: The text summary shows frames/s only for runs at least this long and this large (below, start-up
+#: and the writer thread dominate and the number misleads).
+RATE_MIN_SECONDS = 1.0
+RATE_MIN_FRAMES = 10000
 
 _N_REASONS = max(int(d) for d in Drop) + 1
 
@@ -111,9 +119,13 @@ class ReplaySummary:
     generated: Dict[str, int] = field(default_factory=dict)  #: generated frames and replies, by kind
     drops: Dict[str, Dict[str, object]] = field(default_factory=dict)
     copy_drops: Dict[str, Dict[str, object]] = field(default_factory=dict)
+    tap: Optional[Dict[str, object]] = None  #: --only-from-port: sent, received, matched, mismatched, unseen
+    interrupted: bool = False  #: stopped by SIGINT: the counts are those of the frames replayed until then
     snaplen_truncated: int = 0
+    timestamps_clamped: int = 0
     truncated_final_record: Optional[Dict[str, object]] = None
     warnings: List[str] = field(default_factory=list)
+    capture_notes: List[str] = field(default_factory=list)  #: what was done to the frames (FCS stripped, ...)
     elapsed_s: float = 0.0
     frames_per_s: float = 0.0
     trace: Optional[Dict[str, object]] = None
@@ -135,15 +147,19 @@ class ReplaySummary:
         out: Dict[str, object] = {
             "topology": self.topology, "capture": self.capture, "format": self.format, "engine": self.engine,
             "ingress": self.ingress, "out_dir": self.out_dir,
+            "interrupted": self.interrupted,
             "frames_in": self.frames_in, "delivered": self.delivered, "exited": self.exited,
             "dropped": self.dropped,
             "outputs": self.outputs, "files": self.files, "output_kinds": self.output_kinds,
             "generated": self.generated, "drops": self.drops, "copy_drops": self.copy_drops,
             "anomalies": {"snaplen_truncated": self.snaplen_truncated,
+                          "timestamps_clamped": self.timestamps_clamped,
                           "truncated_final_record": self.truncated_final_record},
-            "warnings": self.warnings,
+            "warnings": self.warnings, "capture_notes": self.capture_notes,
             "elapsed_s": round(self.elapsed_s, 6), "frames_per_s": round(self.frames_per_s, 1),
         }
+        if self.tap is not None:
+            out["tap"] = self.tap
         if self.trace is not None:
             out["trace"] = self.trace
         if self.traces:
@@ -155,7 +171,7 @@ class ReplaySummary:
         width = max([12] + [len(p) + 1 for p in self.outputs])
         lines = [
             f"replayed {self.capture} ({self.format}) through {self.topology}: engine {self.engine}, "
-            f"ingress {self.ingress}",
+            f"ingress {self.ingress}" + (" -- INTERRUPTED: the summary so far" if self.interrupted else ""),
             f"  {'frames in':<{width}}{self.frames_in:>12}",
             f"  {'delivered':<{width}}{self.delivered:>12}   a copy reached a VM port",
             f"  {'exited':<{width}}{self.exited:>12}   left only through a localnet port",
@@ -176,14 +192,30 @@ class ReplaySummary:
         final = self.truncated_final_record
         lines.append(f"capture: {self.snaplen_truncated} frames truncated by snaplen; truncated final record: "
                      + (f"record {final['record']} at byte offset {final['offset']} (counted as dropped, "
-                        f"malformed)" if final else "none"))
-        rate = f"{self.frames_per_s / 1e6:.2f} M" if self.frames_per_s >= 1e6 else f"{self.frames_per_s:,.0f}"
+                        f"malformed)" if final else "none")
+                     + (f"; {self.timestamps_clamped} timestamps clamped" if self.timestamps_clamped else ""))
+        lines += [f"capture: {note}" for note in self.capture_notes]
+        if self.tap is not None:
+            tap = self.tap
+            lines.append(f"tap of {tap['port']}: {tap['sent']} frames sent by it (replayed above); "
+                         f"{tap['received']} received by it, not injected: {tap['matched']} matched what ovnsim "
+                         f"delivered to it, {tap['mismatched']} did not; {tap['unseen']} frames ovnsim delivered "
+                         f"to it are not in the capture")
         files = f"{len(self.files)} file{'s' if len(self.files) != 1 else ''}"
-        lines.append(f"wrote {files} to {self.out_dir} in {self.elapsed_s:.2f} s ({rate} frames/s)")
+        line = f"wrote {files} to {self.out_dir} in {self.elapsed_s:.2f} s"
+        if self.rate_meaningful:
+            rate = f"{self.frames_per_s / 1e6:.2f} M" if self.frames_per_s >= 1e6 else f"{self.frames_per_s:,.0f}"
+            line += f" ({rate} frames/s)"
+        lines.append(line)
         for trace in ([self.trace] if self.trace is not None else []) + self.traces:
             lines += ["", f"trace of frame {trace['frame']} (ingress {trace['ingress']}, "
                           f"{trace['state']}):", str(trace["text"])]
         return "\n".join(lines)
+
+    @property
+    def rate_meaningful(self) -> bool:
+        """Whether frames/s says something: a run long and large enough that start-up does not dominate."""
+        return self.elapsed_s >= RATE_MIN_SECONDS and self.frames_in >= RATE_MIN_FRAMES
 
     def to_json(self) -> str:
         """``as_dict()`` as one line of JSON (what ``--json`` prints)."""
@@ -231,9 +263,16 @@ class _PortFiles:
         writer.write_raw(records)
 
     def close(self) -> None:
+        """Close every open file (all of them, even when one fails); raise the first failure."""
+        first: Optional[BaseException] = None
         while self.open:
             _, writer = self.open.popitem()
-            writer.close()
+            try:
+                writer.close()
+            except OvnsimError as err:
+                first = first or err
+        if first is not None:
+            raise first
 
 
 class _Sink:
@@ -277,6 +316,207 @@ class _Sink:
             raise self._error
 
 
+class _TapSplit:
+    """``--port P --only-from-port``: a capture of P's own interface (a VM's tap) split by direction.
+
+    As tcpprep splits a capture: frames whose source MAC is P's were *sent*
+    by P and enter the network at P; every other frame was *received* by P
+    and is not injected (that would replay the network's own output back
+    into it).  A received frame is compared with what ovnsim delivered to P:
+    *matched* when ovnsim delivered the same frame (headers up to the IPv4
+    total length or the ARP body; Ethernet padding aside), *mismatched*
+    when not (replies of machines ovnsim does not emulate -- other VMs,
+    the outside -- are mismatched too: ovnsim only answers for the
+    network).  ``unseen`` counts frames ovnsim delivered to P that the
+    capture does not show.
+    """
+
+    def __init__(self, port: str, port_index: int, mac: str):
+        self.port = port
+        self.port_index = port_index
+        self.mac = bytes(int(b, 16) for b in mac.split(":"))
+        self.received = self.matched = self.mismatched = 0
+        self._delivered: Dict[bytes, int] = {}
+
+    @staticmethod
+    def key(frame: bytes) -> bytes:
+        """The bytes compared: the frame without Ethernet padding."""
+        if len(frame) >= 34 and frame[12:14] == b"\x08\x00":
+            frame = frame[:14 + int.from_bytes(frame[16:18], "big")]
+        elif len(frame) >= 42 and frame[12:14] == b"\x08\x06":
+            frame = frame[:42]
+        return hashlib.blake2b(frame, digest_size=16).digest()
+
+    def divide(self, batch):
+        """(the batch of frames P sent, with their capture numbers; [(number, key)] of the frames P received)."""
+        from ovnsim.capture.pcap import Batch
+
+        data, mac = batch.data, self.mac
+        keep = array("q")
+        received = []
+        for i in range(len(batch)):
+            at, length = batch.offsets[i], batch.lengths[i]
+            if length >= 12 and data[at + 6:at + 12] == mac:
+                keep.append(i)
+            else:
+                received.append((batch.number(i), self.key(bytes(data[at:at + length]))))
+        sent = Batch(data, array("q", (batch.offsets[i] for i in keep)), array("i", (batch.lengths[i] for i in keep)),
+                     array("I", (batch.origlens[i] for i in keep)), array("q", (batch.timestamps[i] for i in keep)),
+                     batch.first, array("i", (batch.ifaces[i] for i in keep)))
+        sent.numbers = array("q", (batch.number(i) for i in keep))
+        return sent, received
+
+    def compare(self, result, received) -> List[tuple]:
+        """Count ``received`` against what ``result`` delivered to P; ``(number, port, matched)`` per frame."""
+        delivered = self._delivered
+        data = result.out_data
+        for i in range(len(result.out_port)):
+            if result.out_port[i] == self.port_index:
+                start = result.out_start[i]
+                k = self.key(bytes(data[start:start + result.out_len[i]]))
+                delivered[k] = delivered.get(k, 0) + 1
+        out = []
+        for number, k in received:
+            matched = delivered.get(k, 0) > 0
+            if matched:
+                delivered[k] -= 1
+                self.matched += 1
+            else:
+                self.mismatched += 1
+            out.append((number, self.port, matched))
+        self.received += len(received)
+        return out
+
+    @property
+    def unseen(self) -> int:
+        """Frames ovnsim delivered to P that the capture does not show P receiving."""
+        return sum(self._delivered.values())
+
+
+class _Verdicts:
+    """``--verdicts FILE.jsonl``: one JSON line per input frame, built from the batch arrays.
+
+    ``{"frame": 12345, "ingress": "vm1", "outputs": [{"port": "vm2", "kind": "packet", "record": 17}],
+    "dropped": null}`` -- ``record`` is the 1-based record number in that
+    port's file; a frame of which nothing left has ``"dropped":
+    {"disposition", "datapath", "stage", "record"}`` (its record in
+    drops.pcapng) and no outputs.  The lines are written whole (a full disk
+    leaves the file ending on a line).
+    """
+
+    def __init__(self, path: Union[str, os.PathLike], port_names: List[str], reasons: List[str],
+                 datapaths: List[str]):
+        from ovnsim.capture.pcap import _Writer
+
+        self.path = os.fspath(path)
+        self.writer = _Writer(self.path, b"", False, 1 << 20)
+        self.dropped = 0  #: records written to drops.pcapng so far
+        # Every name as a JSON string literal, encoded once.
+        self._ports = [json.dumps(name) for name in port_names]
+        self._kinds = [json.dumps(kind) for kind in KINDS]
+        self._reasons = [json.dumps(reason) for reason in reasons]
+        self._datapaths = [json.dumps(name) for name in datapaths]
+        self._stages = [json.dumps(stage.name) for stage in STAGE_LIST]
+
+    def batch(self, batch, result, state, port_counts: array, received=()) -> bytes:
+        """The lines of one batch (``port_counts``: each port's records before it).
+
+        ``received``: ``(number, port, matched)`` of the frames ``--only-from-port`` did not inject.
+        The lines are formatted from pre-encoded JSON strings (``json.dumps`` per frame costs
+        several times the engine).
+        """
+        n = len(batch)
+        outputs: List[List[str]] = [[] for _ in range(n)]
+        seen = list(port_counts)
+        ports, kinds = self._ports, self._kinds
+        out_port, out_kind, out_frame = result.out_port, result.out_kind, result.out_frame
+        for i in range(len(out_frame)):
+            p = out_port[i]
+            seen[p] += 1
+            outputs[out_frame[i]].append(f'{{"port": {ports[p]}, "kind": {kinds[out_kind[i]]}, "record": {seen[p]}}}')
+        first_drop: Dict[int, int] = {}
+        for i in range(len(result.drop_frame)):
+            first_drop.setdefault(result.drop_frame[i], i)
+        lines = []
+        ingress = result.ingress
+        for f in range(n):
+            port = ingress[f]
+            number = batch.number(f)
+            if state[f] & 3:  # some copy left (account_batch's REACHED bits)
+                dropped = "null"
+            else:
+                self.dropped += 1
+                i = first_drop.get(f)
+                if i is None:
+                    dropped = (f'{{"disposition": "{NO_DISPOSITION}", "datapath": null, "stage": null, '
+                               f'"record": {self.dropped}}}')
+                else:
+                    dropped = (f'{{"disposition": {self._reasons[result.drop_reason[i]]}, '
+                               f'"datapath": {self._datapaths[result.drop_datapath[i]]}, '
+                               f'"stage": {self._stages[result.drop_stage[i]]}, "record": {self.dropped}}}')
+            lines.append((number, f'{{"frame": {number}, "ingress": {ports[port] if port >= 0 else "null"}, '
+                                  f'"outputs": [{", ".join(outputs[f])}], "dropped": {dropped}}}'))
+        for number, port, matched in received:
+            lines.append((number, json.dumps({"frame": number, "received_by": port, "matched": matched})))
+        if received:
+            lines.sort()
+        return ("\n".join(text for _n, text in lines) + "\n").encode() if lines else b""
+
+    def partial(self, number: int) -> bytes:
+        """The line of a cut-short final record (dropped as malformed at ``capture``)."""
+        self.dropped += 1
+        return (json.dumps({"frame": number, "ingress": None, "outputs": [],
+                            "dropped": {"disposition": Drop.MALFORMED.label, "datapath": None,
+                                        "stage": CAPTURE_STAGE, "record": self.dropped}}) + "\n").encode()
+
+
+class _Interrupt:
+    """SIGINT as a request to stop between batches (when asked for, in the main thread).
+
+    ``stop`` becomes True at the first SIGINT; the replay loop checks it
+    before each batch.  While the loop waits for input (``reading()``: a
+    pipe that is slow to fill) a SIGINT stops the wait at once.  A second
+    SIGINT raises KeyboardInterrupt.
+    """
+
+    class Stop(BaseException):
+        """Raised inside a blocked read to end it (never leaves the replay loop)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.stop = False
+        self._reading = False
+        self._previous = None
+
+    def __enter__(self) -> "_Interrupt":
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum, frame) -> None:
+        if self.stop:
+            raise KeyboardInterrupt
+        self.stop = True
+        if self._reading:
+            raise self.Stop()
+
+    def next_batch(self, batches):
+        """The next batch, or None at the end of the capture or once stopped (a SIGINT ends a blocked read)."""
+        try:
+            self._reading = True
+            try:
+                return None if self.stop else next(batches, None)
+            finally:
+                self._reading = False
+        except _Interrupt.Stop:  # raised by the handler only while _reading (the wait itself)
+            self._reading = False
+            return None
+
+
 class _Progress:
     """``frames, %, frames/s`` on one stderr line, redrawn at most a few times a second."""
 
@@ -285,6 +525,7 @@ class _Progress:
     def __init__(self, stream: Optional[TextIO], total_bytes: int):
         self.stream = stream
         self.total = max(total_bytes, 1)
+        self.known = total_bytes > 0  # 0: a pipe, whose size is unknown
         self.start = self.last = time.monotonic()
         self.drawn = False
 
@@ -296,8 +537,8 @@ class _Progress:
             return
         self.last = now
         rate = frames / max(now - self.start, 1e-9)
-        self.stream.write(f"\rreplaying: {frames:,} frames  {min(100.0, 100.0 * position / self.total):5.1f}%  "
-                          f"{rate / 1e6:.2f} M frames/s ")
+        share = f"{min(100.0, 100.0 * position / self.total):5.1f}%  " if self.known else ""
+        self.stream.write(f"\rreplaying: {frames:,} frames  {share}{rate / 1e6:.2f} M frames/s ")
         self.stream.flush()
         self.drawn = True
 
@@ -507,7 +748,8 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
            engine: Optional[str] = None, force: bool = False, trace_frame: Optional[int] = None,
            trace_match: Optional[str] = None, trace_limit: int = 10,
            progress: Optional[TextIO] = None, batch_size: Optional[int] = None,
-           chunk_size: int = DEFAULT_CHUNK) -> ReplaySummary:
+           chunk_size: int = DEFAULT_CHUNK, interruptible: bool = False,
+           verdicts: Optional[Union[str, os.PathLike]] = None, only_from_port: bool = False) -> ReplaySummary:
     """Replay ``capture`` through ``topology``, writing the per-port pcaps and drops into ``out_dir``.
 
     ``port`` (every frame enters there) or ``auto=True`` (the engine picks
@@ -518,7 +760,16 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
     ``trace_match``: also trace up to ``trace_limit`` frames a
     :class:`FrameFilter` expression selects (the reference pipeline then
     keeps in step with the replay until it has traced them);
-    ``progress``: a stream for the progress line (None: none).  Bad input
+    ``progress``: a stream for the progress line (None: none);
+    ``only_from_port`` (with ``port``): the capture is of that port's own
+    interface; only the frames it sent are injected, those it received are
+    compared with what ovnsim delivered to it (:class:`_TapSplit`);
+    ``verdicts``: a file to write one JSON line per frame into (what
+    became of it: :class:`_Verdicts`);
+    ``interruptible``: SIGINT (Ctrl-C) stops the replay at a batch boundary
+    (whole frames), every file is closed valid and the summary so far is
+    returned with ``interrupted`` set (a second SIGINT raises
+    KeyboardInterrupt at once; the files are still closed).  Bad input
     raises :class:`~ovnsim.errors.OvnsimError` (``CaptureError`` for the
     capture) before anything is written, except a corrupt record in the
     middle of a capture: that error comes when the reader reaches it, and
@@ -540,10 +791,23 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
     if port is not None and port not in port_names:
         raise OvnsimError(f"unknown logical port {port!r}; the ports are: {', '.join(port_names)}")
     inport = AUTO_INGRESS if auto else port_names.index(port)
+    split = None
+    if only_from_port:
+        if port is None:
+            raise OvnsimError("--only-from-port needs --port P (the port whose interface was captured)")
+        if trace_frame is not None or match is not None:
+            raise OvnsimError("--only-from-port does not combine with --trace or --trace-match yet")
+        mac = _port_mac(logical, port)
+        if mac is None:
+            raise OvnsimError(f"--only-from-port: port {port!r} has no MAC address to tell its frames by")
+        split = _TapSplit(port, port_names.index(port), mac)
     if batch_size is None:
         batch_size = PYTHON_ENGINE_BATCH if isinstance(engine_obj, PythonEngine) else DEFAULT_BATCH
     reader = CaptureReader(capture, batch_size=batch_size, chunk_size=chunk_size)
     try:
+        from ovnsim.capture.cooked import DestinationResolver
+
+        reader.cooked_resolver = DestinationResolver(logical, _port_mac(logical, port) if port else None)
         out = Path(out_dir)
         _prepare_out_dir(out, force)
         summary = ReplaySummary(topology=topology_name, capture=os.fspath(capture), format=reader.format,
@@ -551,7 +815,9 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
                                 out_dir=os.fspath(out_dir))
         tracer = (_Tracer(logical, inport, trace_frame, match, trace_limit)
                   if trace_frame is not None or match is not None else None)
-        _run(summary, reader, engine_obj, logical, inport, out, tracer, trace_frame, progress, _pcapio)
+        with _Interrupt(interruptible) as interrupt:
+            _run(summary, reader, engine_obj, logical, inport, out, tracer, trace_frame, progress, _pcapio,
+                 interrupt, verdicts, split)
     finally:
         reader.close()
     return summary
@@ -559,7 +825,8 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
 
 def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: LogicalTopology, inport: int, out: Path,
          tracer: Optional[_Tracer], trace_frame: Optional[int], progress_stream: Optional[TextIO],
-         _pcapio) -> None:
+         _pcapio, interrupt: "_Interrupt", verdicts_path: Optional[Union[str, os.PathLike]] = None,
+         split: Optional[_TapSplit] = None) -> None:
     port_names: List[str] = list(engine.port_names)
     n_ports, n_stages = len(port_names), len(STAGE_LIST)
     localnet = {p.name for ls in logical.switches for p in ls.ports if p.type == "localnet"}
@@ -577,12 +844,26 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     inports_cache: Dict[int, array] = {}
     progress = _Progress(progress_stream, reader.size)
     ports = _PortFiles(out, port_names)
-    drops = PcapNgWriter(out / DROPS_FILE, if_name="drops")
+    verdicts = (_Verdicts(verdicts_path, port_names, reasons, list(engine.datapath_names))
+                if verdicts_path is not None else None)
+    # drops.pcapng describes the capture's interfaces, in the capture's order and by its names, so each
+    # dropped frame keeps the interface it was captured on (a classic pcap's one interface: "drops").
+    drops = PcapNgWriter(out / DROPS_FILE, if_name=_drops_if_name(reader.interface_names, 0))
+    drops_ifaces = max(1, len(reader.interface_names))
+    for i in range(1, drops_ifaces):
+        drops.add_interface(_drops_if_name(reader.interface_names, i))
     sink = _Sink()
     frames = 0
     start = time.perf_counter()
+    batches = iter(reader)
     try:
-        for batch in reader:
+        while not interrupt.stop:
+            batch = interrupt.next_batch(batches)
+            if batch is None:
+                break
+            received: list = []
+            if split is not None:
+                batch, received = split.divide(batch)
             n = len(batch)
             inports = inports_cache.get(n)
             if inports is None:
@@ -592,6 +873,7 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
                 raise AssertionError(f"engine returned {result.frames} frames / {len(result.ingress)} ingress "
                                      f"entries for a batch of {n}")
             state = memoryview(frame_state)[:n]
+            before = array("q", port_counts) if verdicts is not None else None
             n_dropped = _pcapio.account_batch(
                 n, result.out_frame, result.out_port, result.out_kind, result.drop_frame, result.drop_reason,
                 result.drop_stage, port_localnet, state, class_counts, port_counts, kind_counts, dropped_counts,
@@ -604,16 +886,26 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
                 if len(result.out_data) > OUT_BYTES_PER_BATCH and len(batch) > 256:
                     reader.batch_size = max(256, len(batch) * OUT_BYTES_PER_BATCH // len(result.out_data))
             if n_dropped:
+                while drops_ifaces < len(reader.interface_names):  # interfaces described mid-capture
+                    sink.submit(drops.add_interface, _drops_if_name(reader.interface_names, drops_ifaces))
+                    drops_ifaces += 1
                 sink.submit(drops.write_raw, _pcapio.build_drop_epbs(
                     batch.data, batch.offsets, batch.lengths, batch.origlens, batch.timestamps, state,
                     result.ingress, batch.first, result.drop_frame, result.drop_reason, result.drop_stage,
-                    result.drop_datapath, names))
+                    result.drop_datapath, names, batch.ifaces, batch.numbers))
+            if split is not None:
+                received = split.compare(result, received)
+            if verdicts is not None:
+                sink.submit(verdicts.writer.write_raw, verdicts.batch(batch, result, state, before, received))
             if tracer is not None:
                 tracer.feed(batch, inports)
             frames += n
-            progress.update(frames, reader.bytes_read)
-        partial = reader.partial
+            progress.update(frames + (split.received if split is not None else 0), reader.bytes_read)
+        partial = reader.partial if not interrupt.stop else None
         if partial is not None:
+            while drops_ifaces < len(reader.interface_names):
+                sink.submit(drops.add_interface, _drops_if_name(reader.interface_names, drops_ifaces))
+                drops_ifaces += 1
             frames += 1
             class_counts[2] += 1
             described = partial.describe()
@@ -623,20 +915,39 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
                                     f"counted as a dropped frame (malformed)")
             sink.submit(drops.write, partial.data, partial.timestamp, partial.origlen or len(partial.data),
                         [f"{Drop.MALFORMED.label} at {CAPTURE_STAGE}: final record cut short ({described})",
-                         f"frame {partial.number}, ingress (none)"])
+                         f"frame {partial.number}, ingress (none)"],
+                        partial.interface if partial.interface < drops_ifaces else 0)
+            if verdicts is not None:
+                sink.submit(verdicts.writer.write_raw, verdicts.partial(partial.number))
     finally:
-        try:
-            sink.close()
-        finally:
-            ports.close()
-            drops.close()
-            progress.finish()
+        # Every file is closed whatever happened (each is valid: whole records only); the first
+        # write error is the one reported, unless an error is already on its way out.
+        failures: List[BaseException] = []
+        for close in (sink.close, ports.close, drops.close) + ((verdicts.writer.close,) if verdicts else ()):
+            try:
+                close()
+            except OvnsimError as err:
+                failures.append(err)
+        progress.finish()
+        if failures and sys.exc_info()[1] is None:
+            raise failures[0]
     summary.elapsed_s = time.perf_counter() - start
     summary.frames_per_s = frames / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
     summary.warnings = reader.warnings + summary.warnings
     summary.frames_in = frames
     summary.delivered, summary.exited, summary.dropped = class_counts
     summary.snaplen_truncated = reader.snaplen_truncated
+    summary.timestamps_clamped = reader.timestamps_clamped
+    summary.capture_notes = list(reader.notes)
+    if reader.cooked_frames:
+        kinds = " and ".join(f"{lt} ({_COOKED_NAMES[lt]})" for lt in sorted(reader.cooked_linktypes))
+        summary.capture_notes.append(
+            f"{reader.cooked_frames} frames from a Linux cooked capture (link type {kinds}): Ethernet header "
+            f"rebuilt (eth.src from the cooked header, eth.dst from its packet type and the topology's addresses)")
+    if reader.timestamps_clamped:
+        summary.warnings.append(f"{reader.path}: {reader.timestamps_clamped} frames have a timestamp before "
+                                f"1970 or after 2106-02-07 06:28:15 UTC (what a pcap file holds); "
+                                f"written clamped to that range")
     summary.outputs = {port_names[p]: port_counts[p] for p in sorted(range(n_ports), key=port_names.__getitem__)
                        if port_counts[p]}
     summary.files = {port_names[p]: name for p, name in sorted(ports.names.items(), key=lambda kv: port_names[kv[0]])}
@@ -644,7 +955,16 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     summary.output_kinds = {k: kind_counts[i] for i, k in enumerate(KINDS)}
     summary.generated = {k: kind_counts[KINDS.index(k)] for k in GENERATED_KINDS}
     summary.drops = _by_reason(dropped_counts, reasons, n_stages, "frames")
-    if reader.partial is not None:
+    summary.interrupted = interrupt.stop
+    if split is not None:
+        summary.tap = {"port": split.port, "sent": frames - (1 if reader.partial is not None and not interrupt.stop
+                                                               else 0),
+                       "received": split.received, "matched": split.matched, "mismatched": split.mismatched,
+                       "unseen": split.unseen}
+    if summary.interrupted:
+        summary.warnings.append(f"interrupted: replayed the first {frames:,} frames of {reader.path}; the files "
+                                f"hold what they produced")
+    if reader.partial is not None and not interrupt.stop:
         entry = summary.drops.setdefault(Drop.MALFORMED.label, {"frames": 0, "stages": {}})
         entry["frames"] = int(entry["frames"]) + 1
         entry["stages"][CAPTURE_STAGE] = entry["stages"].get(CAPTURE_STAGE, 0) + 1
@@ -652,7 +972,11 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     if tracer is not None:
         summary.traces = tracer.matched
     if tracer is not None and trace_frame is not None:
-        if tracer.result is None:
+        if tracer.result is None and interrupt.stop:
+            summary.trace = {"frame": trace_frame, "ingress": None, "state": "not replayed",
+                             "text": f"frame {trace_frame} was not reached: the replay was interrupted",
+                             "verdict": None}
+        elif tracer.result is None:
             partial = reader.partial
             if partial is not None and partial.number == trace_frame:
                 summary.trace = {"frame": trace_frame, "ingress": None, "state": "not replayed",
@@ -664,6 +988,26 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
         else:
             summary.trace = tracer.result
     summary.check()
+
+
+_COOKED_NAMES = {113: "LINUX_SLL", 276: "LINUX_SLL2"}
+
+
+def _port_mac(logical: LogicalTopology, port: str) -> Optional[str]:
+    """The MAC of logical switch port ``port`` (its first address), if it has one."""
+    for ls in logical.switches:
+        for lsp in ls.ports:
+            if lsp.name == port:
+                for entry in lsp.addresses:
+                    words = entry.split()
+                    if words and words[0] not in ("unknown", "router", "dynamic"):
+                        return words[0]
+    return None
+
+
+def _drops_if_name(names: List[str], i: int) -> str:
+    """The name drops.pcapng gives the capture's interface ``i``: its own, else ``drops``."""
+    return (names[i] if i < len(names) else "") or "drops"
 
 
 def _by_reason(counts: array, reasons: List[str], n_stages: int, unit: str) -> Dict[str, Dict[str, object]]:

@@ -114,6 +114,12 @@ _L4_FIELDS = {
 }
 _DEFAULTS = {"mac": "00:00:00:00:00:00", "ip4": "0.0.0.0", "int": 0}
 
+#: The deepest parenthesis nesting a microflow may have (a real one needs none; the parser recurses per level).
+MAX_NESTING = 32
+#: The longest number literal taken (a 128-bit value in decimal has 39 digits; Python refuses
+#: decimal conversions of over 4,300 digits with a ValueError).
+MAX_NUMBER_DIGITS = 64
+
 _IPV6_RE = re.compile(r"^(ip6|ipv6|nd|nd_ns|nd_na|nd_rs|nd_ra|icmp6|mld)(\.|$)")
 
 _TOKEN_RE = re.compile(
@@ -294,6 +300,7 @@ class _Parser:
         self.text = text
         self.toks = _tokens(text)
         self.i = 0
+        self.depth = 0
         # (field, value, as written) for every constraint, predicates as (name, None, name)
         self.constraints: List[Tuple[str, Optional[_Tok], str]] = []
 
@@ -303,7 +310,8 @@ class _Parser:
     def take(self) -> _Tok:
         tok = self.peek()
         if tok is None:
-            raise MicroflowError(f"microflow: unexpected end of input in {self.text!r}")
+            shown = self.text if len(self.text) <= 120 else self.text[:60] + " ... " + self.text[-40:]
+            raise MicroflowError(f"microflow: unexpected end of input in {shown!r}")
         self.i += 1
         return tok
 
@@ -342,7 +350,11 @@ class _Parser:
     def term(self) -> None:
         tok = self.take()
         if tok.kind == "op" and tok.text == "(":
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise MicroflowError(f"microflow: parentheses nested more than {MAX_NESTING} deep")
             self.conjunction()
+            self.depth -= 1
             close = self.take()
             if close.text != ")":
                 self.unexpected(close)
@@ -398,6 +410,9 @@ def _is_field_name(word: str) -> bool:
 
 def _parse_int(text: str, name: str, bits: int) -> int:
     t = text.lower()
+    if len(t) > MAX_NUMBER_DIGITS:
+        raise MicroflowError(f"microflow: {name}=={text[:20]}...: a number of {len(t)} characters "
+                             f"does not fit in {bits} bits")
     if len(t) > 1 and t.startswith("0") and t[1].isdigit():
         raise MicroflowError(
             f"microflow: {name}=={text}: decimal constants must not have leading zeros")

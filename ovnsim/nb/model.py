@@ -1,7 +1,8 @@
 """The logical (OVN northbound) model: what ovn-northd reads.
 
 Logical_Switch, Logical_Switch_Port, Logical_Router, Logical_Router_Port,
-Logical_Router_Static_Route, NAT and Static_MAC_Binding rows as frozen
+Logical_Router_Static_Route, NAT, Static_MAC_Binding, DHCP_Options,
+Port_Group and ACL rows as frozen
 dataclasses, with the column names and value formats ``ovn-nbctl`` uses.
 The Neutron compiler (``ovnsim.neutron.compiler``) produces it; the
 exporters beside this module, the northd tables and the data path read only
@@ -62,6 +63,54 @@ class DHCPOptions:
     cidr: str
     options: Mapping[str, str] = field(default_factory=dict)
     external_ids: Mapping[str, str] = field(default_factory=dict)
+
+
+#: ACL directions and the actions ovnsim emits (OVN's ACL table).
+ACL_FROM_LPORT = "from-lport"
+ACL_TO_LPORT = "to-lport"
+ACL_DIRECTIONS = (ACL_FROM_LPORT, ACL_TO_LPORT)
+ACL_ACTIONS = ("allow-related", "allow-stateless", "allow", "drop", "reject", "pass")
+
+
+@dataclass(frozen=True)
+class ACL:
+    """An ACL row (``ovn-nbctl --type=port-group acl-add``).
+
+    ``from-lport`` ACLs see what a port sends (``inport``), ``to-lport`` ACLs
+    what it receives (``outport``).  Neutron writes its security group rules
+    as ACLs of the group's port group; ``external_ids`` names the rule.
+    """
+
+    direction: str  #: one of ACL_DIRECTIONS
+    priority: int
+    match: str
+    action: str  #: one of ACL_ACTIONS
+    external_ids: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PortGroup:
+    """A Port_Group row: switch ports (possibly on several switches) and the ACLs that apply to them.
+
+    ovn-northd derives two Southbound address sets from every port group,
+    ``<name>_ip4`` and ``<name>_ip6``, holding the IP addresses in its ports'
+    ``addresses`` column (not ``port_security``): see
+    :meth:`LogicalTopology.port_group_address_sets`.  Match expressions use
+    them as ``$<name>_ip4``; the NB database has no row for them.
+    """
+
+    name: str
+    ports: Tuple[str, ...]  #: Logical_Switch_Port names
+    acls: Tuple[ACL, ...] = ()
+    external_ids: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AddressSet:
+    """An address set by name, with its addresses (``ovn-sbctl list Address_Set``)."""
+
+    name: str
+    addresses: Tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -177,6 +226,10 @@ class LogicalTopology:
     static_mac_bindings: Tuple[StaticMACBinding, ...] = ()
     source: str = "<builder>"
     dhcp_options: Tuple[DHCPOptions, ...] = ()
+    port_groups: Tuple[PortGroup, ...] = ()
+    #: projects (by name) whose ports no ACL filters because they declare no
+    #: security groups, for ``ovnsim show`` to say so
+    unfiltered_projects: Tuple[str, ...] = ()
 
     def switch(self, name: str) -> LogicalSwitch:
         for ls in self.switches:
@@ -189,6 +242,37 @@ class LogicalTopology:
             if lr.name == name:
                 return lr
         raise KeyError(name)
+
+    def port_group(self, name: str) -> PortGroup:
+        for pg in self.port_groups:
+            if pg.name == name:
+                return pg
+        raise KeyError(name)
+
+    def port_group_address_sets(self) -> Tuple[AddressSet, ...]:
+        """The address sets ovn-northd derives from the port groups (``sync_address_sets``).
+
+        For port group ``G``: ``G_ip4`` and ``G_ip6``, the IPv4 / IPv6
+        addresses listed in the ``addresses`` column of its ports (entries
+        ``"MAC IP..."``; ``unknown``, ``router`` and ``dynamic`` contribute
+        none), in port order.
+        """
+        ports = {name: port for name, (_ls, port) in self.switch_ports().items()}
+        sets = []
+        for pg in self.port_groups:
+            v4: list = []
+            v6: list = []
+            for name in pg.ports:
+                for entry in ports[name].addresses:
+                    for word in entry.split()[1:]:
+                        try:
+                            addr = ipaddress.ip_interface(word).ip
+                        except ValueError:
+                            continue
+                        (v4 if addr.version == 4 else v6).append(str(addr))
+            sets.append(AddressSet(f"{pg.name}_ip4", tuple(v4)))
+            sets.append(AddressSet(f"{pg.name}_ip6", tuple(v6)))
+        return tuple(sets)
 
     def switch_ports(self) -> Mapping[str, Tuple[LogicalSwitch, LogicalSwitchPort]]:
         """Every switch port by name, with its switch."""

@@ -2,8 +2,11 @@
 
 One invocation per object (a switch, a switch port, a router, a router port,
 a route, a NAT rule, a static MAC binding, a DHCP_Options row with the
-ports that use it), chained with ``--`` where an object needs more than one
-command.  ``nbctl_commands`` gives argv lists (what
+ports that use it, a port group, an ACL), chained with ``--`` where an object
+needs more than one command.  An ACL with external_ids (a security group
+rule's, naming the rule) is created as a row and added to its port group,
+since ``acl-add`` cannot set external_ids; one without them is ``acl-add``.
+The port groups come last: ``pg-add`` names switch ports that must exist.  ``nbctl_commands`` gives argv lists (what
 the real-OVN test fixture runs, no shell involved); ``nbctl_script`` gives the
 shell-quoted lines ``ovnsim export nbctl`` prints.
 """
@@ -14,7 +17,15 @@ import json
 import shlex
 from typing import Iterator, List, Mapping
 
-from ovnsim.nb.model import DHCPOptions, LogicalRouter, LogicalSwitch, LogicalSwitchPort, LogicalTopology
+from ovnsim.nb.model import (
+    ACL,
+    DHCPOptions,
+    LogicalRouter,
+    LogicalSwitch,
+    LogicalSwitchPort,
+    LogicalTopology,
+    PortGroup,
+)
 
 __all__ = ["nbctl_commands", "nbctl_script"]
 
@@ -57,6 +68,26 @@ def _invocations(logical: LogicalTopology) -> Iterator[List[str]]:
         yield from _router(lr)
     for binding in logical.static_mac_bindings:
         yield ["static-mac-binding-add", binding.logical_port, binding.ip, binding.mac]
+    for number, pg in enumerate(logical.port_groups):
+        yield from _port_group(pg, number)
+
+
+def _port_group(pg: PortGroup, number: int) -> Iterator[List[str]]:
+    columns = _column_pairs("external_ids", pg.external_ids)
+    yield _chain(["pg-add", pg.name, *pg.ports], ["set", "Port_Group", pg.name, *columns] if columns else [])
+    for i, acl in enumerate(pg.acls):
+        # a reference unique in the whole script: the real-OVN fixture runs many invocations as one transaction
+        yield _acl(pg.name, acl, f"acl{number}_{i}")
+
+
+def _acl(port_group: str, acl: ACL, ref: str) -> List[str]:
+    if not acl.external_ids:
+        return ["--type=port-group", "acl-add", port_group, acl.direction, str(acl.priority), acl.match, acl.action]
+    return _chain(
+        [f"--id=@{ref}", "create", "ACL", f"direction={acl.direction}", f"priority={acl.priority}",
+         f"match={json.dumps(acl.match)}", f"action={acl.action}", *_column_pairs("external_ids", acl.external_ids)],
+        ["add", "Port_Group", port_group, "acls", f"@{ref}"],
+    )
 
 
 def _switch(ls: LogicalSwitch) -> Iterator[List[str]]:

@@ -1,10 +1,15 @@
-"""Logical topology -> the text ``ovn-nbctl show`` prints for it, then its DHCP_Options rows.
+"""Logical topology -> the text ``ovn-nbctl show`` prints for it, then its DHCP_Options rows and port groups.
 
 The format is ovn-nbctl 23.03's (``print_ls`` / ``print_lr``; see
 ``ovnsim.testing.nbshow`` for the details), so a user can diff ``ovnsim show``
 against ``ovn-nbctl show`` of a real cloud and the tests can parse both with
 one parser.  Where real OVN prints a row UUID, ovnsim prints a UUID derived
 from the row's name, stable from run to run.
+
+``ovn-nbctl show`` prints neither DHCP_Options nor Port_Group rows; ovnsim
+adds them after the routers, the ACLs of a port group one per line as
+``ovn-nbctl --type=port-group acl-list`` prints them, then a ``#`` line for
+each project that declares no security groups (its ports are not filtered).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import uuid
 from typing import List
 
-from ovnsim.nb.model import LogicalRouter, LogicalSwitch, LogicalTopology
+from ovnsim.nb.model import ACL, LogicalRouter, LogicalSwitch, LogicalTopology
 
 __all__ = ["show_text"]
 
@@ -40,7 +45,28 @@ def show_text(logical: LogicalTopology) -> str:
     for lr in logical.routers:
         _router(lr, lines)
     _dhcp_options(logical, lines)
+    _port_groups(logical, lines)
+    for project in logical.unfiltered_projects:
+        lines.append(f"# project {project} declares no security groups: no ACLs, its ports are not filtered")
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def acl_list_line(acl: ACL) -> str:
+    """One ACL as ``ovn-nbctl acl-list`` prints it (23.03: ``%10s %5d (%s) %s``)."""
+    return f"{acl.direction:>10} {acl.priority:5d} ({acl.match}) {acl.action}"
+
+
+def acl_list_order(acls):
+    """The ACLs in ``acl-list``'s order (``acl_cmp``): from-lport first, then priority high to low, then match."""
+    return sorted(acls, key=lambda a: (a.direction != "from-lport", -a.priority, a.match))
+
+
+def _port_groups(logical: LogicalTopology, lines: List[str]) -> None:
+    for pg in logical.port_groups:
+        lines.append(f"port-group {_uuid('pg', pg.name)} ({pg.name}){_aka(pg.external_ids, 'neutron:security_group_id')}")
+        lines.append(f"    ports: {_quoted_list(pg.ports)}")
+        for acl in acl_list_order(pg.acls):
+            lines.append(f"    {acl_list_line(acl)}")
 
 
 def _switch(ls: LogicalSwitch, lines: List[str]) -> None:

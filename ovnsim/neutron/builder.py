@@ -211,6 +211,7 @@ class ProjectBuilder:
         port_security: Optional[bool] = None,
         allowed_address_pairs: Optional[Iterable[Mapping[str, Any]]] = None,
         admin_state_up: Optional[bool] = None,
+        security_groups: Optional[Iterable[str]] = None,
         id: Optional[str] = None,
     ) -> str:
         """Add a port on ``network`` (a network name of this project); returns its name.
@@ -233,8 +234,35 @@ class ProjectBuilder:
             port_security=port_security,
             allowed_address_pairs=None if allowed_address_pairs is None else list(allowed_address_pairs),
             admin_state_up=admin_state_up,
+            security_groups=None if security_groups is None else list(security_groups),
         )
         return _add(self._section("ports"), name, port, "port", path)
+
+    def security_group(
+        self,
+        name: str,
+        rules: Iterable[Mapping[str, Any]] = (),
+        *,
+        stateful: Optional[bool] = None,
+        default_rules: Optional[bool] = None,
+        description: Optional[str] = None,
+        id: Optional[str] = None,
+    ) -> str:
+        """Add a security group (and so turn security groups on for the project); returns its name.
+
+        ``rules`` are mappings with the file's keys (``direction``,
+        ``protocol``, ``port_range``, ``remote_ip_prefix``, ``remote_group``...).
+        A project that has any group also has ``default``; :meth:`enable_security_groups`
+        turns them on without adding one.
+        """
+        path = f"{self._path}.security_groups.{name}"
+        group = _given(id=id, stateful=stateful, default_rules=default_rules, description=description,
+                       rules=[dict(r) for r in rules] or None)
+        return _add(self._section("security_groups"), name, group, "security group", path)
+
+    def enable_security_groups(self) -> None:
+        """Declare ``security_groups: {}``: the project gets Neutron's ``default`` group and filters its ports."""
+        self._section("security_groups")
 
     def router(
         self,

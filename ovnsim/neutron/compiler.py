@@ -9,6 +9,9 @@ Naming follows Neutron (``ovn_client.py``) so ``ovnsim show`` lines up with
 * router ``R`` interface ``I`` -> Logical_Router_Port ``lrp-I`` and router-type LSP ``I``
 * router ``R``                 -> Logical_Router ``neutron-R``
 * gateway of ``R``             -> Logical_Router_Port ``lrp-R-gw`` and LSP ``R-gw``
+* security group ``G``         -> Port_Group ``pg_G`` (``-`` as ``_``), one ACL per rule
+  (``ovnsim.neutron.acl``), and ``neutron_pg_drop`` with its two drop ACLs
+  holding every filtered port
 
 The two gateway models (see ``docs/topology-format.md``):
 
@@ -43,11 +46,26 @@ from ovnsim.nb.model import (
     LogicalSwitch,
     LogicalSwitchPort,
     LogicalTopology,
+    ACL,
+    ACL_FROM_LPORT,
+    ACL_TO_LPORT,
     NATRule,
+    PortGroup,
     StaticMACBinding,
     StaticRoute,
 )
-from ovnsim.neutron.model import DISTRIBUTED_GATEWAY_PORT, FloatingIP, Network, Port, Router, Subnet, Topology
+from ovnsim.neutron import acl
+from ovnsim.neutron.model import (
+    DISTRIBUTED_GATEWAY_PORT,
+    INGRESS,
+    FloatingIP,
+    Network,
+    Port,
+    Router,
+    SecurityGroup,
+    Subnet,
+    Topology,
+)
 
 #: The join network between a router and its gateway router: the distributed
 #: router takes the first host address, the gateway router the second.
@@ -122,6 +140,8 @@ class _LogicalCompiler:
             static_mac_bindings=tuple(self.mac_bindings),
             source=self.topo.source,
             dhcp_options=dhcp,
+            port_groups=_port_groups(self.topo),
+            unfiltered_projects=tuple(p.name for p in self.topo.projects.values() if not p.security_groups_enabled),
         )
 
     # -- switches ---------------------------------------------------------
@@ -168,18 +188,21 @@ class _LogicalCompiler:
             addresses.extend(other)
         else:
             addresses.append("unknown")
+        external_ids = {
+            "neutron:port_name": port.name,
+            "neutron:device_owner": DEVICE_OWNER_COMPUTE,
+            "neutron:cidrs": " ".join(
+                f"{f.ip_address}/{self.topo.subnet(f.subnet).cidr.prefixlen}" for f in port.fixed_ips
+            ),
+        }
+        if self.topo.projects[port.project].security_groups_enabled:
+            external_ids[acl.SG_IDS_EXT_ID_KEY] = " ".join(port.security_groups)
         return LogicalSwitchPort(
             name=port.id,
             type=LSP_TYPE_VM,
             addresses=tuple(addresses),
             port_security=port_security,
-            external_ids={
-                "neutron:port_name": port.name,
-                "neutron:device_owner": DEVICE_OWNER_COMPUTE,
-                "neutron:cidrs": " ".join(
-                    f"{f.ip_address}/{self.topo.subnet(f.subnet).cidr.prefixlen}" for f in port.fixed_ips
-                ),
-            },
+            external_ids=external_ids,
             enabled=port.admin_state_up,
             # Neutron (_get_subnet_dhcp_options_for_port): the row of the first
             # DHCP-enabled subnet among the port's IPv4 fixed IPs
@@ -351,6 +374,44 @@ class _LogicalCompiler:
                     f"projects.{router.project}.routers.{router.name}.interfaces[{i}]",
                     self.topo.source,
                 )
+
+
+def _port_groups(topo: Topology) -> Tuple[PortGroup, ...]:
+    """The Port_Group rows Neutron writes (``ovn_client.create_security_group`` / ``create_port``).
+
+    None unless a project declares security groups.  Then ``neutron_pg_drop``
+    first (its two priority-1001 drop ACLs; every port with port security of
+    such a project is in it, so IP traffic a group does not allow is dropped),
+    then one port group per security group with its members and one ACL per
+    rule.  A port with port security disabled is in no port group: no ACL
+    sees it.
+    """
+    if not any(p.security_groups_enabled for p in topo.projects.values()):
+        return ()
+    filtered = [p for p in topo.ports.values() if p.port_security and topo.projects[p.project].security_groups_enabled]
+    drop = PortGroup(
+        name=acl.DROP_PORT_GROUP,
+        ports=tuple(p.id for p in filtered),
+        acls=tuple(ACL(direction, acl.PRIORITY_DROP, match, acl.ACTION_DROP)
+                   for direction, match in acl.drop_matches().items()),
+    )
+    return (drop,) + tuple(_security_group_port_group(topo, sg) for sg in topo.security_groups.values())
+
+
+def _security_group_port_group(topo: Topology, sg: SecurityGroup) -> PortGroup:
+    """One security group as its port group (acl.py ``add_acls_for_sg_port_group``)."""
+    name = acl.port_group_name(sg.id)
+    action = acl.ACTION_ALLOW_RELATED if sg.stateful else acl.ACTION_ALLOW_STATELESS
+    return PortGroup(
+        name=name,
+        ports=tuple(p.id for p in topo.ports.values() if sg.id in p.security_groups),
+        acls=tuple(
+            ACL(ACL_TO_LPORT if rule.direction == INGRESS else ACL_FROM_LPORT, acl.PRIORITY_ALLOW,
+                acl.rule_match(rule, name), action, {acl.SG_RULE_EXT_ID_KEY: rule.id})
+            for rule in sg.rules
+        ),
+        external_ids={acl.SG_EXT_ID_KEY: sg.id},
+    )
 
 
 def _dhcp_options(net: Network) -> List[DHCPOptions]:

@@ -4,7 +4,7 @@ Every topology, whether read from a file by :func:`load_topology` or built in
 code by :mod:`ovnsim.neutron.builder`, goes through :func:`load_document`, so both
 share one set of checks:
 
-1. reserved keys (``security_groups``) are refused as not supported yet;
+1. a top-level ``security_groups`` key is refused (groups belong to a project);
 2. the document is validated against ``topology.schema.json`` (shapes, types,
    unknown keys), and the most relevant schema error is rephrased for a person;
 3. names are resolved to ids, references looked up, addresses parsed, defaults
@@ -42,6 +42,7 @@ import yaml
 from jsonschema.exceptions import best_match
 
 from ovnsim.errors import NotSupportedError, TopologyError
+from ovnsim.neutron import acl
 from ovnsim.neutron.model import (
     DISTRIBUTED_GATEWAY_PORT,
     GATEWAY_ROUTER,
@@ -53,9 +54,16 @@ from ovnsim.neutron.model import (
     Network,
     Port,
     Project,
+    DEFAULT_SECURITY_GROUP,
+    EGRESS,
+    ETHERTYPES,
+    INGRESS,
+    IPV4,
     Route,
     Router,
     RouterInterface,
+    SecurityGroup,
+    SecurityGroupRule,
     Subnet,
     Topology,
 )
@@ -86,7 +94,10 @@ METADATA_PORT_PREFIX = "ovnmeta-"
 _IPv4 = ipaddress.IPv4Address
 _IPv4Net = ipaddress.IPv4Network
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(?:\1[0-9a-fA-F]{2}){4}$")
-_RESERVED = "security groups are not supported yet"
+#: What a security group id may contain: it becomes part of OVN port group
+#: and address set names, which are identifiers ([A-Za-z_.][A-Za-z0-9_.]*
+#: once ``pg_`` is put in front and ``-`` replaced by ``_``).
+_SG_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 # --------------------------------------------------------------------------
@@ -109,14 +120,22 @@ def load_topology(path: str | os.PathLike[str]) -> Topology:
         raise TopologyError(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})", "", source) from None
     except OSError as exc:
         raise TopologyError(f"cannot read the file: {exc.strerror or exc}", "", source) from None
+    _check_flow_depth(text, source)
     try:
         doc = yaml.load(text, Loader=_StrictLoader)
+    except RecursionError:
+        raise TopologyError("invalid YAML: nested too deeply (more levels of [ ] or { } than Python's "
+                            "recursion limit)", "", source) from None
     except yaml.MarkedYAMLError as exc:
         raise _yaml_error(exc, source, text) from None
     except yaml.YAMLError as exc:
         raise TopologyError(f"invalid YAML: {_one_line(str(exc))}", "", source) from None
     if doc is None:
         raise TopologyError("the file is empty; expected a topology mapping", "", source)
+    if isinstance(doc, _OversizedInt):
+        raise TopologyError(f"an integer literal of {len(doc.text):,} characters; expected a topology mapping",
+                            "", source)
+    _check_document(doc, source)
     return load_document(doc, source)
 
 
@@ -196,6 +215,112 @@ class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ign
         return super().construct_mapping(node, deep=deep)
 
 
+#: The longest integer literal the loader converts.  No field needs more than a few dozen digits, and
+#: Python refuses decimal conversions beyond 4,300 digits with a ValueError (CVE-2020-10735).
+MAX_INT_LITERAL = 1000
+
+
+class _OversizedInt:
+    """An integer literal too long to convert: kept as text so the error can name its place."""
+
+    __slots__ = ("text", "line")
+
+    def __init__(self, text: str, line: int):
+        self.text = text
+        self.line = line
+
+
+def _construct_int(loader, node):
+    text = loader.construct_scalar(node)
+    if len(text) > MAX_INT_LITERAL:
+        return _OversizedInt(text, node.start_mark.line + 1)
+    return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+#: The deepest nesting of flow collections ([ ], { }) handed to the YAML parser: libyaml's parser
+#: recurses per level in C and crashes the process (SIGSEGV) somewhere past 20,000 levels.
+MAX_FLOW_DEPTH = 1000
+# Brackets, and what hides them: quoted scalars (a quote that starts a scalar) and comments.
+_FLOW_TOKENS = re.compile(r"""[\[\]{}]|(?<![^\s\[{,:])'(?:[^']|'')*'|(?<![^\s\[{,:])"(?:[^"\\]|\\.)*"|(?<!\S)#[^\n]*""")
+
+
+def _check_flow_depth(text: str, source: str) -> None:
+    """Refuse flow collections nested deeper than :data:`MAX_FLOW_DEPTH` before libyaml sees them."""
+    depth = 0
+    for match in _FLOW_TOKENS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > MAX_FLOW_DEPTH:
+                line = text.count("\n", 0, match.start()) + 1
+                raise TopologyError(f"invalid YAML: [ ] or {{ }} nested more than {MAX_FLOW_DEPTH} levels deep",
+                                    f"line {line}", source)
+        elif token in ("]", "}"):
+            depth = max(0, depth - 1)
+
+
+def _construct_timestamp(loader, node):
+    # The format has no dates; a value that looks like one stays text (the schema then says what is
+    # expected there), instead of a datetime -- or a ValueError for 2001-13-45.
+    return loader.construct_scalar(node)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+#: The most values a document may hold once its YAML aliases are expanded (the checks walk the
+#: expanded document, so a "billion laughs" of nested aliases must be refused before they run).
+MAX_DOCUMENT_VALUES = 1_000_000
+#: The deepest nesting taken (the schema checker recurses per level).
+MAX_DOCUMENT_DEPTH = 64
+
+
+def _check_document(doc: Any, source: str) -> None:
+    """Refuse what YAML can express but a topology cannot be: huge integers, cycles, alias bombs.
+
+    One walk over the document as the later checks will see it (aliases
+    expanded), without recursion: an integer literal too long to convert
+    (:class:`_OversizedInt`, named by its place), a recursive alias
+    (``a: &x [*x]``), more than :data:`MAX_DOCUMENT_VALUES` values, and
+    nesting deeper than :data:`MAX_DOCUMENT_DEPTH`.
+    """
+    stack: List[Any] = [(doc, (), False)]
+    on_path: set = set()
+    visits = 0
+    while stack:
+        node, path, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(node))
+            continue
+        visits += 1
+        if visits > MAX_DOCUMENT_VALUES:
+            raise TopologyError(f"the document holds more than {MAX_DOCUMENT_VALUES:,} values once its YAML "
+                                f"aliases are expanded", "", source)
+        if isinstance(node, _OversizedInt):
+            raise _oversized(node, path, source)
+        if not isinstance(node, (dict, list)):
+            continue
+        if len(path) >= MAX_DOCUMENT_DEPTH:
+            raise TopologyError(f"nested more than {MAX_DOCUMENT_DEPTH} levels deep (a topology needs fewer than "
+                                f"ten)", _path(*path[:8]) + "...", source)
+        if id(node) in on_path:
+            raise TopologyError("a YAML alias refers to a node that contains it (a recursive structure)",
+                                _path(*path), source)
+        on_path.add(id(node))
+        stack.append((node, path, True))
+        for key, value in (node.items() if isinstance(node, dict) else enumerate(node)):
+            if isinstance(key, _OversizedInt):
+                raise _oversized(key, path, source)
+            stack.append((value, path + (key,), False))
+
+
+def _oversized(found: _OversizedInt, path: tuple, source: str) -> TopologyError:
+    return TopologyError(f"line {found.line}: an integer literal of {len(found.text):,} characters is too long "
+                         f"(at most {MAX_INT_LITERAL:,})", _path(*path), source)
+
+
 def _yaml_error(exc: yaml.MarkedYAMLError, source: str, text: str) -> TopologyError:
     mark = exc.problem_mark or exc.context_mark
     problem = exc.problem or exc.context or "syntax error"
@@ -224,26 +349,11 @@ def _one_line(text: str) -> str:
 
 
 def _check_reserved(doc: Dict[str, Any], source: str) -> None:
-    # Checked before the schema so that a file using security groups is told
-    # so plainly, whatever else is wrong with it.
+    # Checked before the schema so that the misplaced key gets a plain answer.
     if "security_groups" in doc:
-        raise NotSupportedError(_RESERVED, "security_groups", source)
-    projects = doc.get("projects")
-    if not isinstance(projects, dict):
-        return
-    for pname, project in projects.items():
-        if not isinstance(project, dict):
-            continue
-        if "security_groups" in project:
-            raise NotSupportedError(_RESERVED, _path("projects", pname, "security_groups"), source)
-        ports = project.get("ports")
-        if not isinstance(ports, dict):
-            continue
-        for port_name, port in ports.items():
-            if isinstance(port, dict) and "security_groups" in port:
-                raise NotSupportedError(
-                    _RESERVED, _path("projects", pname, "ports", port_name, "security_groups"), source
-                )
+        raise TopologyError(
+            "security groups belong to a project: put them under projects.<name>.security_groups",
+            "security_groups", source)
 
 
 @functools.lru_cache(maxsize=None)
@@ -401,6 +511,10 @@ class _Port:
     port_security: bool
     pairs: List[AddressPair]
     admin_state_up: bool
+    #: the ``security_groups`` list as written (None when absent)
+    sg_names: Optional[List[str]] = None
+    #: resolved security group ids
+    sg_ids: tuple = ()
 
 
 @dataclass(eq=False)
@@ -460,7 +574,13 @@ class _Resolver:
         self.routers: List[_Router] = []
         self.fips: List[_Fip] = []
         #: kind -> id -> path of the object that has it
-        self.ids: Dict[str, Dict[str, str]] = {k: {} for k in ("network", "subnet", "port", "router", "floating IP")}
+        self.ids: Dict[str, Dict[str, str]] = {
+            k: {} for k in ("network", "subnet", "port", "router", "floating IP", "security group",
+                             "security group rule")}
+        #: project -> group name -> SecurityGroup (projects that declare security_groups only)
+        self.sgs: Dict[str, Dict[str, SecurityGroup]] = {}
+        #: OVN port group name -> path of the group that has it
+        self.pg_names: Dict[str, str] = {}
         #: subnet id -> (router, interface) holding the subnet's gateway_ip
         self.claims: Dict[str, tuple] = {}
         #: explicit floating IP addresses, kept free while ports on external
@@ -635,6 +755,11 @@ class _Resolver:
                 router.gw_ip = self.allocate(router.gw_sub, f"router gateway {router.gw_path}", router.gw_path)
         for router in self.routers:
             self.check_routes(router)
+        for pname, pdoc in self.projects.items():
+            if "security_groups" in pdoc:
+                self.security_groups(pname, pdoc["security_groups"])
+        for port in self.ports:
+            self.port_security_groups(port)
         self.assign_macs()
         return self.build()
 
@@ -717,6 +842,7 @@ class _Resolver:
             port_security=pdoc.get("port_security", True),
             pairs=pairs,
             admin_state_up=pdoc.get("admin_state_up", True),
+            sg_names=pdoc.get("security_groups"),
         )
         self.ports.append(port)
         self.ports_by_name[project][name] = port
@@ -968,6 +1094,190 @@ class _Resolver:
             )
         )
 
+    # -- security groups ---------------------------------------------------
+
+    def security_groups(self, project: str, gdocs: Dict[str, Any]) -> None:
+        """A project's groups: ``default`` (declared or not) first, then the others in file order.
+
+        Ids first (rules may name any group of the project as remote group),
+        then each group's rules.
+        """
+        base = _path("projects", project, "security_groups")
+        names = [DEFAULT_SECURITY_GROUP] + [n for n in gdocs if n != DEFAULT_SECURITY_GROUP]
+        ids: Dict[str, str] = {}
+        for name in names:
+            path = _path(base, name)
+            # every project has a `default` group: its id names the project
+            default_id = f"{project}-{name}" if name == DEFAULT_SECURITY_GROUP else name
+            sg_id = gdocs.get(name, {}).get("id", default_id)
+            id_path = _path(path, "id") if "id" in gdocs.get(name, {}) else path
+            if not _SG_ID_RE.match(sg_id):
+                raise self.error(f"security group id {sg_id!r} may hold only letters, digits, '_', '.' and '-' "
+                                 "(it names OVN port groups and address sets)", id_path)
+            self.claim_id("security group", sg_id, path)
+            pg = acl.port_group_name(sg_id)
+            other = self.pg_names.get(pg)
+            if other is not None:
+                raise self.error(f"security group id {sg_id!r} gives port group {pg!r}, as {other} does "
+                                 "('-' becomes '_'); set a different `id:`", id_path)
+            self.pg_names[pg] = path
+            ids[name] = sg_id
+        self.sgs[project] = {}
+        for name in names:
+            gdoc = gdocs.get(name, {})
+            self.sgs[project][name] = self.security_group(project, name, ids, gdoc, _path(base, name))
+
+    def security_group(self, project: str, name: str, ids: Dict[str, str], gdoc: Dict[str, Any],
+                       path: str) -> SecurityGroup:
+        sg_id = ids[name]
+        rules: List[SecurityGroupRule] = []
+        seen: Dict[tuple, str] = {}  # (direction, ACL match) -> which rule has it
+        pg = acl.port_group_name(sg_id)
+
+        def add(rule: SecurityGroupRule, what: str, where: str) -> None:
+            key = (rule.direction, acl.rule_match(rule, pg))
+            if key in seen:
+                raise self.error(f"this rule repeats {seen[key]} (Neutron refuses a duplicate rule)", where)
+            self.claim_id("security group rule", rule.id, where)
+            seen[key] = what
+            rules.append(rule)
+
+        if gdoc.get("default_rules", True):
+            # what Neutron creates with a group: egress anywhere, and for the
+            # default group ingress from its own members, for both ethertypes
+            defaults = [(EGRESS, ethertype, None) for ethertype in ETHERTYPES]
+            if name == DEFAULT_SECURITY_GROUP:
+                defaults += [(INGRESS, ethertype, sg_id) for ethertype in ETHERTYPES]
+            for direction, ethertype, remote in defaults:
+                rule = SecurityGroupRule(id=f"{sg_id}-rule{len(rules)}", direction=direction, ethertype=ethertype,
+                                         remote_group=remote)
+                what = f"the default rule '{direction} {ethertype}" + (" from the group itself'" if remote else "'")
+                add(rule, what + " (default_rules: false leaves the default rules out)", path)
+        for i, rdoc in enumerate(gdoc.get("rules", [])):
+            rpath = _path(path, "rules", i)
+            add(self.sg_rule(project, ids, rdoc, rpath, rdoc.get("id", f"{sg_id}-rule{len(rules)}")), f"rules[{i}]",
+                rpath)
+        return SecurityGroup(id=sg_id, name=name, project=project, rules=tuple(rules),
+                             stateful=gdoc.get("stateful", True), description=gdoc.get("description", ""))
+
+    def sg_rule(self, project: str, ids: Dict[str, str], rdoc: Dict[str, Any], path: str,
+                rule_id: str) -> SecurityGroupRule:
+        ethertype = rdoc.get("ethertype", IPV4)
+        protocol = rdoc.get("protocol")
+        ppath = _path(path, "protocol")
+        if isinstance(protocol, str):
+            protocol = protocol.lower()  # Neutron's API lowercases protocol names
+            if protocol == "any":
+                protocol = None
+        if protocol is not None:
+            if isinstance(protocol, int) or protocol.isdigit():
+                protocol = str(int(protocol))
+            try:
+                number = acl.protocol_number(protocol)
+            except ValueError:
+                raise self.error(f"unknown protocol {rdoc['protocol']!r}; expected tcp, udp, sctp, icmp, ipv6-icmp, "
+                                 "another IP protocol name Neutron knows, a number 0-255, or any", ppath) from None
+            if number == "58" and ethertype == IPV4:
+                raise self.error(f"protocol {protocol} is ICMPv6 and needs ethertype IPv6", ppath)
+        else:
+            number = None
+        lo, hi = self.port_range(rdoc, path)
+        if lo is not None or hi is not None:
+            where = _path(path, "port_range") if "port_range" in rdoc else _path(
+                path, "port_range_min" if "port_range_min" in rdoc else "port_range_max")
+            if number is None:
+                raise self.error("a port range needs a protocol (tcp, udp, sctp; icmp for a type and code)", where)
+            if number in acl.TRANSPORT_PROTOCOLS:
+                if lo is None or hi is None:
+                    raise self.error("a port range needs both port_range_min and port_range_max", where)
+                if not (1 <= lo <= hi <= 65535):
+                    raise self.error(f"invalid port range {lo}-{hi}: ports are 1-65535 and the first is not "
+                                     "above the last", where)
+            elif number in acl.ICMP_PROTOCOLS:
+                if "port_range" in rdoc:
+                    raise self.error("port_range is for tcp, udp and sctp; give the ICMP type as port_range_min "
+                                     "and the code as port_range_max", where)
+                for value, what in ((lo, "type"), (hi, "code")):
+                    if value is not None and not 0 <= value <= 255:
+                        raise self.error(f"invalid ICMP {what} {value}: expected 0-255", where)
+                if lo is None:
+                    raise self.error("an ICMP code (port_range_max) needs a type (port_range_min)", where)
+            else:
+                raise self.error(f"protocol {protocol} has no ports; port ranges are for tcp, udp and sctp, "
+                                 "ICMP type and code for icmp", where)
+        prefix = None
+        if "remote_ip_prefix" in rdoc:
+            text = rdoc["remote_ip_prefix"]
+            rpath = _path(path, "remote_ip_prefix")
+            try:
+                prefix = ipaddress.ip_network(text, strict=False)  # Neutron normalises host bits away
+            except ValueError:
+                raise self.error(f"{text!r} is not a valid IP prefix (expected e.g. 10.0.0.0/24)", rpath) from None
+            if f"IPv{prefix.version}" != ethertype:
+                raise self.error(f"{text} is an IPv{prefix.version} prefix but the rule's ethertype is {ethertype}",
+                                 rpath)
+        remote = None
+        if "remote_group" in rdoc:
+            gpath = _path(path, "remote_group")
+            if prefix is not None:
+                raise self.error("a rule has a remote_ip_prefix or a remote_group, not both", gpath)
+            name = rdoc["remote_group"]
+            if name not in ids:
+                hint = difflib.get_close_matches(name, list(ids), n=1)
+                raise self.error(f"security group {name!r} does not exist in project {project!r}"
+                                 + (f" (did you mean {hint[0]!r}?)" if hint else ""), gpath)
+            remote = ids[name]
+        return SecurityGroupRule(id=rule_id, direction=rdoc["direction"], ethertype=ethertype, protocol=protocol,
+                                 port_range_min=lo, port_range_max=hi, remote_ip_prefix=prefix, remote_group=remote,
+                                 description=rdoc.get("description", ""))
+
+    def port_range(self, rdoc: Dict[str, Any], path: str) -> tuple:
+        """(port_range_min, port_range_max) from the rule, ``port_range`` expanded."""
+        if "port_range" not in rdoc:
+            return rdoc.get("port_range_min"), rdoc.get("port_range_max")
+        where = _path(path, "port_range")
+        if "port_range_min" in rdoc or "port_range_max" in rdoc:
+            raise self.error("give port_range or port_range_min/port_range_max, not both", where)
+        value = rdoc["port_range"]
+        if isinstance(value, int):
+            return value, value
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", value)
+        if not m:
+            raise self.error(f"{value!r} is not a port range (expected e.g. 22 or \"8000-8080\")", where)
+        lo = int(m.group(1))
+        return lo, int(m.group(2)) if m.group(2) else lo
+
+    def port_security_groups(self, port: _Port) -> None:
+        """The groups of a port: as listed, else the project's ``default`` (Neutron's rules)."""
+        path = _path(port.path, "security_groups")
+        groups = self.sgs.get(port.project)
+        if groups is None:
+            if port.sg_names is not None:
+                raise self.error(f"project {port.project!r} declares no security_groups; add `security_groups: {{}}` "
+                                 "to the project to use them", path)
+            return
+        if not port.port_security:
+            if port.sg_names:
+                raise self.error("a port with port_security: false cannot have security groups (Neutron refuses it)",
+                                 path)
+            return
+        if port.sg_names is None:
+            # Neutron gives no default group to a port without an address
+            port.sg_ids = (groups[DEFAULT_SECURITY_GROUP].id,) if port.slots else ()
+            return
+        if port.sg_names and not port.slots:
+            raise self.error("a port needs an IP address to have security groups (Neutron refuses it)", path)
+        ids = []
+        for i, name in enumerate(port.sg_names):
+            if name not in groups:
+                hint = difflib.get_close_matches(name, list(groups), n=1)
+                raise self.error(f"security group {name!r} does not exist in project {port.project!r}"
+                                 + (f" (did you mean {hint[0]!r}?)" if hint else ""), _path(path, i))
+            if groups[name].id in ids:
+                raise self.error(f"security group {name!r} is listed twice", _path(path, i))
+            ids.append(groups[name].id)
+        port.sg_ids = tuple(ids)
+
     def check_routes(self, router: _Router) -> None:
         connected = [i.sub.cidr for i in router.ifaces]
         own = {i.ip for i in router.ifaces}
@@ -1061,6 +1371,7 @@ class _Resolver:
                 port_security=p.port_security,
                 allowed_address_pairs=tuple(p.pairs),
                 admin_state_up=p.admin_state_up,
+                security_groups=p.sg_ids,
             )
             for p in self.ports
         }
@@ -1103,7 +1414,9 @@ class _Resolver:
             )
             for f in self.fips
         }
-        projects = {name: Project(name=name, description=p.get("description", "")) for name, p in self.projects.items()}
+        projects = {name: Project(name=name, description=p.get("description", ""),
+                                  security_groups_enabled="security_groups" in p)
+                    for name, p in self.projects.items()}
         name = self.doc.get("name")
         if name is None:
             name = "topology" if self.source.startswith("<") else Path(self.source).stem
@@ -1115,4 +1428,5 @@ class _Resolver:
             routers=routers,
             floating_ips=floating_ips,
             source=self.source,
+            security_groups={sg.id: sg for groups in self.sgs.values() for sg in groups.values()},
         )

@@ -14,7 +14,7 @@ plainly.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple, Union
 
 # typing.Union, not ``X | Y``: these are module-level values, evaluated on
@@ -116,6 +116,9 @@ class Port:
     port_security: bool = True
     allowed_address_pairs: Tuple[AddressPair, ...] = ()
     admin_state_up: bool = True
+    #: ids of the port's security groups (empty without port security, or in a
+    #: project that declares no ``security_groups``)
+    security_groups: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -198,12 +201,70 @@ class FloatingIP:
     stateless: bool = False
 
 
+#: Security group rule directions and ethertypes, as Neutron spells them.
+INGRESS = "ingress"
+EGRESS = "egress"
+DIRECTIONS = (INGRESS, EGRESS)
+IPV4 = "IPv4"
+IPV6 = "IPv6"
+ETHERTYPES = (IPV4, IPV6)
+
+#: The group Neutron creates in every project and gives every port that names none.
+DEFAULT_SECURITY_GROUP = "default"
+
+
+@dataclass(frozen=True)
+class SecurityGroupRule:
+    """One Neutron security group rule, as the API stores it.
+
+    ``protocol`` is what Neutron passes the OVN driver: ``None`` for any
+    protocol, a name (``tcp``, ``udp``, ``sctp``, ``icmp``, ``ipv6-icmp``,
+    ``icmpv6``) or a number 0-255 as a string.  ``port_range_min`` and
+    ``port_range_max`` are the port range for port protocols, the ICMP type
+    and code for ICMP.  At most one of ``remote_ip_prefix`` (normalised, host
+    bits cleared, as Neutron's ``normalized_cidr``) and ``remote_group`` (a
+    security group id) is set.
+    """
+
+    id: str
+    direction: str  #: INGRESS or EGRESS
+    ethertype: str = IPV4  #: IPV4 or IPV6
+    protocol: Optional[str] = None
+    port_range_min: Optional[int] = None
+    port_range_max: Optional[int] = None
+    remote_ip_prefix: Optional[IPNetwork] = None
+    remote_group: Optional[str] = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SecurityGroup:
+    """A Neutron security group: rules that allow traffic to and from its member ports.
+
+    ``stateful=False`` is Neutron's stateless group (OVN ``allow-stateless``
+    ACLs: replies are not allowed by conntrack, they need rules of their own).
+    """
+
+    id: str
+    name: str
+    project: str
+    rules: Tuple[SecurityGroupRule, ...] = ()
+    stateful: bool = True
+    description: str = ""
+
+
 @dataclass(frozen=True)
 class Project:
-    """A project (tenant); only a name and a description."""
+    """A project (tenant): a name, a description, and whether it uses security groups.
+
+    A project whose topology declares ``security_groups`` (even empty) has
+    Neutron's ``default`` group and filters its ports; one without the key has
+    no security groups and no ACLs at all.
+    """
 
     name: str
     description: str = ""
+    security_groups_enabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -221,6 +282,8 @@ class Topology:
     routers: Mapping[str, Router]
     floating_ips: Mapping[str, FloatingIP]
     source: str = "<builder>"  #: file the topology was read from
+    #: every project's security groups, by id (a project's ``default`` first)
+    security_groups: Mapping[str, SecurityGroup] = field(default_factory=dict)
 
     def subnet(self, subnet_id: str) -> Subnet:
         """The subnet with that id (KeyError if none)."""

@@ -31,8 +31,9 @@ attribute lines appear only when they have a value, in this order::
             logical ip: "<ip or cidr>"
             type: "<snat|dnat|dnat_and_snat>"
 
-``ovnsim show`` adds ``dhcp-options <uuid> (<cidr>)`` blocks (the DHCP_Options
-rows, which ``ovn-nbctl show`` does not print); the parser skips them.
+``ovnsim show`` adds ``dhcp-options <uuid> (<cidr>)`` and ``port-group <uuid>
+(<name>)`` blocks (DHCP_Options and Port_Group rows, which ``ovn-nbctl show``
+does not print) and ``#`` comment lines; the parser skips them.
 
 Each ``addresses`` entry is one element of the LSP's addresses column
 (``"MAC IP IP..."``, ``"unknown"``, ``"router"``, ``"dynamic"``), quoted, comma
@@ -261,8 +262,10 @@ def parse_nbctl_show(text: str) -> Dict[str, Dict[str, dict]]:
             continue
         indent = len(line) - len(line.lstrip(" "))
         body = line.strip()
-        if indent == 0 and body.startswith("dhcp-options "):
-            # ovnsim show's DHCP_Options rows (ovn-nbctl show has none): not compared here
+        if indent == 0 and body.startswith("#"):
+            continue  # ovnsim show's remarks (a project without security groups)
+        if indent == 0 and body.startswith(("dhcp-options ", "port-group ")):
+            # ovnsim show's DHCP_Options and Port_Group rows (ovn-nbctl show has none): not compared here
             finish_object()
             current, item, skipping = None, None, True
             continue

@@ -667,6 +667,31 @@ class RealOVN:
         doc = json.loads(run(args))
         return [{h: _ovsdb_value(v) for h, v in zip(doc["headings"], row)} for row in doc["data"]]
 
+    def port_groups(self) -> Dict[str, Dict[str, object]]:
+        """The NB Port_Group rows by name, lossless: ``{"ports": [...], "external_ids": {...}, "acls": [...]}``.
+
+        ``ports`` are switch port names, sorted; ``acls`` the rows' ``(direction,
+        priority, match, action, external_ids)`` tuples, sorted.  Neither
+        ``ovn-nbctl show`` nor ``acl-list`` prints a port group's members or
+        an ACL's external_ids.
+        """
+        lsp = {str(r["_uuid"]): str(r["name"]) for r in self.nb_rows("Logical_Switch_Port", ["_uuid", "name"])}
+        acls = {str(r["_uuid"]): (str(r["direction"]), int(r["priority"]), str(r["match"]), str(r["action"]),
+                                  dict(r["external_ids"]))  # type: ignore[call-overload, arg-type]
+                for r in self.nb_rows("ACL", ["_uuid", "direction", "priority", "match", "action", "external_ids"])}
+
+        def refs(value) -> List[str]:
+            return [value] if isinstance(value, str) else list(value)  # a one-element set decodes as its uuid
+
+        out: Dict[str, Dict[str, object]] = {}
+        for r in self.nb_rows("Port_Group", ["name", "ports", "acls", "external_ids"]):
+            out[str(r["name"])] = {
+                "ports": sorted(lsp[u] for u in refs(r["ports"])),
+                "external_ids": dict(r["external_ids"]),  # type: ignore[call-overload]
+                "acls": sorted((acls[u] for u in refs(r["acls"])), key=repr),
+            }
+        return out
+
     def datapaths(self) -> List[str]:
         """Sorted names (``external_ids:name``) of the SB Datapath_Bindings."""
         rows = self.sb_rows("Datapath_Binding", ["external_ids"])

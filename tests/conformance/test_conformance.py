@@ -44,6 +44,17 @@ TOPOLOGY_DIR = pathlib.Path(__file__).resolve().parents[2] / "topologies"
 #: The generated 1,000-port topology is left out: its flows add nothing the
 #: others do not cover, and tracing it one-shot costs ~0.5 s a flow.
 TOPOLOGIES = sorted(p for p in TOPOLOGY_DIR.glob("*.yaml") if p.stem != "large")
+#: Topologies whose ACLs ovnsim does not evaluate yet: real OVN drops what no
+#: security group allows (and ovn-trace without --ct takes every packet as
+#: established, so even router-made ICMP errors meet the rules there).
+ACL_PENDING = {"security-groups"}
+
+
+def _param(path):
+    if path.stem in ACL_PENDING:
+        return pytest.param(path, marks=pytest.mark.xfail(
+            strict=True, reason="ACL stages not in the data path yet (issue 10; docs/acl-engine-notes.md)"))
+    return path
 
 pytestmark = [pytest.mark.ovn, pytest.mark.conformance]
 
@@ -76,7 +87,7 @@ def _ours(sim: Simulator, flow: str) -> Dict[str, object]:
     return make_verdict(sim.verdict(sim.trace(flow))["outputs"])
 
 
-@pytest.mark.parametrize("path", TOPOLOGIES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [_param(p) for p in TOPOLOGIES], ids=lambda p: p.stem)
 def test_ovnsim_agrees_with_ovn_trace(ovn, path):
     logical = compile_topology(load_topology(str(path)))
     load_into_ovn(ovn, logical)
