@@ -95,7 +95,7 @@ def _last_wire_frame(dp, port):
     from ovnsim.capture.pcap import read_frames
 
     frames = [data for _, data, _ in read_frames(os.path.join(dp.dir, f"{dp.interfaces[port]}-tx.pcap"))]
-    return frames[-1]
+    return [f for f in frames if not is_garp(f)][-1]  # a periodic GARP may have followed
 
 
 def _router_mac(dp, ip):

@@ -32,7 +32,9 @@ from conformance.known_differences import KINDS, KNOWN
 pytestmark = [pytest.mark.ovn, pytest.mark.conformance]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOPOLOGIES = ("reference", "two-projects", "dgp", "multi-router", "provider-ports", "dhcp-metadata")
+#: every example topology but the generated 1,000-port one
+TOPOLOGIES = tuple(sorted(p[:-5] for p in os.listdir(os.path.join(ROOT, "topologies"))
+                          if p.endswith(".yaml") and p != "large.yaml"))
 
 
 def _load(name):
