@@ -60,7 +60,8 @@ _HARNESSES = {}
 
 @pytest.fixture(scope="module")
 def sides():
-    """Per topology: (topology, logical, RealDatapath, Simulator), created on first use."""
+    """Per topology: (topology, logical, RealDatapath, Simulator), created on first use
+    (the previous topology's data path is stopped then)."""
     ok, reason = RealDatapath.available()
     if not ok:
         if os.environ.get("OVNSIM_REQUIRE_REAL_OVN", "") not in ("", "0"):
@@ -76,6 +77,9 @@ def sides():
 
 def _side(sides, name):
     if name not in sides:
+        # tests run topology by topology: one real data path alive at a time
+        for other in list(sides):
+            sides.pop(other)[2].stop()
         topo, logical = _load(name)
         dp = RealDatapath()
         dp.start()
