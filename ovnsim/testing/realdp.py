@@ -446,10 +446,13 @@ class RealDatapath:
         interface on br-int, every localnet port a bridge ``br-<physnet>``
         with a dummy wire interface (named after the localnet port); returns
         once every VM interface is ``ovn-installed`` and the chassis has
-        caught up with the NB (``--wait=hv sync``).
+        caught up with the NB (``--wait=hv sync``).  One topology per
+        harness: start another harness for another topology (boot ~0.3 s).
         """
         from ovnsim.nb.nbctl import nbctl_commands
 
+        if self.interfaces:
+            raise RealOVNError("RealDatapath.load: a topology is already loaded (one per harness)")
         t0 = time.monotonic()
         argv: List[str] = []
         for cmd in nbctl_commands(logical):
