@@ -18,7 +18,7 @@ from __future__ import annotations
 import pytest
 
 from conformance.test_conformance import ACL_PENDING, TOPOLOGIES, load_into_ovn
-from ovnsim.datapath.packet import int_to_ip, int_to_mac, parse_frame
+from ovnsim.datapath._fastpath import frame_fields
 from ovnsim.reach.matrix import SELF, compute_matrix
 from ovnsim.testing.ovntrace import trace_verdict
 
@@ -29,14 +29,13 @@ SAMPLE = 40
 
 
 def _microflow(port: str, frame: bytes) -> str:
-    pkt = parse_frame(frame)
-    parts = [f'inport == "{port}"', f"eth.src == {int_to_mac(pkt.eth_src)}", f"eth.dst == {int_to_mac(pkt.eth_dst)}",
-             f"ip4.src == {int_to_ip(pkt.ip_src)}", f"ip4.dst == {int_to_ip(pkt.ip_dst)}", f"ip.ttl == {pkt.ttl}"]
-    if pkt.proto == 1:
+    f = frame_fields(frame)
+    parts = [f'inport == "{port}"'] + [f"{k} == {f[k]}" for k in ("eth.src", "eth.dst", "ip4.src", "ip4.dst", "ip.ttl")]
+    if "icmp4.type" in f:
         parts += ["icmp4", "icmp4.type == 8", "icmp4.code == 0"]
     else:
-        name = "tcp" if pkt.proto == 6 else "udp"
-        parts += [name, f"{name}.src == {pkt.sport}", f"{name}.dst == {pkt.dport}"]
+        name = "tcp" if "tcp.src" in f else "udp"
+        parts += [name, f"{name}.src == {f[name + '.src']}", f"{name}.dst == {f[name + '.dst']}"]
         if name == "tcp":
             parts.append("tcp.flags == 0x002")
     return " && ".join(parts)
