@@ -75,8 +75,7 @@ def test_port_security_blocks_spoofed_source():
 
 def test_simulator_state_is_kept_when_passed():
     topo = load_topology(REF)
-    sim = Simulator(topo)
-    sim.topology = topo
+    sim = Simulator(topo)  # keeps the Neutron topology it was built from
     resets = []
     sim.reset = lambda: resets.append(1)  # the caller's state is never forgotten
     assert reach(sim, "vm1", "outside", "tcp/443").reachable
@@ -85,8 +84,11 @@ def test_simulator_state_is_kept_when_passed():
     r.sim.reset = lambda: resets.append(1)
     r.ask("vm1", "outside", "tcp/443")  # a question of its own: fresh state
     assert resets == [1]
-    with pytest.raises(ReachError, match="Neutron topology"):
-        reach(Simulator(topo), "vm1", "db1")
+    assert reach(Simulator.from_file(str(REF)), "vm1", "db1", "icmp").reachable
+    from ovnsim.neutron.compiler import compile_topology
+
+    with pytest.raises(ReachError, match="Neutron topology"):  # built from the logical model only
+        reach(Simulator(compile_topology(topo)), "vm1", "db1")
 
 
 @pytest.mark.parametrize("src,dst,proto,msg", [
