@@ -331,7 +331,7 @@ def _reachability(target) -> Reachability:
         topo = getattr(target, "topology", None)
         if topo is None:
             raise ReachError("reach() on a Simulator needs its Neutron topology: use "
-                             "Reachability(topology, simulator=sim), or set sim.topology")
+                             "Reachability(topology, simulator=sim), or build the Simulator from the Neutron topology")
         return Reachability(topo, simulator=target)
     key = id(target) if not isinstance(target, str) else hash(target)
     cached = _CACHE.get(key)
