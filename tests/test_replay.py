@@ -502,7 +502,7 @@ def cli(capsys, *argv) -> Tuple[int, str, str]:
 
 @pytest.mark.parametrize("engine", ["fast"])  # the CLI runs the one engine
 def test_cli_text_summary(tmp_path, capsys, engine):
-    rc, out, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "o", "--auto", "--engine", engine)
+    rc, out, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "o", "--auto", "--engine", "fast")
     assert rc == 0 and err == ""
     assert re.search(r"frames in +41\n +delivered +\d+", out)
     assert f"engine {engine}, ingress auto" in out
@@ -512,7 +512,7 @@ def test_cli_text_summary(tmp_path, capsys, engine):
 @pytest.mark.parametrize("engine", ["fast"])  # the CLI runs the one engine
 def test_cli_json_is_one_valid_object(tmp_path, capsys, engine):
     rc, out, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", tmp_path / "o", "--auto", "--json",
-                       "--engine", engine)
+                       "--engine", "fast")
     assert rc == 0 and err == ""
     data = json.loads(out)
     assert data["frames_in"] == data["delivered"] + data["exited"] + data["dropped"] == 41
@@ -692,7 +692,7 @@ def test_huge_timestamps_are_clamped_and_reported_not_crashing(tmp_path, engine,
             + _ng_epb("<", GOOD_FRAME, T0_NS) + _ng_epb("<", GOOD_FRAME, late)[:-8])
     capture = _capture_with(tmp_path, "late.pcapng", data)
     rc, out, err = cli(capsys, "replay", REFERENCE, capture, "--out-dir", tmp_path / "o", "--auto", "--json",
-                       "--engine", engine)
+                       "--engine", "fast")
     assert rc == 0, err
     summary = json.loads(out)
     assert summary["frames_in"] == 3 and summary["anomalies"]["timestamps_clamped"] == 2
@@ -752,7 +752,7 @@ def test_full_disk_names_the_file_and_leaves_every_file_valid(tmp_path, capsys, 
     monkeypatch.setattr(pcap_mod, "_os_write", _FullDisk(budget))
     monkeypatch.setattr(replay_mod, "PORT_FILE_BUFFER", 1)  # every batch's run goes out at once
     out = tmp_path / "o"
-    rc, stdout, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", out, "--auto", "--engine", "python")
+    rc, stdout, err = cli(capsys, "replay", REFERENCE, MIXED, "--out-dir", out, "--auto", "--engine", "fast")
     assert rc == 2 and stdout == "" and "Traceback" not in err
     [line] = err.splitlines()
     assert re.match(rf"ovnsim: error: {re.escape(str(out))}/[\w.-]+: cannot write: No space left on device$", line)
@@ -845,7 +845,7 @@ def _assert_interrupted_run_is_whole(out: Path, summary: dict, most: int) -> Non
 def test_ctrl_c_while_waiting_for_input_stops_with_the_summary_so_far(tmp_path, procs):
     frames = capture_frames(MIXED)
     out = tmp_path / "o"
-    proc = _replay_proc(REFERENCE, "-", "--out-dir", out, "--auto", "--json", "--engine", "python",
+    proc = _replay_proc(REFERENCE, "-", "--out-dir", out, "--auto", "--json", "--engine", "fast",
                         stdin=_subprocess.PIPE)
     procs.append(proc)
     proc.stdin.write(_header() + b"".join(_record(f) for f in frames))
@@ -868,7 +868,7 @@ def test_ctrl_c_mid_replay_closes_every_file_valid_and_exits_130(tmp_path, procs
         for _ in range(repeat):
             handle.write(block)
     out = tmp_path / "o"
-    proc = _replay_proc(REFERENCE, capture, "--out-dir", out, "--auto", "--json", "--engine", "python")
+    proc = _replay_proc(REFERENCE, capture, "--out-dir", out, "--auto", "--json", "--engine", "fast")
     procs.append(proc)
     _wait_for(out / DROPS_FILE, proc)
     proc.send_signal(_signal.SIGINT)
@@ -894,7 +894,7 @@ def test_fcs_carrying_capture_replays_as_without_and_says_so(tmp_path, capsys, e
                                       for f in frames)
     capture = _capture_with(tmp_path, "fcs.pcapng", data)
     rc, out, err = cli(capsys, "replay", REFERENCE, capture, "--out-dir", tmp_path / "o", "--auto", "--json",
-                       "--engine", engine)
+                       "--engine", "fast")
     assert rc == 0, err
     with_fcs = json.loads(out)
     plain, _ = run(tmp_path, engine, MIXED, name="plain")

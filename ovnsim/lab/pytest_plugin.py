@@ -1,0 +1,49 @@
+"""An opt-in pytest plugin: the ``ovn_lab`` fixture.
+
+Enable it with ``-p ovnsim.lab.pytest_plugin`` (or ``pytest_plugins =
+["ovnsim.lab.pytest_plugin"]`` in a root ``conftest.py``)::
+
+    def test_web_reaches_outside(ovn_lab):
+        lab = ovn_lab("topologies/reference.yaml")
+        assert lab.exec("vm1", "ping", "-c1", "198.51.100.7").returncode == 0
+
+``ovn_lab(topology, name=None)`` brings a lab up (a file or an NB model)
+and takes it down when the test ends, whatever the outcome.  Its labs live
+in a state directory of the test's own, so they never mix with the
+machine's other labs.  Without root, network namespaces or nftables the
+test is skipped with the reason (`LabUnavailableError`'s one line).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ovnsim.lab.build import check_environment
+from ovnsim.lab.lab import Lab
+from ovnsim.lab.plan import LabError, LabUnavailableError
+
+
+@pytest.fixture
+def ovn_lab(tmp_path, monkeypatch):
+    """A factory of labs torn down at the end of the test."""
+    try:
+        check_environment()
+    except LabUnavailableError as err:
+        pytest.skip(str(err))
+    monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "ovnsim-labs"))
+    labs = []
+
+    def make(topology, name=None) -> Lab:
+        lab = Lab.up(topology, name=name)
+        labs.append(lab)
+        return lab
+
+    yield make
+    errors = []
+    for lab in reversed(labs):
+        try:
+            lab.down()
+        except LabError as err:
+            errors.append(str(err))
+    if errors:
+        pytest.fail("; ".join(errors))
