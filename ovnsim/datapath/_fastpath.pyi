@@ -78,12 +78,13 @@ def rewrite(
     out-of-range value or a frame without the header to rewrite.
     """
 
-class FastEngine:
-    """The Cython engine: the frozen oracle (``tests/oracle/pipeline.py``)'s stages over C tables, in a nogil loop.
+def frame_fields(frame: Buffer) -> Optional[dict[str, object]]:
+    """A frame's header fields as OVN names them (None: it cannot enter the pipeline)."""
 
-    Same Python surface and results as the oracle engine (``tests/oracle/engine.py``):
-    byte-identical outputs, the same drops, ingress choices and conntrack
-    state.  Conntrack and learned MAC bindings persist across batches until
+class FastEngine:
+    """The engine: OVN's logical switch and router stages over C tables, in a nogil loop, traced on request.
+
+    Tested against the frozen oracle (``tests/oracle``) and real ovn-trace.  Conntrack and learned MAC bindings persist across batches until
     :meth:`reset`.  Not for concurrent use from several threads (one batch at
     a time per engine; ``RuntimeError`` otherwise); distinct engines run in
     parallel, the GIL is released while frames are processed.
@@ -100,11 +101,17 @@ class FastEngine:
     logical: object
     #: the ``IngressTable`` whose choices ``--auto`` ingress reproduces
     ingress: object
+    #: the ``Tables`` it was built from, and the rows trace records point at
+    tables: object
+    router_port_names: list[str]
+    nat_rows: list[object]
+    route_rows: list[object]
+    snat_rows: list[tuple[int, object]]
 
     def __init__(self, logical: object, tables: Optional[object] = ...) -> None:
         """Compile ``tables`` (default ``build_tables(logical)``) into C tables.
 
-        ``ValueError`` for a topology the C layout cannot hold (65534 switches
+        ``EngineError`` for a topology the C layout cannot hold (65534 switches
         or switch ports at most) or a router-type port naming no router port.
         """
 
@@ -115,16 +122,22 @@ class FastEngine:
         lengths: Union[Sequence[int], Buffer],
         inports: Union[Sequence[int], Buffer],
         result: Optional[object] = ...,
+        *,
+        trace: bool = ...,
     ) -> object:
         """Run frame ``i`` = ``data[offsets[i]:offsets[i] + lengths[i]]`` in on
         port ``inports[i]`` (``-1``: chosen as ``--auto`` does) for every ``i``;
         append everything to ``result`` (a new ``BatchResult`` if None) and
-        return it.  ``IndexError`` for an inport past ``port_names``,
-        ``MemoryError`` if the result buffers cannot grow."""
+        return it; with ``trace=True`` also the trace records
+        (``BatchResult.trace``).  ``IndexError`` for an inport past
+        ``port_names``, ``MemoryError`` if the result buffers cannot grow."""
+
+    def choose_ingress(self, frame: Buffer) -> int:
+        """The port index ``--auto`` gives ``frame`` (-1: none)."""
 
     def reset(self) -> None:
         """Forget connections and learned MAC bindings (static bindings stay)."""
 
     @property
     def conntrack_size(self) -> int:
-        """Connections tracked (``len(oracle PythonEngine.conntrack)``)."""
+        """Connections tracked."""

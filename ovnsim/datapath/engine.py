@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import struct
 from array import array
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 from ovnsim.errors import EngineError
 from ovnsim.nb.model import LogicalTopology

@@ -14,6 +14,7 @@ stage with its rule (match/action) and the trace that led there.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union

@@ -27,7 +27,7 @@ from typing import Dict, List, Tuple
 import pytest
 
 from conformance.flowgen import generate
-from conformance.test_conformance import TOPOLOGIES, load_into_ovn
+from conformance.test_conformance import TOPOLOGIES, _param, load_into_ovn
 from ovnsim.neutron.compiler import compile_topology
 from ovnsim.neutron.loader import load_topology
 from ovnsim.northd.tables import build_tables
@@ -93,8 +93,9 @@ def same_sequence(theirs: List[Visit], ours: List[Visit]) -> bool:
     return theirs[:1] == ours[:1] and collections.Counter(theirs) == collections.Counter(ours)
 
 
-@pytest.mark.parametrize("path", TOPOLOGIES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [_param(p) for p in TOPOLOGIES], ids=lambda p: p.stem)
 def test_stage_and_priority_sequence_is_ovn_traces(ovn, path):
+    # (Topologies with security groups: strict xfail until the ACL stages are in the data path.)
     logical = compile_topology(load_topology(str(path)))
     load_into_ovn(ovn, logical)
     names = ovn.datapath_names()
