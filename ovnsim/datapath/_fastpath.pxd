@@ -424,6 +424,7 @@ ctypedef struct Core:
     Pkt* stack
     int64_t stack_len
     int64_t stack_cap
+    int64_t visits           # datapath visits the frame being run has made (MAX_VISITS)
     unsigned char* scratch
     int64_t scratch_cap
     unsigned char* quotes    # the datagrams ICMP errors quote, for the frame being run

@@ -272,6 +272,12 @@ from ovnsim.errors import EngineError
 
 cdef enum:
     MAX_HOPS = 64            # oracle.pipeline.MAX_HOPS
+    # The total work one input frame may cause, counted in datapath visits (a
+    # pipeline entered by one copy: ls_in, ls_out, lr_in): a bound in time and
+    # memory however the copies multiply.  OVS abandons a translation after
+    # 4,096 resubmits; a visit here stands for several of its resubmits, so no
+    # forwarding OVS completes comes near it.
+    MAX_VISITS = 4096
     AUTO_INGRESS = -1
     # Work-item operations (Pkt.op)
     OP_DONE = 0

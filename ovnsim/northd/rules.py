@@ -232,6 +232,12 @@ RULES: Tuple[Rule, ...] = (
          "next(pipeline=ingress, table=0); };", args=("dst:ip",),
          writes=(("{", "clone"), ("eth.dst", "<eth.src"), ("eth.src", "<eth.dst"))),
     Rule("LR_OUT_LOOP_LIMIT", "lr_out_egr_loop", None, "", _DROP, Drop.LOOP_LIMIT),
+    # The frame's whole budget of datapath visits is spent (a multiplying loop: OVS
+    # abandons a translation after 4,096 resubmits); where it ran out, and how much was left.
+    *(Rule(f"{pipe}_FRAME_BUDGET", stage, None, "", _DROP, Drop.LOOP_LIMIT, ("visits:int", "pending:int"),
+           detail="the frame's budget of ${visits} datapath visits is spent; ${pending} pending copies abandoned")
+      for pipe, stage in (("LS_IN", "ls_in_check_port_sec"), ("LS_OUT", "ls_out_check_port_sec"),
+                          ("LR_IN", "lr_in_admission"))),
     Rule("LR_OUT_DELIVERY", "lr_out_delivery", 100, 'outport == "${outport}"', "output;", args=("outport:lrp",)),
     Rule("LR_OUT_NOT_ATTACHED", "lr_out_delivery", None, "", _DROP, Drop.NO_ROUTE, ("outport:lrp",),
          detail="${outport} is not attached to a switch"),
