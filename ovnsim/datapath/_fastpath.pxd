@@ -303,6 +303,7 @@ ctypedef struct Conntrack:
     CtConn* conns
     int64_t n_conns
     int64_t cap_conns
+    int64_t limit            # connections the table may hold; 0: no limit
 
 # One copy of a frame while it crosses the pipeline: the header fields and
 # logical registers of oracle.packet.Packet.  The received bytes are not in

@@ -128,3 +128,6 @@ class FastEngine:
     @property
     def conntrack_size(self) -> int:
         """Connections tracked (``len(oracle PythonEngine.conntrack)``)."""
+
+    ct_limit: Optional[int]
+    """Connections the tracker may hold, or None; one more is a ``conntrack-full`` drop."""
