@@ -178,6 +178,9 @@ class Simulator:
         from ovnsim.datapath.trace import TraceRenderer
 
         logical = topology if isinstance(topology, LogicalTopology) else compile_topology(topology)
+        #: the Neutron topology this simulator was built from (None when built from a logical
+        #: topology): reachability questions name ports, fixed and floating IPs by it
+        self.topology: Optional[Topology] = None if isinstance(topology, LogicalTopology) else topology
         self.logical = logical
         self.tables = build_tables(logical)
         self.engine = fast_engine(logical, self.tables)

@@ -657,7 +657,11 @@ def test_fast_engine_argument_errors():
 
 
 def test_fast_engines_in_parallel_threads_agree():
-    """The loop runs without the GIL; engines share no state."""
+    """Engines in parallel threads share no state: each gives the single-threaded result.
+
+    (Whether the loop really runs without the GIL is not something a unit
+    test can see without timing; the nogil block is in process_batch.)
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     lg = logical("reference")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import shutil
 
+from pathlib import Path
+
 import pytest
 
 from ovnsim.lab import Lab
@@ -17,11 +19,16 @@ pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0 or shutil.w
                                                    reason="labs need root and nftables")]
 
 
+def topo_path(name: str) -> str:
+    """An example topology by name, as an absolute path (tests may run from any directory)."""
+    return str(Path(__file__).resolve().parent.parent / "topologies" / f"{name}.yaml")
+
+
 def _lab(tmp_path_factory, topo, name):
     old = os.environ.get("OVNSIM_LAB_DIR")
     os.environ["OVNSIM_LAB_DIR"] = str(tmp_path_factory.mktemp("labs"))
     try:
-        with Lab.up(f"topologies/{topo}.yaml", name=name) as lab:
+        with Lab.up(topo_path(topo), name=name) as lab:
             yield lab
     finally:
         if old is None:
@@ -80,7 +87,7 @@ def _emulated(frame):
 
     from ovnsim.sim import Simulator
 
-    sim = Simulator.from_file("topologies/reference.yaml")
+    sim = Simulator.from_file(topo_path("reference"))
     return [(o.kind, Ether(o.frame)[IP].src, Ether(o.frame)[IP].ttl) for o in sim.inject("vm1", frame).outputs
             if o.port == "vm1"]
 
@@ -209,7 +216,7 @@ def test_tcp_udp_to_router_addresses_as_in_ovn(ref, dst, proto):
     from ovnsim.sim import Simulator
 
     frame = Ether(src="fa:16:3e:00:00:11", dst="fa:16:3e:fe:49:48") / IP(src="10.0.0.11", dst=dst) / l4
-    emulated_answer = bool(Simulator.from_file("topologies/reference.yaml").inject("vm1", bytes(frame)).outputs)
+    emulated_answer = bool(Simulator.from_file(topo_path("reference")).inject("vm1", bytes(frame)).outputs)
     client = (
         "import socket, sys\n"
         f"kind = socket.SOCK_DGRAM if {proto!r} == 'udp' else socket.SOCK_STREAM\n"

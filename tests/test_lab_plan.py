@@ -15,11 +15,17 @@ from ovnsim.lab.plan import IFNAME_MAX, NETNS_PREFIX, OUTSIDE_ADDRESS, LabPlan, 
 from ovnsim.neutron.compiler import compile_topology
 from ovnsim.neutron.loader import load_topology
 
-TOPOLOGIES = sorted(p.stem for p in Path("topologies").glob("*.yaml") if p.stem != "large")
+TOPOLOGIES = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "topologies").glob("*.yaml")
+                    if p.stem != "large")
+
+
+def topo_path(name: str) -> str:
+    """An example topology by name, as an absolute path (tests may run from any directory)."""
+    return str(Path(__file__).resolve().parent.parent / "topologies" / f"{name}.yaml")
 
 
 def logical(name):
-    return compile_topology(load_topology(f"topologies/{name}.yaml"))
+    return compile_topology(load_topology(topo_path(name)))
 
 
 @pytest.fixture
@@ -85,7 +91,7 @@ def test_bad_lab_names(bad):
 
 def test_ledger_lists_every_namespace_before_build(lab_dir):
     plan = plan_lab(logical("reference"), "r")
-    Ledger.create(plan, "topologies/reference.yaml")
+    Ledger.create(plan, topo_path("reference"))
     data = json.loads((lab_dir / "r.json").read_text())
     assert [e["name"] for e in data["namespaces"]] == [ns.name for ns in plan.namespaces]
     assert data["state"] == "building" and all(e["id"] is None for e in data["namespaces"])
@@ -105,7 +111,7 @@ def test_unknown_lab_is_one_line_exit_2(lab_dir, capsys):
 
 def test_not_root_is_one_clear_error_exit_2(lab_dir, capsys, monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    assert main(["lab", "up", "topologies/reference.yaml"]) == 2
+    assert main(["lab", "up", topo_path("reference")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "labs need root" in err
     assert not lab_dir.exists() or not list(lab_dir.iterdir())  # nothing written
@@ -117,7 +123,7 @@ def test_missing_nft_is_named(lab_dir, capsys, monkeypatch):
     real = shutil.which
     monkeypatch.setattr(shutil, "which", lambda cmd: None if cmd == "nft" else real(cmd))
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    assert main(["lab", "up", "topologies/reference.yaml"]) == 2
+    assert main(["lab", "up", topo_path("reference")]) == 2
     assert "nftables" in capsys.readouterr().err
     with pytest.raises(LabUnavailableError):
         from ovnsim.lab.build import check_environment

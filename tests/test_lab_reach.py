@@ -6,10 +6,12 @@ outside host, the emulator is asked where an echo request built as
 sends a real ``ping`` (or TCP connect) and records which ports' endpoints received it
 (:func:`ovnsim.lab.probe.probe_matrix`).  The sets of ports must be equal.
 
-An emulator output of kind ``arp`` (a router resolving an unknown next hop,
-e.g. the upstream gateway of ``multi-router`` that has no ``gateway_mac``)
-counts as the packet leaving on that port: the lab's kernel resolves it and
-sends the packet.  Until ``ovnsim.reach`` lands this test builds the
+When the emulator's router ARPs for a next hop it does not know (the
+upstream gateway of ``multi-router``, which has no ``gateway_mac``; another
+project's floating IP on the shared external network), the address's owner
+answers and the probe is sent again, as the lab's kernel resolves it before
+its ping gets through.  Floating IPs are targets too (ICMP only: marked
+probes follow a rewritten address).  Until ``ovnsim.reach`` lands this test builds the
 emulator's matrix itself.
 """
 
@@ -32,8 +34,33 @@ REPO = Path(__file__).resolve().parent.parent
 TOPOLOGIES = sorted(p.stem for p in (REPO / "topologies").glob("*.yaml") if p.stem != "large")
 
 
-def emulator_matrix(path: str, targets, protocol: str = "icmp", port: int = 7):
+def topo_path(name: str) -> str:
+    """An example topology by name, as an absolute path (tests may run from any directory)."""
+    return str(Path(__file__).resolve().parent.parent / "topologies" / f"{name}.yaml")
+
+
+def floating_ips(path: str):
+    """The external addresses of every dnat_and_snat row (floating IPs) of the topology."""
+    from ovnsim.nb.model import NAT_DNAT_AND_SNAT
+    from ovnsim.neutron.compiler import compile_topology
+    from ovnsim.neutron.loader import load_topology
+
+    logical = compile_topology(load_topology(path))
+    return sorted({n.external_ip for lr in logical.routers for n in lr.nat if n.type == NAT_DNAT_AND_SNAT})
+
+
+def emulator_matrix(path: str, targets, owners, protocol: str = "icmp", port: int = 7):
+    """The emulator's answer per (source, target): the ports the probe leaves on.
+
+    When a router ARPs for its next hop, the owner of the address answers
+    (``owners``: address -> MAC, from the lab's plan of the same NB model)
+    on the port the request left by, and the probe is sent again — what the
+    network does before the kernel's probe gets through.
+    """
+    from scapy.layers.l2 import ARP, Ether
+
     from ovnsim.datapath.microflow import parse_microflow
+    from ovnsim.errors import MicroflowError
     from ovnsim.neutron.compiler import compile_topology
     from ovnsim.neutron.loader import load_topology
     from ovnsim.sim import Simulator
@@ -44,7 +71,7 @@ def emulator_matrix(path: str, targets, protocol: str = "icmp", port: int = 7):
     sim = Simulator(logical)
     matrix = {}
     for source in targets:
-        if source == "outside":
+        if source == "outside" or source.startswith("fip:"):
             continue
         for name, ip in targets.items():
             if name == source:
@@ -52,22 +79,46 @@ def emulator_matrix(path: str, targets, protocol: str = "icmp", port: int = 7):
             dest = "outside" if ip == OUTSIDE_ADDRESS else ip
             spec = (FlowSpec(source, dest, icmp=True) if protocol == "icmp"
                     else FlowSpec(source, dest, sport=40000, **{protocol: port}))
-            flow = parse_microflow(build_microflow(topo, logical, spec))
+            try:
+                frame = parse_microflow(build_microflow(topo, logical, spec)).to_frame()
+            except MicroflowError:
+                # The sender cannot resolve its next hop (a gateway nothing
+                # owns): it sends nothing, as the lab's kernel does.
+                matrix[(source, name)] = set()
+                continue
             sim.reset()
-            result = sim.inject(source, flow.to_frame())
-            matrix[(source, name)] = {o.port for o in result.outputs if o.kind in ("packet", "arp")}
+            outputs = sim.inject(source, frame).outputs
+            for _round in range(3):  # a path may resolve more than one next hop
+                arps = [(o.port, Ether(o.frame)[ARP]) for o in outputs if o.kind == "arp"]
+                answered = [(p, a) for p, a in arps if a.pdst in owners]
+                if not answered:
+                    break
+                for out_port, request in answered:
+                    mac = owners[request.pdst]
+                    sim.inject(out_port, Ether(src=mac, dst=request.hwsrc)
+                               / ARP(op=2, hwsrc=mac, psrc=request.pdst, hwdst=request.hwsrc, pdst=request.psrc))
+                outputs = sim.inject(source, frame).outputs
+            matrix[(source, name)] = {o.port for o in outputs if o.kind == "packet"}
     return matrix
+
+
+def address_owners(lab):
+    """Every address a lab endpoint or router port owns -> its MAC."""
+    return {address.split("/")[0]: link.mac for link in lab.plan.links for address in link.addresses}
 
 
 @pytest.mark.parametrize("protocol", ["icmp", "tcp"])
 @pytest.mark.parametrize("topo", TOPOLOGIES)
 def test_emulator_and_lab_matrices_agree(topo, protocol, tmp_path, monkeypatch):
     monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
-    path = f"topologies/{topo}.yaml"
+    path = topo_path(topo)
     with Lab.up(path, name=f"m{os.getpid()}-{topo}") as lab:
         targets = endpoints(lab)
-        lab_m = {key: result.delivered for key, result in probe_matrix(lab, protocol, 8080).items()}
-    emu_m = emulator_matrix(path, targets, protocol, 8080)
+        if protocol == "icmp":  # floating IPs too (ICMP probes are marked, so a rewritten address is followed)
+            targets.update({f"fip:{ip}": ip for ip in floating_ips(path)})
+        lab_m = {key: result.delivered for key, result in probe_matrix(lab, protocol, 8080, targets=targets).items()}
+        owners = address_owners(lab)
+    emu_m = emulator_matrix(path, targets, owners, protocol, 8080)
     assert set(lab_m) == set(emu_m)
     assert any(lab_m.values())  # a lab where nothing reaches anything would prove nothing
     differences = {key: {"emulator": sorted(emu_m[key]), "lab": sorted(lab_m[key])}

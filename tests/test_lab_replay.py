@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 
+from pathlib import Path
+
 import pytest
 
 from ovnsim.lab import Lab
@@ -30,6 +32,11 @@ REQUESTS = [
     (VM2, R_WEB, "10.0.0.12", "198.51.100.7", 104),     # floating IP, outbound
     (UPSTREAM, GW, "198.51.100.7", "172.24.4.100", 105),  # floating IP, inbound
 ]
+
+
+def topo_path(name: str) -> str:
+    """An example topology by name, as an absolute path (tests may run from any directory)."""
+    return str(Path(__file__).resolve().parent.parent / "topologies" / f"{name}.yaml")
 
 
 def requests_of(path):
@@ -62,8 +69,8 @@ def test_replay_outputs_agree_with_the_emulator(tmp_path, monkeypatch):
         for src, dst, ip_src, ip_dst, ident in REQUESTS:
             writer.write(bytes(Ether(src=src, dst=dst) / IP(src=ip_src, dst=ip_dst, ttl=64) / ICMP(id=ident, seq=1)
                                / (b"x" * 32)))
-    replay("topologies/reference.yaml", capture, tmp_path / "emu", auto=True)
-    with Lab.up("topologies/reference.yaml", name=f"replay{os.getpid()}") as lab:
+    replay(topo_path("reference"), capture, tmp_path / "emu", auto=True)
+    with Lab.up(topo_path("reference"), name=f"replay{os.getpid()}") as lab:
         summary = replay_into_lab(lab, capture, tmp_path / "lab", auto=True, settle=0.5)
     assert summary["sent"] == len(REQUESTS)
     ports = {"vm1", "vm2", "db1", "provnet-public"}

@@ -75,13 +75,20 @@ def test_port_security_blocks_spoofed_source():
 
 def test_simulator_state_is_kept_when_passed():
     topo = load_topology(REF)
-    sim = Simulator(topo)
-    sim.topology = topo
-    reach(sim, "vm1", "outside", "tcp/443")
-    assert len(sim.conntrack) > 0
-    reach(topo, "vm1", "outside", "tcp/443")  # a fresh simulator of its own
-    with pytest.raises(ReachError, match="Neutron topology"):
-        reach(Simulator(topo), "vm1", "db1")
+    sim = Simulator(topo)  # keeps the Neutron topology it was built from
+    resets = []
+    sim.reset = lambda: resets.append(1)  # the caller's state is never forgotten
+    assert reach(sim, "vm1", "outside", "tcp/443").reachable
+    assert resets == []
+    r = Reachability(topo)
+    r.sim.reset = lambda: resets.append(1)
+    r.ask("vm1", "outside", "tcp/443")  # a question of its own: fresh state
+    assert resets == [1]
+    assert reach(Simulator.from_file(str(REF)), "vm1", "db1", "icmp").reachable
+    from ovnsim.neutron.compiler import compile_topology
+
+    with pytest.raises(ReachError, match="Neutron topology"):  # built from the logical model only
+        reach(Simulator(compile_topology(topo)), "vm1", "db1")
 
 
 @pytest.mark.parametrize("src,dst,proto,msg", [
@@ -117,3 +124,15 @@ def test_frames_have_right_checksums():
         req = build_request("fa:16:3e:00:00:11", "fa:16:3e:00:01:21", ipaddress.ip_address("10.0.0.11"),
                             ipaddress.ip_address("10.0.1.21"), parse_proto(proto))
         assert checksums_ok(req) and checksums_ok(build_reply(req))
+
+
+def test_a_ports_second_fixed_ip(tmp_path):
+    from pathlib import Path
+    text = Path(REF).read_text().replace("fixed_ips: [10.0.0.12]", "fixed_ips: [10.0.0.12, 10.0.0.13]")
+    topo = tmp_path / "two-ips.yaml"
+    topo.write_text(text)
+    r = Reachability(str(topo))
+    a = r.ask("db1", "10.0.0.13", "tcp/22")
+    assert a.reachable and a.dst.ip.exploded == "10.0.0.13" and a.delivered_port == "vm2"
+    a = r.ask("10.0.0.13", "db1", "icmp")
+    assert a.reachable and a.seen_as == "10.0.0.13"

@@ -78,3 +78,36 @@ def test_diff(capsys, tmp_path):
     assert "vm1 -> outside icmp: seen as 10.0.0.11, was 172.24.4.10" in out
     assert "vm1 -> fip 172.24.4.100 icmp: now blocked: return reply-not-un-nated" in out
     assert "vm2 -> outside icmp" not in out  # vm2 leaves as its floating IP either way
+
+
+@pytest.mark.parametrize("path", sorted(p for p in __import__("glob").glob("topologies/*.yaml")
+                                        if not p.endswith("large.yaml")))
+def test_every_example_matrix_and_check(capsys, path, tmp_path):
+    rc, out, _ = run(capsys, "reach", path, "--proto", "icmp,tcp/22")
+    assert rc == 0 and "+ reachable both ways" in out
+    rc, out, _ = run(capsys, "reach", path, "--format", "html", "-o", str(tmp_path / "m.html"))
+    assert rc == 0 and (tmp_path / "m.html").read_text().startswith("<!DOCTYPE html>")
+    rc, out, _ = run(capsys, "check", path)
+    assert rc == 0 and "expectations hold" in out
+
+
+def test_diff_json(capsys, tmp_path):
+    changed = tmp_path / "ref-no-fip.yaml"
+    changed.write_text(Path(REF).read_text().replace("port: vm2", "port: vm1"))
+    rc, out, _ = run(capsys, "reach", "--diff", REF, str(changed), "--proto", "tcp/22", "--format", "json")
+    data = json.loads(out)
+    assert rc == 1
+    by_key = {(d["src"], d["dst"]): d for d in data}
+    assert by_key[("vm1", "outside")]["new"]["seen_as"] == "172.24.4.100"
+    assert by_key[("vm2", "outside")]["reason"] == "seen as 172.24.4.10, was 172.24.4.100"
+
+
+def test_topology_without_external_network(capsys, tmp_path):
+    topo = tmp_path / "noext.yaml"
+    topo.write_text("projects:\n  p:\n    networks:\n      a: {subnets: {a-v4: {cidr: 10.9.0.0/24, gateway_ip: 10.9.0.1}}}\n"
+                    "    ports:\n      x: {network: a, fixed_ips: [10.9.0.11]}\n"
+                    "      y: {network: a, fixed_ips: [10.9.0.12]}\n")
+    rc, out, _ = run(capsys, "reach", str(topo), "--proto", "icmp")
+    assert rc == 0 and "(x, y)" in out  # no outside column
+    rc, _, err = run(capsys, "reach", str(topo), "x", "outside")
+    assert rc == 2 and "the topology has no external network" in err

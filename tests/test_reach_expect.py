@@ -9,11 +9,7 @@ from ovnsim.cli import main
 from ovnsim.errors import TopologyError
 from ovnsim.reach.expect import check_file, load_expectations
 
-EXAMPLES = [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="the data path does not evaluate security group "
-                                                                 "ACLs yet (issue 10): isolated pairs are reachable"))
-    if p.endswith("security-groups.yaml") else p
-    for p in sorted(glob.glob("topologies/*.yaml")) if not p.endswith("large.yaml")]
+EXAMPLES = sorted(glob.glob("topologies/*.yaml"))
 REF = Path("topologies/reference.yaml")
 
 

@@ -29,6 +29,8 @@ def test_matrix_equals_questions(path):
         answer = m.explain(p, s, d)
         assert _api_cell(answer) == (cell.reachable, cell.seen_as, cell.direction, cell.disposition,
                                      cell.datapath, cell.stage), cell
+        if cell.disposition == "not-delivered":
+            assert answer.blocker.detail.startswith(f"left on {cell.left_on} ["), (cell, answer.blocker.detail)
         checked += 1
     assert checked == len(m)
 
@@ -53,3 +55,11 @@ def test_vectorised_frames_are_the_single_frame_ones():
         name, args = reply_fields(np.repeat(arr, 3, axis=0))
         batch = stamp(name, *args)
         assert all(row.tobytes() == build_reply(req) for row in batch)
+
+
+@pytest.mark.parametrize("path", EXAMPLES)
+def test_fast_engine_matrix_equals_reference_pipeline(path):
+    """Requests and replies through the C engine get the answers the reference pipeline gives."""
+    fast = compute_matrix(path, engine="fast")
+    reference = compute_matrix(path, engine="python")
+    assert [c for c in fast.cells()] == [c for c in reference.cells()]

@@ -1,6 +1,5 @@
 """The pytest plugin, run in pytester sandboxes: fixtures, assertions, soft mode, what a failure shows."""
 
-import os
 import shutil
 from pathlib import Path
 

@@ -475,8 +475,27 @@ def test_trace_match_rejects_a_bad_expression(tmp_path, expr):
 # ---------------------------------------------------------------------------
 
 
+def _without_python_engine(argv: List[str]) -> Tuple[List[str], bool]:
+    """argv without "--engine python", and whether it was there.
+
+    The CLI runs the C engine only; a test that asks for the frozen oracle
+    engine (tests/oracle) gets it by patching the replay's engine factory.
+    """
+    for i in range(len(argv) - 1):
+        if argv[i] == "--engine" and argv[i + 1] == "python":
+            return argv[:i] + argv[i + 2:], True
+    return argv, False
+
+
 def cli(capsys, *argv) -> Tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
+    args, oracle = _without_python_engine([str(a) for a in argv])
+    saved = replay_mod.make_engine
+    if oracle:
+        replay_mod.make_engine = lambda logical, name=None, **kw: PythonEngine(logical)
+    try:
+        rc = main(args)
+    finally:
+        replay_mod.make_engine = saved
     captured = capsys.readouterr()
     return rc, captured.out, captured.err
 
@@ -759,8 +778,16 @@ import time as _time  # noqa: E402
 _ENV = {**_os.environ, "PYTHONPATH": str(ROOT)}
 
 
+#: ``python -c`` program: ``ovnsim replay`` with the frozen oracle engine (tests/oracle) for "--engine python".
+_ORACLE_CLI = ("import sys; sys.path.insert(0, 'tests'); from oracle.engine import PythonEngine; "
+               "import ovnsim.capture.replay as r; r.make_engine = lambda lg, name=None, **kw: PythonEngine(lg); "
+               "from ovnsim.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
 def _replay_proc(*args, stdin=None) -> "_subprocess.Popen":
-    return _subprocess.Popen([_sys.executable, "-m", "ovnsim.cli", "replay", *map(str, args)], cwd=ROOT, env=_ENV,
+    argv, oracle = _without_python_engine([str(a) for a in args])
+    head = ["-c", _ORACLE_CLI] if oracle else ["-m", "ovnsim.cli"]
+    return _subprocess.Popen([_sys.executable, *head, "replay", *argv], cwd=ROOT, env=_ENV,
                              stdin=stdin, stdout=_subprocess.PIPE, stderr=_subprocess.PIPE)
 
 

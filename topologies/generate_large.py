@@ -123,7 +123,24 @@ def generate() -> str:
         w("    floating_ips:\n")
         out.extend(fips)
 
+    w(EXPECT)
     return "".join(out)
+
+
+#: What the topology must do (``ovnsim check topologies/large.yaml``).
+EXPECT = """
+# What this topology must do (`ovnsim check topologies/large.yaml`).
+expect:
+  - {from: p1-n01-vm02, to: p1-n05-vm07, proto: [icmp, tcp/22], why: "networks of one router reach each other"}
+  - {from: p1-n01-vm02, to: outside, proto: tcp/443, via: 172.24.4.10, why: "SNAT on p1-r1's gateway address"}
+  - {from: p1-n01-vm01, to: outside, proto: tcp/443, via: 172.24.4.100, why: "vm01 of every network has a floating IP"}
+  - {from: outside, to: 172.24.4.100, proto: [icmp, tcp/22]}
+  - {from: p2-n01-vm02, to: 172.24.4.100, proto: tcp/22, via: 172.24.4.11, why: "projects meet through floating IPs"}
+  - {from: p1-n01-vm02, to: p2-n01-vm02, proto: [icmp, tcp/22], reachable: false,
+     why: "another project's fixed IP is routed upstream, not to it"}
+  - {from: p2-n01-vm02, to: p2-n10-vm02, proto: tcp/22, reachable: false,
+     why: "p2's two routers share no network: the frame leaves upstream"}
+"""
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ EXIT_OK = 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    """``ovnsim lab up TOPO [--name N]``."""
     from ovnsim.lab.lab import Lab
 
     start = time.monotonic()
@@ -35,6 +36,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """``ovnsim lab status [N] [--all] [--format json]``."""
     from ovnsim.lab.lab import Lab, all_status
 
     if args.name and not args.all:
@@ -50,6 +52,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  router {router}: {ns}")
         for name in info["missing"]:
             print(f"  missing: {name}")
+        if info["state"] in ("crashed", "degraded"):
+            print(f"  `ovnsim lab down {info['name']}` or `ovnsim lab cleanup` removes what is left")
         for name in info["replaced"]:
             print(f"  not the lab's any more (left alone): {name}")
         for note in info["notes"]:
@@ -68,6 +72,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    """``ovnsim lab exec N PORT -- CMD...``: the command's own exit status."""
     from ovnsim.errors import OvnsimError
     from ovnsim.lab.lab import Lab
 
@@ -81,6 +86,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
+    """``ovnsim lab capture N PORT [-w FILE] [--count K] [--timeout S]``."""
     from ovnsim.lab.lab import Lab
 
     lab = Lab.attach(args.name)
@@ -109,6 +115,7 @@ def _summary(frame: bytes) -> str:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    """``ovnsim lab replay N CAPTURE (--port P | --auto) --out-dir DIR``."""
     from ovnsim.lab.lab import Lab
     from ovnsim.lab.replay import replay_into_lab
 
@@ -125,6 +132,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    """``ovnsim lab down N``."""
     from ovnsim.lab.lab import Lab
 
     left = Lab.attach(args.name).down()
@@ -135,6 +143,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
+    """``ovnsim lab cleanup [--all]``."""
     from ovnsim.lab.lab import cleanup
 
     done = cleanup(all_labs=args.all)

@@ -163,6 +163,7 @@ class Lab:
 
     @property
     def name(self) -> str:
+        """The lab's name."""
         return self.ledger.name
 
     # -- lifecycle ---------------------------------------------------------

@@ -42,6 +42,7 @@ def lab_dir() -> Path:
 
 
 def netns_path(name: str) -> Path:
+    """Where namespace ``name`` is mounted."""
     return Path(NETNS_RUN_DIR) / name
 
 
@@ -68,14 +69,17 @@ class Ledger:
     # -- reading -----------------------------------------------------------
     @property
     def name(self) -> str:
+        """The lab's name."""
         return self.data["name"]
 
     @property
     def state(self) -> str:
+        """``building``, ``up`` or ``tearing-down`` as written (see :func:`status_of` for what exists)."""
         return self.data.get("state", "")
 
     @property
     def plan(self) -> LabPlan:
+        """The lab's plan, as written before anything was created."""
         return LabPlan.from_dict(self.data["plan"])
 
     @property
@@ -85,6 +89,7 @@ class Ledger:
 
     @classmethod
     def load(cls, name: str) -> "Ledger":
+        """The ledger of lab ``name``; a :class:`LabError` if there is none or it is not one."""
         check_lab_name(name)
         path = lab_dir() / f"{name}.json"
         try:
@@ -180,6 +185,7 @@ class Ledger:
         os.replace(tmp, self.path)
 
     def set_state(self, state: str) -> None:
+        """Record ``state`` and save."""
         self.data["state"] = state
         self.save()
 
@@ -191,6 +197,7 @@ class Ledger:
         self.save()
 
     def remove(self) -> None:
+        """Delete the state file and its journal (the lab is gone)."""
         for path in (self.path, self.journal_path):
             try:
                 path.unlink()
@@ -207,6 +214,7 @@ def ledger_names() -> List[str]:
 
 
 def iter_ledgers() -> Iterator[Ledger]:
+    """Every readable ledger of the state directory (unreadable ones are skipped)."""
     for name in ledger_names():
         try:
             yield Ledger.load(name)

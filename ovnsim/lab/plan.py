@@ -161,10 +161,12 @@ class LabPlan:
     notes: List[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        """Plain data for the ledger (JSON)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "LabPlan":
+        """The plan :meth:`to_dict` wrote."""
         return cls(
             name=data["name"], token=data["token"], source=data.get("source", ""),
             namespaces=[Namespace(**{**n, "routes": [tuple(r) for r in n["routes"]],
@@ -175,6 +177,7 @@ class LabPlan:
             ports=dict(data["ports"]), notes=list(data.get("notes", ())))
 
     def namespace(self, key: str) -> Namespace:
+        """The namespace with ``key`` (``vm:<port>``, ``lr:<router>``, ``up:<switch>``, ``sw``)."""
         for ns in self.namespaces:
             if ns.key == key:
                 return ns

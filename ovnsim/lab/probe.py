@@ -120,7 +120,8 @@ def probe_from(lab, source: str, destinations: Iterable[str], protocol: str = "i
     listeners = []
     if protocol != "icmp":
         listeners = _start_listeners(lab, protocol, port, timeout + 5.0)
-    captures = {p: lab.capture(p, direction="in") for p in lab.plan.ports if p != source}
+    # The source too: a VM can reach itself through its own floating IP (a hairpin).
+    captures = {p: lab.capture(p, direction="in") for p in lab.plan.ports}
     procs = []
     try:
         for i, dst in enumerate(destinations):
@@ -189,11 +190,18 @@ def _start_listeners(lab, protocol: str, port: int, lifetime: float) -> list:
 
 
 def probe_matrix(lab, protocol: str = "icmp", port: int = 7, timeout: float = PROBE_TIMEOUT,
-                 sources: Optional[Iterable[str]] = None) -> Dict[Tuple[str, str], ProbeResult]:
-    """(source port, destination name) -> probe result, for every VM port to every other and ``outside``."""
-    targets = endpoints(lab)
+                 sources: Optional[Iterable[str]] = None,
+                 targets: Optional[Dict[str, str]] = None) -> Dict[Tuple[str, str], ProbeResult]:
+    """(source port, destination name) -> probe result, for every VM port to every other and ``outside``.
+
+    ``targets`` (name -> address) replaces the default :func:`endpoints`;
+    with TCP and UDP, a target whose address is rewritten on the way (a
+    floating IP) cannot be told from its VM's own address: probe it with
+    ICMP, whose probes are marked.
+    """
+    targets = targets or endpoints(lab)
     matrix = {}
-    for source in sources or [p for p in targets if p != "outside"]:
+    for source in sources or [p for p in endpoints(lab) if p != "outside"]:
         names = [n for n in targets if n != source]
         for name, result in zip(names, probe_from(lab, source, [targets[n] for n in names], protocol, port,
                                                   timeout)):

@@ -32,6 +32,7 @@ def _write(text: str, path) -> None:
 
 
 def cmd_reach(args: argparse.Namespace) -> int:
+    """``ovnsim reach``: one question, the matrix, or ``--diff``; the exit status says the verdict."""
     from ovnsim.reach.matrix import DEFAULT_PROTOCOLS, compute_matrix
     from ovnsim.reach.question import Reachability
     from ovnsim.reach.report import diff_matrices, format_matrix
@@ -72,6 +73,7 @@ def cmd_reach(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """``ovnsim check``: 0 when every expectation holds, 1 when one fails."""
     from ovnsim.reach.expect import check_file
 
     report = check_file(args.topology)

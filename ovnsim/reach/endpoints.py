@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
 from ovnsim.errors import MicroflowError
@@ -85,6 +85,7 @@ class Endpoint:
 
     @property
     def can_send(self) -> bool:
+        """Whether it can be a source (a VM port or an outside host; not a router or floating IP)."""
         return self.kind in (PORT, OUTSIDE_KIND)
 
 
@@ -166,6 +167,8 @@ class Directory:
         if ip.version != 4:
             raise ReachError(f"{role} {name!r}: IPv6 is not supported yet")
         ep = self.by_ip.get(ip)
+        if ep is not None and ep.kind == PORT and ep.ip != ip:
+            return replace(ep, ip=ip)  # one of the port's other fixed IPs
         if ep is None:
             if any(ip in s.cidr for n in self.external for s in n.subnets):
                 return self._outside(f"outside:{ip}", role, near)

@@ -47,6 +47,7 @@ class Expectation:
     where: str = ""  #: ``expect[3]``: its place in the file
 
     def describe(self, proto: Protocol) -> str:
+        """The expectation for one protocol, in words."""
         verdict = "reachable" if self.reachable else "isolated"
         extra = f" via {self.via}" if self.via else ""
         extra += f" blocked at {self.blocked_at}" if self.blocked_at else ""
@@ -64,6 +65,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
+        """Whether the expectation holds."""
         return not self.problem
 
 
@@ -76,13 +78,16 @@ class Report:
 
     @property
     def ok(self) -> bool:
+        """Whether every expectation holds."""
         return all(o.ok for o in self.outcomes)
 
     @property
     def failures(self) -> List[Outcome]:
+        """The outcomes that do not hold."""
         return [o for o in self.outcomes if not o.ok]
 
     def text(self) -> str:
+        """What ``ovnsim check`` prints: a line per outcome, the evidence of each failure, a summary."""
         lines = []
         for o in self.outcomes:
             exp = o.expectation

@@ -39,6 +39,7 @@ FRAME_LEN = {p: 34 + n for p, n in L4_LEN.items()}
 
 
 def mac_bytes(mac: str) -> bytes:
+    """``"fa:16:3e:00:00:11"`` as 6 bytes."""
     return bytes.fromhex(mac.replace(":", ""))
 
 
@@ -66,6 +67,35 @@ def _put_u32(frames: np.ndarray, at: int, values) -> None:
         frames[:, at + k] = (values >> (24 - 8 * k)) & 0xFF
 
 
+def _template(proto: str, reply: bool) -> np.ndarray:
+    """The constant bytes of a frame (every varying field and checksum zero)."""
+    length = FRAME_LEN[proto]
+    t = np.zeros(length, dtype=np.uint8)
+    t[12], t[13], t[14] = 0x08, 0x00, 0x45
+    t[16], t[17] = (length - 14) >> 8, (length - 14) & 0xFF
+    t[20], t[22], t[23] = 0x40, TTL, PROTO_NUM[proto]  # DF, TTL, protocol
+    if proto == "icmp":
+        t[34] = 0 if reply else 8
+        t[42:] = np.frombuffer(PAYLOAD, dtype=np.uint8)
+    elif proto == "udp":
+        t[38], t[39] = 0, L4_LEN["udp"]
+        t[42:] = np.frombuffer(PAYLOAD, dtype=np.uint8)
+    else:
+        t[46], t[47] = 5 << 4, (TCP_SYN | TCP_ACK) if reply else TCP_SYN
+        t[48], t[49] = 0xFF, 0xFF  # window 65535
+    return t
+
+
+def _const_sum(t: np.ndarray, lo: int, hi: int) -> int:
+    return int(_words(t[lo:hi].reshape(1, -1))[0])
+
+
+def _split(values) -> np.ndarray:
+    """The sum of the two 16-bit halves of 32-bit values (their share of a checksum)."""
+    v = np.asarray(values, dtype=np.uint64)
+    return (v >> np.uint64(16)) + (v & np.uint64(0xFFFF))
+
+
 def stamp(proto: str, eth_src: np.ndarray, eth_dst: np.ndarray, ip_src, ip_dst, sport, dport,
           reply: bool, seq=None, ack=None) -> np.ndarray:
     """N frames (an (N, FRAME_LEN[proto]) uint8 array): requests, or replies when ``reply``.
@@ -74,44 +104,42 @@ def stamp(proto: str, eth_src: np.ndarray, eth_dst: np.ndarray, ip_src, ip_dst, 
     addresses as integers; ``sport``/``dport``: the L4 ports (ICMP: the echo
     identifier and sequence number); ``seq``/``ack``: TCP's (default: a
     SYN's, or with ``reply`` the SYN-ACK's ``ack`` must be given).
+    Checksums are the constant bytes' sum (once) plus the varying fields'.
     """
     n = len(eth_src)
-    length = FRAME_LEN[proto]
-    f = np.zeros((n, length), dtype=np.uint8)
+    t = _template(proto, reply)
+    f = np.empty((n, len(t)), dtype=np.uint8)
+    f[:] = t
     f[:, 0:6] = eth_dst
     f[:, 6:12] = eth_src
-    f[:, 12], f[:, 13] = 0x08, 0x00
-    f[:, 14] = 0x45
-    _put_u16(f, 16, np.full(n, length - 14))
-    f[:, 20] = 0x40  # DF
-    f[:, 22] = TTL
-    f[:, 23] = PROTO_NUM[proto]
+    ip_src = np.asarray(ip_src, dtype=np.uint64)
+    ip_dst = np.asarray(ip_dst, dtype=np.uint64)
+    sport = np.asarray(sport, dtype=np.uint64)
+    dport = np.asarray(dport, dtype=np.uint64)
     _put_u32(f, 26, ip_src)
     _put_u32(f, 30, ip_dst)
-    _put_u16(f, 24, _fold(_words(f[:, 14:34])))
+    addresses = _split(ip_src) + _split(ip_dst)
+    _put_u16(f, 24, _fold(np.uint64(_const_sum(t, 14, 34)) + addresses))
     l4 = 34
     if proto == "icmp":
-        f[:, l4] = 0 if reply else 8
         _put_u16(f, l4 + 4, sport)
         _put_u16(f, l4 + 6, dport)
-        f[:, l4 + 8:] = np.frombuffer(PAYLOAD, dtype=np.uint8)
-        _put_u16(f, l4 + 2, _fold(_words(f[:, l4:])))
+        _put_u16(f, l4 + 2, _fold(np.uint64(_const_sum(t, l4, len(t))) + sport + dport))
         return f
     _put_u16(f, l4, sport)
     _put_u16(f, l4 + 2, dport)
-    pseudo = _words(f[:, 26:34]) + np.uint64(PROTO_NUM[proto] + L4_LEN[proto])
+    pseudo = addresses + np.uint64(PROTO_NUM[proto] + L4_LEN[proto])
     if proto == "udp":
-        _put_u16(f, l4 + 4, np.full(n, L4_LEN["udp"]))
-        f[:, l4 + 8:] = np.frombuffer(PAYLOAD, dtype=np.uint8)
-        csum = _fold(pseudo + _words(f[:, l4:]))
+        csum = _fold(pseudo + np.uint64(_const_sum(t, l4, len(t))) + sport + dport)
         _put_u16(f, l4 + 6, np.where(csum == 0, 0xFFFF, csum))
         return f
-    _put_u32(f, l4 + 4, np.full(n, SYNACK_SEQ if reply else SYN_SEQ) if seq is None else seq)
-    _put_u32(f, l4 + 8, np.zeros(n) if ack is None else ack)
-    f[:, l4 + 12] = 5 << 4
-    f[:, l4 + 13] = TCP_SYN | TCP_ACK if reply else TCP_SYN
-    _put_u16(f, l4 + 14, np.full(n, 65535))
-    _put_u16(f, l4 + 16, _fold(pseudo + _words(f[:, l4:])))
+    seq = np.full(n, SYNACK_SEQ if reply else SYN_SEQ, dtype=np.uint64) if seq is None else \
+        np.asarray(seq, dtype=np.uint64)
+    ack = np.zeros(n, dtype=np.uint64) if ack is None else np.asarray(ack, dtype=np.uint64)
+    _put_u32(f, l4 + 4, seq)
+    _put_u32(f, l4 + 8, ack)
+    _put_u16(f, l4 + 16, _fold(pseudo + np.uint64(_const_sum(t, l4, len(t))) + sport + dport
+                               + _split(seq) + _split(ack)))
     return f
 
 

@@ -24,11 +24,9 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ovnsim.datapath.engine import KIND_CODE, STAGE_LIST, make_engine
-from ovnsim.nb.model import LogicalTopology
-from ovnsim.neutron.compiler import compile_topology
 from ovnsim.neutron.model import Topology
 from ovnsim.northd.stages import Drop
-from ovnsim.reach.endpoints import FIP, OUTSIDE_KIND, Directory, Endpoint, Protocol, ReachError, parse_proto
+from ovnsim.reach.endpoints import FIP, OUTSIDE_KIND, Endpoint, Protocol, ReachError, parse_proto
 from ovnsim.reach.frames import FRAME_LEN, ICMP_ID, SPORT, build_arp_reply, mac_bytes, reply_fields, stamp
 from ovnsim.reach.question import NO_NEXT_HOP, NOT_DELIVERED, REJECTED, UNRESOLVED, WRONG_REPLY, Answer, Reachability
 
@@ -57,21 +55,27 @@ class Cell:
     disposition: Optional[str]
     datapath: Optional[str]
     stage: Optional[str]
+    #: a request or reply delivered elsewhere: the port its first copy left on
+    left_on: Optional[str] = None
 
     @property
     def key(self) -> Tuple[str, str, str]:
+        """(source, destination, protocol): what identifies a cell across two matrices."""
         return (self.src, self.dst, self.proto)
 
     def describe(self) -> str:
+        """The answer in a few words: reachable and as whom, or where it was blocked."""
         if self.reachable:
             return f"reachable (seen as {self.seen_as})"
         where = f" at {self.datapath} {self.stage}" if self.stage else ""
-        return f"{self.direction} {self.disposition}{where}"
+        left = f" (left on {self.left_on})" if self.left_on and not self.stage else ""
+        return f"{self.direction} {self.disposition}{where}{left}"
 
     def as_dict(self) -> Dict[str, object]:
+        """The JSON form."""
         return {"src": self.src, "dst": self.dst, "proto": self.proto, "reachable": self.reachable,
                 "seen_as": self.seen_as, "direction": self.direction, "disposition": self.disposition,
-                "datapath": self.datapath, "stage": self.stage}
+                "datapath": self.datapath, "stage": self.stage, "left_on": self.left_on}
 
 
 class Matrix:
@@ -82,18 +86,21 @@ class Matrix:
         self.reach = reach
         self.sources, self.dests, self.protos = sources, dests, protos
         self.datapath_names = list(datapath_names)
+        self.port_names: List[str] = []
         shape = (len(protos), len(sources), len(dests))
         self.status = np.full(shape, NOT_ASKED, dtype=np.int8)
         self.disposition = np.full(shape, -1, dtype=np.int16)
         self.stage = np.full(shape, -1, dtype=np.int16)
         self.datapath = np.full(shape, -1, dtype=np.int32)
         self.seen = np.zeros(shape, dtype=np.uint32)
+        self.left = np.full(shape, -1, dtype=np.int32)
         self.dispositions: List[str] = []
         #: (localnet port index, address) -> MAC: the ARP requests outside hosts answer
         self.arp_answers: Dict[Tuple[int, int], str] = {}
         self._disp_index: Dict[str, int] = {}
 
     def code(self, disposition: str) -> int:
+        """The index of ``disposition`` in :attr:`dispositions` (added when new)."""
         if disposition not in self._disp_index:
             self._disp_index[disposition] = len(self.dispositions)
             self.dispositions.append(disposition)
@@ -104,6 +111,7 @@ class Matrix:
         return self.reach.topology.networks[ep.network].name
 
     def cell(self, p: int, s: int, d: int) -> Cell:
+        """The answer of protocol ``p``, source ``s``, destination ``d`` (indices)."""
         st = int(self.status[p, s, d])
         stage = int(self.stage[p, s, d])
         dp = int(self.datapath[p, s, d])
@@ -113,7 +121,8 @@ class Matrix:
                     {FORWARD_BLOCKED: "forward", RETURN_BLOCKED: "return"}.get(st),
                     self.dispositions[disp] if disp >= 0 else None,
                     self.datapath_names[dp] if dp >= 0 else None,
-                    STAGE_LIST[stage].name if stage >= 0 else None)
+                    STAGE_LIST[stage].name if stage >= 0 else None,
+                    self.port_names[int(self.left[p, s, d])] if self.left[p, s, d] >= 0 else None)
 
     def cells(self) -> Iterator[Cell]:
         """Every asked cell (not a port to itself), protocol-major."""
@@ -135,7 +144,7 @@ def _ip(ep: Endpoint) -> int:
 def compute_matrix(topology: Union[Topology, str, Reachability],
                    protos: Sequence[Union[str, Protocol]] = DEFAULT_PROTOCOLS,
                    sources: Optional[Sequence[str]] = None, *, engine: Optional[str] = None,
-                   chunk_frames: int = 200_000) -> Matrix:
+                   batch_frames: int = 20_000) -> Matrix:
     """Every VM port × (every VM port + every floating IP + outside) × ``protos``, on the batch engine.
 
     ``sources``: restrict the rows to these endpoints (names as :func:`reach` takes them).
@@ -154,6 +163,7 @@ def compute_matrix(topology: Union[Topology, str, Reachability],
         dests.append(directory.resolve("outside", "destination", near=srcs[0] if srcs else None))
     eng = make_engine(r.logical, engine)
     m = Matrix(r, srcs, dests, protos, eng.datapath_names)
+    m.port_names = list(eng.port_names)
     port_index = eng.port_index
     m.arp_answers = {(port_index[port], int(ip)): mac for (port, ip), mac in directory.upstream_arp().items()}
 
@@ -211,7 +221,9 @@ def compute_matrix(topology: Union[Topology, str, Reachability],
     src_of_dest = {id(d): i for i, d in enumerate(dests)}
     self_col = np.array([src_of_dest.get(id(s), -1) for s in srcs], dtype=np.int64)
 
-    per_chunk = max(1, chunk_frames // max(1, len(dests) * len(protos)))
+    # a slice of sources per batch: small batches keep the conntrack table
+    # small (its cost grows faster than linearly with the connections in it)
+    per_chunk = max(1, batch_frames // max(1, len(dests)))
     for lo in range(0, len(srcs), per_chunk):
         hi = min(len(srcs), lo + per_chunk)
         eng.reset()
@@ -332,6 +344,10 @@ def _record_failures(m: Matrix, p: int, si, dj, res, n: int, hit: np.ndarray, st
     m.disposition[p][rows, cols] = disp[failed]
     m.stage[p][rows, cols] = stage[failed]
     m.datapath[p][rows, cols] = dpath[failed]
+    left = np.full(n, -1, dtype=np.int32)
+    order = np.arange(len(res.out_frame))[::-1]  # the first output of a frame is written last
+    left[res.out_frame[order]] = res.out_port[order]
+    m.left[p][rows, cols] = left[failed]
 
 
 class _Flat:
@@ -379,9 +395,12 @@ def _batch(eng, frames: np.ndarray, length: int, inports: np.ndarray, answers: D
     n = len(frames)
     offsets = np.arange(n, dtype=np.int64) * length
     lengths = np.full(n, length, dtype=np.int64)
-    res = _Flat(eng.process_batch(frames, offsets, lengths, inports))
+    res = _Flat(eng.process_batch(frames.reshape(-1), offsets, lengths, inports))  # one flat byte buffer
     arp_rows = np.nonzero(res.out_kind == _KIND_ARP)[0]
-    again = np.unique(res.out_frame[arp_rows]).astype(np.int64)
+    # a router resolved a neighbour on the way: an ARP request left, or a
+    # router consumed an ARP reply (the sender's retransmission goes through)
+    consumed = res.drop_frame[res.drop_reason == int(Drop.ARP_NOT_ANSWERED)]
+    again = np.unique(np.concatenate([res.out_frame[arp_rows], consumed])).astype(np.int64)
     if len(again):
         asked = set()
         for row in arp_rows:
@@ -393,6 +412,6 @@ def _batch(eng, frames: np.ndarray, length: int, inports: np.ndarray, answers: D
                 reply = build_arp_reply(req, answers[key])
                 eng.process_batch(reply, [0], [len(reply)], [key[0]])
         k = len(again)
-        res.replace(again, _Flat(eng.process_batch(np.ascontiguousarray(frames[again]), offsets[:k],
+        res.replace(again, _Flat(eng.process_batch(np.ascontiguousarray(frames[again]).reshape(-1), offsets[:k],
                                                    lengths[:k], inports[again])))
     return res

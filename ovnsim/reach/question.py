@@ -14,7 +14,6 @@ stage with its rule (match/action) and the trace that led there.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
@@ -23,7 +22,8 @@ from ovnsim.datapath.engine import KIND_ECHO_REPLY, KIND_PACKET
 from ovnsim.sim import Output, Result, TraceEvent
 from ovnsim.nb.model import LogicalTopology
 from ovnsim.neutron.model import Topology
-from ovnsim.reach.endpoints import FIP, OUTSIDE_KIND, PORT, ROUTER, Directory, Endpoint, Protocol, ReachError, \
+from ovnsim.northd.stages import Drop
+from ovnsim.reach.endpoints import FIP, OUTSIDE_KIND, ROUTER, Directory, Endpoint, Protocol, ReachError, \
     parse_proto
 from ovnsim.reach.frames import build_arp_reply, build_reply, build_request
 from ovnsim.sim import Simulator
@@ -50,6 +50,7 @@ class Blocker:
     detail: str = ""
 
     def describe(self) -> str:
+        """One line: direction, disposition, where, and the rule."""
         where = f" at {self.datapath} {self.stage}" if self.stage else ""
         text = f"{self.direction} {self.disposition}{where}"
         if self.rule is not None:
@@ -82,26 +83,32 @@ class Answer:
 
     @property
     def question(self) -> str:
+        """``vm1 -> db1 tcp/22``."""
         return f"{self.src.label} -> {self.dst.label} {self.proto}"
 
     @property
     def forward_outputs(self) -> List[Output]:
+        """What the request produced (every output, wherever it left)."""
         return list(self.forward.outputs) if self.forward else []
 
     @property
     def return_outputs(self) -> List[Output]:
+        """What the reply produced (empty when no reply was sent)."""
         return list(self.reply.outputs) if self.reply else []
 
     @property
     def disposition(self) -> Optional[str]:
+        """Why it failed (a drop disposition, or not-delivered, rejected, ...); None when reachable."""
         return self.blocker.disposition if self.blocker else None
 
     @property
     def datapath(self) -> Optional[str]:
+        """The datapath of the blocking stage."""
         return self.blocker.datapath if self.blocker else None
 
     @property
     def stage(self) -> Optional[str]:
+        """The first blocking stage (OVN's name)."""
         return self.blocker.stage if self.blocker else None
 
     def path(self, direction: str = "forward") -> List[str]:
@@ -247,16 +254,17 @@ class Reachability:
         return self.ask_endpoints(s, d, proto)
 
     def _send(self, port: str, frame: bytes, peer: Endpoint) -> Result:
-        """Inject ``frame``; when a router ARPs for a neighbour instead, send the frame once more.
+        """Inject ``frame``; when a router had to resolve a neighbour with ARP on the way, send it once more.
 
         That is what the sender's stack does: the first frame is lost to the
-        router's ARP exchange, the retransmission goes through.  An outside
-        ``peer`` answers an ARP for its own address (a router inside the
-        topology answers for its own).
+        router's ARP exchange, the retransmission goes through.  A router
+        inside the topology answers for its own addresses (its reply is
+        consumed: an ``arp-not-answered`` drop); the upstream gateways and an
+        outside ``peer`` answer for theirs here.
         """
         result = self.sim.inject(port, frame, trace=True)
         arps = [o for o in result.outputs if o.kind == "arp"]
-        if not arps:
+        if not arps and not any(d.reason == Drop.ARP_NOT_ANSWERED for d in result.drops):
             return result
         answers = {(port, int(ip)): mac for (port, ip), mac in self.directory.upstream_arp().items()}
         if peer.kind == OUTSIDE_KIND:
@@ -323,7 +331,7 @@ def _reachability(target) -> Reachability:
         topo = getattr(target, "topology", None)
         if topo is None:
             raise ReachError("reach() on a Simulator needs its Neutron topology: use "
-                             "Reachability(topology, simulator=sim), or set sim.topology")
+                             "Reachability(topology, simulator=sim), or build the Simulator from the Neutron topology")
         return Reachability(topo, simulator=target)
     key = id(target) if not isinstance(target, str) else hash(target)
     cached = _CACHE.get(key)

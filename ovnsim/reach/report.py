@@ -6,9 +6,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Tuple
-
-import numpy as np
+from typing import Dict, List, Optional, Tuple
 
 from ovnsim.reach.matrix import REACHABLE, SELF, Cell, Matrix
 
@@ -18,7 +16,8 @@ FORMATS = ("table", "json", "csv", "html")
 
 
 def _blocker_key(m: Matrix, p: int, s: int, d: int) -> Tuple:
-    return (int(m.status[p, s, d]), int(m.disposition[p, s, d]), int(m.datapath[p, s, d]), int(m.stage[p, s, d]))
+    return (int(m.status[p, s, d]), int(m.disposition[p, s, d]), int(m.datapath[p, s, d]), int(m.stage[p, s, d]),
+            int(m.left[p, s, d]))
 
 
 def format_table(m: Matrix) -> str:
@@ -54,14 +53,17 @@ def format_table(m: Matrix) -> str:
 
 
 def format_json(m: Matrix) -> str:
+    """Every cell as a JSON object, with the sources, destinations and protocols."""
     return json.dumps({"topology": m.reach.topology.name, "protocols": [str(p) for p in m.protos],
                        "sources": [s.label for s in m.sources], "destinations": [d.label for d in m.dests],
                        "cells": [c.as_dict() for c in m.cells()]}, indent=1) + "\n"
 
 
 def format_csv(m: Matrix) -> str:
+    """One CSV row per cell, with a header."""
     out = io.StringIO()
-    fields = ["src", "dst", "proto", "reachable", "seen_as", "direction", "disposition", "datapath", "stage"]
+    fields = ["src", "dst", "proto", "reachable", "seen_as", "direction", "disposition", "datapath", "stage",
+              "left_on"]
     w = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for c in m.cells():
@@ -88,6 +90,7 @@ class CellChange:
 
     @property
     def reason(self) -> str:
+        """What changed, in words: now blocked where, no longer blocked, seen as another address."""
         old, new = self.old, self.new
         if old is None:
             return f"new cell: {new.describe()}"
@@ -107,7 +110,7 @@ class CellChange:
 
 
 def _comparable(c: Cell) -> Tuple:
-    return (c.reachable, c.seen_as, c.direction, c.disposition, c.datapath, c.stage)
+    return (c.reachable, c.seen_as, c.direction, c.disposition, c.datapath, c.stage, c.left_on)
 
 
 def diff_matrices(old: Matrix, new: Matrix) -> List[CellChange]:

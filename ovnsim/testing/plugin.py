@@ -151,6 +151,7 @@ class RecordingSimulator(Simulator):
         self.pending: Dict[str, List] = {}
 
     def inject(self, port, frame, *, trace: bool = False):
+        """:meth:`Simulator.inject`, keeping every output for :func:`assert_packets`."""
         result = super().inject(port, frame, trace=trace)
         for out in result.outputs:
             self.pending.setdefault(out.port, []).append(out)
@@ -215,6 +216,7 @@ def assert_packets(port: str, expected, ignore: Iterable[str] = (), *, sim: Opti
 
 
 def pytest_addoption(parser) -> None:
+    """``--ovn-topology PATH`` and the ``ovn_topology`` ini option."""
     group = parser.getgroup("ovnsim", "ovnsim reachability assertions")
     group.addoption("--ovn-topology", metavar="PATH", default=None,
                     help="topology file for the ovn_topology fixture (a test's ovn_topology mark wins)")
@@ -223,11 +225,13 @@ def pytest_addoption(parser) -> None:
 
 
 def pytest_configure(config) -> None:
+    """Declare the ``ovn_topology`` mark (so ``--strict-markers`` accepts it)."""
     config.addinivalue_line("markers", "ovn_topology(path): the topology file the ovn_topology fixture loads")
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
+    """Report the test's soft failures together when it ends; forget its topology."""
     _Current.soft = []
     try:
         result = yield

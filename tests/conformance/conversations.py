@@ -4,8 +4,10 @@ A conversation starts with one host sending one packet (an echo request, a
 TCP SYN, a UDP datagram, an LLDP frame...) and continues as far as the hosts
 take it: a host ARPs for its next hop and sends once answered, answers ARP
 requests for its addresses, echo requests, SYNs (SYN-ACK), SYN-ACKs (ACK)
-and UDP "ping" datagrams ("pong").  Every frame a host sends is injected on
-its port and whatever leaves every port is delivered to the host there, so
+and UDP "ping" datagrams ("pong"); a UDP datagram to port 33434 gets ICMP
+port unreachable (a RELATED packet that must find its way back through
+NAT).  Every frame a host sends is injected on its port and whatever leaves
+every port is delivered to the host there, so
 each data path builds its next frame from *its own* previous outputs: run
 the same conversation on real OVN and on ovnsim and compare step by step.
 
@@ -29,6 +31,7 @@ OUTSIDE = "198.51.100.7"
 UPSTREAM_MAC = "52:54:00:00:00:01"
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 LLDP_MAC = "01:80:c2:00:00:0e"
+TRACEROUTE_PORT = 33434
 
 #: a data path as the driver sees it: inject(port, frame) -> {port: [frames]}
 Inject = Callable[[str, bytes], Dict[str, List[bytes]]]
@@ -103,6 +106,10 @@ class Host:
                 return [self.frame(eth.src, back / TCP(sport=t.dport, dport=t.sport, flags="A",
                                                        seq=t.ack, ack=t.seq + 1))]
             return []
+        if UDP in ip and ip[UDP].dport == TRACEROUTE_PORT:
+            # nothing listens: ICMP port unreachable quoting the datagram (a RELATED packet)
+            quote = bytes(ip)[:ip.ihl * 4 + 8]
+            return [self.frame(eth.src, back / ICMP(type=3, code=3) / Raw(quote))]
         if UDP in ip and bytes(ip[UDP].payload) == b"ping":
             u = ip[UDP]
             return [self.frame(eth.src, back / UDP(sport=u.dport, dport=u.sport) / Raw(b"pong"))]
@@ -197,6 +204,8 @@ def _ip_start(src: str, dst_ip: str, kind: str, *, ttl: int = 64, spoof: Optiona
             pkt = pkt / ICMP(type=8, id=7, seq=1) / Raw(b"ovnsim-ping")
         elif kind == "tcp":
             pkt = pkt / TCP(sport=40000, dport=80, flags="S", seq=1000)
+        elif kind == "traceroute":
+            pkt = pkt / UDP(sport=40002, dport=TRACEROUTE_PORT) / Raw(b"probe")
         else:
             pkt = pkt / UDP(sport=40001, dport=53) / Raw(b"ping")
         if spoof is not None and dst_mac is None:
@@ -237,6 +246,9 @@ def conversations(topology, logical, hosts: Dict[str, Host]) -> List[Conversatio
                 add(f"{a.port}-{kind}-outside", _ip_start(a.port, OUTSIDE, kind))
         if ups:
             add(f"{a.port}-ttl1-outside", _ip_start(a.port, OUTSIDE, "icmp", ttl=1))
+            add(f"{a.port}-unreachable-outside", _ip_start(a.port, OUTSIDE, "traceroute"))
+        if other:
+            add(f"{a.port}-unreachable-{other[0].port}", _ip_start(a.port, other[0].ip, "traceroute"))
         if other:
             add(f"{a.port}-ttl1-{other[0].port}", _ip_start(a.port, other[0].ip, "icmp", ttl=1))
         if a.gateway:

@@ -32,7 +32,9 @@ from conformance.known_differences import KINDS, KNOWN
 pytestmark = [pytest.mark.ovn, pytest.mark.conformance]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOPOLOGIES = ("reference", "two-projects", "dgp", "multi-router", "provider-ports", "dhcp-metadata")
+#: every example topology but the generated 1,000-port one
+TOPOLOGIES = tuple(sorted(p[:-5] for p in os.listdir(os.path.join(ROOT, "topologies"))
+                          if p.endswith(".yaml") and p != "large.yaml"))
 
 
 def _load(name):
@@ -58,7 +60,8 @@ _HARNESSES = {}
 
 @pytest.fixture(scope="module")
 def sides():
-    """Per topology: (topology, logical, RealDatapath, Simulator), created on first use."""
+    """Per topology: (topology, logical, RealDatapath, Simulator), created on first use
+    (the previous topology's data path is stopped then)."""
     ok, reason = RealDatapath.available()
     if not ok:
         if os.environ.get("OVNSIM_REQUIRE_REAL_OVN", "") not in ("", "0"):
@@ -74,6 +77,9 @@ def sides():
 
 def _side(sides, name):
     if name not in sides:
+        # tests run topology by topology: one real data path alive at a time
+        for other in list(sides):
+            sides.pop(other)[2].stop()
         topo, logical = _load(name)
         dp = RealDatapath()
         dp.start()
