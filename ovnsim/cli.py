@@ -104,7 +104,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                      engine=args.engine, force=args.force, trace_frame=args.trace,
                      trace_match=args.trace_match, trace_limit=args.trace_limit,
                      progress=sys.stderr if show_progress else None, interruptible=True,
-                     verdicts=args.verdicts, only_from_port=args.only_from_port)
+                     verdicts=args.verdicts, only_from_port=args.only_from_port, ct_limit=args.ct_limit)
     for warning in summary.warnings:
         print(f"ovnsim: warning: {warning}", file=sys.stderr)
     sys.stdout.write((summary.to_json() if args.json else summary.format_text()) + "\n")
@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "'inport == \"vm1\" && tcp && tcp.dst == 22' (a conjunction of protocol words and "
                              "FIELD == VALUE); the reference pipeline keeps in step with the replay until it has "
                              "traced --trace-limit frames, at its own speed")
+    replay.add_argument("--ct-limit", metavar="N", type=int, default=None,
+                        help="connections the conntrack table may hold (default: no limit); a new connection "
+                             "beyond it is dropped as conntrack-full, as OVS drops one over a zone limit")
     replay.add_argument("--trace-limit", metavar="N", type=int, default=10,
                         help="trace at most N frames selected by --trace-match (default 10)")
     replay.set_defaults(func=cmd_replay)

@@ -171,7 +171,9 @@ def run_traced(engine, renderer, raw: bytes, inport: int, *, with_trace: bool = 
 class Simulator:
     """OVN's logical data path for one topology, with its conntrack and neighbour state."""
 
-    def __init__(self, topology: Union[Topology, LogicalTopology]):
+    def __init__(self, topology: Union[Topology, LogicalTopology], *, ct_limit: Optional[int] = None):
+        """``ct_limit``: connections the conntrack table may hold (None: no limit); a new
+        connection beyond it is dropped with disposition ``conntrack-full``."""
         from ovnsim.datapath.engine import fast_engine
         from ovnsim.datapath.trace import TraceRenderer
 
@@ -182,15 +184,16 @@ class Simulator:
         self.logical = logical
         self.tables = build_tables(logical)
         self.engine = fast_engine(logical, self.tables)
+        self.engine.ct_limit = ct_limit
         self.renderer = TraceRenderer(self.engine)
         self.conntrack = _ConntrackView(self.engine)
 
     @classmethod
-    def from_file(cls, path: str) -> "Simulator":
+    def from_file(cls, path: str, *, ct_limit: Optional[int] = None) -> "Simulator":
         """Load, check and compile a topology file."""
         from ovnsim.neutron.loader import load_topology
 
-        return cls(load_topology(path))
+        return cls(load_topology(path), ct_limit=ct_limit)
 
     @property
     def ports(self) -> List[str]:

@@ -617,11 +617,12 @@ class _Tracer:
     """
 
     def __init__(self, logical: LogicalTopology, inport: int, frame: Optional[int] = None,
-                 match: Optional[FrameFilter] = None, limit: int = 10):
+                 match: Optional[FrameFilter] = None, limit: int = 10, ct_limit: Optional[int] = None):
         from ovnsim.datapath.engine import fast_engine
         from ovnsim.datapath.trace import TraceRenderer
 
         self.engine = fast_engine(logical)
+        self.engine.ct_limit = ct_limit
         self.renderer = TraceRenderer(self.engine)
         self.frame = frame
         self.match = match
@@ -726,7 +727,8 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
            trace_match: Optional[str] = None, trace_limit: int = 10,
            progress: Optional[TextIO] = None, batch_size: Optional[int] = None,
            chunk_size: int = DEFAULT_CHUNK, interruptible: bool = False,
-           verdicts: Optional[Union[str, os.PathLike]] = None, only_from_port: bool = False) -> ReplaySummary:
+           verdicts: Optional[Union[str, os.PathLike]] = None, only_from_port: bool = False,
+           ct_limit: Optional[int] = None) -> ReplaySummary:
     """Replay ``capture`` through ``topology``, writing the per-port pcaps and drops into ``out_dir``.
 
     ``port`` (every frame enters there) or ``auto=True`` (the engine picks
@@ -743,6 +745,8 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
     compared with what ovnsim delivered to it (:class:`_TapSplit`);
     ``verdicts``: a file to write one JSON line per frame into (what
     became of it: :class:`_Verdicts`);
+    ``ct_limit``: connections the conntrack table may hold (None: no
+    limit); a new connection beyond it is a ``conntrack-full`` drop;
     ``interruptible``: SIGINT (Ctrl-C) stops the replay at a batch boundary
     (whole frames), every file is closed valid and the summary so far is
     returned with ``interrupted`` set (a second SIGINT raises
@@ -762,8 +766,12 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
     match = FrameFilter(trace_match) if trace_match is not None else None
     if trace_limit < 1:
         raise OvnsimError(f"--trace-limit {trace_limit}: must be at least 1")
+    if ct_limit is not None and ct_limit < 1:
+        raise OvnsimError(f"--ct-limit {ct_limit}: must be at least 1")
     logical, topology_name = _load(topology)
     engine_obj = _select_engine(logical, engine)
+    if ct_limit is not None:
+        engine_obj.ct_limit = ct_limit
     port_names: List[str] = list(engine_obj.port_names)
     if port is not None and port not in port_names:
         raise OvnsimError(f"unknown logical port {port!r}; the ports are: {', '.join(port_names)}")
@@ -790,7 +798,7 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
         summary = ReplaySummary(topology=topology_name, capture=os.fspath(capture), format=reader.format,
                                 engine=_engine_name(engine_obj), ingress="auto" if auto else port,
                                 out_dir=os.fspath(out_dir))
-        tracer = (_Tracer(logical, inport, trace_frame, match, trace_limit)
+        tracer = (_Tracer(logical, inport, trace_frame, match, trace_limit, ct_limit)
                   if trace_frame is not None or match is not None else None)
         with _Interrupt(interruptible) as interrupt:
             _run(summary, reader, engine_obj, logical, inport, out, tracer, trace_frame, progress, _pcapio,

@@ -197,6 +197,8 @@ cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32
         tsp = ct_unique_sport(ct, zone, p.proto, icmp_query(p.icmp_type), ts, tsp, td, tdp)
         if p.proto == IPPROTO_ICMP:
             tdp = tsp
+    if ct.limit > 0 and ct.n_conns >= ct.limit:
+        return CT_FULL      # the caller drops the copy (conntrack-full)
     ci = <int32_t>ct.n_conns
     conn = &ct.conns[ci]
     ct.n_conns += 1

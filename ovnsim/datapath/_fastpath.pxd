@@ -303,6 +303,7 @@ ctypedef struct Conntrack:
     CtConn* conns
     int64_t n_conns
     int64_t cap_conns
+    int64_t limit            # connections the table may hold; 0: no limit
 
 # One copy of a frame while it crosses the pipeline: the header fields and
 # logical registers of oracle.packet.Packet.  The received bytes are not in
@@ -424,6 +425,7 @@ ctypedef struct Core:
     Pkt* stack
     int64_t stack_len
     int64_t stack_cap
+    int64_t visits           # datapath visits the frame being run has made (MAX_VISITS)
     unsigned char* scratch
     int64_t scratch_cap
     unsigned char* quotes    # the datagrams ICMP errors quote, for the frame being run

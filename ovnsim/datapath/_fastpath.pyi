@@ -141,3 +141,6 @@ class FastEngine:
     @property
     def conntrack_size(self) -> int:
         """Connections tracked."""
+
+    ct_limit: Optional[int]
+    """Connections the tracker may hold, or None; one more is a ``conntrack-full`` drop."""

@@ -272,6 +272,12 @@ from ovnsim.errors import EngineError
 
 cdef enum:
     MAX_HOPS = 64            # oracle.pipeline.MAX_HOPS
+    # The total work one input frame may cause, counted in datapath visits (a
+    # pipeline entered by one copy: ls_in, ls_out, lr_in): a bound in time and
+    # memory however the copies multiply.  OVS abandons a translation after
+    # 4,096 resubmits; a visit here stands for several of its resubmits, so no
+    # forwarding OVS completes comes near it.
+    MAX_VISITS = 4096
     AUTO_INGRESS = -1
     # Work-item operations (Pkt.op)
     OP_DONE = 0
@@ -664,6 +670,24 @@ cdef class FastEngine:
     def conntrack_size(self):
         """Connections in the tracker (as ``len(oracle PythonEngine.conntrack)``)."""
         return self.core.ct.count // 2
+
+    @property
+    def ct_limit(self):
+        """Connections the tracker may hold (one table for every zone), or None for no limit.
+
+        A ct_snat/ct_dnat that would commit one more is dropped with
+        disposition ``conntrack-full``, as OVS drops a packet whose zone
+        is at its limit (``ovs-appctl dpctl/ct-set-limits``).
+        """
+        return self.core.ct.limit or None
+
+    @ct_limit.setter
+    def ct_limit(self, value):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"ct_limit must be a positive integer or None, not {value!r}")
+        if self.busy:
+            raise RuntimeError("FastEngine.ct_limit set while a batch is running")
+        self.core.ct.limit = value or 0
 
     def reset(self):
         """Forget connections and learned MAC bindings (static bindings stay)."""

@@ -313,7 +313,7 @@ cdef void lr_after_input(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Rt
     cdef const Route* route = NULL
     cdef int32_t k, out
     cdef uint32_t dst0
-    cdef uint64_t v, done
+    cdef uint64_t v, done = 0
     # lr_in_unsnat
     if info != NULL and info.unsnat >= 0:
         dst0 = p.ip_dst
@@ -347,6 +347,9 @@ cdef void lr_after_input(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Rt
             done = ct_nat(c, p, r, Z_COMMON, False, 0, True, nat.logical_net)
             trace(c, f, R_LR_IN_DNAT_DGP, dp, d, k, done)
         info = ip_info(c, r, p.ip_dst)
+        if (done & 0xff) == CT_FULL:
+            emit_drop(c, f, R_LR_IN_DNAT_CT_FULL, dp, d, <uint32_t>c.ct.limit, 0)
+            return
     if c.error:
         return
     trace(c, f, R_LR_IN_ROUTING_PRE, dp, d, 0, 0)
@@ -464,7 +467,9 @@ cdef void lr_egress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
                 trace(c, f, R_LR_OUT_UNDNAT_STATELESS, dp, p.depth, p.ip_src, 0)
         # lr_out_snat
         if R.gateway_router or out == gw:
-            lr_snat(c, f, p, r, R)
+            if lr_snat(c, f, p, r, R):
+                emit_drop(c, f, R_LR_OUT_SNAT_CT_FULL, dp, p.depth, <uint32_t>c.ct.limit, 0)
+                return
         if c.error:
             return
         # lr_out_egr_loop: a DGP sends traffic for its own NAT addresses back into its ingress.
@@ -510,8 +515,8 @@ cdef void lr_reenter(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
     lr_ip(c, f, p, rp.router, rp)
 
 
-cdef void lr_snat(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Router* R) noexcept nogil:
-    """_lr_snat: the first lr_out_snat entry whose logical_ip holds ip4.src."""
+cdef bint lr_snat(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Router* R) noexcept nogil:
+    """_lr_snat: the first lr_out_snat entry whose logical_ip holds ip4.src; True: the table is full."""
     cdef int32_t k
     cdef const NatRule* n
     cdef int32_t dp = c.n_switches + r
@@ -523,10 +528,10 @@ cdef void lr_snat(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Router* R
         if n.stateless:
             p.ip_src = n.external_ip
             trace(c, f, R_LR_OUT_SNAT_STATELESS, dp, p.depth, k, 0)
-            return
+            return False
         if R.gateway_router:
             if p.ct_trk and p.ct_rpl:
-                return          # (!ct.trk || !ct.rpl): replies are not SNATed again
+                return False    # (!ct.trk || !ct.rpl): replies are not SNATed again
             done = ct_nat(c, p, r, Z_SNAT, True, n.external_ip, False, 0)
             trace(c, f, R_LR_OUT_SNAT_GR_GW if R.gw_port >= 0 else R_LR_OUT_SNAT_GR, dp, p.depth, k, done)
         else:
@@ -538,4 +543,5 @@ cdef void lr_snat(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Router* R
             else:
                 done = ct_nat(c, p, r, Z_COMMON, True, n.external_ip, False, 0)
                 trace(c, f, R_LR_OUT_SNAT_CZONE, dp, p.depth, k, done)
-        return
+        return (done & 0xff) == CT_FULL
+    return False

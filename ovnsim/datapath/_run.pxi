@@ -137,8 +137,14 @@ cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport
     p.outport = -1
     p.op = OP_LS_IN
     c.stack_len = 0
+    c.visits = 0
     while not c.error:
         op = p.op
+        if op == OP_LS_IN or op == OP_LS_OUT or op == OP_LR_IN or op == OP_REENTER:
+            c.visits += 1
+            if c.visits > MAX_VISITS:
+                budget_spent(c, &f, &p)
+                break
         if op == OP_LS_IN:
             ls_ingress(c, &f, &p)
         elif op == OP_LS_OUT:
@@ -156,3 +162,24 @@ cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport
             p = c.stack[c.stack_len]
         else:
             break
+
+
+cdef void budget_spent(Core* c, const FrameCtx* f, const Pkt* p) noexcept nogil:
+    """The frame's MAX_VISITS are spent: drop this copy and every pending one, as one loop-limit drop.
+
+    What the frame already delivered stays delivered; the drop names the
+    datapath the next visit would have entered.
+    """
+    cdef int rule
+    cdef int32_t dp
+    if p.op == OP_LS_IN:
+        rule = R_LS_IN_FRAME_BUDGET
+        dp = c.ports[p.inport].sw
+    elif p.op == OP_LS_OUT:
+        rule = R_LS_OUT_FRAME_BUDGET
+        dp = c.ports[p.outport].sw
+    else:
+        rule = R_LR_IN_FRAME_BUDGET
+        dp = c.n_switches + c.rports[p.inport].router
+    emit_drop(c, f, rule, dp, p.depth, MAX_VISITS, <uint64_t>(1 + c.stack_len))
+    c.stack_len = 0

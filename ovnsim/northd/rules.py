@@ -232,6 +232,18 @@ RULES: Tuple[Rule, ...] = (
          "next(pipeline=ingress, table=0); };", args=("dst:ip",),
          writes=(("{", "clone"), ("eth.dst", "<eth.src"), ("eth.src", "<eth.dst"))),
     Rule("LR_OUT_LOOP_LIMIT", "lr_out_egr_loop", None, "", _DROP, Drop.LOOP_LIMIT),
+    # The frame's whole budget of datapath visits is spent (a multiplying loop: OVS
+    # abandons a translation after 4,096 resubmits); where it ran out, and how much was left.
+    *(Rule(f"{pipe}_FRAME_BUDGET", stage, None, "", _DROP, Drop.LOOP_LIMIT, ("visits:int", "pending:int"),
+           detail="the frame's budget of ${visits} datapath visits is spent; ${pending} pending copies abandoned")
+      for pipe, stage in (("LS_IN", "ls_in_check_port_sec"), ("LS_OUT", "ls_out_check_port_sec"),
+                          ("LR_IN", "lr_in_admission"))),
+    # A ct_dnat/ct_snat that would commit a new connection to a full table (OVS: a
+    # zone limit reached, the packet dropped).
+    Rule("LR_IN_DNAT_CT_FULL", "lr_in_dnat", None, "", _DROP, Drop.CONNTRACK_FULL, ("limit:int",),
+         detail="the conntrack table holds its limit of ${limit} connections"),
+    Rule("LR_OUT_SNAT_CT_FULL", "lr_out_snat", None, "", _DROP, Drop.CONNTRACK_FULL, ("limit:int",),
+         detail="the conntrack table holds its limit of ${limit} connections"),
     Rule("LR_OUT_DELIVERY", "lr_out_delivery", 100, 'outport == "${outport}"', "output;", args=("outport:lrp",)),
     Rule("LR_OUT_NOT_ATTACHED", "lr_out_delivery", None, "", _DROP, Drop.NO_ROUTE, ("outport:lrp",),
          detail="${outport} is not attached to a switch"),
@@ -335,6 +347,7 @@ CT_OUTCOMES: Tuple[Tuple[str, str], ...] = (
     ("ESTABLISHED", "NAT (established)"),
     ("NO_ENTRY", "no conntrack entry, no change"),
     ("NEW", "new connection"),
+    ("FULL", "new connection refused: the conntrack table is full"),
 )
 
 

@@ -77,6 +77,7 @@ class Drop(enum.IntEnum):
     SAME_PORT = 19  #: switch: unicast back to the port it came in on
     NO_OTHER_PORT = 20  #: switch: flooded, but the group holds no port besides the in-port
     NO_INGRESS = 21  #: replay --auto: no logical port could be chosen as the frame's ingress
+    CONNTRACK_FULL = 22  #: a new connection found the conntrack table at its limit (``--ct-limit``)
 
     @property
     def label(self) -> str:
