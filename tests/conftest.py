@@ -13,6 +13,7 @@ Tests that use them carry ``@pytest.mark.ovn`` (declared in pyproject.toml).
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
@@ -40,3 +41,21 @@ def ovn(real_ovn):
     """The session's RealOVN with empty databases (reset before the test)."""
     real_ovn.reset()
     return real_ovn
+
+
+def pytest_configure(config):
+    """A test run stopped with SIGTERM (CI's timeout, ``kill PID``) ends like Ctrl-C.
+
+    Without this, SIGTERM ends the interpreter at once: no fixture teardown,
+    no ``atexit``, so the ovsdb-server / ovn-northd / ovn-trace daemons
+    :class:`~ovnsim.testing.realovn.RealOVN` starts with ``--detach`` would
+    outlive the run.  As a KeyboardInterrupt, pytest stops and the
+    interpreter exits normally, running the harnesses' finalizers, which stop
+    every daemon by PID.  (SIGKILL cannot be caught; the real-data-path
+    harness covers it with PR_SET_PDEATHSIG, RealOVN does not yet.)
+    """
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _interrupt)
