@@ -28,6 +28,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Dict, List, Optional, Tuple
 
+from ovnsim.northd.tables import parse_addresses
+
 __all__ = ["LINKTYPE_LINUX_SLL", "LINKTYPE_LINUX_SLL2", "COOKED", "DestinationResolver", "rebuild_ethernet"]
 
 LINKTYPE_LINUX_SLL = 113
@@ -65,12 +67,9 @@ class DestinationResolver:
                 if port.type:
                     continue
                 for entry in port.addresses:
-                    words = entry.split()
-                    if not words or words[0] in ("unknown", "router", "dynamic"):
-                        continue
-                    for word in words[1:]:
-                        if ":" not in word:
-                            self.owner.setdefault(int(ipaddress.IPv4Address(word)), _mac(words[0]))
+                    mac, ips = parse_addresses(entry)
+                    for ip in ips:
+                        self.owner.setdefault(ip, mac.to_bytes(6, "big"))
         for router in logical.routers:
             for lrp in router.ports:
                 for network in lrp.networks:

@@ -114,7 +114,7 @@ class IngressTable:
     """
 
     def __init__(self, logical: LogicalTopology, port_index: Dict[str, int]):
-        from ovnsim.northd.tables import Prefix, ip_to_int, mac_to_int
+        from ovnsim.northd.tables import Prefix, parse_addresses
 
         self.by_mac: Dict[int, int] = {}
         self.by_ip: Dict[int, int] = {}
@@ -134,13 +134,12 @@ class IngressTable:
                 if port.type:
                     continue
                 for entry in port.addresses:
-                    words = entry.split()
-                    if not words or words[0] in ("unknown", "router", "dynamic"):
+                    mac, ips = parse_addresses(entry)
+                    if mac is None:
                         continue
-                    self.by_mac.setdefault(mac_to_int(words[0]), port_index[port.name])
-                    for word in words[1:]:
-                        if ":" not in word:
-                            self.by_ip.setdefault(ip_to_int(word), port_index[port.name])
+                    self.by_mac.setdefault(mac, port_index[port.name])
+                    for ip in ips:
+                        self.by_ip.setdefault(ip, port_index[port.name])
 
     def choose(self, eth_src: int, ip_src: Optional[int]) -> int:
         port = self.by_mac.get(eth_src)

@@ -254,7 +254,11 @@ class Tables:
             router.reset_neighbours()
 
 
-def _parse_addresses(entry: str) -> Tuple[Optional[int], Tuple[int, ...]]:
+def parse_addresses(entry: str) -> Tuple[Optional[int], Tuple[int, ...]]:
+    """One LSP ``addresses`` entry (``"MAC IP..."``) as (MAC, IPv4 addresses) integers.
+
+    ``unknown``, ``router`` and ``dynamic`` entries own no address: (None, ()).
+    """
     words = entry.split()
     if not words or words[0] in ("unknown", "router", "dynamic"):
         return None, ()
@@ -286,7 +290,7 @@ def build_tables(logical: LogicalTopology) -> Tables:
                 rp.peer = lsp.name
                 addresses.append((rp.mac, tuple(ip for ip, _ in rp.networks)))
             for entry in lsp.addresses:
-                mac, ips = _parse_addresses(entry)
+                mac, ips = parse_addresses(entry)
                 if mac is not None:
                     addresses.append((mac, ips))
             security = []
