@@ -343,7 +343,7 @@ OUTPUT_KINDS: Tuple[Tuple[str, str], ...] = (
     ("echo_reply", "a router's in-place ICMP echo reply"),
     ("arp", "an ARP request a router sent instead of the frame"),
     ("icmp4", "an ICMP error a router generated"),
-    ("tcp_reset", "a TCP RST a router generated"),
+    ("tcp_reset", "a TCP RST+ACK a router generated"),
 )
 
 #: What a ct_snat/ct_dnat did (the low byte of a "ct" value), in code order.

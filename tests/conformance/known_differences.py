@@ -11,9 +11,6 @@ from __future__ import annotations
 
 #: kind -> why real OVN 23.03 and ovnsim differ
 KINDS = {
-    "router-tcp-reset": (
-        "A TCP segment to a router address: OVN answers RST+ACK (ack = seq + 1, built with "
-        "TTL 64 and routed back); ovnsim sends a bare RST."),
     "lldp-port-security": (
         "LLDP (01:80:c2:00:00:0e) from a port with port security is dropped by OVN "
         "(ls_in_port_sec_l2 has no flow admitting it); ovnsim floods it."),
@@ -33,20 +30,6 @@ KINDS = {
 #: "topology/conversation" -> kind, measured (a conversation is listed under the
 #: kind of its first differing step)
 KNOWN = {
-    "multi-router/app1-tcp-gateway": "router-tcp-reset",
-    "multi-router/app2-tcp-gateway": "router-tcp-reset",
-    "multi-router/db1-tcp-gateway": "router-tcp-reset",
-    "multi-router/fw1-tcp-gateway": "router-tcp-reset",
-    "multi-router/lab1-tcp-gateway": "router-tcp-reset",
-    "multi-router/lab2-tcp-gateway": "router-tcp-reset",
-    "multi-router/web1-tcp-gateway": "router-tcp-reset",
-    "reference/db1-tcp-gateway": "router-tcp-reset",
-    "reference/vm1-tcp-gateway": "router-tcp-reset",
-    "reference/vm2-tcp-gateway": "router-tcp-reset",
-    "two-projects/alpha-vm1-tcp-gateway": "router-tcp-reset",
-    "two-projects/alpha-vm2-tcp-gateway": "router-tcp-reset",
-    "two-projects/beta-vm1-tcp-gateway": "router-tcp-reset",
-    "two-projects/beta-vm2-tcp-gateway": "router-tcp-reset",
     "dgp/app1-lldp": "lldp-port-security",
     "dgp/web1-lldp": "lldp-port-security",
     "dgp/web2-lldp": "lldp-port-security",
@@ -167,10 +150,10 @@ KNOWN = {
 #: capture file (pcaps/) -> {frame number (1-based): kind}: the frames of the
 #: bundled captures whose outputs differ today (test_realdp_captures.py)
 CAPTURES = {
-    "reference-mixed.pcap": {27: "router-tcp-reset", 34: "lldp-port-security"},
-    "reference-mixed.pcapng": {27: "router-tcp-reset", 34: "lldp-port-security"},
-    "reference-cut.pcap": {27: "router-tcp-reset", 34: "lldp-port-security"},
-    "reference-snaplen.pcap": {27: "router-tcp-reset", 34: "lldp-port-security"},
+    "reference-mixed.pcap": {34: "lldp-port-security"},
+    "reference-mixed.pcapng": {34: "lldp-port-security"},
+    "reference-cut.pcap": {34: "lldp-port-security"},
+    "reference-snaplen.pcap": {34: "lldp-port-security"},
     "two-projects-mixed.pcap": {},
     "dgp-mixed.pcap": {},
     "multi-router-mixed.pcap": {},
