@@ -7,10 +7,6 @@ with the reason when they are missing, a failure under OVNSIM_REQUIRE_REAL_OVN.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
@@ -125,37 +121,6 @@ def test_two_harnesses_at_once_are_independent():
         pids = list(a.pids.values()) + list(b.pids.values())
         assert all(_alive(p) for p in pids)
     assert not any(_alive(p) for p in pids)
-
-
-def test_a_killed_parent_leaves_no_daemon_behind(tmp_path):
-    """SIGKILL the Python process that owns a harness: PR_SET_PDEATHSIG ends its children."""
-    _require()
-    script = textwrap.dedent(f"""
-        import sys, time
-        sys.path.insert(0, {ROOT!r})
-        from ovnsim.testing.realdp import RealDatapath
-        dp = RealDatapath(keep_dir=True).start()
-        print(dp.dir, *dp.pids.values(), flush=True)
-        time.sleep(60)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline().split()
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
-    workdir, pids = line[0], [int(p) for p in line[1:]]
-    assert len(pids) == 6
-    deadline = time.monotonic() + 10
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        assert not any(_alive(p) for p in pids)
-    finally:
-        import shutil
-
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_periodic_gratuitous_arps_are_kept_apart_from_a_frames_outputs(multi_router):
