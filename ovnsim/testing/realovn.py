@@ -16,6 +16,11 @@ about 70 ms.  A one-shot ``ovn-trace`` re-reads the whole SB database: about
 21 ms on a 5-datapath topology, 460 ms on 64 datapaths.  Through the daemon
 a trace takes 0.07-0.25 ms (JSON-RPC straight to its socket, no
 ``ovn-appctl``), and a daemon (re)start costs about one one-shot trace.
+The names a trace needs (a port's datapath, the datapaths' uuids) come from
+the SB over JSON-RPC too, cached until the SB may change: on the reference
+topology, 2 busy cores, ``ovntrace.run_trace`` takes 0.6 ms a microflow
+(33 ms while each lookup ran ``ovn-sbctl``) and ``trace_result`` with its
+parse 1.5 ms (53 ms).
 
 Typical use (the pytest fixtures in ``tests/conftest.py`` wrap this)::
 
