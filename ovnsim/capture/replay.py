@@ -980,13 +980,15 @@ _COOKED_NAMES = {113: "LINUX_SLL", 276: "LINUX_SLL2"}
 
 def _port_mac(logical: LogicalTopology, port: str) -> Optional[str]:
     """The MAC of logical switch port ``port`` (its first address), if it has one."""
+    from ovnsim.northd.tables import int_to_mac, parse_addresses
+
     for ls in logical.switches:
         for lsp in ls.ports:
             if lsp.name == port:
                 for entry in lsp.addresses:
-                    words = entry.split()
-                    if words and words[0] not in ("unknown", "router", "dynamic"):
-                        return words[0]
+                    mac, _ = parse_addresses(entry)
+                    if mac is not None:
+                        return int_to_mac(mac)
     return None
 
 
