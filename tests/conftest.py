@@ -12,7 +12,6 @@ Tests that use them carry ``@pytest.mark.ovn`` (declared in pyproject.toml).
 
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
@@ -23,11 +22,7 @@ from ovnsim.testing.realovn import RealOVN
 @pytest.fixture(scope="session")
 def real_ovn():
     """One RealOVN for the whole session; stopped (by pid) at the end."""
-    ok, reason = RealOVN.available()
-    if not ok:
-        if os.environ.get("OVNSIM_REQUIRE_REAL_OVN", "") not in ("", "0"):
-            pytest.fail(f"OVNSIM_REQUIRE_REAL_OVN is set but {reason}")
-        pytest.skip(reason)
+    RealOVN.skip_unless_available()
     ovn = RealOVN()
     ovn.start()
     try:

@@ -40,14 +40,6 @@ HARNESSES = {
 }
 
 
-def _require(cls):
-    ok, reason = cls.available()
-    if not ok:
-        if os.environ.get("OVNSIM_REQUIRE_REAL_OVN", "") not in ("", "0"):
-            pytest.fail(f"OVNSIM_REQUIRE_REAL_OVN is set but {reason}")
-        pytest.skip(reason)
-
-
 def _wait_gone(pids, path, seconds=10.0):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -60,7 +52,7 @@ def _wait_gone(pids, path, seconds=10.0):
 def test_a_killed_parent_leaves_no_daemon_and_no_directory(name):
     """SIGKILL the Python process that owns a started harness: by the pids it
     reported, no daemon survives (nor the keeper), and its directory is gone."""
-    _require(RealOVN if name == "RealOVN" else RealDatapath)
+    (RealOVN if name == "RealOVN" else RealDatapath).skip_unless_available()
     imports, more, roles = HARNESSES[name]
     script = textwrap.dedent(f"""
         import json, sys, time
@@ -90,7 +82,7 @@ def test_a_killed_parent_leaves_no_daemon_and_no_directory(name):
 
 @pytest.mark.parametrize("cls", [RealOVN, RealDatapath], ids=lambda c: c.__name__)
 def test_stop_ends_every_process_and_the_keeper(cls):
-    _require(cls)
+    cls.skip_unless_available()
     with cls() as h:
         if cls is RealOVN:
             h.start_trace_daemon()
@@ -104,7 +96,7 @@ def test_stop_ends_every_process_and_the_keeper(cls):
 def test_a_daemon_that_fails_to_start_is_an_error_with_its_log(monkeypatch):
     """A daemon that exits during start-up is reported with its role, status and
     log tail (not a timeout), and nothing is left running or on disk."""
-    _require(RealOVN)
+    RealOVN.skip_unless_available()
     h = RealOVN()
 
     def broken_databases(roles):

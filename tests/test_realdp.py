@@ -22,17 +22,9 @@ pytestmark = pytest.mark.ovn
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _require():
-    ok, reason = RealDatapath.available()
-    if not ok:
-        if os.environ.get("OVNSIM_REQUIRE_REAL_OVN", "") not in ("", "0"):
-            pytest.fail(f"OVNSIM_REQUIRE_REAL_OVN is set but {reason}")
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def multi_router():
-    _require()
+    RealDatapath.skip_unless_available()
     dp = RealDatapath()
     dp.start()
     try:
@@ -114,7 +106,7 @@ def test_garp_is_recognised():
 
 
 def test_two_harnesses_at_once_are_independent():
-    _require()
+    RealDatapath.skip_unless_available()
     with RealDatapath() as a, RealDatapath() as b:
         assert a.dir != b.dir
         assert not set(a.pids.values()) & set(b.pids.values())

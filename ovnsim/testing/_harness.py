@@ -153,6 +153,17 @@ def pid_alive(pid: int) -> bool:
     return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
 
 
+def unix_connect(path: str) -> socket.socket:
+    """A stream socket connected to the unix socket ``path`` (OSError if it cannot be)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
 def _pid_cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -372,6 +383,18 @@ class DaemonHarness:
                          + " (searched $OVN_PKGDATADIR, " + ", ".join(_SCHEMA_DIRS) + ")")
         return False, f"{cls._WHAT} is not installed (" + "; ".join(parts) + ")" + cls._INSTALL_HINT
 
+    @classmethod
+    def skip_unless_available(cls) -> None:
+        """In a test: skip it, with the reason, when the programs are missing;
+        fail it instead when ``OVNSIM_REQUIRE_REAL_OVN`` is set (CI installs them)."""
+        ok, reason = cls.available()
+        if not ok:
+            import pytest
+
+            if os.environ.get("OVNSIM_REQUIRE_REAL_OVN", "") not in ("", "0"):
+                pytest.fail(f"OVNSIM_REQUIRE_REAL_OVN is set but {reason}")
+            pytest.skip(reason)
+
     @property
     def running(self) -> bool:
         """True between :meth:`start` and :meth:`stop`."""
@@ -520,14 +543,11 @@ class DaemonHarness:
         assert self._children is not None
         deadline = time.monotonic() + self.timeout
         while True:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                s.connect(sock_path)
+                unix_connect(sock_path).close()
                 return
             except OSError:
                 pass
-            finally:
-                s.close()
             proc = self._children.procs.get(role)
             if proc is not None and proc.poll() is not None:
                 raise RealOVNError(f"{role} exited with status {proc.returncode} during start-up\n"
@@ -613,13 +633,7 @@ class DaemonHarness:
         """Rows of an SB table straight over JSON-RPC (no process, ~0.3 ms),
         in OVSDB's JSON notation (``["uuid", ...]``, ``["map", ...]``)."""
         if self._sb is None:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                s.connect(self._path("sb.sock"))
-            except OSError:
-                s.close()
-                raise
-            self._sb = s
+            self._sb = unix_connect(self._path("sb.sock"))
         reply = self._jsonrpc(self._sb, "transact", ["OVN_Southbound", {
             "op": "select", "table": table, "where": list(where), "columns": list(columns)}])
         if reply.get("error") is not None:

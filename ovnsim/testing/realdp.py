@@ -48,7 +48,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ovnsim.testing._harness import DaemonHarness, RealOVNError
+from ovnsim.testing._harness import DaemonHarness, RealOVNError, unix_connect
 
 __all__ = ["RealDatapath", "Injected", "BINARIES", "is_garp"]
 
@@ -223,8 +223,7 @@ class RealDatapath(DaemonHarness):
     def appctl(self, method: str, *params: str) -> str:
         """A unixctl command to ovs-vswitchd (JSON-RPC on its socket, ~1 ms)."""
         if self._ctl is None:
-            self._ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self._ctl.connect(self._path("ovs-vswitchd.ctl"))
+            self._ctl = unix_connect(self.ctl_path("ovs-vswitchd"))
         reply = self._jsonrpc(self._ctl, method, list(params))
         if reply.get("error") is not None:
             raise RealOVNError(f"ovs-vswitchd {method} {' '.join(params)}: {reply['error']}")

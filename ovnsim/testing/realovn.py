@@ -65,7 +65,7 @@ import subprocess
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ovnsim.testing._harness import (CommandError, ConnectionClosed, DaemonHarness, RealOVNError,
-                                     _child_setup, find_binary, find_schema)
+                                     _child_setup, find_binary, find_schema, unix_connect)
 
 __all__ = [
     "RealOVN",
@@ -156,14 +156,9 @@ class RealOVN(DaemonHarness):
 
     ``RealOVN()`` only prepares; :meth:`start` (or ``with RealOVN() as ovn``)
     creates the databases and starts the daemons, and returns once
-    ovn-northd has answered a ``--wait=sb sync``.
-
-    Parameters:
-        base_dir: where to create the temporary directory (default: the
-            system temp dir, or ``/tmp`` when that path is too long for unix
-            sockets).
-        keep_dir: keep the directory (logs, databases) after :meth:`stop`.
-        timeout: seconds any single command or daemon start may take.
+    ovn-northd has answered a ``--wait=sb sync``.  Parameters
+    (``base_dir``, ``keep_dir``, ``timeout``): see
+    :class:`~ovnsim.testing._harness.DaemonHarness`.
     """
 
     BINARIES = BINARIES
@@ -549,13 +544,7 @@ class RealOVN(DaemonHarness):
         """One JSON-RPC request to the trace daemon: (True, result) or (False, error)."""
         try:
             if self._daemon_sock is None:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    s.connect(self.ctl_path("trace"))
-                except OSError:
-                    s.close()
-                    raise
-                self._daemon_sock = s
+                self._daemon_sock = unix_connect(self.ctl_path("trace"))
             reply = self._jsonrpc(self._daemon_sock, method, params)
         except socket.timeout:
             self.stop_trace_daemon()
