@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from ovnsim.errors import OvnsimError
+from ovnsim.lab.acl import SYSCTL_BRIDGE_CONNTRACK, AclPlan, acl_ruleset
 from ovnsim.nb.model import (LSP_TYPE_LOCALNET, LSP_TYPE_LOCALPORT, LSP_TYPE_ROUTER, LSP_TYPE_VM, NAT_DNAT,
                              NAT_DNAT_AND_SNAT, NAT_SNAT, LogicalRouter, LogicalTopology)
 
@@ -345,6 +346,14 @@ class _Planner:
         # and upstream gateways (OVN's ARP responder answers for them).
         if ps_rules:
             sw.nft = _port_security_ruleset(ps_rules)
+        # Security groups: the port groups' ACLs on the VM ports' bridge ports.
+        acls = AclPlan(logical, {link.port: link.bridge_ifname for link in self.links if link.port in self.ports
+                                 and self.ports[link.port] == link.netns
+                                 and any(ns.name == link.netns and ns.role == ROLE_VM for ns in self.namespaces)})
+        self.notes.extend(acls.notes)
+        if acls:
+            sw.nft += acl_ruleset(acls)
+            sw.sysctls.update(SYSCTL_BRIDGE_CONNTRACK)
         return LabPlan(name=self.name, token=self.token, source=logical.source, namespaces=self.namespaces,
                        bridges=self.bridges, links=self.links, ports=self.ports, notes=self.notes)
 
