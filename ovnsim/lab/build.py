@@ -67,6 +67,10 @@ def build(ledger: Ledger) -> None:
     """Create every object of the ledger's plan; the ledger is then marked up."""
     plan = ledger.plan
     by_name = {ns.name: ns for ns in plan.namespaces}
+    if any(key.startswith("net.bridge.") for ns in plan.namespaces for key in ns.sysctls) \
+            and not os.path.exists("/proc/sys/net/bridge"):
+        raise LabUnavailableError("labs of topologies with security groups need the kernel's bridge netfilter "
+                                  "(br_netfilter: modprobe br_netfilter) for conntrack on bridged traffic")
     netns.prepare_run_dir()
     created: List[str] = []
 
