@@ -88,6 +88,8 @@ class ProbeResult:
     protocol: str
     delivered: Set[str] = field(default_factory=set)
     answered: bool = False
+    #: port -> the source address the request arrived with there (a SNAT or floating IP, or the sender's own)
+    seen_as: Dict[str, str] = field(default_factory=dict)
 
 
 def endpoints(lab) -> Dict[str, str]:
@@ -177,6 +179,7 @@ def probe_from(lab, source: str, destinations: Iterable[str], protocol: str = "i
                 for i, _dst in enumerate(destinations):
                     if _marker(i) in payload:
                         results[i].delivered.add(p)
+                        results[i].seen_as.setdefault(p, ip.src)
             elif (TCP in pkt and protocol == "tcp" and pkt[TCP].dport == port and pkt[TCP].flags & 0x02
                   and not pkt[TCP].flags & 0x10) or (UDP in pkt and protocol == "udp" and pkt[UDP].dport == port):
                 # Attributed by destination address (two targets with one
@@ -186,6 +189,7 @@ def probe_from(lab, source: str, destinations: Iterable[str], protocol: str = "i
                 hits = by_dst.get(ip.dst, [0] if len(destinations) == 1 else [])
                 for i in hits:
                     results[i].delivered.add(p)
+                    results[i].seen_as.setdefault(p, ip.src)
     return results
 
 
