@@ -151,3 +151,24 @@ def test_reach_on_a_lab_answers_as_the_emulator(tmp_path, monkeypatch):
     assert answers[1][0].seen_as == "172.24.4.10"  # SNAT, seen where the request arrived in the lab
     blocked = answers[-1][0]
     assert blocked.blocker.direction == "forward" and "not db1" in blocked.blocker.detail
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not LABS_OK, reason="labs need root and nftables")
+def test_reach_cli_on_a_lab(tmp_path, monkeypatch, capsys):
+    from ovnsim.cli import main
+    from ovnsim.lab import Lab
+
+    monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
+    monkeypatch.chdir(tmp_path)  # the lab's topology file is found from any directory
+    with Lab.up(str(TOPOS / "reference.yaml"), name=f"rc{os.getpid()}") as lab:
+        assert main(["reach", "--lab", lab.name, "vm1", "outside", "--proto", "icmp"]) == 0
+        assert "reachable (lab)" in capsys.readouterr().out
+        assert main(["reach", "--lab", lab.name, "outside", "db1", "--proto", "tcp/22"]) == 1
+        assert "NOT reachable (lab)" in capsys.readouterr().out
+        assert main(["reach", "--lab", lab.name]) == 2
+        assert main(["reach", "--lab", lab.name, "vm1", "outside:192.0.2.9"]) == 2
+        err = capsys.readouterr().err
+        assert "give SRC DST" in err and "holds only 198.51.100.7" in err
+    assert main(["reach", "--lab", "no-such-lab", "vm1", "db1"]) == 2
+    assert "no lab named 'no-such-lab'" in capsys.readouterr().err
