@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from ovnsim.lab import Lab
+from ovnsim.lab.build import bridge_conntrack_missing
 from ovnsim.lab.plan import OUTSIDE_ADDRESS
 from ovnsim.lab.probe import endpoints, probe_matrix
 
@@ -131,7 +132,9 @@ def _params():
     for topo in TOPOLOGIES:
         for protocol, port in (("icmp", 0), ("tcp", 8080)) + (
                 (("tcp", 22), ("tcp", 80), ("tcp", 5432), ("udp", 5001)) if topo == "security-groups" else ()):
-            marks = [_NO_ACL_STAGES] if topo == "security-groups" else []
+            marks = [_NO_ACL_STAGES, pytest.mark.skipif(bool(bridge_conntrack_missing()),
+                                                        reason=bridge_conntrack_missing())] \
+                if topo == "security-groups" else []
             name = protocol if port in (0, 8080) else f"{protocol}{port}"
             out.append(pytest.param(topo, protocol, port or 7, marks=marks, id=f"{topo}-{name}"))
     return out

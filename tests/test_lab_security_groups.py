@@ -23,7 +23,8 @@ import pytest
 
 from acl_cases import CASES, CASES_BY_NAME, OUTSIDE, TOPO, recorded
 from ovnsim.lab import Lab
-from ovnsim.lab.acl import translate_match, UnsupportedMatch
+from ovnsim.lab.acl import UnsupportedMatch, translate_match
+from ovnsim.lab.build import bridge_conntrack_missing
 from ovnsim.lab.probe import endpoints, probe_from
 
 REQUESTS = [c for c in CASES if not c.reply_to and not c.name.startswith("web1_arp")]
@@ -33,9 +34,7 @@ REPLIES = [c for c in CASES if c.reply_to]
 def _root_reason():
     if os.geteuid() != 0 or shutil.which("nft") is None:
         return "labs need root and nftables"
-    if not os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables"):
-        return "security groups in labs need br_netfilter (the kernel's bridge netfilter; modprobe br_netfilter)"
-    return None
+    return bridge_conntrack_missing() or None
 
 
 def needs_lab(test):

@@ -50,6 +50,18 @@ def check_environment() -> None:
         raise LabUnavailableError("labs need " + "; ".join(missing))
 
 
+def bridge_conntrack_missing() -> str:
+    """Why labs cannot realise security groups on this machine ("" when they can).
+
+    They need conntrack on bridged IPv4, which the kernel's bridge netfilter
+    (``br_netfilter``, its sysctls under ``/proc/sys/net/bridge``) provides.
+    """
+    if os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables"):
+        return ""
+    return ("labs of topologies with security groups need the kernel's bridge netfilter for conntrack on "
+            "bridged traffic (br_netfilter: modprobe br_netfilter)")
+
+
 def _ipr():
     from pyroute2 import IPRoute
 
@@ -68,10 +80,10 @@ def build(ledger: Ledger) -> None:
     """Create every object of the ledger's plan; the ledger is then marked up."""
     plan = ledger.plan
     by_name = {ns.name: ns for ns in plan.namespaces}
-    if any(key.startswith("net.bridge.") for ns in plan.namespaces for key in ns.sysctls) \
-            and not os.path.exists("/proc/sys/net/bridge"):
-        raise LabUnavailableError("labs of topologies with security groups need the kernel's bridge netfilter "
-                                  "(br_netfilter: modprobe br_netfilter) for conntrack on bridged traffic")
+    if any(key.startswith("net.bridge.") for ns in plan.namespaces for key in ns.sysctls):
+        missing = bridge_conntrack_missing()
+        if missing:
+            raise LabUnavailableError(missing)
     netns.prepare_run_dir()
     created: List[str] = []
 
