@@ -125,10 +125,14 @@ def test_ovn_lab_fixture_labs_answer_assertions(sandbox):
             lab = ovn_lab("reference.yaml", name="ptfix{os.getpid()}")
             assert_reachable("vm1", "db1", proto="tcp/22", net=lab)
             assert_isolated("outside", "db1", proto="icmp", net=lab)
+            assert assert_reachable("vm1", "db1", proto="icmp").backend == "lab"  # the fixture's lab answers
+
+        def test_net_path_follows_the_backend(ovn_lab):
+            assert assert_reachable("vm1", "db1", proto="icmp", net="reference.yaml").backend == "emulator"
     """)
     result = sandbox.runpytest_subprocess("-p", "ovnsim.testing.plugin", "-p", "ovnsim.lab.pytest_plugin",
                                           "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
 
 
 @pytest.mark.root

@@ -36,11 +36,13 @@ the assertions about the ``ovn_topology``:
 * ``both`` -- each question asked of both; a test fails, with both answers,
   when they disagree.
 
-With ``lab`` or ``both`` on a machine where labs cannot run (not root, no
-network namespaces, no nftables), every test using ``ovn_topology`` is
-skipped with the reason.  ``net=`` also takes a running :class:`~ovnsim.lab.Lab`
-(e.g. from the ``ovn_lab`` fixture of ``ovnsim.lab.pytest_plugin``), which
-then answers that assertion.
+The backend answers for ``net=PATH`` too.  With ``lab`` or ``both`` on a
+machine where labs cannot run (not root, no network namespaces, no
+nftables), every test asking about a topology is skipped with the reason.
+``net=`` also takes a running :class:`~ovnsim.lab.Lab`, which then answers
+that assertion; a lab made by the ``ovn_lab`` fixture of
+``ovnsim.lab.pytest_plugin`` answers the test's assertions without ``net=``
+when the test has no ``ovn_topology``.
 
 Every helper takes ``soft=True``: the failure is collected and all of a
 test's soft failures are reported together when it ends.
@@ -72,6 +74,7 @@ class _Current:
     reach = None  #: a Reachability, LabReachability or BothReachability
     sim: Optional["RecordingSimulator"] = None
     soft: List[str] = []
+    backend: str = "emulator"  #: the session's --ovn-backend
 
 
 _cache: Dict[str, Reachability] = {}
@@ -129,7 +132,7 @@ def _net(net):
     if isinstance(net, RecordingSimulator):
         return Reachability(net.topology, simulator=None)
     if isinstance(net, (str, os.PathLike)):
-        return _reachability_for(os.fspath(net))
+        return _backend_for(os.fspath(net), _Current.backend)
     return Reachability(net)
 
 
@@ -299,6 +302,7 @@ def pytest_configure(config) -> None:
     backend = _backend_name(config)
     if backend not in BACKENDS:
         raise pytest.UsageError(f"ovnsim: ovn_backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    _Current.backend = backend
 
 
 def _backend_name(config) -> str:
@@ -307,6 +311,7 @@ def _backend_name(config) -> str:
 
 def pytest_sessionfinish(session) -> None:
     """Tear down the labs the ``lab`` and ``both`` backends built."""
+    _Current.backend = "emulator"
     if not _labs:
         return
     from ovnsim.lab.plan import LabError
