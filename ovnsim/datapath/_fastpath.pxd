@@ -491,6 +491,9 @@ ctypedef struct Core:
     int8_t* drop_reason
     int16_t* drop_stage
     int32_t* drop_dp
+    int16_t* drop_rule       # the dropping rule and its record's values (a drop's detail)
+    uint32_t* drop_a
+    uint64_t* drop_b
     int64_t n_drop
     int64_t cap_drop
     # The trace (only when `tracing`): one record per step, a rule code of

@@ -330,7 +330,7 @@ include "_run.pxi"
 
 cdef int _check_contract() except -1:
     # The result arrays are copied into array.array objects byte for byte.
-    for code, size in (("i", 4), ("b", 1), ("h", 2), ("q", 8), ("Q", 8)):
+    for code, size in (("i", 4), ("I", 4), ("b", 1), ("h", 2), ("q", 8), ("Q", 8)):
         if _array(code).itemsize != size:
             raise ImportError(f"ovnsim.datapath._fastpath: array('{code}') is not {size} bytes")
     return 0
@@ -430,6 +430,7 @@ cdef class FastEngine:
         free(c.out_frame); free(c.out_port); free(c.out_kind); free(c.out_start); free(c.out_len)
         free(c.out_data)
         free(c.drop_frame); free(c.drop_reason); free(c.drop_stage); free(c.drop_dp)
+        free(c.drop_rule); free(c.drop_a); free(c.drop_b)
         free(c.trace)
 
     def __init__(self, logical, tables=None):
@@ -884,6 +885,9 @@ cdef class FastEngine:
             result.drop_reason.frombytes(_view(c.drop_reason, c.n_drop))
             result.drop_stage.frombytes(_view(c.drop_stage, c.n_drop * 2))
             result.drop_datapath.frombytes(_view(c.drop_dp, c.n_drop * 4))
+            result.drop_rule.frombytes(_view(c.drop_rule, c.n_drop * 2))
+            result.drop_a.frombytes(_view(c.drop_a, c.n_drop * 4))
+            result.drop_b.frombytes(_view(c.drop_b, c.n_drop * 8))
             if c.n_trace:
                 # The records change hands without a copy (the buffer object owns them now).
                 tb = _TraceBuf()
