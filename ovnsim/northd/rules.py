@@ -209,6 +209,14 @@ RULES: Tuple[Rule, ...] = (
          "arp { eth.dst = ff:ff:ff:ff:ff:ff; arp.spa = ${spa}; arp.tpa = ${tpa}; arp.op = 1; output; };",
          args=("spa:ip", "tpa:ip"),
          writes=(("{", "arp"), ("eth.dst", "ff:ff:ff:ff:ff:ff"), ("arp.spa", "${spa}"), ("arp.tpa", "${tpa}"), ("arp.op", "1"))),
+    # pinctrl's buffered packets: the packet the arp action sent to the controller is
+    # kept (3 newest per next hop) and sent on through the egress pipeline, eth.dst
+    # filled in, once a MAC binding for the next hop appears.
+    Rule("LR_IN_ARP_HOLD", "lr_in_arp_request", None, "", "/* pinctrl holds the packet until ${hop} resolves */",
+         args=("hop:ip",)),
+    Rule("LR_IN_ARP_RELEASE", "lr_in_arp_request", None, "",
+         "/* held packet sent: ${hop} is at ${mac}; eth.dst = ${mac}; output; */", args=("hop:ip", "mac:mac"),
+         writes=(("eth.dst", "${mac}"),)),
     # -- logical router egress --------------------------------------------------
     Rule("LR_OUT_UNDNAT_GR", "lr_out_undnat", 50, "ip", "flags.loopback = 1; ct_dnat; /* ${ct} */",
          args=("src:ip", "ct:ct"),
