@@ -730,18 +730,20 @@ cdef class FastEngine:
 
     @property
     def conntrack_stats(self):
-        """Conntrack counters: ``created``, ``expired``, ``live``, ``peak``, and the clock ``now_ns``.
+        """Conntrack counters: ``created``, ``expired``, ``live``, ``peak``, the clock ``now_ns``, ``bytes``.
 
         ``created`` connections were committed; ``expired`` were removed
         because they expired (or, a TCP connection both ends had closed, a
         new SYN reused its tuple); ``live`` are held (``created - expired``
         since the last :meth:`reset`); ``peak`` the most held at once.  An
         expired connection is reclaimed lazily: call :meth:`conntrack_sweep`
-        first for ``live`` and ``expired`` as of the clock.
+        first for ``live`` and ``expired`` as of the clock.  ``bytes``: the
+        memory the table and the connections take (it follows ``peak``).
         """
         cdef Conntrack* ct = &self.core.ct
         return {"created": ct.created, "expired": ct.expired, "live": ct.n_live, "peak": ct.peak,
-                "now_ns": ct.now}
+                "now_ns": ct.now,
+                "bytes": (ct.mask + 1) * sizeof(CtSlot) + ct.cap_conns * sizeof(CtConn)}
 
     def conntrack_sweep(self):
         """Remove every connection expired by the clock (the last frame's timestamp); how many."""
