@@ -10,6 +10,7 @@ connection.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,72 @@ def test_timeouts_are_checked_and_changed_only_while_nothing_is_tracked(sim):
 def test_a_bad_time_is_refused(sim, bad):
     with pytest.raises(ValueError, match="time must be a number of seconds"):
         sim.inject("vm1", b"\0" * 60, time=bad)
+
+
+# ---------------------------------------------------------------------------
+# replay: the capture's timestamps are the clock
+# ---------------------------------------------------------------------------
+
+
+def _capture(tmp_path: Path, sim: Simulator, times_and_frames) -> Path:
+    from scapy.utils import PcapWriter
+
+    path = tmp_path / "aged.pcap"
+    with PcapWriter(str(path), linktype=1, sync=True) as writer:
+        for t, frame in times_and_frames:
+            frame.time = T0 + t
+            writer.write(frame)
+    return path
+
+
+def _udp_session(sim: Simulator, reply_at: float):
+    """vm1 -> 8.8.8.8 at 0, 8.8.8.8's reply to the SNAT address at ``reply_at``."""
+    vm_side, gw = lrp_mac(sim, "lrp-router1-web-v4"), lrp_mac(sim, "lrp-router1-gw")
+    return [(0, udp_frame(VM1_MAC, vm_side, VM1_IP, INTERNET, sport=40000, dport=53)),
+            (reply_at, udp_frame(UPSTREAM_MAC, gw, INTERNET, SNAT_IP, sport=53, dport=40000))]
+
+
+@pytest.mark.parametrize("reply_at, replied", [(59, True), (61, False)])
+def test_replay_ages_connections_by_the_capture_timestamps(tmp_path, capsys, sim, reply_at, replied):
+    from ovnsim.cli import main
+
+    capture = _capture(tmp_path, sim, _udp_session(sim, reply_at))
+    assert main(["replay", str(REFERENCE), str(capture), "--out-dir", str(tmp_path / "o"), "--auto", "--json",
+                 "--trace", "2"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert ("vm1" in data["outputs"]) is replied
+    ct = data["conntrack"]
+    assert (ct["created"], ct["expired"], ct["live"], ct["peak"]) == ((1, 0, 1, 1) if replied else (1, 1, 0, 1))
+    assert ct["created"] == ct["expired"] + ct["live"] and ct["limit"] is None
+    assert ct["timeouts"]["udp_first"] == 60
+    # --trace N runs the frames before N with their times too: the trace agrees with the replay
+    assert ('output("vm1")' in data["trace"]["text"]) is replied
+
+
+def test_replay_ct_timeout_option(tmp_path, capsys, sim):
+    from ovnsim.cli import main
+
+    capture = _capture(tmp_path, sim, _udp_session(sim, 20))
+    assert main(["replay", str(REFERENCE), str(capture), "--out-dir", str(tmp_path / "o"), "--auto",
+                 "--ct-timeout", "udp_first=10", "--ct-timeout", "udp_single=15"]) == 0
+    text = capsys.readouterr().out
+    assert "conntrack: 1 connections created, 1 expired, 0 live at the end, peak 1; timeouts udp_first=10s, " \
+           "udp_single=15s, others OVS's defaults" in text
+    assert "  vm1 " not in text
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("udp=5", "--ct-timeout: unknown conntrack timeout 'udp'; the timeouts are: tcp_syn_sent, tcp_syn_recv"),
+    ("udp_first", "--ct-timeout udp_first: expected NAME=SECONDS (e.g. udp_first=30)"),
+    ("udp_first=-3", "--ct-timeout udp_first=-3: expected NAME=SECONDS (e.g. udp_first=30)"),
+    ("udp_first=0", "--ct-timeout: conntrack timeout udp_first: 0 is not a whole number of seconds from 1 to"),
+])
+def test_replay_bad_ct_timeout_is_a_one_line_error(tmp_path, capsys, arg, message):
+    from ovnsim.cli import main
+
+    capture = ROOT / "pcaps" / "reference-mixed.pcap"
+    assert main(["replay", str(REFERENCE), str(capture), "--out-dir", str(tmp_path / "o"), "--auto",
+                 "--ct-timeout", arg]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ovnsim: error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
