@@ -376,6 +376,10 @@ RULES: Tuple[Rule, ...] = (
          detail="${problem}", event=False),
     Rule("PARSE_UNSUPPORTED", "ls_in_check_port_sec", None, "", _DROP, Drop.UNSUPPORTED,
          ("problem:parse", "n:int"), detail="${problem}", event=False),
+    # A frame captured with a snaplen (tcpdump -s 96) replays on the headers it has;
+    # one whose headers themselves were cut cannot.
+    Rule("PARSE_SNAPLEN", "ls_in_check_port_sec", None, "", _DROP, Drop.SNAPLEN_TRUNCATED,
+         ("problem:parse", "n:int"), detail="${problem}", event=False),
     Rule("NO_INGRESS", "ls_in_check_port_sec", None, "", _DROP, Drop.NO_INGRESS,
          detail="no logical port owns the frame's source", event=False),
 )
@@ -400,6 +404,7 @@ PARSE_PROBLEMS: Tuple[Tuple[str, str], ...] = (
     ("TRUNCATED_TCP", "truncated TCP header"),
     ("TRUNCATED_UDP", "truncated UDP header"),
     ("IPV6", "IPv6 is not modelled yet"),
+    ("SNAPLEN", "headers cut by the capture's snaplen: {n} bytes captured"),
 )
 
 #: Kinds of output (``kind`` in a verdict; ``BatchResult.out_kind`` is the index), with what each is.
