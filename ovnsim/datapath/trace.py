@@ -22,7 +22,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
 
-from ovnsim.northd.rules import CT_OUTCOMES, PARSE_PROBLEMS, RULES, Rule
+from ovnsim.northd.rules import CT_OUTCOMES, DHCP_RESULTS, PARSE_PROBLEMS, RULES, Rule
 from ovnsim.northd.stages import STAGES, Drop
 from ovnsim.northd.tables import int_to_ip, int_to_mac
 
@@ -81,6 +81,15 @@ class _Martian(NamedTuple):
     broadcast: str
 
 
+class _Dhcp(NamedTuple):
+    port: str
+    mac: str
+    offerip: str
+    server_id: str
+    server_mac: str
+    options: str
+
+
 class Step(NamedTuple):
     """One rendered trace record: the rule, where, and its filled-in text."""
 
@@ -120,6 +129,8 @@ class TraceRenderer:
                       for ip, prefix in rp.networks]
         self.snats = [_Snat(prio, prio + 1, str(n.logical), int_to_ip(n.external_ip))
                       for prio, n in engine.snat_rows]
+        self.dhcps = [_Dhcp(r.port, int_to_mac(r.mac), int_to_ip(r.offer_ip), int_to_ip(r.server_id),
+                            int_to_mac(r.server_mac), r.text) for r in engine.dhcp_rows]
 
     # -- values ------------------------------------------------------------------
 
@@ -149,6 +160,10 @@ class TraceRenderer:
             return int_to_mac(v) if v else "no MAC binding"
         if kind == "ct":
             return _ct_text(v)
+        if kind == "dhcp":
+            return self.dhcps[v]
+        if kind == "dhcp_result":
+            return DHCP_RESULTS[v][1]
         if kind == "parse":
             return PARSE_PROBLEMS[v][1].format(n=other)
         return str(v)
