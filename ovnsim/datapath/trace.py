@@ -88,6 +88,7 @@ class _Dhcp(NamedTuple):
     server_id: str
     server_mac: str
     options: str
+    trace_options: str
 
 
 class Step(NamedTuple):
@@ -130,7 +131,7 @@ class TraceRenderer:
         self.snats = [_Snat(prio, prio + 1, str(n.logical), int_to_ip(n.external_ip))
                       for prio, n in engine.snat_rows]
         self.dhcps = [_Dhcp(r.port, int_to_mac(r.mac), int_to_ip(r.offer_ip), int_to_ip(r.server_id),
-                            int_to_mac(r.server_mac), r.text) for r in engine.dhcp_rows]
+                            int_to_mac(r.server_mac), r.text, r.trace_text) for r in engine.dhcp_rows]
 
     # -- values ------------------------------------------------------------------
 
@@ -331,6 +332,9 @@ def format_minimal(result: "Result", input_fields: Dict[str, object]) -> str:
                 if field == "{":
                     lines.append(f"{indent}{value} {{")
                     indent, block = indent + "    ", True
+                    continue
+                if field == "!":
+                    lines.append(f"{indent}{value}")
                     continue
                 written.add(field)
                 if value is None:

@@ -17,8 +17,8 @@ A row without ``server_id``, ``server_mac`` or ``lease_time``, or whose
 cidr does not hold the port's address, gets no flows (northd logs a
 warning and OVN does not answer); so does a row with an option
 ovn-controller cannot encode (an unknown name or a value of the wrong type:
-ovn-controller rejects the flow), which :func:`dhcpv4_responders` reports
-in :attr:`DhcpResponder` -less form through ``problems``.
+ovn-controller rejects the flow); :func:`dhcpv4_responders` says why in
+``problems``.
 """
 
 from __future__ import annotations
@@ -101,6 +101,8 @@ class DhcpResponder:
     next_server: Optional[int]
     #: the action's option list as northd prints it (``name = value, ...``), for traces
     text: str
+    #: the same as ovn-trace prints it (a set's values separated by ", ")
+    trace_text: str = ""
 
 
 def _values(text: str) -> List[str]:
@@ -109,6 +111,14 @@ def _values(text: str) -> List[str]:
     if text.startswith("{") and text.endswith("}"):
         return [v for v in re.split(r"[\s,]+", text[1:-1].strip()) if v]
     return [text]
+
+
+def _trace_value(text: str) -> str:
+    """A value as ovn-trace prints it: a set's values separated by ", "."""
+    text = text.strip()
+    if text.startswith("{") and text.endswith("}"):
+        return "{" + ", ".join(_values(text)) + "}"
+    return text
 
 
 def _string(text: str) -> str:
@@ -246,11 +256,12 @@ def dhcpv4_responders(logical, problems: Optional[List[str]] = None) -> List[Dhc
                     problems.append(f"DHCP_Options {row.key}: port {lsp.name}: {exc}")
                 continue
             text = ", ".join(f"{k} = {v}" for k, v in ordered.items())
+            trace_text = ", ".join(f"{k} = {_trace_value(v)}" for k, v in ordered.items())
             for entry in lsp.addresses:
                 mac, ips = parse_addresses(entry)
                 offer = next((ip for ip in ips if ipaddress.IPv4Address(ip) in cidr), None)
                 if mac is None or offer is None:
                     continue
                 out.append(DhcpResponder(lsp.name, mac, offer, server_id, server_mac_int, options, inform, nxt,
-                                         text))
+                                         text, trace_text))
     return out

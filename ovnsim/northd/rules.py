@@ -48,7 +48,7 @@ class Rule(NamedTuple):
     #: The header fields the actions set, in OVN's order, as ``ovn-trace --minimal`` lists them:
     #: (field, value template); the value "@" is the field's value in the output frame, "<f" the
     #: value field f had before the step (a swap), None a decrement (``ip.ttl--``); a first entry
-    #: ("{", kind) opens a block (a generated packet, a clone).
+    #: ("{", kind) opens a block (a generated packet, a clone); ("!", text) is a line printed as it is.
     writes: Tuple[Tuple[str, Optional[str]], ...] = ()
 
 
@@ -77,6 +77,10 @@ _DROP = "drop;"
 #: The in-place ARP reply of a responder (ls_in_arp_rsp, lr_in_ip_input), in its actions' order.
 _ARP_REPLY = (("eth.dst", "@"), ("eth.src", "@"), ("arp.op", "2"), ("arp.tha", "@"), ("arp.sha", "@"),
               ("arp.tpa", "@"), ("arp.spa", "@"))
+
+#: put_dhcp_opts as ovn-trace --minimal prints it ("!": a line printed as it is).
+_PUT_DHCP_OPTS = (("!", "/* We assume that this packet is DHCPDISCOVER or DHCPREQUEST. */;"),
+                  ("!", "put_dhcp_opts(offerip = ${dhcp.offerip}, ${dhcp.trace_options});"))
 
 RULES: Tuple[Rule, ...] = (
     # -- logical switch ingress -------------------------------------------------
@@ -113,12 +117,12 @@ RULES: Tuple[Rule, ...] = (
          'inport == "${dhcp.port}" && eth.src == ${dhcp.mac} && ip4.src == 0.0.0.0 && '
          'ip4.dst == 255.255.255.255 && udp.src == 68 && udp.dst == 67',
          "reg0[3] = put_dhcp_opts(offerip = ${dhcp.offerip}, ${dhcp.options}); /* ${result} */ next;",
-         args=("dhcp:dhcp", "result:dhcp_result")),
+         args=("dhcp:dhcp", "result:dhcp_result"), writes=_PUT_DHCP_OPTS),
     Rule("LS_IN_DHCP_OPTIONS_RENEW", "ls_in_dhcp_options", 100,
          'inport == "${dhcp.port}" && eth.src == ${dhcp.mac} && ip4.src == ${dhcp.offerip} && '
          'ip4.dst == {${dhcp.server_id}, 255.255.255.255} && udp.src == 68 && udp.dst == 67',
          "reg0[3] = put_dhcp_opts(offerip = ${dhcp.offerip}, ${dhcp.options}); /* ${result} */ next;",
-         args=("dhcp:dhcp", "result:dhcp_result")),
+         args=("dhcp:dhcp", "result:dhcp_result"), writes=_PUT_DHCP_OPTS),
     Rule("LS_IN_DHCP_RESPONSE", "ls_in_dhcp_response", 100,
          'inport == "${dhcp.port}" && eth.src == ${dhcp.mac} && ip4 && udp.src == 68 && udp.dst == 67 && reg0[3]',
          "eth.dst = eth.src; eth.src = ${dhcp.server_mac}; ip4.src = ${dhcp.server_id}; udp.src = 67; "
