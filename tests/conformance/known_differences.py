@@ -205,4 +205,5 @@ CAPTURES = {
     "two-projects-mixed.pcap": {},
     "dgp-mixed.pcap": {},
     "multi-router-mixed.pcap": {2: "arp-held"},
+    "dhcp-metadata-mixed.pcap": {},
 }
