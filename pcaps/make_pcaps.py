@@ -285,8 +285,10 @@ def multi_router() -> Frames:
     return f
 
 
-def _dhcp(mac, message_type, xid, src="0.0.0.0", dst="255.255.255.255", requested=None, server=None):
-    """A DHCP client's request as dhclient sends it (broadcast, chaddr = its MAC, a parameter request list)."""
+def _dhcp(mac, message_type, xid, src="0.0.0.0", dst="255.255.255.255", requested=None, server=None,
+          dst_mac=BROADCAST):
+    """A DHCP client's request as dhclient sends it (chaddr = its MAC, ciaddr = its bound address, a parameter
+    request list)."""
     from scapy.layers.dhcp import BOOTP, DHCP
 
     options = [("message-type", message_type)]
@@ -295,8 +297,9 @@ def _dhcp(mac, message_type, xid, src="0.0.0.0", dst="255.255.255.255", requeste
     if server:
         options.append(("server_id", server))
     options += [("param_req_list", [1, 3, 6, 15, 26, 28, 51, 54, 121]), "end"]
-    return (Ether(src=mac, dst=BROADCAST) / IP(src=src, dst=dst, ttl=64, id=0) / UDP(sport=68, dport=67)
-            / BOOTP(op=1, chaddr=bytes.fromhex(mac.replace(":", "")) + bytes(10), xid=xid) / DHCP(options=options))
+    return (Ether(src=mac, dst=dst_mac) / IP(src=src, dst=dst, ttl=64, id=0) / UDP(sport=68, dport=67)
+            / BOOTP(op=1, chaddr=bytes.fromhex(mac.replace(":", "")) + bytes(10), xid=xid, ciaddr=src)
+            / DHCP(options=options))
 
 
 def dhcp_metadata() -> Frames:
@@ -308,6 +311,7 @@ def dhcp_metadata() -> Frames:
     web1_mac, web1 = vms["web1"]
     db1_mac, db1 = vms["db1"]
     gw = mac["lrp-router1-web-v4"]
+    server_mac = next(r.options["server_mac"] for r in logical.dhcp_options if r.key == "web-v4")
     f = Frames()
     f.add(_dhcp(web1_mac, "discover", 0x5EB1), "web1 DHCPDISCOVER: ovn-controller offers 10.3.0.11")
     f.add(_dhcp(web1_mac, "request", 0x5EB1, requested=web1, server="10.3.0.1"),
@@ -319,10 +323,11 @@ def dhcp_metadata() -> Frames:
     f.add(_arp(web1_mac, web1, "10.3.0.1"), "web1 ARPs for its router")
     f.add(_udp(web1_mac, gw, web1, "192.0.2.53", 41001, 53, b"\x12\x34\x01\x00"),
           "web1's DNS query to the DHCP-given server: routed, SNATed to 172.24.4.60")
-    f.add(_dhcp(web1_mac, "request", 0x5EB2, src=web1, dst="10.3.0.1") , "web1 renews (unicast to the server): ACK")
+    f.add(_dhcp(web1_mac, "request", 0x5EB2, src=web1, dst="10.3.0.1", dst_mac=server_mac),
+          "web1 renews (unicast to the server, ciaddr set): ACK")
     f.add(_dhcp(web1_mac, "request", 0x5EB3, requested="10.3.0.99"), "web1 asks for another address: NAK")
-    f.add(_dhcp(web1_mac, "release", 0x5EB4, src=web1, dst="10.3.0.1"),
-          "web1 DHCPRELEASE: no answer, switched on as a broadcast")
+    f.add(_dhcp(web1_mac, "release", 0x5EB4, src=web1, dst="10.3.0.1", dst_mac=server_mac),
+          "web1 DHCPRELEASE to the server: no answer, and server_mac is no port's (unknown-destination drop)")
     f.add(_dhcp(db1_mac, "discover", 0xDB01), "db1 DHCPDISCOVER: DHCP is off on db-v4, no answer")
     return f
 
