@@ -173,6 +173,21 @@ cdef int dhcp_reply(Core* c, const FrameCtx* f, Pkt* p, const DhcpResp* r) noexc
     return result
 
 
+cdef int32_t dhcp_reply_to(const Core* c, const Pkt* p, int32_t port) noexcept nogil:
+    """The responder whose reply `p` is (from its server MAC and address to `port`'s entry), or -1.
+
+    ls_out_acl's priority-34000 flow lets it through the port's to-lport ACLs.
+    """
+    cdef uint64_t v
+    cdef const DhcpResp* r
+    if not map_get(&c.dhcp_map, (<uint64_t>port << 48) | p.eth_dst, &v):
+        return -1
+    r = &c.dhcp[v]
+    if p.eth_src != r.server_mac or p.ip_src != r.server_id:
+        return -1
+    return <int32_t>v
+
+
 cdef int32_t build_stored(const FrameCtx* f, const Pkt* p, const Core* c, unsigned char* o) noexcept nogil:
     """A stored reply (GEN_STORED) with the header fields the pipeline set since, as build_raw writes them."""
     cdef FrameCtx g

@@ -339,6 +339,11 @@ RULES: Tuple[Rule, ...] = (
              "ct_commit { ct_mark.blocked = 0; }; next;"),
     )),
     Rule("LS_IN_ACL_AFTER_LB", "ls_in_acl_after_lb", 65532, "reg0[17] == 1", "next;"),
+    # The DHCP replies ovn-controller sends (ls_in_dhcp_response) pass a port's to-lport ACLs
+    # (northd.c build_acls: one flow per port with DHCPv4 options; "next;" without stateful ACLs).
+    Rule("LS_OUT_ACL_DHCP_REPLY", "ls_out_acl", 34000,
+         'outport == "${dhcp.port}" && eth.src == ${dhcp.server_mac} && ip4.src == ${dhcp.server_id} && udp && '
+         'udp.src == 67 && udp.dst == 68', "ct_commit; next;", args=("dhcp:dhcp",)),
     # -- pass-through steps: flows OVN's trace shows that change nothing ovnsim models --
     # (register bookkeeping, FDB learning, ECMP/policy defaults).  Traced so the
     # stage and priority sequence is ovn-trace's; PASS_THROUGH lists them.

@@ -130,7 +130,6 @@ KNOWN = {
     "security-groups/bastion1-udp-db1": "acl-not-evaluated",
     "security-groups/bastion1-unreachable-db1": "acl-not-evaluated",
     "security-groups/bastion1-unreachable-outside": "acl-not-evaluated",
-    "security-groups/db1-dhcp": "acl-not-evaluated",
     "security-groups/db1-icmp-fip-bastion1": "acl-not-evaluated",
     "security-groups/db1-icmp-fw1": "acl-not-evaluated",
     "security-groups/db1-icmp-gateway": "acl-not-evaluated",

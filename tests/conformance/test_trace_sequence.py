@@ -151,9 +151,6 @@ KNOWN_MINIMAL_DIFFERENCES: Dict[Tuple[str, str], str] = {
     **{("dgp", f"app1 to the Internet {proto}"): _DISTRIBUTED_FIP for proto in ("tcp", "udp", "icmp")},
     **{("dgp", f"app1 to NAT address {ip} (dnat_and_snat) tcp"): _DISTRIBUTED_FIP
        for ip in ("172.24.4.150", "172.24.4.151")},
-    **{("security-groups", f"db1 {flow}"): "db1's security group allows no such egress: OVN's from-lport ACL "
-       "(before ls_in_dhcp_options) drops the request; ovnsim does not evaluate ACLs yet (docs/acl-engine-notes.md)"
-       for flow in ("DHCPDISCOVER", "DHCPREQUEST broadcast renewal")},
 }
 
 
