@@ -56,7 +56,10 @@ TOPOLOGY_DIR = pathlib.Path(__file__).resolve().parent.parent / "topologies"
 EXAMPLES = ("reference", "dgp", "two-projects", "multi-router")
 #: flowgen's topologies: as the conformance test, without the generated large
 #: one (6 million flows; the Hypothesis test below covers it instead).
-FLOWGEN_TOPOLOGIES = sorted(p.stem for p in TOPOLOGY_DIR.glob("*.yaml") if p.stem != "large")
+#: The example topologies the frozen oracle can judge: not ``large`` (too slow), not the ones
+#: with security groups (the oracle predates the ACL stages; test_security_groups_trace.py
+#: holds the engine to real ovn-trace there instead).
+FLOWGEN_TOPOLOGIES = sorted(p.stem for p in TOPOLOGY_DIR.glob("*.yaml") if p.stem not in ("large", "security-groups"))
 
 BCAST = "ff:ff:ff:ff:ff:ff"
 UPSTREAM_MAC = "52:54:00:c0:ff:ee"
@@ -1172,11 +1175,21 @@ def test_engines_agree_on_a_long_sequence_of_connections():
 # ---------------------------------------------------------------------------
 
 
+def oracle_flows(lg):
+    """flowgen's microflows but those whose behaviour came after the oracle was frozen.
+
+    The native DHCP responder (``_dhcp.pxi``) exists only in the C engine; it
+    is checked against real OVN instead (``tests/conformance/test_realdp_dhcp.py``,
+    the conversations) and against ovn-trace (``test_trace_sequence.py``).
+    """
+    return [(label, text) for label, text in generate(build_tables(lg)) if "udp.src == 68 && udp.dst == 67" not in text]
+
+
 @pytest.mark.parametrize("stem", FLOWGEN_TOPOLOGIES)
 def test_fast_engine_matches_python_engine_on_every_generated_microflow(stem):
     lg = logical(stem)
     py, fast = _oracle_pair(lg)
-    flows = list(generate(build_tables(lg)))
+    flows = oracle_flows(lg)
     assert len(flows) >= 80
     mismatches = []
     frames, inports = [], []
@@ -1218,7 +1231,7 @@ def test_c_engine_traces_what_the_oracle_traces_on_every_generated_microflow(ste
     lg = logical(stem)
     sim = Simulator(lg)
     sim.engine.hold_packets = False  # as the oracle: see _oracle_pair
-    flows = list(generate(build_tables(lg)))
+    flows = oracle_flows(lg)
 
     def oracle(pipe, port, frame):
         try:

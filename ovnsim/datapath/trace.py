@@ -22,7 +22,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
 
-from ovnsim.northd.rules import CT_OUTCOMES, PARSE_PROBLEMS, RULES, Rule
+from ovnsim.northd.rules import CT_OUTCOMES, DHCP_RESULTS, PARSE_PROBLEMS, RULES, Rule
 from ovnsim.northd.stages import STAGES, Drop
 from ovnsim.northd.tables import int_to_ip, int_to_mac
 
@@ -81,6 +81,34 @@ class _Martian(NamedTuple):
     broadcast: str
 
 
+class _Dhcp(NamedTuple):
+    port: str
+    mac: str
+    offerip: str
+    server_id: str
+    server_mac: str
+    options: str
+    trace_options: str
+
+
+class _Acl(NamedTuple):
+    priority: int  #: its flows' priority (the ACL's + 1000)
+    match: str
+
+
+class _Why(NamedTuple):
+    """A drop ACL and the security group rule the dropped packet would need."""
+
+    priority: int
+    match: str
+    text: str
+
+
+#: ct_state flags of an ACL ct_next (the engine's ACT_* bits), in ovn-trace's order.
+_CT_STATE_FLAGS = ((0x02, "new"), (0x04, "est"), (0x10, "rel"), (0x08, "rpl"), (0x20, "inv"), (0x01, "trk"))
+_L4_NAMES = {6: "tcp", 17: "udp", 132: "sctp"}
+
+
 class Step(NamedTuple):
     """One rendered trace record: the rule, where, and its filled-in text."""
 
@@ -120,6 +148,11 @@ class TraceRenderer:
                       for ip, prefix in rp.networks]
         self.snats = [_Snat(prio, prio + 1, str(n.logical), int_to_ip(n.external_ip))
                       for prio, n in engine.snat_rows]
+        self.dhcps = [_Dhcp(r.port, int_to_mac(r.mac), int_to_ip(r.offer_ip), int_to_ip(r.server_id),
+                            int_to_mac(r.server_mac), r.text, r.trace_text) for r in engine.dhcp_rows]
+
+
+        self.acls = [_Acl(row.priority, row.acl.match) for row in (getattr(engine, "acl_rows", None) or ())]
 
     # -- values ------------------------------------------------------------------
 
@@ -149,9 +182,36 @@ class TraceRenderer:
             return int_to_mac(v) if v else "no MAC binding"
         if kind == "ct":
             return _ct_text(v)
+        if kind == "dhcp":
+            return self.dhcps[v]
+        if kind == "dhcp_result":
+            return DHCP_RESULTS[v][1]
         if kind == "parse":
             return PARSE_PROBLEMS[v][1].format(n=other)
+        if kind == "acl":
+            return self.acls[v]
+        if kind == "aclwhy":
+            return self._why(v, other)
+        if kind == "ctstate":
+            return "|".join(name for bit, name in _CT_STATE_FLAGS if v & bit)
         return str(v)
+
+    def _why(self, v: int, remote: int) -> _Why:
+        """A drop ACL's record: the ACL and the rule missing_rule() names for the packet."""
+        from ovnsim.nb.acls import missing_rule
+
+        row = self.engine.acl_rows[v >> 48]
+        port = self.ports[(v >> 32) & 0xFFFF]
+        proto, code, l4 = (v >> 24) & 0xFF, (v >> 16) & 0xFF, v & 0xFFFF
+        ip = int_to_ip(remote)
+        fields: Dict[str, object] = {"ip4.src": ip, "ip4.dst": ip, "ip.proto": proto}
+        if proto == 1:
+            fields.update({"icmp4.type": l4, "icmp4.code": code})
+        elif proto in _L4_NAMES:
+            fields[f"{_L4_NAMES[proto]}.dst"] = l4
+        stage = "ls_in_acl" if row.acl.direction == "from-lport" else "ls_out_acl"
+        rule = missing_rule(self.engine.logical, port, stage, fields)
+        return _Why(row.priority, row.acl.match, f"no security group rule allows it; it needs {rule.text()}")
 
     def context(self, rule: Rule, dp: int, a: int, b: int) -> Dict[str, object]:
         ctx: Dict[str, object] = {"dp": self.datapaths[dp], "gw": self.gw[dp]}
@@ -316,6 +376,9 @@ def format_minimal(result: "Result", input_fields: Dict[str, object]) -> str:
                 if field == "{":
                     lines.append(f"{indent}{value} {{")
                     indent, block = indent + "    ", True
+                    continue
+                if field == "!":
+                    lines.append(f"{indent}{value}")
                     continue
                 written.add(field)
                 if value is None:

@@ -25,7 +25,8 @@ from typing import Dict, NamedTuple, Optional, Tuple, Union
 
 from ovnsim.northd.stages import LR_IN, LR_OUT, LS_IN, LS_OUT, Drop, Stage
 
-__all__ = ["Rule", "RULES", "RULE_CODE", "STAGE_LIST", "STAGE_CODE", "ARGS", "OUTPUT_KINDS", "generate_pxi"]
+__all__ = ["Rule", "RULES", "RULE_CODE", "STAGE_LIST", "STAGE_CODE", "ARGS", "OUTPUT_KINDS", "DHCP_RESULTS",
+           "generate_pxi"]
 
 #: Stages by code (the engine's stage numbers): OVN's stages in pipeline order.
 STAGE_LIST: Tuple[Stage, ...] = LS_IN + LS_OUT + LR_IN + LR_OUT
@@ -47,7 +48,7 @@ class Rule(NamedTuple):
     #: The header fields the actions set, in OVN's order, as ``ovn-trace --minimal`` lists them:
     #: (field, value template); the value "@" is the field's value in the output frame, "<f" the
     #: value field f had before the step (a swap), None a decrement (``ip.ttl--``); a first entry
-    #: ("{", kind) opens a block (a generated packet, a clone).
+    #: ("{", kind) opens a block (a generated packet, a clone); ("!", text) is a line printed as it is.
     writes: Tuple[Tuple[str, Optional[str]], ...] = ()
 
 
@@ -66,13 +67,24 @@ ARGS = {
     "binding": "a MAC, or 0 for no MAC binding",
     "ct": "what a ct_snat/ct_dnat did (outcome, new source port, address)",
     "parse": "why a frame could not be parsed (a PARSE_* problem code)",
+    "acl": "an ACL row (.priority: its flow priority, .match)",
+    "aclwhy": ("a drop ACL and the dropped packet: ACL row << 48 | port << 32 | ip.proto << 24 | ICMP code << 16 | "
+               "destination port or ICMP type (.priority, .match, .text: the security group rule it would need)"),
+    "ctstate": "the ct_state flags a ct_next loaded (new, est, rpl, rel, inv, trk)",
     "int": "a number",
+    "dhcp": "a native DHCPv4 responder (index into the engine's responders; .port, .mac, .offerip, "
+            ".server_id, .server_mac, .options)",
+    "dhcp_result": "what ovn-controller's put_dhcp_opts did (a DHCP_RESULTS code)",
 }
 
 _DROP = "drop;"
 #: The in-place ARP reply of a responder (ls_in_arp_rsp, lr_in_ip_input), in its actions' order.
 _ARP_REPLY = (("eth.dst", "@"), ("eth.src", "@"), ("arp.op", "2"), ("arp.tha", "@"), ("arp.sha", "@"),
               ("arp.tpa", "@"), ("arp.spa", "@"))
+
+#: put_dhcp_opts as ovn-trace --minimal prints it ("!": a line printed as it is).
+_PUT_DHCP_OPTS = (("!", "/* We assume that this packet is DHCPDISCOVER or DHCPREQUEST. */;"),
+                  ("!", "put_dhcp_opts(offerip = ${dhcp.offerip}, ${dhcp.trace_options});"))
 
 RULES: Tuple[Rule, ...] = (
     # -- logical switch ingress -------------------------------------------------
@@ -103,6 +115,24 @@ RULES: Tuple[Rule, ...] = (
     Rule("LS_IN_UNKNOWN", "ls_in_l2_unknown", 50, 'outport == "none"', 'outport = "_MC_unknown"; output;'),
     Rule("LS_IN_UNKNOWN_NO_OTHER_PORT", "ls_in_l2_unknown", None, "", _DROP, Drop.NO_OTHER_PORT, ("inport:lsp",),
          detail="no port of ${dp} but the in-port ${inport} is in the group"),
+    # ls_in_dhcp_options: ovn-controller's put_dhcp_opts answers (or not: reg0[3] = 0, the
+    # request goes on); the request from an unconfigured client, then a renewal.
+    Rule("LS_IN_DHCP_OPTIONS", "ls_in_dhcp_options", 100,
+         'inport == "${dhcp.port}" && eth.src == ${dhcp.mac} && ip4.src == 0.0.0.0 && '
+         'ip4.dst == 255.255.255.255 && udp.src == 68 && udp.dst == 67',
+         "reg0[3] = put_dhcp_opts(offerip = ${dhcp.offerip}, ${dhcp.options}); /* ${result} */ next;",
+         args=("dhcp:dhcp", "result:dhcp_result"), writes=_PUT_DHCP_OPTS),
+    Rule("LS_IN_DHCP_OPTIONS_RENEW", "ls_in_dhcp_options", 100,
+         'inport == "${dhcp.port}" && eth.src == ${dhcp.mac} && ip4.src == ${dhcp.offerip} && '
+         'ip4.dst == {${dhcp.server_id}, 255.255.255.255} && udp.src == 68 && udp.dst == 67',
+         "reg0[3] = put_dhcp_opts(offerip = ${dhcp.offerip}, ${dhcp.options}); /* ${result} */ next;",
+         args=("dhcp:dhcp", "result:dhcp_result"), writes=_PUT_DHCP_OPTS),
+    Rule("LS_IN_DHCP_RESPONSE", "ls_in_dhcp_response", 100,
+         'inport == "${dhcp.port}" && eth.src == ${dhcp.mac} && ip4 && udp.src == 68 && udp.dst == 67 && reg0[3]',
+         "eth.dst = eth.src; eth.src = ${dhcp.server_mac}; ip4.src = ${dhcp.server_id}; udp.src = 67; "
+         "udp.dst = 68; outport = inport; flags.loopback = 1; output;", args=("dhcp:dhcp",),
+         writes=(("eth.dst", "@"), ("eth.src", "${dhcp.server_mac}"), ("ip4.src", "${dhcp.server_id}"),
+                 ("udp.src", "67"), ("udp.dst", "68"))),
     # -- logical switch egress --------------------------------------------------
     Rule("LS_OUT_PORT_DISABLED", "ls_out_check_port_sec", 150, 'outport == "${outport}"', _DROP,
          Drop.PORT_DISABLED, ("outport:lsp",)),
@@ -131,24 +161,27 @@ RULES: Tuple[Rule, ...] = (
          "ARP reply; outport = inport; output;", args=("tpa:ip", "inport:lrp"),
          writes=_ARP_REPLY),
     Rule("LR_IN_ARP_DROP", "lr_in_ip_input", 85, "arp || nd", _DROP, Drop.ARP_NOT_ANSWERED),
-    Rule("LR_IN_MARTIAN_OWN", "lr_in_ip_input", 100, "ip4.src == {${src.ip}, ${src.broadcast}}", _DROP,
+    Rule("LR_IN_MARTIAN_OWN", "lr_in_ip_input", 100, "ip4.src == {${src.ip}, ${src.broadcast}} && reg9[0] == 0", _DROP,
          Drop.MARTIAN, ("src:martian",)),
     Rule("LR_IN_MARTIAN", "lr_in_ip_input", 100,
-         "ip4.src_mcast || ip4.src == 255.255.255.255 || 127.0.0.0/8 || 0.0.0.0/8", _DROP, Drop.MARTIAN),
-    Rule("LR_IN_ECHO", "lr_in_ip_input", 90, "ip4.dst == ${dst} && icmp4.type == 8",
+         "ip4.src_mcast || ip4.src == 255.255.255.255 || ip4.src == 127.0.0.0/8 || ip4.dst == 127.0.0.0/8 || "
+         "ip4.src == 0.0.0.0/8 || ip4.dst == 0.0.0.0/8", _DROP, Drop.MARTIAN),
+    Rule("LR_IN_ECHO", "lr_in_ip_input", 90, "ip4.dst == ${dst} && icmp4.type == 8 && icmp4.code == 0",
          "ip4.dst <-> ip4.src; ip.ttl = 255; icmp4.type = 0; flags.loopback = 1; next;", args=("dst:ip",),
          writes=(("ip4.dst", "<ip4.src"), ("ip4.src", "<ip4.dst"), ("ip.ttl", "255"), ("icmp4.type", "0"))),
-    Rule("LR_IN_MCAST_DROP", "lr_in_ip_input", 82, "ip4.mcast", _DROP, Drop.MULTICAST),
-    Rule("LR_IN_TCP_RESET", "lr_in_ip_input", 80, "ip4 && ip4.dst == ${dst}",
+    Rule("LR_IN_MCAST_DROP", "lr_in_ip_input", 82, "ip4.mcast || ip6.mcast", _DROP, Drop.MULTICAST),
+    Rule("LR_IN_TCP_RESET", "lr_in_ip_input", 80, "ip4 && ip4.dst == ${dst} && !ip.later_frag && tcp",
          "tcp_reset {eth.dst <-> eth.src; ip4.dst <-> ip4.src; next; };", args=("dst:ip",),
          writes=(("{", "tcp_reset"), ("eth.dst", "<eth.src"), ("eth.src", "<eth.dst"), ("ip4.dst", "<ip4.src"),
                  ("ip4.src", "<ip4.dst"))),
-    Rule("LR_IN_PORT_UNREACH", "lr_in_ip_input", 80, "ip4 && ip4.dst == ${dst}",
-         "icmp4 {... icmp4.type = 3; icmp4.code = 3; next; };", args=("dst:ip",),
+    Rule("LR_IN_PORT_UNREACH", "lr_in_ip_input", 80, "ip4 && ip4.dst == ${dst} && !ip.later_frag && udp",
+         "icmp4 {eth.dst <-> eth.src; ip4.dst <-> ip4.src; ip.ttl = 255; icmp4.type = 3; icmp4.code = 3; next; };",
+         args=("dst:ip",),
          writes=(("{", "icmp4"), ("eth.dst", "<eth.src"), ("eth.src", "<eth.dst"), ("ip4.dst", "<ip4.src"),
                  ("ip4.src", "<ip4.dst"), ("ip.ttl", "255"), ("icmp4.type", "3"), ("icmp4.code", "3"))),
-    Rule("LR_IN_PROTO_UNREACH", "lr_in_ip_input", 70, "ip4 && ip4.dst == ${dst}",
-         "icmp4 {... icmp4.type = 3; icmp4.code = 2; next; };", args=("dst:ip",),
+    Rule("LR_IN_PROTO_UNREACH", "lr_in_ip_input", 70, "ip4 && ip4.dst == ${dst} && !ip.later_frag",
+         "icmp4 {eth.dst <-> eth.src; ip4.dst <-> ip4.src; ip.ttl = 255; icmp4.type = 3; icmp4.code = 2; next; };",
+         args=("dst:ip",),
          writes=(("{", "icmp4"), ("eth.dst", "<eth.src"), ("eth.src", "<eth.dst"), ("ip4.dst", "<ip4.src"),
                  ("ip4.src", "<ip4.dst"), ("ip.ttl", "255"), ("icmp4.type", "3"), ("icmp4.code", "2"))),
     Rule("LR_IN_ROUTER_ADDRESS", "lr_in_ip_input", 60, "ip4.dst == {${dst}}", _DROP, Drop.ROUTER_ADDRESS,
@@ -192,10 +225,10 @@ RULES: Tuple[Rule, ...] = (
          writes=(("eth.dst", "${hop.mac}"),)),
     Rule("LR_IN_ARP_RESOLVE_ROUTER", "lr_in_arp_resolve", 2, "ip4.dst == {${dst}}", _DROP, Drop.ROUTER_ADDRESS,
          ("dst:ip",)),
-    Rule("LR_IN_GET_ARP", "lr_in_arp_resolve", 1, "ip4", "get_arp(outport, reg0); /* ${mac} */",
+    Rule("LR_IN_GET_ARP", "lr_in_arp_resolve", 1, "ip4", "get_arp(outport, reg0); next; /* ${mac} */",
          args=("_:int", "mac:binding"),
          writes=(("eth.dst", "${mac}"),)),
-    Rule("LR_IN_GW_REDIRECT", "lr_in_gw_redirect", 100, 'ip4.src == ${nat.logical} && outport == "${gw}"',
+    Rule("LR_IN_GW_REDIRECT", "lr_in_gw_redirect", 100, 'ip4.src == ${nat.logical_ip} && outport == "${gw}"',
          "eth.src = ${nat.external_mac}; reg1 = ${nat.external_ip}; next;", args=("nat:nat",),
          writes=(("eth.src", "${nat.external_mac}"),)),
     Rule("LR_IN_ARP_REQUEST", "lr_in_arp_request", 100, "eth.dst == 00:00:00:00:00:00 && ip4",
@@ -255,6 +288,70 @@ RULES: Tuple[Rule, ...] = (
     Rule("LR_OUT_DELIVERY", "lr_out_delivery", 100, 'outport == "${outport}"', "output;", args=("outport:lrp",)),
     Rule("LR_OUT_NOT_ATTACHED", "lr_out_delivery", None, "", _DROP, Drop.NO_ROUTE, ("outport:lrp",),
          detail="${outport} is not attached to a switch"),
+    # -- switch ACL stages (security groups), on switches with ACLs only ---------
+    # (northd.c build_pre_acls / build_acl_hints / build_acls / build_stateful,
+    # 23.03; docs/acl-engine-notes.md.)  Ingress and egress have the same flows,
+    # with inport/outport and the from-lport/to-lport ACLs; ${acl} is an ACL row
+    # (its OVN flow priority is the ACL's + 1000).
+    *(rule for pipe, stage, port in (("LS_IN", "ls_in", "inport"), ("LS_OUT", "ls_out", "outport")) for rule in (
+        Rule(f"{pipe}_PRE_ACL_STATELESS", f"{stage}_pre_acl", "${acl.priority}", "${acl.match}",
+             "reg0[16] = 1; next;", args=("acl:acl",)),
+        Rule(f"{pipe}_PRE_ACL_MCAST", f"{stage}_pre_acl", 110, "eth.mcast", "next;"),
+        Rule(f"{pipe}_PRE_ACL_ROUTER", f"{stage}_pre_acl", 110, f'ip && {port} == "${{port}}"', "next;",
+             args=("port:lsp",)),
+        Rule(f"{pipe}_PRE_ACL_IP", f"{stage}_pre_acl", 100, "ip", "reg0[0] = 1; next;"),
+        Rule(f"{pipe}_PRE_LB_STATELESS", f"{stage}_pre_lb", 110, "reg0[16] == 1", "next;"),
+        Rule(f"{pipe}_PRE_STATEFUL", f"{stage}_pre_stateful", 100, "reg0[0] == 1",
+             "ct_next; /* ct_state=${state} */", args=("state:ctstate",)),
+        Rule(f"{pipe}_ACL_HINT_NEW", f"{stage}_acl_hint", 7, "ct.new && !ct.est", "reg0[7] = 1; reg0[9] = 1; next;"),
+        Rule(f"{pipe}_ACL_HINT_BLOCKED_NEW", f"{stage}_acl_hint", 6,
+             "!ct.new && ct.est && !ct.rpl && ct_mark.blocked == 1", "reg0[7] = 1; reg0[9] = 1; next;"),
+        Rule(f"{pipe}_ACL_HINT_UNTRACKED", f"{stage}_acl_hint", 5, "!ct.trk", "reg0[8] = 1; reg0[9] = 1; next;"),
+        Rule(f"{pipe}_ACL_HINT_EST", f"{stage}_acl_hint", 4,
+             "!ct.new && ct.est && !ct.rpl && ct_mark.blocked == 0", "reg0[8] = 1; reg0[10] = 1; next;"),
+        Rule(f"{pipe}_ACL_HINT_NOT_EST", f"{stage}_acl_hint", 3, "!ct.est", "reg0[9] = 1; next;"),
+        Rule(f"{pipe}_ACL_HINT_EST_BLOCKED", f"{stage}_acl_hint", 2, "ct.est && ct_mark.blocked == 1",
+             "reg0[9] = 1; next;"),
+        Rule(f"{pipe}_ACL_HINT_EST_ALLOWED", f"{stage}_acl_hint", 1, "ct.est && ct_mark.blocked == 0",
+             "reg0[10] = 1; next;"),
+        Rule(f"{pipe}_ACL_RELATED", f"{stage}_acl", 65532,
+             "!ct.est && ct.rel && !ct.new && !ct.inv && ct_mark.blocked == 0",
+             "reg0[17] = 1; ct_commit_nat;" if pipe == "LS_IN" else "ct_commit_nat;"),
+        Rule(f"{pipe}_ACL_REPLY", f"{stage}_acl", 65532,
+             "ct.est && !ct.rel && !ct.new && !ct.inv && ct.rpl && ct_mark.blocked == 0",
+             "reg0[9] = 0; reg0[10] = 0; reg0[17] = 1; next;" if pipe == "LS_IN" else "next;"),
+        Rule(f"{pipe}_ACL_INVALID", f"{stage}_acl", 65532, "ct.inv || (ct.est && ct.rpl && ct_mark.blocked == 1)",
+             _DROP, Drop.ACL_INVALID, ("port:lsp",),
+             detail="conntrack of port ${port} calls it invalid (an ICMP error about no connection it knows)"),
+        Rule(f"{pipe}_ACL_BLOCKED_REPLY", f"{stage}_acl", 65532,
+             "ct.inv || (ct.est && ct.rpl && ct_mark.blocked == 1)", _DROP, Drop.ACL, ("port:lsp",),
+             detail="a reply of a connection of port ${port} that its security groups no longer allow"),
+        Rule(f"{pipe}_ACL_ALLOW_NEW", f"{stage}_acl", "${acl.priority}", "reg0[7] == 1 && (${acl.match})",
+             "reg0[1] = 1; next;", args=("acl:acl",)),
+        Rule(f"{pipe}_ACL_ALLOW_EST", f"{stage}_acl", "${acl.priority}", "reg0[8] == 1 && (${acl.match})", "next;",
+             args=("acl:acl",)),
+        Rule(f"{pipe}_ACL_ALLOW_STATELESS", f"{stage}_acl", "${acl.priority}", "${acl.match}", "next;",
+             args=("acl:acl",)),
+        # A drop ACL (Neutron's neutron_pg_drop): the record names the ACL, the
+        # port and the packet's remote address, protocol and port, so that the
+        # detail can say which security group rule would have let it through.
+        Rule(f"{pipe}_ACL_DROP_BLOCK", f"{stage}_acl", "${why.priority}", "reg0[10] == 1 && (${why.match})",
+             _DROP, Drop.ACL, ("remote:ip", "why:aclwhy"),
+             detail="${why.text} (the connection is marked blocked: ct_commit { ct_mark.blocked = 1; })"),
+        Rule(f"{pipe}_ACL_DROP", f"{stage}_acl", "${why.priority}", "reg0[9] == 1 && (${why.match})", _DROP,
+             Drop.ACL, ("remote:ip", "why:aclwhy"), detail="${why.text}"),
+        Rule(f"{pipe}_ACL_DEFAULT_NEW", f"{stage}_acl", 1, "ip && !ct.est", "reg0[1] = 1; next;"),
+        Rule(f"{pipe}_ACL_DEFAULT_UNBLOCK", f"{stage}_acl", 1, "ip && ct.est && ct_mark.blocked == 1",
+             "reg0[1] = 1; next;"),
+        Rule(f"{pipe}_STATEFUL", f"{stage}_stateful", 100, "reg0[1] == 1 && reg0[13] == 0",
+             "ct_commit { ct_mark.blocked = 0; }; next;"),
+    )),
+    Rule("LS_IN_ACL_AFTER_LB", "ls_in_acl_after_lb", 65532, "reg0[17] == 1", "next;"),
+    # The DHCP replies ovn-controller sends (ls_in_dhcp_response) pass a port's to-lport ACLs
+    # (northd.c build_acls: one flow per port with DHCPv4 options; "next;" without stateful ACLs).
+    Rule("LS_OUT_ACL_DHCP_REPLY", "ls_out_acl", 34000,
+         'outport == "${dhcp.port}" && eth.src == ${dhcp.server_mac} && ip4.src == ${dhcp.server_id} && udp && '
+         'udp.src == 67 && udp.dst == 68', "ct_commit; next;", args=("dhcp:dhcp",)),
     # -- pass-through steps: flows OVN's trace shows that change nothing ovnsim models --
     # (register bookkeeping, FDB learning, ECMP/policy defaults).  Traced so the
     # stage and priority sequence is ovn-trace's; PASS_THROUGH lists them.
@@ -310,6 +407,10 @@ RULES: Tuple[Rule, ...] = (
          detail="${problem}", event=False),
     Rule("PARSE_UNSUPPORTED", "ls_in_check_port_sec", None, "", _DROP, Drop.UNSUPPORTED,
          ("problem:parse", "n:int"), detail="${problem}", event=False),
+    # A frame captured with a snaplen (tcpdump -s 96) replays on the headers it has;
+    # one whose headers themselves were cut cannot.
+    Rule("PARSE_SNAPLEN", "ls_in_check_port_sec", None, "", _DROP, Drop.SNAPLEN_TRUNCATED,
+         ("problem:parse", "n:int"), detail="${problem}", event=False),
     Rule("NO_INGRESS", "ls_in_check_port_sec", None, "", _DROP, Drop.NO_INGRESS,
          detail="no logical port owns the frame's source", event=False),
 )
@@ -334,6 +435,7 @@ PARSE_PROBLEMS: Tuple[Tuple[str, str], ...] = (
     ("TRUNCATED_TCP", "truncated TCP header"),
     ("TRUNCATED_UDP", "truncated UDP header"),
     ("IPV6", "IPv6 is not modelled yet"),
+    ("SNAPLEN", "headers cut by the capture's snaplen: {n} bytes captured"),
 )
 
 #: Kinds of output (``kind`` in a verdict; ``BatchResult.out_kind`` is the index), with what each is.
@@ -344,6 +446,7 @@ OUTPUT_KINDS: Tuple[Tuple[str, str], ...] = (
     ("arp", "an ARP request a router sent instead of the frame"),
     ("icmp4", "an ICMP error a router generated"),
     ("tcp_reset", "a TCP RST+ACK a router generated"),
+    ("dhcp_reply", "a DHCPOFFER/ACK/NAK ovn-controller sent (put_dhcp_opts)"),
 )
 
 #: What a ct_snat/ct_dnat did (the low byte of a "ct" value), in code order.
@@ -356,6 +459,21 @@ CT_OUTCOMES: Tuple[Tuple[str, str], ...] = (
     ("NO_ENTRY", "no conntrack entry, no change"),
     ("NEW", "new connection"),
     ("FULL", "new connection refused: the conntrack table is full"),
+)
+
+
+#: What put_dhcp_opts did (controller/pinctrl.c pinctrl_handle_put_dhcp_opts), in code order:
+#: a reply (reg0[3] = 1) or why there is none (reg0[3] = 0: the request goes on unanswered).
+DHCP_RESULTS: Tuple[Tuple[str, str], ...] = (
+    ("OFFER", "DHCPOFFER"),
+    ("ACK", "DHCPACK"),
+    ("NAK", "DHCPNAK: the requested address is not the offer"),
+    ("INFORM_ACK", "DHCPACK to a DHCPINFORM"),
+    ("NOT_BOOTP", "no reply, reg0[3] = 0: not a BOOTP request (short, op not 1, or no magic cookie)"),
+    ("NO_TYPE", "no reply, reg0[3] = 0: no DHCP message type option"),
+    ("RELEASE", "no reply, reg0[3] = 0: DHCPRELEASE"),
+    ("DECLINE", "no reply, reg0[3] = 0: DHCPDECLINE"),
+    ("BAD_TYPE", "no reply, reg0[3] = 0: a message type OVN does not answer"),
 )
 
 
@@ -394,6 +512,8 @@ def generate_pxi() -> str:
     lines += [f"    CT_{name} = {i}" for i, (name, _) in enumerate(CT_OUTCOMES)]
     lines += ["", "cdef enum:"]
     lines += [f"    KIND_{name.upper()} = {i}" for i, (name, _) in enumerate(OUTPUT_KINDS)]
+    lines += ["", "cdef enum:"]
+    lines += [f"    DR_{name} = {i}" for i, (name, _) in enumerate(DHCP_RESULTS)]
     lines += ["", "# By rule code: the stage (S_*) and the drop disposition (D_*, 0: the rule does not drop).",
               "cdef int16_t RULE_STAGE[N_RULES]", "cdef int8_t RULE_DROP[N_RULES]"]
     lines.append("RULE_STAGE[:] = [" + ", ".join(f"S_{r.stage.upper()}" for r in RULES) + "]")

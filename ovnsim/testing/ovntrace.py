@@ -444,6 +444,9 @@ class _Walker:
             elif (name == "icmp4.type" and pkt.flow["dl_type"] == _ETH_IP
                   and pkt.flow["nw_proto"] == _ICMP and pkt.flow["tp_src"] == 0):
                 pkt.kind = "echo_reply"
+            elif (name == "udp.dst" and pkt.flow["dl_type"] == _ETH_IP and pkt.flow["nw_proto"] == _UDP
+                  and pkt.flow["tp_src"] == 67 and pkt.flow["tp_dst"] == 68):
+                pkt.kind = "dhcp_reply"  # ls_in_dhcp_response: the put_dhcp_opts reply
 
     # -- the walk
 
@@ -758,8 +761,7 @@ def trace_verdict(real_ovn, microflow: Union[Microflow, str], datapath: Optional
 
 
 def _datapath_of_port(real_ovn, port: str) -> str:
-    rows = real_ovn.sb_rows("Port_Binding", ["datapath"], [f"logical_port={json.dumps(port)}"])
-    if not rows:
+    datapath = real_ovn.port_datapath(port)
+    if not datapath:
         raise OvnTraceParseError(f"unknown logical port {port!r}")
-    uuid = str(rows[0]["datapath"])
-    return real_ovn.datapath_names().get(uuid) or uuid
+    return datapath
