@@ -11,9 +11,6 @@ from __future__ import annotations
 
 #: kind -> why real OVN 23.03 and ovnsim differ
 KINDS = {
-    "lldp-port-security": (
-        "LLDP (01:80:c2:00:00:0e) from a port with port security is dropped by OVN "
-        "(ls_in_port_sec_l2 has no flow admitting it); ovnsim floods it."),
     "hairpin-snat-reply": (
         "A VM without a floating IP reaching another VM's floating IP on the same "
         "distributed-gateway-port router: OVN loops the reply back and un-SNATs it; "
@@ -30,26 +27,6 @@ KINDS = {
 #: "topology/conversation" -> kind, measured (a conversation is listed under the
 #: kind of its first differing step)
 KNOWN = {
-    "dgp/app1-lldp": "lldp-port-security",
-    "dgp/web1-lldp": "lldp-port-security",
-    "dgp/web2-lldp": "lldp-port-security",
-    "dhcp-metadata/db1-lldp": "lldp-port-security",
-    "dhcp-metadata/web1-lldp": "lldp-port-security",
-    "dhcp-metadata/web2-lldp": "lldp-port-security",
-    "multi-router/app1-lldp": "lldp-port-security",
-    "multi-router/app2-lldp": "lldp-port-security",
-    "multi-router/fw1-lldp": "lldp-port-security",
-    "multi-router/lab1-lldp": "lldp-port-security",
-    "provider-ports/app1-lldp": "lldp-port-security",
-    "provider-ports/app2-lldp": "lldp-port-security",
-    "provider-ports/bastion-lldp": "lldp-port-security",
-    "provider-ports/pub-db-lldp": "lldp-port-security",
-    "reference/vm1-lldp": "lldp-port-security",
-    "reference/vm2-lldp": "lldp-port-security",
-    "two-projects/alpha-vm1-lldp": "lldp-port-security",
-    "two-projects/alpha-vm2-lldp": "lldp-port-security",
-    "two-projects/beta-vm1-lldp": "lldp-port-security",
-    "two-projects/beta-vm2-lldp": "lldp-port-security",
     "dgp/fw1-icmp-fip-app1": "hairpin-snat-reply",
     "dgp/fw1-icmp-fip-web1": "hairpin-snat-reply",
     "dgp/fw1-tcp-fip-app1": "hairpin-snat-reply",
@@ -137,12 +114,6 @@ KNOWN = {
     "security-groups/web2-udp-db1": "acl-not-evaluated",
     "security-groups/web2-udp-web1": "acl-not-evaluated",
     "security-groups/web2-unreachable-db1": "acl-not-evaluated",
-    "security-groups/app1-lldp": "lldp-port-security",
-    "security-groups/bastion1-lldp": "lldp-port-security",
-    "security-groups/db1-lldp": "lldp-port-security",
-    "security-groups/sl1-lldp": "lldp-port-security",
-    "security-groups/web1-lldp": "lldp-port-security",
-    "security-groups/web2-lldp": "lldp-port-security",
     "security-groups/provnet-public-tcp-fixed-web1": "snat-on-reply",
     "security-groups/provnet-public-tcp-fixed-web2": "snat-on-reply",
 }
@@ -150,10 +121,10 @@ KNOWN = {
 #: capture file (pcaps/) -> {frame number (1-based): kind}: the frames of the
 #: bundled captures whose outputs differ today (test_realdp_captures.py)
 CAPTURES = {
-    "reference-mixed.pcap": {34: "lldp-port-security"},
-    "reference-mixed.pcapng": {34: "lldp-port-security"},
-    "reference-cut.pcap": {34: "lldp-port-security"},
-    "reference-snaplen.pcap": {34: "lldp-port-security"},
+    "reference-mixed.pcap": {},
+    "reference-mixed.pcapng": {},
+    "reference-cut.pcap": {},
+    "reference-snaplen.pcap": {},
     "two-projects-mixed.pcap": {},
     "dgp-mixed.pcap": {},
     "multi-router-mixed.pcap": {},
