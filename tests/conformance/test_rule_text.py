@@ -26,7 +26,7 @@ from typing import Dict, List, Tuple
 import pytest
 
 from conformance.flowgen import generate
-from conformance.test_conformance import TOPOLOGIES, load_into_ovn
+from conformance.test_conformance import TOPOLOGIES, load_into_ovn, trace_model_simulator
 from ovnsim.neutron.compiler import compile_topology
 from ovnsim.neutron.loader import load_topology
 from ovnsim.northd.rules import RULES
@@ -134,7 +134,7 @@ def compare_topology(ovn, path) -> Tuple[Dict[str, collections.Counter], Dict[st
     logical = compile_topology(load_topology(str(path)))
     load_into_ovn(ovn, logical)
     flows = parse_lflow_list(ovn.lflow_list())
-    sim = Simulator(logical)
+    sim = trace_model_simulator(logical)
     counts: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     examples: Dict[str, str] = {}
     for label, flow in generate(build_tables(logical)):
