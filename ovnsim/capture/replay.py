@@ -16,8 +16,8 @@ Written into ``out_dir``: ``<port>-tx.pcap`` for every logical port that
 emitted frames (classic pcap, nanosecond timestamps; each frame carries the
 timestamp of the input frame it came from) and ``drops.pcapng`` (every
 frame of which no copy left, as captured, with one packet comment per drop:
-``"<disposition> at <datapath> <stage>"``, then ``"frame <n>, ingress
-<port>"``).
+``"<disposition> at <datapath> <stage>"`` -- for a security group's drop
+followed by the rule it needed -- then ``"frame <n>, ingress <port>"``).
 
 The per-frame work -- reading, the engine, accounting, writing -- runs in
 C over whole batches (``ovnsim.capture._pcapio`` and the engine); Python runs once
@@ -838,6 +838,7 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     for i in range(1, drops_ifaces):
         drops.add_interface(_drops_if_name(reader.interface_names, i))
     sink = _Sink()
+    details = _DropDetails(engine)
     frames = 0
     start = time.perf_counter()
     batches = iter(reader)
@@ -877,7 +878,7 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
                 sink.submit(drops.write_raw, _pcapio.build_drop_epbs(
                     batch.data, batch.offsets, batch.lengths, batch.origlens, batch.timestamps, state,
                     result.ingress, batch.first, result.drop_frame, result.drop_reason, result.drop_stage,
-                    result.drop_datapath, names, batch.ifaces, batch.numbers))
+                    result.drop_datapath, names, batch.ifaces, batch.numbers, details.of(result)))
             if split is not None:
                 received = split.compare(result, received)
             if verdicts is not None:
@@ -976,6 +977,39 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
 
 
 _COOKED_NAMES = {113: "LINUX_SLL", 276: "LINUX_SLL2"}
+
+
+class _DropDetails:
+    """The drops.pcapng comment that follows an ACL drop's: the security group rule it needed.
+
+    Rendered from the drop's rule and values (``BatchResult.drop_rule``,
+    ``drop_a``, ``drop_b``) as the trace renders them; only batches with
+    such a drop pay for it.
+    """
+
+    CODES = (int(Drop.ACL), int(Drop.ACL_INVALID))
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.renderer = None
+
+    def of(self, result) -> Optional[List[bytes]]:
+        reasons = result.drop_reason
+        if not any(code in reasons for code in self.CODES):
+            return None
+        if self.renderer is None:
+            from ovnsim.datapath.trace import TraceRenderer
+
+            self.renderer = TraceRenderer(self.engine)
+        out = []
+        for i, reason in enumerate(reasons):
+            if reason in self.CODES:
+                step = self.renderer.step(result.drop_rule[i], result.drop_datapath[i], 0, result.drop_a[i],
+                                          result.drop_b[i])
+                out.append(step.detail.encode())
+            else:
+                out.append(b"")
+        return out
 
 
 def _port_mac(logical: LogicalTopology, port: str) -> Optional[str]:

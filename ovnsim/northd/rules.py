@@ -68,6 +68,10 @@ ARGS = {
     "binding": "a MAC, or 0 for no MAC binding",
     "ct": "what a ct_snat/ct_dnat did (outcome, new source port, address)",
     "parse": "why a frame could not be parsed (a PARSE_* problem code)",
+    "acl": "an ACL row (.priority: its flow priority, .match)",
+    "aclwhy": ("a drop ACL and the dropped packet: ACL row << 48 | port << 32 | ip.proto << 24 | ICMP code << 16 | "
+               "destination port or ICMP type (.priority, .match, .text: the security group rule it would need)"),
+    "ctstate": "the ct_state flags a ct_next loaded (new, est, rpl, rel, inv, trk)",
     "int": "a number",
 }
 
@@ -252,6 +256,65 @@ RULES: Tuple[Rule, ...] = (
     Rule("LR_OUT_DELIVERY", "lr_out_delivery", 100, 'outport == "${outport}"', "output;", args=("outport:lrp",)),
     Rule("LR_OUT_NOT_ATTACHED", "lr_out_delivery", None, "", _DROP, Drop.NO_ROUTE, ("outport:lrp",),
          detail="${outport} is not attached to a switch"),
+    # -- switch ACL stages (security groups), on switches with ACLs only ---------
+    # (northd.c build_pre_acls / build_acl_hints / build_acls / build_stateful,
+    # 23.03; docs/acl-engine-notes.md.)  Ingress and egress have the same flows,
+    # with inport/outport and the from-lport/to-lport ACLs; ${acl} is an ACL row
+    # (its OVN flow priority is the ACL's + 1000).
+    *(rule for pipe, stage, port in (("LS_IN", "ls_in", "inport"), ("LS_OUT", "ls_out", "outport")) for rule in (
+        Rule(f"{pipe}_PRE_ACL_STATELESS", f"{stage}_pre_acl", "${acl.priority}", "${acl.match}",
+             "reg0[16] = 1; next;", args=("acl:acl",)),
+        Rule(f"{pipe}_PRE_ACL_MCAST", f"{stage}_pre_acl", 110, "eth.mcast", "next;"),
+        Rule(f"{pipe}_PRE_ACL_ROUTER", f"{stage}_pre_acl", 110, f'ip && {port} == "${{port}}"', "next;",
+             args=("port:lsp",)),
+        Rule(f"{pipe}_PRE_ACL_IP", f"{stage}_pre_acl", 100, "ip", "reg0[0] = 1; next;"),
+        Rule(f"{pipe}_PRE_LB_STATELESS", f"{stage}_pre_lb", 110, "reg0[16] == 1", "next;"),
+        Rule(f"{pipe}_PRE_STATEFUL", f"{stage}_pre_stateful", 100, "reg0[0] == 1",
+             "ct_next; /* ct_state=${state} */", args=("state:ctstate",)),
+        Rule(f"{pipe}_ACL_HINT_NEW", f"{stage}_acl_hint", 7, "ct.new && !ct.est", "reg0[7] = 1; reg0[9] = 1; next;"),
+        Rule(f"{pipe}_ACL_HINT_BLOCKED_NEW", f"{stage}_acl_hint", 6,
+             "!ct.new && ct.est && !ct.rpl && ct_mark.blocked == 1", "reg0[7] = 1; reg0[9] = 1; next;"),
+        Rule(f"{pipe}_ACL_HINT_UNTRACKED", f"{stage}_acl_hint", 5, "!ct.trk", "reg0[8] = 1; reg0[9] = 1; next;"),
+        Rule(f"{pipe}_ACL_HINT_EST", f"{stage}_acl_hint", 4,
+             "!ct.new && ct.est && !ct.rpl && ct_mark.blocked == 0", "reg0[8] = 1; reg0[10] = 1; next;"),
+        Rule(f"{pipe}_ACL_HINT_NOT_EST", f"{stage}_acl_hint", 3, "!ct.est", "reg0[9] = 1; next;"),
+        Rule(f"{pipe}_ACL_HINT_EST_BLOCKED", f"{stage}_acl_hint", 2, "ct.est && ct_mark.blocked == 1",
+             "reg0[9] = 1; next;"),
+        Rule(f"{pipe}_ACL_HINT_EST_ALLOWED", f"{stage}_acl_hint", 1, "ct.est && ct_mark.blocked == 0",
+             "reg0[10] = 1; next;"),
+        Rule(f"{pipe}_ACL_RELATED", f"{stage}_acl", 65532,
+             "!ct.est && ct.rel && !ct.new && !ct.inv && ct_mark.blocked == 0",
+             "reg0[17] = 1; ct_commit_nat;" if pipe == "LS_IN" else "ct_commit_nat;"),
+        Rule(f"{pipe}_ACL_REPLY", f"{stage}_acl", 65532,
+             "ct.est && !ct.rel && !ct.new && !ct.inv && ct.rpl && ct_mark.blocked == 0",
+             "reg0[9] = 0; reg0[10] = 0; reg0[17] = 1; next;" if pipe == "LS_IN" else "next;"),
+        Rule(f"{pipe}_ACL_INVALID", f"{stage}_acl", 65532, "ct.inv || (ct.est && ct.rpl && ct_mark.blocked == 1)",
+             _DROP, Drop.ACL_INVALID, ("port:lsp",),
+             detail="conntrack of port ${port} calls it invalid (an ICMP error about no connection it knows)"),
+        Rule(f"{pipe}_ACL_BLOCKED_REPLY", f"{stage}_acl", 65532,
+             "ct.inv || (ct.est && ct.rpl && ct_mark.blocked == 1)", _DROP, Drop.ACL, ("port:lsp",),
+             detail="a reply of a connection of port ${port} that its security groups no longer allow"),
+        Rule(f"{pipe}_ACL_ALLOW_NEW", f"{stage}_acl", "${acl.priority}", "reg0[7] == 1 && (${acl.match})",
+             "reg0[1] = 1; next;", args=("acl:acl",)),
+        Rule(f"{pipe}_ACL_ALLOW_EST", f"{stage}_acl", "${acl.priority}", "reg0[8] == 1 && (${acl.match})", "next;",
+             args=("acl:acl",)),
+        Rule(f"{pipe}_ACL_ALLOW_STATELESS", f"{stage}_acl", "${acl.priority}", "${acl.match}", "next;",
+             args=("acl:acl",)),
+        # A drop ACL (Neutron's neutron_pg_drop): the record names the ACL, the
+        # port and the packet's remote address, protocol and port, so that the
+        # detail can say which security group rule would have let it through.
+        Rule(f"{pipe}_ACL_DROP_BLOCK", f"{stage}_acl", "${why.priority}", "reg0[10] == 1 && (${why.match})",
+             _DROP, Drop.ACL, ("remote:ip", "why:aclwhy"),
+             detail="${why.text} (the connection is marked blocked: ct_commit { ct_mark.blocked = 1; })"),
+        Rule(f"{pipe}_ACL_DROP", f"{stage}_acl", "${why.priority}", "reg0[9] == 1 && (${why.match})", _DROP,
+             Drop.ACL, ("remote:ip", "why:aclwhy"), detail="${why.text}"),
+        Rule(f"{pipe}_ACL_DEFAULT_NEW", f"{stage}_acl", 1, "ip && !ct.est", "reg0[1] = 1; next;"),
+        Rule(f"{pipe}_ACL_DEFAULT_UNBLOCK", f"{stage}_acl", 1, "ip && ct.est && ct_mark.blocked == 1",
+             "reg0[1] = 1; next;"),
+        Rule(f"{pipe}_STATEFUL", f"{stage}_stateful", 100, "reg0[1] == 1 && reg0[13] == 0",
+             "ct_commit { ct_mark.blocked = 0; }; next;"),
+    )),
+    Rule("LS_IN_ACL_AFTER_LB", "ls_in_acl_after_lb", 65532, "reg0[17] == 1", "next;"),
     # -- pass-through steps: flows OVN's trace shows that change nothing ovnsim models --
     # (register bookkeeping, FDB learning, ECMP/policy defaults).  Traced so the
     # stage and priority sequence is ovn-trace's; PASS_THROUGH lists them.
