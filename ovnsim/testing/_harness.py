@@ -248,6 +248,7 @@ class _Children:
         self.detached: Dict[str, int] = {}
         self.keeper: Optional[subprocess.Popen] = None
         self._keeper_pipe: Optional[int] = None
+        self._guarded: set = set()
 
     def start_keeper(self) -> None:
         read_end, self._keeper_pipe = os.pipe()
@@ -266,7 +267,9 @@ class _Children:
         """Have the keeper stop the process ``path`` names if this process dies."""
         if self._keeper_pipe is None:
             raise RealOVNError("no keeper runs for detached daemons")
-        os.write(self._keeper_pipe, (path + "\n").encode())
+        if path not in self._guarded:  # a restarted daemon reuses its pidfile
+            os.write(self._keeper_pipe, (path + "\n").encode())
+            self._guarded.add(path)
 
     def pids(self) -> Dict[str, int]:
         out = {role: p.pid for role, p in self.procs.items()}
