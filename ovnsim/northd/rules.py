@@ -16,7 +16,9 @@ priority is an int, ``None`` (no flow: ovnsim's own step) or a template for
 rules whose priority comes from the table entry (routes, SNAT rows).
 Where ovnsim does not model a flow's full text (a comment in the actions
 says what the step did, e.g. ``/* un-NAT (reply) */``), the text is
-ovn-trace's, not lflow-list's.
+ovn-trace's, not lflow-list's.  ``tests/conformance/test_rule_text.py``
+holds every traced step's text beside real ``lflow-list`` output and lists,
+with the reason, the rules whose text differs.
 """
 
 from __future__ import annotations
