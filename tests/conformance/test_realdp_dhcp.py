@@ -108,3 +108,27 @@ def test_same_frames_leave_the_same_ports(sides, name):
         assert list(real) == ["web1"] and Ether(real["web1"][0])[BOOTP].op == 2  # a reply
     if name == "metadata-syn":
         assert list(real) == ["ovnmeta-web"]  # the localport, not the router (no SNAT)
+
+
+def test_vm_tap_capture_of_a_boot_replays_with_the_real_offer_and_ack_matched(sides, tmp_path):
+    """A VM's tap as tcpdump records it on real OVN (its DHCP requests and pinctrl's replies, in order),
+    replayed with ``--port web1 --only-from-port``: the requests enter, and the OFFER and ACK the VM
+    received are exactly what ovnsim delivered to it."""
+    from ovnsim.capture.pcap import PcapWriter
+    from ovnsim.capture.replay import replay
+
+    logical, dp, _sim = sides
+    dp.reset()
+    tap = []
+    for request in (_dhcp("discover"), _dhcp("request", requested=WEB1_IP)):
+        tap.append(request)
+        tap += dp.inject("web1", request).outputs.get("web1", [])
+    assert len(tap) == 4
+    capture = tmp_path / "tap.pcap"
+    with PcapWriter(str(capture)) as writer:
+        for i, frame in enumerate(tap):
+            writer.write(frame, 1_700_000_000 * 10**9 + i * 1000)
+    summary = replay(logical, capture, tmp_path / "out", port="web1", only_from_port=True)
+    assert {k: summary.tap[k] for k in ("sent", "received", "matched", "mismatched", "unseen")} == {
+        "sent": 2, "received": 2, "matched": 2, "mismatched": 0, "unseen": 0}
+    assert summary.generated["dhcp_reply"] == 2
