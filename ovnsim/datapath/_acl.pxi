@@ -78,7 +78,7 @@ cdef int32_t acl_ct_lookup(Core* c, const Pkt* p, uint32_t zone, uint8_t* state)
     cdef CtSlot* slot
     cdef uint16_t sp, dp
     if p.proto == IPPROTO_ICMP and p.has_inner:
-        slot = ct_slot(&c.ct, (<uint64_t>p.in_src << 32) | p.in_dst, ct_k2(zone, p.in_proto, p.in_sport, p.in_dport))
+        slot = ct_find(&c.ct, (<uint64_t>p.in_src << 32) | p.in_dst, ct_k2(zone, p.in_proto, p.in_sport, p.in_dport))
         if slot.conn < 0:
             state[0] = ACT_TRK | ACT_INV
             return -1
@@ -89,7 +89,13 @@ cdef int32_t acl_ct_lookup(Core* c, const Pkt* p, uint32_t zone, uint8_t* state)
     else:
         sp = p.sport
         dp = p.dport
-    slot = ct_slot(&c.ct, (<uint64_t>p.ip_src << 32) | p.ip_dst, ct_k2(zone, p.proto, sp, dp))
+    slot = ct_find(&c.ct, (<uint64_t>p.ip_src << 32) | p.ip_dst, ct_k2(zone, p.proto, sp, dp))
+    if slot.conn >= 0 and ct_update(&c.ct, slot.conn, slot.reply, p) == CTU_NEW:
+        # A SYN on a closed connection: OVS expires it and the SYN opens a new one.
+        ct_remove(&c.ct, slot.conn)
+        c.ct.expired += 1
+        state[0] = ACT_TRK | ACT_NEW
+        return -1
     if slot.conn < 0:
         state[0] = ACT_TRK | ACT_NEW
         return -1
@@ -125,13 +131,15 @@ cdef void acl_commit(Core* c, const Pkt* p, uint32_t zone, int32_t ci, int32_t h
     if slot.conn >= 0:
         ct.conns[slot.conn].blocked = 0
         return
-    if ct.limit > 0 and ct.n_conns >= ct.limit:
+    # One expired connection goes before one is committed (as in ct_nat), so the
+    # table holds no more than the most connections live at once.
+    ct_sweep(ct, 1)
+    if ct.limit > 0 and ct.n_live >= ct.limit:
         return
     if ct_reserve(ct) < 0:
         c.error = 1
         return
-    ci = <int32_t>ct.n_conns
-    ct.n_conns += 1
+    ci = ct_commit(ct, zone, p.proto)   # its timeout class and expiry, counted as created
     conn = &ct.conns[ci]
     conn.osrc = conn.tsrc = p.ip_src
     conn.odst = conn.tdst = p.ip_dst

@@ -264,6 +264,11 @@ cdef int32_t build_raw(const FrameCtx* f, const Pkt* p, unsigned char* o) noexce
         changed |= _acc16(&acc, ol4 + 4, l4 + 4)
         if p.has_inner:
             end = f.l3 + rd16(oip + 2)
+            if end > n:
+                # Cut by a capture's snaplen: only the bytes captured are
+                # rewritten; the ICMP checksum is updated incrementally from
+                # the words that changed, so it holds for the whole message.
+                end = n
             rewrite_inner(l4 + 8, end - f.l4 - 8, p)
             # The words rewrite_inner can touch: the inner IPv4 header's first
             # 20 bytes and 20 bytes after it (all of it inside the message; a

@@ -235,6 +235,14 @@ RULES: Tuple[Rule, ...] = (
          "arp { eth.dst = ff:ff:ff:ff:ff:ff; arp.spa = ${spa}; arp.tpa = ${tpa}; arp.op = 1; output; };",
          args=("spa:ip", "tpa:ip"),
          writes=(("{", "arp"), ("eth.dst", "ff:ff:ff:ff:ff:ff"), ("arp.spa", "${spa}"), ("arp.tpa", "${tpa}"), ("arp.op", "1"))),
+    # pinctrl's buffered packets: the packet the arp action sent to the controller is
+    # kept (3 newest per next hop) and sent on through the egress pipeline, eth.dst
+    # filled in, once a MAC binding for the next hop appears.
+    Rule("LR_IN_ARP_HOLD", "lr_in_arp_request", None, "", "/* pinctrl holds the packet until ${hop} resolves */",
+         args=("hop:ip",)),
+    Rule("LR_IN_ARP_RELEASE", "lr_in_arp_request", None, "",
+         "/* held packet sent: ${hop} is at ${mac}; eth.dst = ${mac}; output; */", args=("hop:ip", "mac:mac"),
+         writes=(("eth.dst", "${mac}"),)),
     # -- logical router egress --------------------------------------------------
     Rule("LR_OUT_UNDNAT_GR", "lr_out_undnat", 50, "ip", "flags.loopback = 1; ct_dnat; /* ${ct} */",
          args=("src:ip", "ct:ct"),
@@ -399,6 +407,10 @@ RULES: Tuple[Rule, ...] = (
          detail="${problem}", event=False),
     Rule("PARSE_UNSUPPORTED", "ls_in_check_port_sec", None, "", _DROP, Drop.UNSUPPORTED,
          ("problem:parse", "n:int"), detail="${problem}", event=False),
+    # A frame captured with a snaplen (tcpdump -s 96) replays on the headers it has;
+    # one whose headers themselves were cut cannot.
+    Rule("PARSE_SNAPLEN", "ls_in_check_port_sec", None, "", _DROP, Drop.SNAPLEN_TRUNCATED,
+         ("problem:parse", "n:int"), detail="${problem}", event=False),
     Rule("NO_INGRESS", "ls_in_check_port_sec", None, "", _DROP, Drop.NO_INGRESS,
          detail="no logical port owns the frame's source", event=False),
 )
@@ -423,6 +435,7 @@ PARSE_PROBLEMS: Tuple[Tuple[str, str], ...] = (
     ("TRUNCATED_TCP", "truncated TCP header"),
     ("TRUNCATED_UDP", "truncated UDP header"),
     ("IPV6", "IPv6 is not modelled yet"),
+    ("SNAPLEN", "headers cut by the capture's snaplen: {n} bytes captured"),
 )
 
 #: Kinds of output (``kind`` in a verdict; ``BatchResult.out_kind`` is the index), with what each is.
