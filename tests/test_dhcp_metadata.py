@@ -356,3 +356,16 @@ def test_unicast_renewal_is_acked_where_ovn_trace_drops_it(sim):
     assert case["verdict"] == {"dropped": True, "outputs": []}
     result = sim.trace(case["microflow"])
     assert [(o.port, o.kind, o.fields()["ip4.dst"]) for o in result.outputs] == [("web1", "dhcp_reply", WEB1_IP)]
+
+
+def test_request_cut_by_a_capture_snaplen_is_not_answered(logical):
+    """pinctrl reads the options; a capture that cut them cannot say what it answered: no reply is made up."""
+    from ovnsim.datapath._fastpath import FastEngine
+
+    engine = FastEngine(logical)
+    frame = bytes(_dhcp("discover"))
+    port = engine.port_index["web1"]
+    whole = engine.process_batch(frame, [0], [len(frame)], [port])
+    cut = engine.process_batch(frame[:96], [0], [96], [port], origlens=[len(frame)], trace=True)
+    assert [engine.port_names[p] for p in whole.out_port] == ["web1"]
+    assert "web1" not in [engine.port_names[p] for p in cut.out_port] and cut.n_outputs >= 1  # switched on
