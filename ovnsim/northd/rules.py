@@ -476,6 +476,7 @@ DHCP_RESULTS: Tuple[Tuple[str, str], ...] = (
     ("RELEASE", "no reply, reg0[3] = 0: DHCPRELEASE"),
     ("DECLINE", "no reply, reg0[3] = 0: DHCPDECLINE"),
     ("BAD_TYPE", "no reply, reg0[3] = 0: a message type OVN does not answer"),
+    ("SNAPLEN", "not answered: the capture's snaplen cut the request, ovn-controller's reply is unknown"),
 )
 
 
