@@ -56,7 +56,10 @@ TOPOLOGY_DIR = pathlib.Path(__file__).resolve().parent.parent / "topologies"
 EXAMPLES = ("reference", "dgp", "two-projects", "multi-router")
 #: flowgen's topologies: as the conformance test, without the generated large
 #: one (6 million flows; the Hypothesis test below covers it instead).
-FLOWGEN_TOPOLOGIES = sorted(p.stem for p in TOPOLOGY_DIR.glob("*.yaml") if p.stem != "large")
+#: The example topologies the frozen oracle can judge: not ``large`` (too slow), not the ones
+#: with security groups (the oracle predates the ACL stages; test_security_groups_trace.py
+#: holds the engine to real ovn-trace there instead).
+FLOWGEN_TOPOLOGIES = sorted(p.stem for p in TOPOLOGY_DIR.glob("*.yaml") if p.stem not in ("large", "security-groups"))
 
 BCAST = "ff:ff:ff:ff:ff:ff"
 UPSTREAM_MAC = "52:54:00:c0:ff:ee"

@@ -576,7 +576,7 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
                     const int32_t[::1] ingress, int64_t first_number,
                     const int32_t[::1] drop_frame, const int8_t[::1] drop_reason, const int16_t[::1] drop_stage,
                     const int32_t[::1] drop_datapath, DropNames names, const int32_t[::1] ifaces=None,
-                    const int64_t[::1] numbers=None):
+                    const int64_t[::1] numbers=None, details=None):
     """pcapng Enhanced Packet Blocks (interface 0, nanosecond timestamps) for the dropped frames.
 
     A frame is dropped when ``frame_state`` (from :func:`account_batch`) says
@@ -587,8 +587,13 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
     ``ifaces`` (optional): each frame's interface id in the output file
     (else interface 0).  ``numbers`` (optional): each frame's number in the
     capture, when the batch is not consecutive frames (else ``first_number``
-    + index).  Returns the blocks as one ``bytearray``.
+    + index).  ``details`` (optional): per drop record, ``bytes`` written as
+    one more comment right after the record's (empty: none), e.g. the
+    security group rule an ACL drop needed.  Returns the blocks as one
+    ``bytearray``.
     """
+    cdef _Names detail_names = None
+    cdef bint has_details = details is not None
     cdef Py_ssize_t n = frame_state.shape[0], n_drop = drop_frame.shape[0], i, f, j, size, total = 0, at, cl
     cdef Py_ssize_t body, start
     cdef int32_t *first
@@ -614,6 +619,10 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
         raise ValueError("build_drop_epbs: numbers shorter than frame_state")
     if drop_reason.shape[0] < n_drop or drop_stage.shape[0] < n_drop or drop_datapath.shape[0] < n_drop:
         raise ValueError("build_drop_epbs: drop arrays of different lengths")
+    if has_details:
+        if len(details) < n_drop:
+            raise ValueError("build_drop_epbs: details shorter than the drop arrays")
+        detail_names = _Names([bytes(text) for text in details])
     # Drop records per frame as linked lists in record order (first[f], nxt[i]).
     first = <int32_t *>malloc((n + 1) * sizeof(int32_t))
     nxt = <int32_t *>malloc((n_drop + 1) * sizeof(int32_t))
@@ -647,6 +656,8 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
         while j >= 0:
             size += 4 + pad4(names.reasons.size[drop_reason[j]] + 4 + names.datapaths.size[drop_datapath[j]]
                              + 1 + names.stages.size[drop_stage[j]])
+            if has_details and detail_names.size[j]:
+                size += 4 + pad4(detail_names.size[j])
             j = nxt[j]
         port = ingress[f]
         port_len = names.ports.size[port] if 0 <= port < names.ports.n else 6
@@ -685,6 +696,9 @@ def build_drop_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const i
             at = put_option(dst, at, names.reasons.ptr[r], names.reasons.size[r], b" at ", 4,
                             names.datapaths.ptr[d], names.datapaths.size[d], b" ", 1,
                             names.stages.ptr[s], names.stages.size[s])
+            if has_details and detail_names.size[j]:
+                at = put_option(dst, at, detail_names.ptr[j], detail_names.size[j], NULL, 0, NULL, 0, NULL, 0,
+                                NULL, 0)
             j = nxt[j]
         port = ingress[f]
         if 0 <= port < names.ports.n:

@@ -16,8 +16,8 @@ Written into ``out_dir``: ``<port>-tx.pcap`` for every logical port that
 emitted frames (classic pcap, nanosecond timestamps; each frame carries the
 timestamp of the input frame it came from) and ``drops.pcapng`` (every
 frame of which no copy left, as captured, with one packet comment per drop:
-``"<disposition> at <datapath> <stage>"``, then ``"frame <n>, ingress
-<port>"``).
+``"<disposition> at <datapath> <stage>"`` -- for a security group's drop
+followed by the rule it needed -- then ``"frame <n>, ingress <port>"``).
 
 The per-frame work -- reading, the engine, accounting, writing -- runs in
 C over whole batches (``ovnsim.capture._pcapio`` and the engine); Python runs once
@@ -890,6 +890,7 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     for i in range(1, drops_ifaces):
         drops.add_interface(_drops_if_name(reader.interface_names, i))
     sink = _Sink()
+    details = _DropDetails(engine)
     frames = 0
     cut_frames = 0  # frames a snaplen cut, injected
     # The C engine takes each frame's time (conntrack ageing) and wire length (snaplen).
@@ -940,7 +941,7 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
                 sink.submit(drops.write_raw, _pcapio.build_drop_epbs(
                     batch.data, batch.offsets, batch.lengths, batch.origlens, batch.timestamps, state,
                     result.ingress, batch.first, result.drop_frame, result.drop_reason, result.drop_stage,
-                    result.drop_datapath, names, batch.ifaces, batch.numbers))
+                    result.drop_datapath, names, batch.ifaces, batch.numbers, details.of(result)))
             if split is not None:
                 received = split.compare(result, received)
             if verdicts is not None:
@@ -1047,15 +1048,50 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
 _COOKED_NAMES = {113: "LINUX_SLL", 276: "LINUX_SLL2"}
 
 
+class _DropDetails:
+    """The drops.pcapng comment that follows an ACL drop's: the security group rule it needed.
+
+    Rendered from the drop's rule and values (``BatchResult.drop_rule``,
+    ``drop_a``, ``drop_b``) as the trace renders them; only batches with
+    such a drop pay for it.
+    """
+
+    CODES = (int(Drop.ACL), int(Drop.ACL_INVALID))
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.renderer = None
+
+    def of(self, result) -> Optional[List[bytes]]:
+        reasons = result.drop_reason
+        if not any(code in reasons for code in self.CODES):
+            return None
+        if self.renderer is None:
+            from ovnsim.datapath.trace import TraceRenderer
+
+            self.renderer = TraceRenderer(self.engine)
+        out = []
+        for i, reason in enumerate(reasons):
+            if reason in self.CODES:
+                step = self.renderer.step(result.drop_rule[i], result.drop_datapath[i], 0, result.drop_a[i],
+                                          result.drop_b[i])
+                out.append(step.detail.encode())
+            else:
+                out.append(b"")
+        return out
+
+
 def _port_mac(logical: LogicalTopology, port: str) -> Optional[str]:
     """The MAC of logical switch port ``port`` (its first address), if it has one."""
+    from ovnsim.northd.tables import int_to_mac, parse_addresses
+
     for ls in logical.switches:
         for lsp in ls.ports:
             if lsp.name == port:
                 for entry in lsp.addresses:
-                    words = entry.split()
-                    if words and words[0] not in ("unknown", "router", "dynamic"):
-                        return words[0]
+                    mac, _ = parse_addresses(entry)
+                    if mac is not None:
+                        return int_to_mac(mac)
     return None
 
 

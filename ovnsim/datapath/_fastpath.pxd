@@ -322,10 +322,13 @@ ctypedef struct CtConn:
     uint16_t odport
     uint16_t tsport
     uint16_t tdport
+    # ACL zones only (a switch port's connections, committed by ls_*_stateful):
+    int32_t acl_hit          # the ACL its original direction matched (-1 none, -2 not cached: evaluate)
     uint8_t proto
     uint8_t tm               # timeout class (CT_TM_*), CT_TM_FREE
     uint8_t st0              # TCP: the original direction's peer state (CT_DPIF_TCPS_*);
     uint8_t st1              # st1 the reply direction's.  Others: st0 is the OTHERS_*/ICMPS_* state
+    uint8_t blocked          # ct_mark.blocked (ACL zones)
 
 ctypedef struct Conntrack:
     CtSlot* slots
@@ -346,6 +349,39 @@ ctypedef struct Conntrack:
     int64_t created          # connections committed
     int64_t expired          # connections removed because they expired (or were closed and reused)
     int64_t peak             # most connections held at once
+    uint8_t timed            # the frames being run carry times (else no ageing: see ct_update)
+
+# ACL stages (security groups, _acl.pxi).  One compiled ACL: a conjunction of
+# the terms Neutron writes (ip4/ip6, a remote prefix or address set, protocol,
+# destination port range, ICMP type/code); a mask of 0 matches any address.
+ctypedef struct AclRule:
+    uint32_t src_net
+    uint32_t src_mask
+    uint32_t dst_net
+    uint32_t dst_mask
+    int32_t src_set          # address set (Core.acl_sets key) the source must be in, -1
+    int32_t dst_set
+    int32_t priority         # the ACL's priority (its flows: + 1000)
+    int16_t icmp_type        # -1: any
+    int16_t icmp_code
+    uint16_t dport_lo        # tcp/udp/sctp destination port range (has_ports)
+    uint16_t dport_hi
+    uint8_t ip6              # an IPv6 ACL: never matches (ovnsim models IPv4)
+    uint8_t proto
+    uint8_t has_proto
+    uint8_t has_ports
+    uint8_t action           # ACL_ALLOW_RELATED / ACL_ALLOW_STATELESS / ACL_DROP
+
+# A switch port's ACLs, per pipeline (0 ingress: from-lport, 1 egress:
+# to-lport), as slices of Core.acl_list in evaluation order (priority, then
+# ACL row order); the allow-stateless ones again as a slice for pre_acl.
+ctypedef struct AclPort:
+    int32_t start[2]
+    int32_t count[2]
+    int32_t sl_start[2]
+    int32_t sl_count[2]
+    uint8_t active           # the port's switch has ACLs: its pipelines have the ACL stages
+    uint8_t skip_ct          # a router or localnet port: pre_acl 110, no conntrack
 
 # One copy of a frame while it crosses the pipeline: the header fields and
 # logical registers of oracle.packet.Packet.  The received bytes are not in
@@ -407,6 +443,7 @@ ctypedef struct Pkt:
     uint8_t in_proto
     uint8_t op
     uint8_t group            # group being flooded (0, 1, 2)
+    uint8_t acl_ct           # ct_state of the last ACL ct_next (ACT_* bits; 0: !ct.trk)
 
 # The received frame every copy of it refers to.
 ctypedef struct FrameCtx:
@@ -464,6 +501,14 @@ ctypedef struct Core:
     uint64_t* static_vals
     int32_t n_static
     Conntrack ct
+    # ACL stages (NULL/0 when no switch has ACLs); a switch port's conntrack
+    # zone is acl_zone_base + its index (router zones come first)
+    AclRule* acls
+    int32_t n_acls
+    int32_t* acl_list
+    AclPort* acl_ports
+    U64Map acl_sets          # (address set << 32 | ip) -> 1
+    int32_t acl_zone_base
     # work space
     Pkt* stack
     int64_t stack_len
@@ -490,6 +535,9 @@ ctypedef struct Core:
     int8_t* drop_reason
     int16_t* drop_stage
     int32_t* drop_dp
+    int16_t* drop_rule       # the dropping rule and its record's values (a drop's detail)
+    uint32_t* drop_a
+    uint64_t* drop_b
     int64_t n_drop
     int64_t cap_drop
     # The trace (only when `tracing`): one record per step, a rule code of
@@ -517,5 +565,7 @@ cdef class FastEngine:
     cdef readonly list route_rows
     cdef readonly list snat_rows
     cdef object _last_trace
+    cdef readonly list acl_rows
     cdef _build(self, tables, ip_to_int, mac_to_int)
+    cdef _build_acls(self, dict port_index)
     cdef _map(self, U64Map* m, dict items)

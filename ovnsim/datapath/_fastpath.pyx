@@ -318,6 +318,7 @@ cdef uint64_t BCAST_MAC = 0xffffffffffffULL
 include "_maps.pxi"
 include "_conntrack.pxi"
 include "_frame.pxi"
+include "_acl.pxi"
 include "_switch.pxi"
 include "_router.pxi"
 include "_run.pxi"
@@ -329,7 +330,7 @@ include "_run.pxi"
 
 cdef int _check_contract() except -1:
     # The result arrays are copied into array.array objects byte for byte.
-    for code, size in (("i", 4), ("b", 1), ("h", 2), ("q", 8), ("Q", 8)):
+    for code, size in (("i", 4), ("I", 4), ("b", 1), ("h", 2), ("q", 8), ("Q", 8)):
         if _array(code).itemsize != size:
             raise ImportError(f"ovnsim.datapath._fastpath: array('{code}') is not {size} bytes")
     return 0
@@ -426,10 +427,12 @@ cdef class FastEngine:
         free(c.bindings.slots); free(c.gw_redirect.slots); free(c.undnat_fip.slots)
         free(c.auto_mac.slots); free(c.auto_ip.slots)
         free(c.ct.slots); free(c.ct.conns)
+        free(c.acls); free(c.acl_list); free(c.acl_ports); free(c.acl_sets.slots)
         free(c.stack); free(c.scratch); free(c.quotes); free(c.ingress)
         free(c.out_frame); free(c.out_port); free(c.out_kind); free(c.out_start); free(c.out_len)
         free(c.out_data)
         free(c.drop_frame); free(c.drop_reason); free(c.drop_stage); free(c.drop_dp)
+        free(c.drop_rule); free(c.drop_a); free(c.drop_b)
         free(c.trace)
 
     def __init__(self, logical, tables=None):
@@ -641,6 +644,8 @@ cdef class FastEngine:
             if prefix is not None:
                 c.auto_nets[k].network, c.auto_nets[k].mask = prefix.network, prefix.mask
 
+        self._build_acls(port_index)
+
         if ct_alloc(&c.ct, 0) < 0:
             raise MemoryError()
         ct_clear(&c.ct)
@@ -648,6 +653,62 @@ cdef class FastEngine:
             c.ct.timeout[k] = seconds * 1000000000
         c.scratch_cap = 4096
         c.scratch = <unsigned char*>_c_array(c.scratch_cap, 1)
+
+    cdef _build_acls(self, dict port_index):
+        """The ACL stages' tables (ovnsim.northd.acls), when a switch has ACLs."""
+        from ovnsim.northd.acls import ACTION_CODES, compile_acls
+
+        cdef Core* c = &self.core
+        cdef AclRule* a
+        cdef AclPort* ap
+        cdef Py_ssize_t k
+        c.acl_zone_base = 3 * c.n_routers
+        acl = compile_acls(self.logical)
+        self.acl_rows = acl.rows
+        if not acl.active_ports:
+            return
+        if len(acl.rows) >= 0xffff:
+            raise EngineError(f"{len(acl.rows)} ACLs: the fast engine takes 65534 at most")
+        set_index = {name: i for i, name in enumerate(acl.address_sets)}
+        c.n_acls = len(acl.rows)
+        c.acls = <AclRule*>_c_array(len(acl.rows), sizeof(AclRule))
+        for k, row in enumerate(acl.rows):
+            a = &c.acls[k]
+            m = row.match
+            a.action = ACTION_CODES[row.acl.action]
+            a.priority = row.acl.priority
+            a.ip6 = m.ip6
+            if m.src is not None:
+                a.src_net, a.src_mask = int(m.src.network_address), int(m.src.netmask)
+            if m.dst is not None:
+                a.dst_net, a.dst_mask = int(m.dst.network_address), int(m.dst.netmask)
+            a.src_set = set_index[m.src_set] if m.src_set is not None else -1
+            a.dst_set = set_index[m.dst_set] if m.dst_set is not None else -1
+            a.has_proto = m.proto is not None
+            a.proto = m.proto or 0
+            a.has_ports = m.has_ports
+            a.dport_lo, a.dport_hi = m.dport_lo, m.dport_hi
+            a.icmp_type, a.icmp_code = m.icmp_type, m.icmp_code
+        lists = []
+        c.acl_ports = <AclPort*>_c_array(c.n_ports, sizeof(AclPort))
+        for name in acl.active_ports:
+            ap = &c.acl_ports[port_index[name]]
+            ap.active = 1
+            ap.skip_ct = self.core.ports[port_index[name]].pre_lb
+            for way, rows in enumerate(acl.per_port.get(name, ([], []))):
+                ap.start[way], ap.count[way] = len(lists), len(rows)
+                lists.extend(rows)
+                stateless = [i for i in rows if acl.rows[i].acl.action == "allow-stateless"]
+                ap.sl_start[way], ap.sl_count[way] = len(lists), len(stateless)
+                lists.extend(stateless)
+        c.acl_list = <int32_t*>_c_array(len(lists), sizeof(int32_t))
+        for k, v in enumerate(lists):
+            c.acl_list[k] = v
+        members = {}
+        for name, ips in acl.address_sets.items():
+            for ip in ips:
+                members[(set_index[name] << 32) | ip] = 1
+        self._map(&c.acl_sets, members)
 
     cdef _map(self, U64Map* m, dict items):
         if map_alloc(m, len(items)) < 0:
@@ -880,6 +941,7 @@ cdef class FastEngine:
                 last = None
                 self._last_trace = None
             c.error = 0
+            c.ct.timed = timed
             with nogil:
                 for i in range(n):
                     if timed:
@@ -908,6 +970,9 @@ cdef class FastEngine:
             result.drop_reason.frombytes(_view(c.drop_reason, c.n_drop))
             result.drop_stage.frombytes(_view(c.drop_stage, c.n_drop * 2))
             result.drop_datapath.frombytes(_view(c.drop_dp, c.n_drop * 4))
+            result.drop_rule.frombytes(_view(c.drop_rule, c.n_drop * 2))
+            result.drop_a.frombytes(_view(c.drop_a, c.n_drop * 4))
+            result.drop_b.frombytes(_view(c.drop_b, c.n_drop * 8))
             if c.n_trace:
                 # The records change hands without a copy (the buffer object owns them now).
                 tb = _TraceBuf()

@@ -26,7 +26,9 @@ cdef int grow_outputs(Core* c) noexcept nogil:
 cdef int grow_drops(Core* c) noexcept nogil:
     cdef int64_t n = 2 * c.cap_drop + 256
     if (_grow(<void**>&c.drop_frame, n, 4) or _grow(<void**>&c.drop_reason, n, 1)
-            or _grow(<void**>&c.drop_stage, n, 2) or _grow(<void**>&c.drop_dp, n, 4)):
+            or _grow(<void**>&c.drop_stage, n, 2) or _grow(<void**>&c.drop_dp, n, 4)
+            or _grow(<void**>&c.drop_rule, n, 2) or _grow(<void**>&c.drop_a, n, 4)
+            or _grow(<void**>&c.drop_b, n, 8)):
         return -1
     c.cap_drop = n
     return 0
@@ -71,6 +73,9 @@ cdef void emit_drop(Core* c, const FrameCtx* f, int rule, int32_t dp, int32_t de
     c.drop_reason[i] = RULE_DROP[rule]
     c.drop_stage[i] = RULE_STAGE[rule]
     c.drop_dp[i] = dp
+    c.drop_rule[i] = <int16_t>rule
+    c.drop_a[i] = <uint32_t>a
+    c.drop_b[i] = b
     c.n_drop = i + 1
     if c.tracing:
         trace_record(c, f, rule, dp, depth, a, b)
