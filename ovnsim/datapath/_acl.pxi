@@ -91,10 +91,11 @@ cdef int32_t acl_ct_lookup(Core* c, const Pkt* p, uint32_t zone, uint8_t* state)
         dp = p.dport
     slot = ct_find(&c.ct, (<uint64_t>p.ip_src << 32) | p.ip_dst, ct_k2(zone, p.proto, sp, dp))
     if slot.conn >= 0 and ct_update(&c.ct, slot.conn, slot.reply, p) == CTU_NEW:
-        # A SYN on a closed connection (conntrack ageing): it goes, the SYN is new.
+        # A SYN on a closed connection: OVS expires it and the SYN opens a new one.
         ct_remove(&c.ct, slot.conn)
         c.ct.expired += 1
-        slot = ct_slot(&c.ct, (<uint64_t>p.ip_src << 32) | p.ip_dst, ct_k2(zone, p.proto, sp, dp))
+        state[0] = ACT_TRK | ACT_NEW
+        return -1
     if slot.conn < 0:
         state[0] = ACT_TRK | ACT_NEW
         return -1
@@ -130,13 +131,15 @@ cdef void acl_commit(Core* c, const Pkt* p, uint32_t zone, int32_t ci, int32_t h
     if slot.conn >= 0:
         ct.conns[slot.conn].blocked = 0
         return
-    if ct.limit > 0 and ct.n_live >= ct.limit and (ct_sweep(ct, 1) == 0 or ct.n_live >= ct.limit):
+    # One expired connection goes before one is committed (as in ct_nat), so the
+    # table holds no more than the most connections live at once.
+    ct_sweep(ct, 1)
+    if ct.limit > 0 and ct.n_live >= ct.limit:
         return
-    ct_sweep(ct, 1)     # (conntrack ageing: one expired connection goes before one is committed)
     if ct_reserve(ct) < 0:
         c.error = 1
         return
-    ci = ct_commit(ct, zone, p.proto)
+    ci = ct_commit(ct, zone, p.proto)   # its timeout class and expiry, counted as created
     conn = &ct.conns[ci]
     conn.osrc = conn.tsrc = p.ip_src
     conn.odst = conn.tdst = p.ip_dst
@@ -258,6 +261,14 @@ cdef int acl_pass(Core* c, const FrameCtx* f, Pkt* p, int32_t port, int egress) 
             trace(c, f, (R_LS_IN_ACL_RELATED if st & ACT_REL else R_LS_IN_ACL_REPLY) + rb, sw, d, 0, 0)
             if not egress:
                 trace(c, f, R_LS_IN_ACL_AFTER_LB, sw, d, 0, 0)
+            return 0
+    # -- priority 34000: a DHCP reply from the port's native responder (_dhcp.pxi)
+    if egress and c.n_dhcp and p.proto == IPPROTO_UDP and p.sport == 67 and p.dport == 68:
+        k = dhcp_reply_to(c, p, port)
+        if k >= 0:
+            trace(c, f, R_LS_OUT_ACL_DHCP_REPLY, sw, d, <uint64_t>k, 0)
+            if not ap.skip_ct:
+                acl_commit(c, p, zone, ci, -1)
             return 0
     # -- the port's ACLs
     if ci >= 0 and (st & ACT_EST) and not (st & ACT_RPL) and c.ct.conns[ci].acl_hit != ACL_NOT_CACHED:

@@ -322,13 +322,13 @@ ctypedef struct CtConn:
     uint16_t odport
     uint16_t tsport
     uint16_t tdport
-    # ACL zones only (a switch port's connections, committed by ls_*_stateful):
-    int32_t acl_hit          # the ACL its original direction matched (-1 none, -2 not cached: evaluate)
     uint8_t proto
     uint8_t tm               # timeout class (CT_TM_*), CT_TM_FREE
     uint8_t st0              # TCP: the original direction's peer state (CT_DPIF_TCPS_*);
     uint8_t st1              # st1 the reply direction's.  Others: st0 is the OTHERS_*/ICMPS_* state
-    uint8_t blocked          # ct_mark.blocked (ACL zones)
+    # ACL zones only (a switch port's connections, committed by ls_*_stateful):
+    int32_t acl_hit          # the ACL its original direction matched (-1 none, -2 not cached: evaluate)
+    uint8_t blocked          # ct_mark.blocked
 
 ctypedef struct Conntrack:
     CtSlot* slots
@@ -350,6 +350,23 @@ ctypedef struct Conntrack:
     int64_t expired          # connections removed because they expired (or were closed and reused)
     int64_t peak             # most connections held at once
     uint8_t timed            # the frames being run carry times (else no ageing: see ct_update)
+
+# A native DHCPv4 responder (ovnsim.northd.dhcp.DhcpResponder): one port
+# address entry's ls_in_dhcp_options/ls_in_dhcp_response flows.  Its option
+# bytes (as ovn-controller's put_dhcp_opts userdata holds them) are slices of
+# Core.dhcp_bytes: opt_* for an OFFER/ACK, inform_* for the ACK to a DHCPINFORM.
+ctypedef struct DhcpResp:
+    uint64_t mac
+    uint64_t server_mac
+    uint32_t offer_ip
+    uint32_t server_id
+    uint32_t next_server
+    int32_t port
+    int32_t opt_start
+    int32_t opt_len
+    int32_t inform_start
+    int32_t inform_len
+    uint8_t has_next_server
 
 # ACL stages (security groups, _acl.pxi).  One compiled ACL: a conjunction of
 # the terms Neutron writes (ip4/ip6, a remote prefix or address set, protocol,
@@ -389,6 +406,9 @@ ctypedef struct AclPort:
 # (ARP request, ICMP error, TCP reset) is rebuilt from these fields, with the
 # datagram an ICMP error quotes at Core.quotes[quote_ofs:quote_ofs +
 # quote_len] (a per-frame arena, so that copies stay small and share it).
+# A DHCP reply (generated == GEN_STORED) is stored whole in the same arena,
+# as ovn-controller built it from the request (Ethernet and IPv4 headers at
+# the request's offsets); its header fields here are written over it.
 # `op` says which stage runs next (the engine is a trampoline: stages
 # return, the loop dispatches).
 ctypedef struct Pkt:
@@ -438,12 +458,25 @@ ctypedef struct Pkt:
     uint8_t ct_trk
     uint8_t ct_rpl
     uint8_t ct_zones         # bit per zone kind of the current router
-    uint8_t generated        # Packet.raw is None
+    uint8_t generated        # Packet.raw is None (GEN_FIELDS: built from these fields; GEN_STORED: a DHCP reply)
     uint8_t has_inner        # in_* hold the quoted datagram's tuple
     uint8_t in_proto
     uint8_t op
     uint8_t group            # group being flooded (0, 1, 2)
     uint8_t acl_ct           # ct_state of the last ACL ct_next (ACT_* bits; 0: !ct.trk)
+
+# A packet held while its next hop's ARP resolves (pinctrl's buffered packets,
+# controller/pinctrl.c): the copy as it reached lr_in_arp_request, and the
+# bytes it refers to in its own buffer: the received frame (n bytes; none for
+# a generated copy), then the datagram an ICMP error quotes (p.quote_len).
+ctypedef struct Held:
+    Pkt p
+    uint64_t key             # outport LRP << 32 | next hop (reg0): pinctrl's (datapath, outport, ip)
+    unsigned char* data
+    int32_t n
+    int32_t l3
+    int32_t l4
+    uint8_t ready            # its next hop's binding came: sent after the frame being run
 
 # The received frame every copy of it refers to.
 ctypedef struct FrameCtx:
@@ -501,6 +534,11 @@ ctypedef struct Core:
     uint64_t* static_vals
     int32_t n_static
     Conntrack ct
+    DhcpResp* dhcp
+    int32_t n_dhcp
+    U64Map dhcp_map          # (LSP << 48 | eth.src) -> index into dhcp
+    unsigned char* dhcp_bytes
+
     # ACL stages (NULL/0 when no switch has ACLs); a switch port's conntrack
     # zone is acl_zone_base + its index (router zones come first)
     AclRule* acls
@@ -547,6 +585,15 @@ ctypedef struct Core:
     TraceRec* trace
     int64_t n_trace
     int64_t cap_trace
+    # Packets held while ARP resolves, in arrival order (at most HELD_PER_HOP per
+    # next hop, HELD_HOPS next hops); those pushed out of a full queue or refused.
+    Held* held
+    int64_t n_held
+    int64_t cap_held
+    int64_t n_ready
+    int64_t n_hops           # distinct next hops among them
+    int64_t held_dropped
+    uint8_t no_hold          # hold_packets False: the packet is dropped once its ARP request is made
     int error                # set when an allocation failed: the batch stops
 
 
@@ -564,6 +611,7 @@ cdef class FastEngine:
     cdef readonly list nat_rows
     cdef readonly list route_rows
     cdef readonly list snat_rows
+    cdef readonly list dhcp_rows
     cdef object _last_trace
     cdef readonly list acl_rows
     cdef _build(self, tables, ip_to_int, mac_to_int)

@@ -261,7 +261,7 @@ def rewrite(unsigned char[::1] frame not None, *, ttl=None, ip4_src=None,
 # ===========================================================================
 
 from libc.stdlib cimport malloc, calloc, realloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memmove
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_READ
 from cpython.ref cimport Py_REFCNT
@@ -318,7 +318,9 @@ cdef uint64_t BCAST_MAC = 0xffffffffffffULL
 include "_maps.pxi"
 include "_conntrack.pxi"
 include "_frame.pxi"
+include "_dhcp.pxi"
 include "_acl.pxi"
+include "_held.pxi"
 include "_switch.pxi"
 include "_router.pxi"
 include "_run.pxi"
@@ -427,6 +429,7 @@ cdef class FastEngine:
         free(c.bindings.slots); free(c.gw_redirect.slots); free(c.undnat_fip.slots)
         free(c.auto_mac.slots); free(c.auto_ip.slots)
         free(c.ct.slots); free(c.ct.conns)
+        free(c.dhcp); free(c.dhcp_map.slots); free(c.dhcp_bytes)
         free(c.acls); free(c.acl_list); free(c.acl_ports); free(c.acl_sets.slots)
         free(c.stack); free(c.scratch); free(c.quotes); free(c.ingress)
         free(c.out_frame); free(c.out_port); free(c.out_kind); free(c.out_start); free(c.out_len)
@@ -434,6 +437,8 @@ cdef class FastEngine:
         free(c.drop_frame); free(c.drop_reason); free(c.drop_stage); free(c.drop_dp)
         free(c.drop_rule); free(c.drop_a); free(c.drop_b)
         free(c.trace)
+        held_clear(c)
+        free(c.held)
 
     def __init__(self, logical, tables=None):
         from ovnsim.datapath.engine import IngressTable
@@ -644,6 +649,27 @@ cdef class FastEngine:
             if prefix is not None:
                 c.auto_nets[k].network, c.auto_nets[k].mask = prefix.network, prefix.mask
 
+        # -- native DHCPv4 responders (ovnsim.northd.dhcp): their option bytes in one array
+        self.dhcp_rows = list(tables.dhcpv4)
+        dhcp_bytes, dhcp_map = bytearray(), {}
+        c.n_dhcp = len(self.dhcp_rows)
+        c.dhcp = <DhcpResp*>_c_array(c.n_dhcp, sizeof(DhcpResp))
+        for k, resp in enumerate(self.dhcp_rows):
+            i = port_index[resp.port]
+            dhcp_map.setdefault((i << 48) | resp.mac, k)   # the first entry's flows win, as in OVN
+            c.dhcp[k].port, c.dhcp[k].mac, c.dhcp[k].server_mac = i, resp.mac, resp.server_mac
+            c.dhcp[k].offer_ip, c.dhcp[k].server_id = resp.offer_ip, resp.server_id
+            c.dhcp[k].has_next_server = resp.next_server is not None
+            c.dhcp[k].next_server = resp.next_server or 0
+            c.dhcp[k].opt_start, c.dhcp[k].opt_len = len(dhcp_bytes), len(resp.options)
+            dhcp_bytes += resp.options
+            c.dhcp[k].inform_start, c.dhcp[k].inform_len = len(dhcp_bytes), len(resp.inform_options)
+            dhcp_bytes += resp.inform_options
+        c.dhcp_bytes = <unsigned char*>_c_array(len(dhcp_bytes), 1)
+        blob = bytes(dhcp_bytes)
+        if blob:
+            memcpy(c.dhcp_bytes, <const char*>blob, len(blob))
+        self._map(&c.dhcp_map, dhcp_map)
         self._build_acls(port_index)
 
         if ct_alloc(&c.ct, 0) < 0:
@@ -760,6 +786,34 @@ cdef class FastEngine:
         self.core.ct.limit = value or 0
 
     @property
+    def held(self):
+        """Packets held now while their next hop's ARP resolves (pinctrl's buffered packets).
+
+        Each is sent, through the egress pipeline of the router that held
+        it, as an output of the frame whose ARP reply resolves the next hop.
+        """
+        return self.core.n_held
+
+    @property
+    def hold_packets(self):
+        """Whether a packet that made a router ARP for its next hop is held (True, as
+        ovn-controller's pinctrl does) or dropped once its ARP request is made (False:
+        what ovn-trace and the frozen Python oracle model).  Setting it forgets held packets."""
+        return not self.core.no_hold
+
+    @hold_packets.setter
+    def hold_packets(self, value):
+        if self.busy:
+            raise RuntimeError("FastEngine.hold_packets set while a batch is running")
+        held_clear(&self.core)
+        self.core.no_hold = not value
+
+    @property
+    def held_dropped(self):
+        """Held packets pushed out of a full queue (3 per next hop) or not held (1,000 next hops)."""
+        return self.core.held_dropped
+
+    @property
     def ct_timeouts(self):
         """The conntrack timeouts in seconds, by OVS's timeout-policy names (``tcp_established``, ...).
 
@@ -813,13 +867,15 @@ cdef class FastEngine:
         return ct_sweep(&self.core.ct, -1)
 
     def reset(self):
-        """Forget connections and learned MAC bindings (static bindings stay), the conntrack counters and clock."""
+        """Forget connections, learned MAC bindings and held packets (static bindings stay), the conntrack counters and clock."""
         cdef Core* c = &self.core
         cdef int32_t k
         if self.busy:
             raise RuntimeError("FastEngine.reset() while a batch is running")
         ct_clear(&c.ct)
         map_clear(&c.bindings)
+        held_clear(c)
+        c.held_dropped = 0
         for k in range(c.n_static):
             if map_put(&c.bindings, c.static_keys[k], c.static_vals[k]) < 0:
                 raise MemoryError()
