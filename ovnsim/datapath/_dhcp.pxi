@@ -199,6 +199,7 @@ cdef int32_t build_stored(const FrameCtx* f, const Pkt* p, const Core* c, unsign
     cdef FrameCtx g
     g.raw = c.quotes + p.quote_ofs
     g.n = p.quote_len
+    g.wire = p.quote_len
     g.l3 = f.l3
     g.l4 = f.l4
     g.index = f.index
