@@ -83,6 +83,8 @@ cdef int dhcp_reply(Core* c, const FrameCtx* f, Pkt* p, const DhcpResp* r) noexc
     cdef int result
     if p.generated or l4 < 0:
         return DR_NOT_BOOTP
+    if f.wire > f.n:
+        return DR_SNAPLEN       # what pinctrl reads was not captured: no answer made up
     n = build_raw(f, p, q)
     end = l3 + rd16(q + l3 + 2)
     if end > n:
