@@ -129,9 +129,6 @@ RULES: Tuple[Rule, ...] = (
          'ip4.dst == {${dhcp.server_id}, 255.255.255.255} && udp.src == 68 && udp.dst == 67',
          "reg0[3] = put_dhcp_opts(offerip = ${dhcp.offerip}, ${dhcp.options}); /* ${result} */ next;",
          args=("dhcp:dhcp", "result:dhcp_result"), writes=_PUT_DHCP_OPTS),
-    # A DHCP request a capture's snaplen cut: put_dhcp_opts reads its options, which are not there.
-    Rule("LS_IN_DHCP_SNAPLEN", "ls_in_dhcp_options", None, "", _DROP, Drop.SNAPLEN_TRUNCATED, ("dhcp:dhcp",),
-         detail="the capture's snaplen cut the DHCP request: put_dhcp_opts reads all of its options"),
     Rule("LS_IN_DHCP_RESPONSE", "ls_in_dhcp_response", 100,
          'inport == "${dhcp.port}" && eth.src == ${dhcp.mac} && ip4 && udp.src == 68 && udp.dst == 67 && reg0[3]',
          "eth.dst = eth.src; eth.src = ${dhcp.server_mac}; ip4.src = ${dhcp.server_id}; udp.src = 67; "
