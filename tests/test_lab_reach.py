@@ -127,6 +127,28 @@ _NO_ACL_STAGES = pytest.mark.xfail(
     reason="the emulator's data path does not evaluate ACLs yet (security groups); the lab filters with nftables")
 
 
+def emulator_icmp_conntrack_ignores_type() -> bool:
+    """Whether the emulator's conntrack takes an echo request with the addresses reversed for a reply.
+
+    bastion1 pinging its own floating IP: the request comes back to it from
+    172.24.4.120 (SNAT, hairpin).  Linux's (and so OVS's) conntrack keys an
+    ICMP query by type too: the reversed echo *request* is a new connection
+    in bastion1's zone, which its groups do not allow (the lab drops it);
+    an engine that keys ICMP by identifier only sees the reply of the
+    request bastion1 just sent, and delivers it.
+    """
+    from ovnsim.reach import reach
+
+    return emulator_evaluates_acls() and reach(topo_path("security-groups"), "bastion1", "172.24.4.120",
+                                               "icmp").reachable
+
+
+_ICMP_CONNTRACK = pytest.mark.xfail(
+    condition=emulator_icmp_conntrack_ignores_type(), strict=True,
+    reason="the emulator's conntrack keys ICMP by identifier only: bastion1's echo request hairpinned back to it "
+           "through its floating IP rides its own connection as a reply (Linux: a new connection, dropped)")
+
+
 def _params():
     out = []
     for topo in TOPOLOGIES:
@@ -135,6 +157,8 @@ def _params():
             marks = [_NO_ACL_STAGES, pytest.mark.skipif(bool(bridge_conntrack_missing()),
                                                         reason=bridge_conntrack_missing())] \
                 if topo == "security-groups" else []
+            if topo == "security-groups" and protocol == "icmp":
+                marks.append(_ICMP_CONNTRACK)
             name = protocol if port in (0, 8080) else f"{protocol}{port}"
             out.append(pytest.param(topo, protocol, port or 7, marks=marks, id=f"{topo}-{name}"))
     return out
