@@ -128,3 +128,29 @@ def test_translate_match(match, expected):
 def test_translate_match_refuses_what_it_cannot_express():
     with pytest.raises(UnsupportedMatch):
         translate_match("outport == @pg && ip4 && ct.est")
+
+
+_UDP_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2.0)
+s.connect((sys.argv[1], int(sys.argv[2]))); s.send(b"x")
+try:
+    s.recv(10); print("answered")
+except ConnectionRefusedError:
+    print("refused")        # the ICMP port unreachable came back
+except socket.timeout:
+    print("nothing")
+"""
+
+
+@needs_lab
+def test_related_icmp_errors_of_an_allowed_connection_pass(lab):
+    """db1 may send DNS (db's egress rule); the upstream's port unreachable is related to that connection and
+    reaches db1, whose ingress rules allow nothing of the sort (OVN: ct.rel passes, as tests/data/acl's
+    web1_to_web2_http.rel).  The same error is not let through as a connection of its own: UDP to a port db1's
+    egress rules do not allow never leaves, so nothing comes back."""
+    import sys
+
+    assert lab.exec("db1", sys.executable, "-c", _UDP_CLIENT, OUTSIDE, "53").stdout.strip() == "refused"
+    assert lab.exec("db1", sys.executable, "-c", _UDP_CLIENT, OUTSIDE, "54").stdout.strip() == "nothing"
+    assert lab.exec("fw1", sys.executable, "-c", _UDP_CLIENT, OUTSIDE, "54").stdout.strip() == "refused"
