@@ -57,9 +57,12 @@ def test_vectorised_frames_are_the_single_frame_ones():
         assert all(row.tobytes() == build_reply(req) for row in batch)
 
 
-@pytest.mark.parametrize("path", EXAMPLES)
+@pytest.mark.parametrize("path", [p for p in EXAMPLES if not p.endswith("security-groups.yaml")])
 def test_fast_engine_matrix_equals_reference_pipeline(path, monkeypatch):
-    """Requests and replies through the C engine get the answers the reference pipeline gives."""
+    """Requests and replies through the C engine get the answers the reference pipeline gives.
+
+    (Not on the topology with security groups: the frozen reference predates the ACL stages.)
+    """
     import ovnsim.reach.matrix as matrix_mod
     from oracle.engine import PythonEngine  # the frozen oracle (tests/oracle): not an engine users can pick
 

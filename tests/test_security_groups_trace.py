@@ -123,21 +123,18 @@ def test_replies_of_allowed_connections_agree_with_ovn_trace(sim):
 # -- what the ACL stages must do (strict xfail until they exist) ---------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=ACL_PENDING)
 def test_new_connections_no_rule_allows_are_dropped_in_the_acl_stage(sim):
     names = _selected("new", dropped=True)
     assert names
     assert _disagreements(sim, names, "new") == []
 
 
-@pytest.mark.xfail(strict=True, reason=ACL_PENDING)
 def test_later_packets_of_a_connection_no_rule_allows_stay_dropped(sim):
     names = _selected("est", dropped=True)
     assert names
     assert _disagreements(sim, names, "est") == []
 
 
-@pytest.mark.xfail(strict=True, reason=ACL_PENDING)
 def test_a_reply_without_its_connection_is_a_new_connection_and_dropped(sim):
     names = _selected("new", dropped=True, replies=True)
     assert len(names) == len([c for c in CASES if c.reply_to])

@@ -34,6 +34,7 @@ cdef enum ParseStatus:
     PARSE_FRAGMENT               # IPv4 fragment: L4 parsed only in the first one
     PARSE_TRUNCATED_L4           # TCP/UDP/ICMP header cut short
     PARSE_BAD_TCP_OFFSET         # TCP data offset < 5
+    PARSE_SNAPLEN_CUT            # a header the frame has on the wire is cut by the capture (parse_headers_wire)
     PARSE_STATUS_COUNT
 
 
@@ -117,6 +118,12 @@ ctypedef struct Headers:
 # stored in out.status).  Reads only inside [frame, frame + length).
 cdef int parse_headers(const unsigned char* frame, Py_ssize_t length,
                        Headers* out) noexcept nogil
+# The same for a frame captured with a snaplen: `length` bytes are there of a
+# frame `wire` bytes long.  Lengths (IPv4 total length) are checked against
+# `wire`, headers must be in the `length` bytes (else PARSE_SNAPLEN_CUT);
+# end_ofs may then lie beyond `length`.
+cdef int parse_headers_wire(const unsigned char* frame, Py_ssize_t length, Py_ssize_t wire,
+                            Headers* out) noexcept nogil
 
 # One's-complement arithmetic (RFC 1071).  csum_partial adds the bytes as
 # big-endian 16-bit words to `acc` (an odd tail is padded with a zero byte);
@@ -278,22 +285,50 @@ ctypedef struct AutoNet:
 
 # Conntrack: one table for every zone; a slot maps (zone, 5-tuple) to a
 # connection and whether the key is its reply direction.  A connection keeps
-# its original and translated tuples (the protocol is in the key).
+# its original and translated tuples, its protocol state and when it expires
+# (OVS's userspace conntrack: lib/conntrack-tcp.c, -other.c, -icmp.c, -tp.c).
 ctypedef struct CtSlot:
     uint64_t k1              # src << 32 | dst
     uint64_t k2              # zone << 40 | proto << 32 | sport << 16 | dport
     int32_t conn             # -1: free slot
     uint8_t reply
 
+# Timeout classes (OVS's CT_TM_*), each with its own expiry list.
+cdef enum:
+    CT_TM_TCP_FIRST_PACKET = 0
+    CT_TM_TCP_OPENING
+    CT_TM_TCP_ESTABLISHED
+    CT_TM_TCP_CLOSING
+    CT_TM_TCP_FIN_WAIT
+    CT_TM_TCP_CLOSED
+    CT_TM_OTHER_FIRST
+    CT_TM_OTHER_MULTIPLE
+    CT_TM_OTHER_BIDIR
+    CT_TM_ICMP_FIRST
+    CT_TM_ICMP_REPLY
+    CT_N_TM
+    CT_TM_FREE = 255         # CtConn.tm of a free connection slot
+
 ctypedef struct CtConn:
+    int64_t expiry           # clock value (ns) from which it is expired (OVS: now >= expiration)
     uint32_t osrc
     uint32_t odst
     uint32_t tsrc
     uint32_t tdst
+    uint32_t zone
+    int32_t prev             # neighbours in its timeout class's list (oldest first); -1: none
+    int32_t next             # (a free connection: the next free one)
     uint16_t osport
     uint16_t odport
     uint16_t tsport
     uint16_t tdport
+    uint8_t proto
+    uint8_t tm               # timeout class (CT_TM_*), CT_TM_FREE
+    uint8_t st0              # TCP: the original direction's peer state (CT_DPIF_TCPS_*);
+    uint8_t st1              # st1 the reply direction's.  Others: st0 is the OTHERS_*/ICMPS_* state
+    # ACL zones only (a switch port's connections, committed by ls_*_stateful):
+    int32_t acl_hit          # the ACL its original direction matched (-1 none, -2 not cached: evaluate)
+    uint8_t blocked          # ct_mark.blocked
 
 ctypedef struct Conntrack:
     CtSlot* slots
@@ -301,9 +336,51 @@ ctypedef struct Conntrack:
     uint64_t count           # keys in the table (two per connection, fewer after overwrites)
     int shift
     CtConn* conns
-    int64_t n_conns
+    int64_t n_conns          # connection slots ever used (the array's high-water mark)
     int64_t cap_conns
     int64_t limit            # connections the table may hold; 0: no limit
+    # Ageing: the clock is the frames' capture timestamps (ns), never going back.
+    int64_t now
+    int64_t timeout[CT_N_TM] # ns per timeout class
+    int32_t head[CT_N_TM]    # per class: a list ordered by expiry (same timeout, refreshed at the tail)
+    int32_t tail[CT_N_TM]
+    int32_t free_conn        # first free connection slot, -1
+    int64_t n_live           # connections held (committed, not yet removed)
+    int64_t created          # connections committed
+    int64_t expired          # connections removed because they expired (or were closed and reused)
+    int64_t peak             # most connections held at once
+
+# ACL stages (security groups, _acl.pxi).  One compiled ACL: a conjunction of
+# the terms Neutron writes (ip4/ip6, a remote prefix or address set, protocol,
+# destination port range, ICMP type/code); a mask of 0 matches any address.
+ctypedef struct AclRule:
+    uint32_t src_net
+    uint32_t src_mask
+    uint32_t dst_net
+    uint32_t dst_mask
+    int32_t src_set          # address set (Core.acl_sets key) the source must be in, -1
+    int32_t dst_set
+    int32_t priority         # the ACL's priority (its flows: + 1000)
+    int16_t icmp_type        # -1: any
+    int16_t icmp_code
+    uint16_t dport_lo        # tcp/udp/sctp destination port range (has_ports)
+    uint16_t dport_hi
+    uint8_t ip6              # an IPv6 ACL: never matches (ovnsim models IPv4)
+    uint8_t proto
+    uint8_t has_proto
+    uint8_t has_ports
+    uint8_t action           # ACL_ALLOW_RELATED / ACL_ALLOW_STATELESS / ACL_DROP
+
+# A switch port's ACLs, per pipeline (0 ingress: from-lport, 1 egress:
+# to-lport), as slices of Core.acl_list in evaluation order (priority, then
+# ACL row order); the allow-stateless ones again as a slice for pre_acl.
+ctypedef struct AclPort:
+    int32_t start[2]
+    int32_t count[2]
+    int32_t sl_start[2]
+    int32_t sl_count[2]
+    uint8_t active           # the port's switch has ACLs: its pipelines have the ACL stages
+    uint8_t skip_ct          # a router or localnet port: pre_acl 110, no conntrack
 
 # One copy of a frame while it crosses the pipeline: the header fields and
 # logical registers of oracle.packet.Packet.  The received bytes are not in
@@ -365,11 +442,26 @@ ctypedef struct Pkt:
     uint8_t in_proto
     uint8_t op
     uint8_t group            # group being flooded (0, 1, 2)
+    uint8_t acl_ct           # ct_state of the last ACL ct_next (ACT_* bits; 0: !ct.trk)
+
+# A packet held while its next hop's ARP resolves (pinctrl's buffered packets,
+# controller/pinctrl.c): the copy as it reached lr_in_arp_request, and the
+# bytes it refers to in its own buffer: the received frame (n bytes; none for
+# a generated copy), then the datagram an ICMP error quotes (p.quote_len).
+ctypedef struct Held:
+    Pkt p
+    uint64_t key             # outport LRP << 32 | next hop (reg0): pinctrl's (datapath, outport, ip)
+    unsigned char* data
+    int32_t n
+    int32_t l3
+    int32_t l4
+    uint8_t ready            # its next hop's binding came: sent after the frame being run
 
 # The received frame every copy of it refers to.
 ctypedef struct FrameCtx:
     const unsigned char* raw
-    int32_t n
+    int32_t n                # bytes captured
+    int32_t wire             # the frame's length on the wire (> n: cut by a capture's snaplen)
     int32_t l3
     int32_t l4
     int32_t index
@@ -421,6 +513,14 @@ ctypedef struct Core:
     uint64_t* static_vals
     int32_t n_static
     Conntrack ct
+    # ACL stages (NULL/0 when no switch has ACLs); a switch port's conntrack
+    # zone is acl_zone_base + its index (router zones come first)
+    AclRule* acls
+    int32_t n_acls
+    int32_t* acl_list
+    AclPort* acl_ports
+    U64Map acl_sets          # (address set << 32 | ip) -> 1
+    int32_t acl_zone_base
     # work space
     Pkt* stack
     int64_t stack_len
@@ -447,6 +547,9 @@ ctypedef struct Core:
     int8_t* drop_reason
     int16_t* drop_stage
     int32_t* drop_dp
+    int16_t* drop_rule       # the dropping rule and its record's values (a drop's detail)
+    uint32_t* drop_a
+    uint64_t* drop_b
     int64_t n_drop
     int64_t cap_drop
     # The trace (only when `tracing`): one record per step, a rule code of
@@ -456,6 +559,15 @@ ctypedef struct Core:
     TraceRec* trace
     int64_t n_trace
     int64_t cap_trace
+    # Packets held while ARP resolves, in arrival order (at most HELD_PER_HOP per
+    # next hop, HELD_HOPS next hops); those pushed out of a full queue or refused.
+    Held* held
+    int64_t n_held
+    int64_t cap_held
+    int64_t n_ready
+    int64_t n_hops           # distinct next hops among them
+    int64_t held_dropped
+    uint8_t no_hold          # hold_packets False: the packet is dropped once its ARP request is made
     int error                # set when an allocation failed: the batch stops
 
 
@@ -474,5 +586,7 @@ cdef class FastEngine:
     cdef readonly list route_rows
     cdef readonly list snat_rows
     cdef object _last_trace
+    cdef readonly list acl_rows
     cdef _build(self, tables, ip_to_int, mac_to_int)
+    cdef _build_acls(self, dict port_index)
     cdef _map(self, U64Map* m, dict items)

@@ -261,7 +261,7 @@ def rewrite(unsigned char[::1] frame not None, *, ttl=None, ip4_src=None,
 # ===========================================================================
 
 from libc.stdlib cimport malloc, calloc, realloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memmove
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_READ
 from cpython.ref cimport Py_REFCNT
@@ -318,6 +318,8 @@ cdef uint64_t BCAST_MAC = 0xffffffffffffULL
 include "_maps.pxi"
 include "_conntrack.pxi"
 include "_frame.pxi"
+include "_acl.pxi"
+include "_held.pxi"
 include "_switch.pxi"
 include "_router.pxi"
 include "_run.pxi"
@@ -329,7 +331,7 @@ include "_run.pxi"
 
 cdef int _check_contract() except -1:
     # The result arrays are copied into array.array objects byte for byte.
-    for code, size in (("i", 4), ("b", 1), ("h", 2), ("q", 8), ("Q", 8)):
+    for code, size in (("i", 4), ("I", 4), ("b", 1), ("h", 2), ("q", 8), ("Q", 8)):
         if _array(code).itemsize != size:
             raise ImportError(f"ovnsim.datapath._fastpath: array('{code}') is not {size} bytes")
     return 0
@@ -359,18 +361,20 @@ cdef object _int64_view(obj, Py_ssize_t n, str what):
     return view
 
 
-def frame_fields(const unsigned char[::1] frame not None):
+def frame_fields(const unsigned char[::1] frame not None, Py_ssize_t wire=0):
     """The header fields of a frame as OVN names them, or None when it cannot enter the pipeline.
 
     ``eth.src``/``eth.dst``; for ARP ``arp.op``, ``arp.sha``, ``arp.spa``,
     ``arp.tha``, ``arp.tpa`` (all zero for an ARP that is not
     Ethernet/IPv4); for IPv4 ``ip4.src``, ``ip4.dst``, ``ip.ttl`` and the
     ICMP type and code or the TCP/UDP ports (zero in a later fragment).
-    The frame is parsed as the engine parses the frames it runs.
+    The frame is parsed as the engine parses the frames it runs; ``wire``:
+    its length on the wire, when a capture's snaplen cut it.
     """
     cdef Pkt p
     cdef FrameCtx f
     memset(&p, 0, sizeof(Pkt))
+    f.wire = <int32_t>min(max(wire, frame.shape[0]), 0x7fffffff)
     if classify(&frame[0] if frame.shape[0] else NULL, <int32_t>frame.shape[0], &p, &f) >= 0:
         return None
     d = {"eth.src": _mac(p.eth_src), "eth.dst": _mac(p.eth_dst)}
@@ -424,11 +428,15 @@ cdef class FastEngine:
         free(c.bindings.slots); free(c.gw_redirect.slots); free(c.undnat_fip.slots)
         free(c.auto_mac.slots); free(c.auto_ip.slots)
         free(c.ct.slots); free(c.ct.conns)
+        free(c.acls); free(c.acl_list); free(c.acl_ports); free(c.acl_sets.slots)
         free(c.stack); free(c.scratch); free(c.quotes); free(c.ingress)
         free(c.out_frame); free(c.out_port); free(c.out_kind); free(c.out_start); free(c.out_len)
         free(c.out_data)
         free(c.drop_frame); free(c.drop_reason); free(c.drop_stage); free(c.drop_dp)
+        free(c.drop_rule); free(c.drop_a); free(c.drop_b)
         free(c.trace)
+        held_clear(c)
+        free(c.held)
 
     def __init__(self, logical, tables=None):
         from ovnsim.datapath.engine import IngressTable
@@ -639,10 +647,71 @@ cdef class FastEngine:
             if prefix is not None:
                 c.auto_nets[k].network, c.auto_nets[k].mask = prefix.network, prefix.mask
 
+        self._build_acls(port_index)
+
         if ct_alloc(&c.ct, 0) < 0:
             raise MemoryError()
+        ct_clear(&c.ct)
+        for k, (_name, seconds) in enumerate(CT_TIMEOUT_DEFAULTS):
+            c.ct.timeout[k] = seconds * 1000000000
         c.scratch_cap = 4096
         c.scratch = <unsigned char*>_c_array(c.scratch_cap, 1)
+
+    cdef _build_acls(self, dict port_index):
+        """The ACL stages' tables (ovnsim.northd.acls), when a switch has ACLs."""
+        from ovnsim.northd.acls import ACTION_CODES, compile_acls
+
+        cdef Core* c = &self.core
+        cdef AclRule* a
+        cdef AclPort* ap
+        cdef Py_ssize_t k
+        c.acl_zone_base = 3 * c.n_routers
+        acl = compile_acls(self.logical)
+        self.acl_rows = acl.rows
+        if not acl.active_ports:
+            return
+        if len(acl.rows) >= 0xffff:
+            raise EngineError(f"{len(acl.rows)} ACLs: the fast engine takes 65534 at most")
+        set_index = {name: i for i, name in enumerate(acl.address_sets)}
+        c.n_acls = len(acl.rows)
+        c.acls = <AclRule*>_c_array(len(acl.rows), sizeof(AclRule))
+        for k, row in enumerate(acl.rows):
+            a = &c.acls[k]
+            m = row.match
+            a.action = ACTION_CODES[row.acl.action]
+            a.priority = row.acl.priority
+            a.ip6 = m.ip6
+            if m.src is not None:
+                a.src_net, a.src_mask = int(m.src.network_address), int(m.src.netmask)
+            if m.dst is not None:
+                a.dst_net, a.dst_mask = int(m.dst.network_address), int(m.dst.netmask)
+            a.src_set = set_index[m.src_set] if m.src_set is not None else -1
+            a.dst_set = set_index[m.dst_set] if m.dst_set is not None else -1
+            a.has_proto = m.proto is not None
+            a.proto = m.proto or 0
+            a.has_ports = m.has_ports
+            a.dport_lo, a.dport_hi = m.dport_lo, m.dport_hi
+            a.icmp_type, a.icmp_code = m.icmp_type, m.icmp_code
+        lists = []
+        c.acl_ports = <AclPort*>_c_array(c.n_ports, sizeof(AclPort))
+        for name in acl.active_ports:
+            ap = &c.acl_ports[port_index[name]]
+            ap.active = 1
+            ap.skip_ct = self.core.ports[port_index[name]].pre_lb
+            for way, rows in enumerate(acl.per_port.get(name, ([], []))):
+                ap.start[way], ap.count[way] = len(lists), len(rows)
+                lists.extend(rows)
+                stateless = [i for i in rows if acl.rows[i].acl.action == "allow-stateless"]
+                ap.sl_start[way], ap.sl_count[way] = len(lists), len(stateless)
+                lists.extend(stateless)
+        c.acl_list = <int32_t*>_c_array(len(lists), sizeof(int32_t))
+        for k, v in enumerate(lists):
+            c.acl_list[k] = v
+        members = {}
+        for name, ips in acl.address_sets.items():
+            for ip in ips:
+                members[(set_index[name] << 32) | ip] = 1
+        self._map(&c.acl_sets, members)
 
     cdef _map(self, U64Map* m, dict items):
         if map_alloc(m, len(items)) < 0:
@@ -651,13 +720,17 @@ cdef class FastEngine:
             if map_put(m, key, val) < 0:
                 raise MemoryError()
 
-    def choose_ingress(self, const unsigned char[::1] frame not None):
-        """The port index ``--auto`` gives ``frame`` (-1: none), as :meth:`process_batch` chooses it."""
+    def choose_ingress(self, const unsigned char[::1] frame not None, Py_ssize_t wire=0):
+        """The port index ``--auto`` gives ``frame`` (-1: none), as :meth:`process_batch` chooses it.
+
+        ``wire``: the frame's length on the wire, when a capture's snaplen cut it.
+        """
         cdef Pkt p
         cdef FrameCtx f
         cdef int32_t n = <int32_t>frame.shape[0]
         cdef const unsigned char* raw = &frame[0] if n else NULL
         memset(&p, 0, sizeof(Pkt))
+        f.wire = <int32_t>min(max(wire, n), 0x7fffffff)
         if classify(raw, n, &p, &f) >= 0:
             return auto_ingress(&self.core, rd48(raw + 6) if n >= 12 else 0, False, 0)
         if p.eth_type == ETH_TYPE_ARP:
@@ -689,24 +762,116 @@ cdef class FastEngine:
             raise RuntimeError("FastEngine.ct_limit set while a batch is running")
         self.core.ct.limit = value or 0
 
+    @property
+    def held(self):
+        """Packets held now while their next hop's ARP resolves (pinctrl's buffered packets).
+
+        Each is sent, through the egress pipeline of the router that held
+        it, as an output of the frame whose ARP reply resolves the next hop.
+        """
+        return self.core.n_held
+
+    @property
+    def hold_packets(self):
+        """Whether a packet that made a router ARP for its next hop is held (True, as
+        ovn-controller's pinctrl does) or dropped once its ARP request is made (False:
+        what ovn-trace and the frozen Python oracle model).  Setting it forgets held packets."""
+        return not self.core.no_hold
+
+    @hold_packets.setter
+    def hold_packets(self, value):
+        if self.busy:
+            raise RuntimeError("FastEngine.hold_packets set while a batch is running")
+        held_clear(&self.core)
+        self.core.no_hold = not value
+
+    @property
+    def held_dropped(self):
+        """Held packets pushed out of a full queue (3 per next hop) or not held (1,000 next hops)."""
+        return self.core.held_dropped
+
+    @property
+    def ct_timeouts(self):
+        """The conntrack timeouts in seconds, by OVS's timeout-policy names (``tcp_established``, ...).
+
+        Defaults are OVS's userspace datapath's (``lib/conntrack-tp.c``).
+        Assign a mapping of some of them to change those (whole seconds, at
+        least 1), while no connection is tracked (before the first frame,
+        or after :meth:`reset`): each class's expiry list relies on one
+        timeout for all its connections.
+        """
+        return {name: self.core.ct.timeout[k] // 1000000000 for k, (name, _d) in enumerate(CT_TIMEOUT_DEFAULTS)}
+
+    @ct_timeouts.setter
+    def ct_timeouts(self, values):
+        names = [name for name, _d in CT_TIMEOUT_DEFAULTS]
+        new = {}
+        for name, seconds in dict(values).items():
+            if name not in names:
+                raise ValueError(f"unknown conntrack timeout {name!r}; the timeouts are: {', '.join(names)}")
+            if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= 10 * 365 * 86400:
+                raise ValueError(f"conntrack timeout {name}: {seconds!r} is not a whole number of seconds "
+                                 f"from 1 to {10 * 365 * 86400} (ten years)")
+            new[names.index(name)] = seconds
+        if self.busy:
+            raise RuntimeError("FastEngine.ct_timeouts set while a batch is running")
+        if self.core.ct.n_live:
+            raise RuntimeError("FastEngine.ct_timeouts set while connections are tracked (reset() first)")
+        for k, seconds in new.items():
+            self.core.ct.timeout[k] = seconds * 1000000000
+
+    @property
+    def conntrack_stats(self):
+        """Conntrack counters: ``created``, ``expired``, ``live``, ``peak``, the clock ``now_ns``, ``bytes``.
+
+        ``created`` connections were committed; ``expired`` were removed
+        because they expired (or, a TCP connection both ends had closed, a
+        new SYN reused its tuple); ``live`` are held (``created - expired``
+        since the last :meth:`reset`); ``peak`` the most held at once.  An
+        expired connection is reclaimed lazily: call :meth:`conntrack_sweep`
+        first for ``live`` and ``expired`` as of the clock.  ``bytes``: the
+        memory the table and the connections take (it follows ``peak``).
+        """
+        cdef Conntrack* ct = &self.core.ct
+        return {"created": ct.created, "expired": ct.expired, "live": ct.n_live, "peak": ct.peak,
+                "now_ns": ct.now,
+                "bytes": (ct.mask + 1) * sizeof(CtSlot) + ct.cap_conns * sizeof(CtConn)}
+
+    def conntrack_sweep(self):
+        """Remove every connection expired by the clock (the last frame's timestamp); how many."""
+        if self.busy:
+            raise RuntimeError("FastEngine.conntrack_sweep() while a batch is running")
+        return ct_sweep(&self.core.ct, -1)
+
     def reset(self):
-        """Forget connections and learned MAC bindings (static bindings stay)."""
+        """Forget connections, learned MAC bindings and held packets (static bindings stay), the conntrack counters and clock."""
         cdef Core* c = &self.core
         cdef int32_t k
         if self.busy:
             raise RuntimeError("FastEngine.reset() while a batch is running")
         ct_clear(&c.ct)
         map_clear(&c.bindings)
+        held_clear(c)
+        c.held_dropped = 0
         for k in range(c.n_static):
             if map_put(&c.bindings, c.static_keys[k], c.static_vals[k]) < 0:
                 raise MemoryError()
 
-    def process_batch(self, data, offsets, lengths, inports, result=None, *, trace=False):
+    def process_batch(self, data, offsets, lengths, inports, result=None, *, trace=False, timestamps=None,
+                      origlens=None):
         """Run ``len(offsets)`` frames (``data[offsets[i]:offsets[i] + lengths[i]]``) through the pipeline.
 
         With ``trace=True`` the result also gets the trace records (one per
         step, ``BatchResult.trace_*``; :mod:`ovnsim.datapath.trace` renders
         them); without, the loop only tests a flag.
+
+        ``timestamps`` (nanoseconds, one per frame) drive conntrack ageing:
+        the clock moves to each frame's time (never back) before it runs, so
+        connections idle past their timeout are gone (:attr:`ct_timeouts`);
+        without them the clock stands still.  ``origlens``: each frame's
+        length on the wire, when a capture's snaplen cut it (``lengths[i] <
+        origlens[i]``): the frame runs on the headers captured, a frame whose
+        headers were cut is dropped as ``snaplen-truncated``.
 
         ``data`` is any byte buffer (read in place); ``offsets``, ``lengths``
         and ``inports`` are sequences of ints or int buffers (``array('q')``
@@ -722,6 +887,10 @@ cdef class FastEngine:
         cdef const int64_t[::1] offs
         cdef const int64_t[::1] lens
         cdef const int64_t[::1] ins
+        cdef const int64_t[::1] tss
+        cdef const int64_t[::1] wires
+        cdef bint timed = timestamps is not None, cut = origlens is not None
+        cdef int64_t wire
         cdef Py_ssize_t n, i, size
         cdef int64_t start, stop, maxlen = MAX_GENERATED
         cdef int64_t* starts
@@ -744,6 +913,10 @@ cdef class FastEngine:
         offs = _int64_view(offsets, n, "offsets")
         lens = _int64_view(lengths, n, "lengths")
         ins = _int64_view(inports, n, "inports")
+        if timed:
+            tss = _int64_view(timestamps, n, "timestamps")
+        if cut:
+            wires = _int64_view(origlens, n, "origlens")
         size = buf.shape[0]
         base = &buf[0] if size else <const unsigned char*>b""
         for i in range(n):
@@ -803,7 +976,12 @@ cdef class FastEngine:
             c.error = 0
             with nogil:
                 for i in range(n):
-                    run_frame(c, base + starts[i], sizes[i], ins[i], <int32_t>i)
+                    if timed:
+                        ct_tick(&c.ct, tss[i])
+                    wire = sizes[i]
+                    if cut and wires[i] > wire:
+                        wire = wires[i] if wires[i] < 0x7fffffff else 0x7fffffff
+                    run_frame(c, base + starts[i], sizes[i], <int32_t>wire, ins[i], <int32_t>i)
                     if c.error:
                         break
             if c.error:
@@ -824,6 +1002,9 @@ cdef class FastEngine:
             result.drop_reason.frombytes(_view(c.drop_reason, c.n_drop))
             result.drop_stage.frombytes(_view(c.drop_stage, c.n_drop * 2))
             result.drop_datapath.frombytes(_view(c.drop_dp, c.n_drop * 4))
+            result.drop_rule.frombytes(_view(c.drop_rule, c.n_drop * 2))
+            result.drop_a.frombytes(_view(c.drop_a, c.n_drop * 4))
+            result.drop_b.frombytes(_view(c.drop_b, c.n_drop * 8))
             if c.n_trace:
                 # The records change hands without a copy (the buffer object owns them now).
                 tb = _TraceBuf()

@@ -26,7 +26,9 @@ cdef int grow_outputs(Core* c) noexcept nogil:
 cdef int grow_drops(Core* c) noexcept nogil:
     cdef int64_t n = 2 * c.cap_drop + 256
     if (_grow(<void**>&c.drop_frame, n, 4) or _grow(<void**>&c.drop_reason, n, 1)
-            or _grow(<void**>&c.drop_stage, n, 2) or _grow(<void**>&c.drop_dp, n, 4)):
+            or _grow(<void**>&c.drop_stage, n, 2) or _grow(<void**>&c.drop_dp, n, 4)
+            or _grow(<void**>&c.drop_rule, n, 2) or _grow(<void**>&c.drop_a, n, 4)
+            or _grow(<void**>&c.drop_b, n, 8)):
         return -1
     c.cap_drop = n
     return 0
@@ -71,6 +73,9 @@ cdef void emit_drop(Core* c, const FrameCtx* f, int rule, int32_t dp, int32_t de
     c.drop_reason[i] = RULE_DROP[rule]
     c.drop_stage[i] = RULE_STAGE[rule]
     c.drop_dp[i] = dp
+    c.drop_rule[i] = <int16_t>rule
+    c.drop_a[i] = <uint32_t>a
+    c.drop_b[i] = b
     c.n_drop = i + 1
     if c.tracing:
         trace_record(c, f, rule, dp, depth, a, b)
@@ -259,6 +264,11 @@ cdef int32_t build_raw(const FrameCtx* f, const Pkt* p, unsigned char* o) noexce
         changed |= _acc16(&acc, ol4 + 4, l4 + 4)
         if p.has_inner:
             end = f.l3 + rd16(oip + 2)
+            if end > n:
+                # Cut by a capture's snaplen: only the bytes captured are
+                # rewritten; the ICMP checksum is updated incrementally from
+                # the words that changed, so it holds for the whole message.
+                end = n
             rewrite_inner(l4 + 8, end - f.l4 - 8, p)
             # The words rewrite_inner can touch: the inner IPv4 header's first
             # 20 bytes and 20 bytes after it (all of it inside the message; a

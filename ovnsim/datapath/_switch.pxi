@@ -32,17 +32,21 @@ cdef void ls_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
         emit_drop(c, f, R_LS_IN_PORT_SEC_DROP, sw, d, p.inport, 0)
         return
     trace(c, f, R_LS_IN_PORT_SEC, sw, d, 0, 0)
-    if c.tracing:
-        # Pass-through stages OVN's trace shows: FDB learning, pre-LB.
-        if inp.fdb:
-            trace_record(c, f, R_LS_IN_LOOKUP_FDB, sw, d, p.inport, 0)
-            trace_record(c, f, R_LS_IN_PUT_FDB, sw, d, p.inport, 0)
+    if c.tracing and inp.fdb:
+        # Pass-through stages OVN's trace shows: FDB learning.
+        trace_record(c, f, R_LS_IN_LOOKUP_FDB, sw, d, p.inport, 0)
+        trace_record(c, f, R_LS_IN_PUT_FDB, sw, d, p.inport, 0)
+    if c.acl_ports != NULL and c.acl_ports[p.inport].active:
+        # ls_in_pre_acl .. ls_in_stateful (pre_lb's steps included)
+        if acl_pass(c, f, p, p.inport, 0) < 0:
+            return
+    elif c.tracing:
         if (p.eth_dst >> 40) & 1:
             trace_record(c, f, R_LS_IN_PRE_LB_MCAST, sw, d, 0, 0)
         elif inp.pre_lb and p.eth_type == ETH_TYPE_IP4:
             trace_record(c, f, R_LS_IN_PRE_LB_ROUTER, sw, d, p.inport, 0)
-        if inp.is_localnet:
-            trace_record(c, f, R_LS_IN_ARP_RSP_LOCALNET, sw, d, p.inport, 0)
+    if c.tracing and inp.is_localnet:
+        trace_record(c, f, R_LS_IN_ARP_RSP_LOCALNET, sw, d, p.inport, 0)
     arp_req = p.eth_type == ETH_TYPE_ARP and p.arp_op == 1
     if arp_req:
         # ls_in_arp_rsp
@@ -148,7 +152,11 @@ cdef void ls_egress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
     cdef int32_t out = p.outport
     cdef const SwPort* port = &c.ports[out]
     p.op = OP_DONE
-    if c.tracing:
+    if c.acl_ports != NULL and c.acl_ports[out].active:
+        # ls_out_pre_acl .. ls_out_stateful (pre_lb's steps included)
+        if acl_pass(c, f, p, out, 1) < 0:
+            return
+    elif c.tracing:
         if (p.eth_dst >> 40) & 1:
             trace_record(c, f, R_LS_OUT_PRE_LB_MCAST, port.sw, p.depth, 0, 0)
         elif port.pre_lb and p.eth_type == ETH_TYPE_IP4:

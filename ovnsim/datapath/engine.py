@@ -53,7 +53,10 @@ class BatchResult:
     ``out_data[out_start[i]:out_start[i] + out_len[i]]``.
     Drops: ``drop_frame[i]``, ``drop_reason[i]`` (a :class:`~ovnsim.northd.stages.Drop`
     value), ``drop_stage[i]`` (index into :data:`STAGE_LIST`),
-    ``drop_datapath[i]`` (index into the engine's ``datapath_names``).
+    ``drop_datapath[i]`` (index into the engine's ``datapath_names``),
+    ``drop_rule[i]``, ``drop_a[i]``, ``drop_b[i]`` (the dropping rule's code and
+    values, as its trace record has them: what the drop's detail is rendered
+    from, also without a trace).
     ``ingress[f]`` is the port frame ``f`` entered on (-1: none could be chosen).
     Trace (a batch run with ``trace=True``): ``trace``, a bytes-like object of
     :data:`TRACE_RECORD` records, one per step: frame index, rule (a code of
@@ -63,7 +66,7 @@ class BatchResult:
     """
 
     __slots__ = ("frames", "ingress", "out_frame", "out_port", "out_kind", "out_start", "out_len", "out_data",
-                 "drop_frame", "drop_reason", "drop_stage", "drop_datapath",
+                 "drop_frame", "drop_reason", "drop_stage", "drop_datapath", "drop_rule", "drop_a", "drop_b",
                  "trace")
 
     def __init__(self) -> None:
@@ -79,6 +82,9 @@ class BatchResult:
         self.drop_reason = array("b")
         self.drop_stage = array("h")
         self.drop_datapath = array("i")
+        self.drop_rule = array("h")
+        self.drop_a = array("I")
+        self.drop_b = array("Q")
         self.trace = memoryview(b"")
 
     @property

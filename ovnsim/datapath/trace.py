@@ -81,6 +81,24 @@ class _Martian(NamedTuple):
     broadcast: str
 
 
+class _Acl(NamedTuple):
+    priority: int  #: its flows' priority (the ACL's + 1000)
+    match: str
+
+
+class _Why(NamedTuple):
+    """A drop ACL and the security group rule the dropped packet would need."""
+
+    priority: int
+    match: str
+    text: str
+
+
+#: ct_state flags of an ACL ct_next (the engine's ACT_* bits), in ovn-trace's order.
+_CT_STATE_FLAGS = ((0x02, "new"), (0x04, "est"), (0x10, "rel"), (0x08, "rpl"), (0x20, "inv"), (0x01, "trk"))
+_L4_NAMES = {6: "tcp", 17: "udp", 132: "sctp"}
+
+
 class Step(NamedTuple):
     """One rendered trace record: the rule, where, and its filled-in text."""
 
@@ -120,6 +138,7 @@ class TraceRenderer:
                       for ip, prefix in rp.networks]
         self.snats = [_Snat(prio, prio + 1, str(n.logical), int_to_ip(n.external_ip))
                       for prio, n in engine.snat_rows]
+        self.acls = [_Acl(row.priority, row.acl.match) for row in (getattr(engine, "acl_rows", None) or ())]
 
     # -- values ------------------------------------------------------------------
 
@@ -151,7 +170,30 @@ class TraceRenderer:
             return _ct_text(v)
         if kind == "parse":
             return PARSE_PROBLEMS[v][1].format(n=other)
+        if kind == "acl":
+            return self.acls[v]
+        if kind == "aclwhy":
+            return self._why(v, other)
+        if kind == "ctstate":
+            return "|".join(name for bit, name in _CT_STATE_FLAGS if v & bit)
         return str(v)
+
+    def _why(self, v: int, remote: int) -> _Why:
+        """A drop ACL's record: the ACL and the rule missing_rule() names for the packet."""
+        from ovnsim.nb.acls import missing_rule
+
+        row = self.engine.acl_rows[v >> 48]
+        port = self.ports[(v >> 32) & 0xFFFF]
+        proto, code, l4 = (v >> 24) & 0xFF, (v >> 16) & 0xFF, v & 0xFFFF
+        ip = int_to_ip(remote)
+        fields: Dict[str, object] = {"ip4.src": ip, "ip4.dst": ip, "ip.proto": proto}
+        if proto == 1:
+            fields.update({"icmp4.type": l4, "icmp4.code": code})
+        elif proto in _L4_NAMES:
+            fields[f"{_L4_NAMES[proto]}.dst"] = l4
+        stage = "ls_in_acl" if row.acl.direction == "from-lport" else "ls_out_acl"
+        rule = missing_rule(self.engine.logical, port, stage, fields)
+        return _Why(row.priority, row.acl.match, f"no security group rule allows it; it needs {rule.text()}")
 
     def context(self, rule: Rule, dp: int, a: int, b: int) -> Dict[str, object]:
         ctx: Dict[str, object] = {"dp": self.datapaths[dp], "gw": self.gw[dp]}

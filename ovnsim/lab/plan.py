@@ -24,6 +24,7 @@ from ovnsim.errors import OvnsimError
 from ovnsim.lab.acl import SYSCTL_BRIDGE_CONNTRACK, AclPlan, acl_ruleset
 from ovnsim.nb.model import (LSP_TYPE_LOCALNET, LSP_TYPE_LOCALPORT, LSP_TYPE_ROUTER, LSP_TYPE_VM, NAT_DNAT,
                              NAT_DNAT_AND_SNAT, NAT_SNAT, LogicalRouter, LogicalTopology)
+from ovnsim.northd.tables import int_to_ip, int_to_mac, parse_addresses
 
 #: Every namespace of a lab is named ``ovnsim-<lab>-<role>-<object>``.
 NETNS_PREFIX = "ovnsim-"
@@ -244,12 +245,13 @@ def _derived_mac(text: str) -> str:
     return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
 
 
-def _parse_addresses(entry: str) -> Tuple[Optional[str], List[str]]:
-    """``"MAC IP IP"`` -> (MAC, [IPs]); keywords (router, unknown, dynamic) -> (None, [])."""
-    words = entry.split()
-    if not words or not re.match(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$", words[0]):
+def _addresses(entry: str) -> Tuple[Optional[str], List[str]]:
+    """One LSP ``addresses`` entry as (MAC, [IPv4 addresses]) text, read by the
+    one parser of such entries; keywords (router, unknown, dynamic) -> (None, [])."""
+    mac, ips = parse_addresses(entry)
+    if mac is None:
         return None, []
-    return words[0].lower(), [w for w in words[1:] if _is_ipv4(w)]
+    return int_to_mac(mac), [int_to_ip(ip) for ip in ips]
 
 
 def _is_ipv4(text: str) -> bool:
@@ -394,7 +396,7 @@ class _Planner:
         for ls in self.logical.switches:
             for lsp in ls.ports:
                 for entry in lsp.addresses:
-                    owned.update(_parse_addresses(entry)[1])
+                    owned.update(_addresses(entry)[1])
         for lr in self.logical.routers:
             owned.update(n.external_ip for n in lr.nat)
         return owned
@@ -402,7 +404,7 @@ class _Planner:
     def plan_vm(self, ls, lsp, bridge: Bridge, ps_rules: List[str], vm_by_switch) -> None:
         mac, ips = None, []
         for entry in lsp.addresses:
-            mac, ips = _parse_addresses(entry)
+            mac, ips = _addresses(entry)
             if mac:
                 break
         if mac is None:

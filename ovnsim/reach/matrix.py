@@ -12,7 +12,8 @@ pipeline; a cell that needs an explanation (its blocking rule and trace) is
 asked again through the per-question API, on demand (:meth:`Matrix.explain`).
 
 Each slice of sources starts from fresh state (``engine.reset()``); within a
-slice every question is its own connection (distinct 5-tuples).
+slice every question is its own connection (distinct 5-tuples, both
+ways: each ping has its own identifier).
 """
 
 from __future__ import annotations
@@ -264,7 +265,9 @@ def _run_chunk(m: Matrix, eng, p: int, proto: Protocol, lo: int, hi: int, mac_id
     if n == 0:
         return
     if proto.name == "icmp":
-        sport, dport = np.full(n, ICMP_ID), np.ones(n)
+        # one identifier per question: a ping a -> b and one b -> a with the same identifier
+        # would be one connection to a switch port's conntrack (the ACL stages' zones)
+        sport, dport = (ICMP_ID + np.arange(n)) & 0xFFFF, np.ones(n)
     else:
         sport, dport = np.full(n, SPORT), np.full(n, proto.port)
     frames = stamp(proto.name, mac_table[s_mac[si]], mac_table[hop], s_ip[si], d_ip[dj], sport, dport,
