@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ovnsim.lab.build import bridge_conntrack_missing
 from ovnsim.reach import reach
 
 pytest_plugins = ["pytester"]
@@ -40,7 +41,7 @@ README_TESTS = """
 
 @pytest.fixture
 def sandbox(pytester, monkeypatch, tmp_path):
-    for name in ("reference.yaml", "multi-router.yaml"):
+    for name in ("reference.yaml", "multi-router.yaml", "security-groups.yaml"):
         shutil.copy(TOPOS / name, pytester.path / name)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
@@ -176,3 +177,30 @@ def test_reach_cli_on_a_lab(tmp_path, monkeypatch, capsys):
         assert "give SRC DST" in err and "holds only 198.51.100.7" in err
     assert main(["reach", "--lab", "no-such-lab", "vm1", "db1"]) == 2
     assert "no lab named 'no-such-lab'" in capsys.readouterr().err
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not LABS_OK or bool(bridge_conntrack_missing()),
+                    reason=bridge_conntrack_missing() or "labs need root and nftables")
+def test_both_backends_agree_on_security_groups(sandbox):
+    """The emulator's ACL stages and the lab's nftables give the same answers, replies and stateless groups too."""
+    sandbox.makepyfile(test_sg="""
+        import pytest
+        from ovnsim.testing import assert_isolated, assert_reachable
+
+        pytestmark = pytest.mark.ovn_topology("security-groups.yaml")
+
+        @pytest.mark.parametrize("src,dst,proto", [
+            ("web2", "db1", "tcp/5432"), ("outside", "172.24.4.120", "tcp/22"), ("app1", "sl1", "udp/5001"),
+            ("web1", "fw1", "tcp/9999"), ("db1", "outside", "udp/53"), ("app1", "web2", "icmp")])
+        def test_allowed(ovn_topology, src, dst, proto):
+            assert_reachable(src, dst, proto=proto)
+
+        @pytest.mark.parametrize("src,dst,proto", [
+            ("app1", "db1", "tcp/5432"), ("outside", "172.24.4.120", "tcp/80"), ("db1", "web1", "tcp/80"),
+            ("app1", "sl1", "udp/6000"), ("lab1", "web1", "icmp"),
+            ("sl1", "web2", "tcp/80")])   # delivered, but the stateless group drops web2's reply
+        def test_blocked(ovn_topology, src, dst, proto):
+            assert_isolated(src, dst, proto=proto)
+    """)
+    run(sandbox, "--ovn-backend=both").assert_outcomes(passed=12)
