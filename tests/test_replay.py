@@ -1142,3 +1142,23 @@ def test_full_disk_on_a_real_small_tmpfs(tmp_path, capsys):
                 _valid_pcap_records(path)
     finally:
         _subprocess.run(["umount", str(disk)], check=False)
+
+
+@FAST
+def test_vm_boot_capture_gets_offer_and_ack_on_the_vm_port(tmp_path):
+    """pcaps/dhcp-metadata-mixed.pcap: web1's DHCP is answered on web1's port; its metadata request never leaves."""
+    from scapy.layers.dhcp import BOOTP, DHCP
+
+    summary, out = run(tmp_path, "fast", capture=PCAPS / "dhcp-metadata-mixed.pcap",
+                       topology=TOPOLOGIES / "dhcp-metadata.yaml")
+    assert summary.frames_in == summary.delivered + summary.exited + summary.dropped == 11
+    replies = [p for p in packets(out / "web1-tx.pcap") if BOOTP in p]
+    types = [dict(o for o in p[DHCP].options if isinstance(o, tuple) and len(o) == 2)["message-type"]
+             for p in replies]
+    assert types == [2, 5, 5, 6]  # OFFER, ACK, the renewal's ACK, the NAK for another address
+    offer = replies[0]
+    assert (offer[BOOTP].yiaddr, offer[IP].src, offer[UDP].dport) == ("10.3.0.11", "10.3.0.1", 68)
+    assert summary.as_dict()["generated"]["dhcp_reply"] == 4
+    # cloud-init's SYN to 169.254.169.254 reaches the metadata port; only the DNS query is SNATed out
+    assert [p[IP].dst for p in packets(out / "ovnmeta-web-tx.pcap") if TCP in p] == ["169.254.169.254"]
+    assert [(p[IP].src, p[IP].dst) for p in packets(out / "provnet-public-tx.pcap")] == [("172.24.4.60", "192.0.2.53")]

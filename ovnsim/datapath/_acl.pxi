@@ -262,6 +262,14 @@ cdef int acl_pass(Core* c, const FrameCtx* f, Pkt* p, int32_t port, int egress) 
             if not egress:
                 trace(c, f, R_LS_IN_ACL_AFTER_LB, sw, d, 0, 0)
             return 0
+    # -- priority 34000: a DHCP reply from the port's native responder (_dhcp.pxi)
+    if egress and c.n_dhcp and p.proto == IPPROTO_UDP and p.sport == 67 and p.dport == 68:
+        k = dhcp_reply_to(c, p, port)
+        if k >= 0:
+            trace(c, f, R_LS_OUT_ACL_DHCP_REPLY, sw, d, <uint64_t>k, 0)
+            if not ap.skip_ct:
+                acl_commit(c, p, zone, ci, -1)
+            return 0
     # -- the port's ACLs
     if ci >= 0 and (st & ACT_EST) and not (st & ACT_RPL) and c.ct.conns[ci].acl_hit != ACL_NOT_CACHED:
         hit = c.ct.conns[ci].acl_hit        # a later packet of the connection: its first packet's match

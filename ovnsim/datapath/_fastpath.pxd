@@ -350,6 +350,23 @@ ctypedef struct Conntrack:
     int64_t expired          # connections removed because they expired (or were closed and reused)
     int64_t peak             # most connections held at once
 
+# A native DHCPv4 responder (ovnsim.northd.dhcp.DhcpResponder): one port
+# address entry's ls_in_dhcp_options/ls_in_dhcp_response flows.  Its option
+# bytes (as ovn-controller's put_dhcp_opts userdata holds them) are slices of
+# Core.dhcp_bytes: opt_* for an OFFER/ACK, inform_* for the ACK to a DHCPINFORM.
+ctypedef struct DhcpResp:
+    uint64_t mac
+    uint64_t server_mac
+    uint32_t offer_ip
+    uint32_t server_id
+    uint32_t next_server
+    int32_t port
+    int32_t opt_start
+    int32_t opt_len
+    int32_t inform_start
+    int32_t inform_len
+    uint8_t has_next_server
+
 # ACL stages (security groups, _acl.pxi).  One compiled ACL: a conjunction of
 # the terms Neutron writes (ip4/ip6, a remote prefix or address set, protocol,
 # destination port range, ICMP type/code); a mask of 0 matches any address.
@@ -388,6 +405,9 @@ ctypedef struct AclPort:
 # (ARP request, ICMP error, TCP reset) is rebuilt from these fields, with the
 # datagram an ICMP error quotes at Core.quotes[quote_ofs:quote_ofs +
 # quote_len] (a per-frame arena, so that copies stay small and share it).
+# A DHCP reply (generated == GEN_STORED) is stored whole in the same arena,
+# as ovn-controller built it from the request (Ethernet and IPv4 headers at
+# the request's offsets); its header fields here are written over it.
 # `op` says which stage runs next (the engine is a trampoline: stages
 # return, the loop dispatches).
 ctypedef struct Pkt:
@@ -437,7 +457,7 @@ ctypedef struct Pkt:
     uint8_t ct_trk
     uint8_t ct_rpl
     uint8_t ct_zones         # bit per zone kind of the current router
-    uint8_t generated        # Packet.raw is None
+    uint8_t generated        # Packet.raw is None (GEN_FIELDS: built from these fields; GEN_STORED: a DHCP reply)
     uint8_t has_inner        # in_* hold the quoted datagram's tuple
     uint8_t in_proto
     uint8_t op
@@ -513,6 +533,11 @@ ctypedef struct Core:
     uint64_t* static_vals
     int32_t n_static
     Conntrack ct
+    DhcpResp* dhcp
+    int32_t n_dhcp
+    U64Map dhcp_map          # (LSP << 48 | eth.src) -> index into dhcp
+    unsigned char* dhcp_bytes
+
     # ACL stages (NULL/0 when no switch has ACLs); a switch port's conntrack
     # zone is acl_zone_base + its index (router zones come first)
     AclRule* acls
@@ -585,6 +610,7 @@ cdef class FastEngine:
     cdef readonly list nat_rows
     cdef readonly list route_rows
     cdef readonly list snat_rows
+    cdef readonly list dhcp_rows
     cdef object _last_trace
     cdef readonly list acl_rows
     cdef _build(self, tables, ip_to_int, mac_to_int)

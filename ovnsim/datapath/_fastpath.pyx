@@ -318,6 +318,7 @@ cdef uint64_t BCAST_MAC = 0xffffffffffffULL
 include "_maps.pxi"
 include "_conntrack.pxi"
 include "_frame.pxi"
+include "_dhcp.pxi"
 include "_acl.pxi"
 include "_held.pxi"
 include "_switch.pxi"
@@ -428,6 +429,7 @@ cdef class FastEngine:
         free(c.bindings.slots); free(c.gw_redirect.slots); free(c.undnat_fip.slots)
         free(c.auto_mac.slots); free(c.auto_ip.slots)
         free(c.ct.slots); free(c.ct.conns)
+        free(c.dhcp); free(c.dhcp_map.slots); free(c.dhcp_bytes)
         free(c.acls); free(c.acl_list); free(c.acl_ports); free(c.acl_sets.slots)
         free(c.stack); free(c.scratch); free(c.quotes); free(c.ingress)
         free(c.out_frame); free(c.out_port); free(c.out_kind); free(c.out_start); free(c.out_len)
@@ -647,6 +649,27 @@ cdef class FastEngine:
             if prefix is not None:
                 c.auto_nets[k].network, c.auto_nets[k].mask = prefix.network, prefix.mask
 
+        # -- native DHCPv4 responders (ovnsim.northd.dhcp): their option bytes in one array
+        self.dhcp_rows = list(tables.dhcpv4)
+        dhcp_bytes, dhcp_map = bytearray(), {}
+        c.n_dhcp = len(self.dhcp_rows)
+        c.dhcp = <DhcpResp*>_c_array(c.n_dhcp, sizeof(DhcpResp))
+        for k, resp in enumerate(self.dhcp_rows):
+            i = port_index[resp.port]
+            dhcp_map.setdefault((i << 48) | resp.mac, k)   # the first entry's flows win, as in OVN
+            c.dhcp[k].port, c.dhcp[k].mac, c.dhcp[k].server_mac = i, resp.mac, resp.server_mac
+            c.dhcp[k].offer_ip, c.dhcp[k].server_id = resp.offer_ip, resp.server_id
+            c.dhcp[k].has_next_server = resp.next_server is not None
+            c.dhcp[k].next_server = resp.next_server or 0
+            c.dhcp[k].opt_start, c.dhcp[k].opt_len = len(dhcp_bytes), len(resp.options)
+            dhcp_bytes += resp.options
+            c.dhcp[k].inform_start, c.dhcp[k].inform_len = len(dhcp_bytes), len(resp.inform_options)
+            dhcp_bytes += resp.inform_options
+        c.dhcp_bytes = <unsigned char*>_c_array(len(dhcp_bytes), 1)
+        blob = bytes(dhcp_bytes)
+        if blob:
+            memcpy(c.dhcp_bytes, <const char*>blob, len(blob))
+        self._map(&c.dhcp_map, dhcp_map)
         self._build_acls(port_index)
 
         if ct_alloc(&c.ct, 0) < 0:

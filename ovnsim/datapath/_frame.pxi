@@ -375,7 +375,10 @@ cdef void quote_datagram(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
     """
     cdef int32_t n, l3, qlen
     cdef int64_t cap
-    if p.generated:
+    if p.generated == GEN_STORED:
+        n = build_stored(f, p, c, c.scratch)
+        l3 = f.l3
+    elif p.generated:
         n = build_gen(c, p, c.scratch)
         l3 = 14
     else:
@@ -401,7 +404,8 @@ cdef void quote_datagram(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
 
 cdef inline void emit_output(Core* c, const FrameCtx* f, const Pkt* p, int32_t port) noexcept nogil:
     cdef int64_t i = c.n_out
-    cdef int64_t need = c.data_len + (MAX_GENERATED if p.generated else f.n)
+    cdef int64_t need = c.data_len + (p.quote_len if p.generated == GEN_STORED
+                                      else MAX_GENERATED if p.generated else f.n)
     cdef int64_t cap
     cdef int32_t n
     if i == c.cap_out:
@@ -416,7 +420,9 @@ cdef inline void emit_output(Core* c, const FrameCtx* f, const Pkt* p, int32_t p
             c.error = 1
             return
         c.data_cap = cap
-    if p.generated:
+    if p.generated == GEN_STORED:
+        n = build_stored(f, p, c, c.out_data + c.data_len)
+    elif p.generated:
         n = build_gen(c, p, c.out_data + c.data_len)
     else:
         n = build_raw(f, p, c.out_data + c.data_len)
