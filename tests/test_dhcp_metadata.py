@@ -356,3 +356,52 @@ def test_unicast_renewal_is_acked_where_ovn_trace_drops_it(sim):
     assert case["verdict"] == {"dropped": True, "outputs": []}
     result = sim.trace(case["microflow"])
     assert [(o.port, o.kind, o.fields()["ip4.dst"]) for o in result.outputs] == [("web1", "dhcp_reply", WEB1_IP)]
+
+
+def test_request_cut_by_a_capture_snaplen_is_not_answered(logical):
+    """pinctrl reads the options; a capture that cut them cannot say what it answered: no reply is made up."""
+    from ovnsim.datapath._fastpath import FastEngine
+
+    engine = FastEngine(logical)
+    frame = bytes(_dhcp("discover"))
+    port = engine.port_index["web1"]
+    whole = engine.process_batch(frame, [0], [len(frame)], [port])
+    cut = engine.process_batch(frame[:96], [0], [96], [port], origlens=[len(frame)], trace=True)
+    assert [engine.port_names[p] for p in whole.out_port] == ["web1"]
+    assert "web1" not in [engine.port_names[p] for p in cut.out_port] and cut.n_outputs >= 1  # switched on
+
+
+def test_option_encodings_are_ovn_controllers():
+    """lib/actions.c encode_put_dhcpv4_option, type by type (lib/ovn-l7.h)."""
+    from ovnsim.northd.dhcp import DhcpOptionError, encode_option, encode_options, dhcpv4_responders
+
+    assert encode_option("mtu", "1442") == bytes([26, 2, 0x05, 0xA2])
+    assert encode_option("lease_time", "43200") == bytes([51, 4, 0, 0, 0xA8, 0xC0])
+    assert encode_option("ip_forward_enable", "1") == bytes([19, 1, 1])
+    assert encode_option("dns_server", "{8.8.8.8, 1.1.1.1}") == bytes([6, 8, 8, 8, 8, 8, 1, 1, 1, 1])
+    assert encode_option("domain_name", '"openstacklocal"') == bytes([15, 14]) + b"openstacklocal"
+    # RFC 3442: significant octets of the destination only; an odd element is ignored
+    assert encode_option("classless_static_route", "{10.27.129.0/24,10.0.0.1, 0.0.0.0/0,10.0.0.254, 1.2.3.4}") == \
+        bytes([121, 13, 24, 10, 27, 129, 10, 0, 0, 1, 0, 10, 0, 0, 254])
+    # RFC 1035 4.1.4 with compression: the example in actions.c (whose comment leaves out xyz's length byte)
+    assert encode_option("domain_search_list", '"abc.com,xyz.abc.com"') == \
+        bytes([119, 15, 3]) + b"abc" + bytes([3]) + b"com" + bytes([0, 3]) + b"xyz" + bytes([0xC0, 0x00])
+    # bootfile_name and next_server first; INFORM leaves out netmask, lease time, T1, T2
+    full, inform, nxt = encode_options({"lease_time": "60", "netmask": "255.255.255.0", "next_server": "10.0.0.9",
+                                        "bootfile_name": '"pxe.0"', "router": "10.0.0.1"})
+    assert [full[0], full[7]] == [67, 253] and nxt == 0x0A000009
+    assert bytes([51, 4, 0, 0, 0, 60]) in full and bytes([51, 4]) not in inform and bytes([1, 4]) not in inform
+    for name, value in (("no_such_option", "1"), ("mtu", "70000"), ("router", "10.0.0.300"),
+                        ("hostname", '"' + "x" * 256 + '"')):
+        with pytest.raises(DhcpOptionError):
+            encode_option(name, value)
+    # a row ovn-controller cannot encode gives no responder, and says why
+    doc = _doc()
+    logical = compile_topology(load_document(doc, "t.yaml"))
+    rows = [r if r.key != "web-v4" else type(r)(r.key, r.cidr, {**r.options, "mtu": "huge"}, r.external_ids)
+            for r in logical.dhcp_options]
+    import dataclasses
+    problems = []
+    responders = dhcpv4_responders(dataclasses.replace(logical, dhcp_options=tuple(rows)), problems)
+    assert not any(r.port.startswith("web") for r in responders)
+    assert problems and problems[0].startswith("DHCP_Options web-v4: port web1: not an integer: huge")

@@ -1087,11 +1087,26 @@ def as_real_ovn(result: BatchResult, frames: Sequence[bytes], since: int = 0) ->
     return result
 
 
+class ConnectionReopened(Exception):
+    """The engine reopened a closed TCP connection, which the frozen oracle cannot follow.
+
+    Documented exception: the oracle has no TCP state machine.  The engine,
+    as OVS's conntrack, removes a connection both ends have closed (FIN or
+    RST seen) when a new SYN comes for its tuple, and the SYN opens a new
+    one (tests/test_ct_ageing.py); the oracle keeps the old entry, so from
+    that batch on the two legitimately differ.  No clock runs in these
+    tests, so ``expired`` only grows by such a reopening.
+    """
+
+
 def run_both(py, fast, frames: List[bytes], inports: List[int], result_py=None, result_fast=None):
     data, offsets, lengths = pack(frames)
+    reopened = fast.conntrack_stats["expired"]
     since = result_py.n_outputs if result_py is not None else 0
     a = as_real_ovn(py.process_batch(data, offsets, lengths, inports, result_py), frames, since)
     b = fast.process_batch(memoryview(data), offsets, lengths, array("q", inports), result_fast)
+    if fast.conntrack_stats["expired"] != reopened:
+        raise ConnectionReopened()
     assert_same_result(a, b, frames, inports)
     assert len(py.conntrack) == fast.conntrack_size
     return a, b
@@ -1120,9 +1135,12 @@ def _differential(data, stem: str, rounds: int) -> None:
     frames, inports = [f for f, _ in batch], [p for _, p in batch]
     for r in range(rounds):
         append = data.draw(st.booleans(), label="append to a previous result")
-        a, _ = run_both(py, fast, frames, inports)
-        if append:
-            run_both(py, fast, frames[:3], inports[:3], BatchResult(), BatchResult())
+        try:
+            a, _ = run_both(py, fast, frames, inports)
+            if append:
+                run_both(py, fast, frames[:3], inports[:3], BatchResult(), BatchResult())
+        except ConnectionReopened:
+            return          # see ConnectionReopened: the oracle cannot follow from here
         # The next round: every output answered from where it left (by port or
         # --auto), mixed with fresh frames.
         replies = []

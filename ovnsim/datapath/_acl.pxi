@@ -127,7 +127,7 @@ cdef void acl_commit(Core* c, const Pkt* p, uint32_t zone, int32_t ci, int32_t h
         dp = p.dport
     k1 = (<uint64_t>p.ip_src << 32) | p.ip_dst
     k2 = ct_k2(zone, p.proto, sp, dp)
-    slot = ct_slot(ct, k1, k2)
+    slot = ct_find(ct, k1, k2)
     if slot.conn >= 0:
         ct.conns[slot.conn].blocked = 0
         return
@@ -155,7 +155,7 @@ cdef void acl_commit(Core* c, const Pkt* p, uint32_t zone, int32_t ci, int32_t h
     ct.count += 1
     k1 = (<uint64_t>p.ip_dst << 32) | p.ip_src
     k2 = ct_k2(zone, p.proto, dp, sp)
-    slot = ct_slot(ct, k1, k2)
+    slot = ct_find(ct, k1, k2)
     if slot.conn < 0:
         slot.k1 = k1
         slot.k2 = k2

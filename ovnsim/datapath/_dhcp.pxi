@@ -77,6 +77,8 @@ cdef int dhcp_reply(Core* c, const FrameCtx* f, Pkt* p, const DhcpResp* r) noexc
     cdef int result
     if p.generated or l4 < 0:
         return DR_NOT_BOOTP
+    if f.wire > f.n:
+        return DR_SNAPLEN       # what pinctrl reads was not captured: no answer made up
     n = build_raw(f, p, q)
     end = l3 + rd16(q + l3 + 2)
     if end > n:
@@ -193,6 +195,7 @@ cdef int32_t build_stored(const FrameCtx* f, const Pkt* p, const Core* c, unsign
     cdef FrameCtx g
     g.raw = c.quotes + p.quote_ofs
     g.n = p.quote_len
+    g.wire = p.quote_len
     g.l3 = f.l3
     g.l4 = f.l4
     g.index = f.index

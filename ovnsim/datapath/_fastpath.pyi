@@ -112,6 +112,8 @@ class FastEngine:
     nat_rows: list[object]
     route_rows: list[object]
     snat_rows: list[tuple[int, object]]
+    #: the native DHCPv4 responders (ovnsim.northd.dhcp.DhcpResponder), by the index trace records carry
+    dhcp_rows: list[object]
 
     def __init__(self, logical: object, tables: Optional[object] = ...) -> None:
         """Compile ``tables`` (default ``build_tables(logical)``) into C tables.

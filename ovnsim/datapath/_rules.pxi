@@ -307,6 +307,7 @@ cdef enum:
     DR_RELEASE = 6
     DR_DECLINE = 7
     DR_BAD_TYPE = 8
+    DR_SNAPLEN = 9
 
 # By rule code: the stage (S_*) and the drop disposition (D_*, 0: the rule does not drop).
 cdef int16_t RULE_STAGE[N_RULES]

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple
 
-__all__ = ["DHCPV4_OPTIONS", "DhcpResponder", "DhcpOptionError", "encode_options", "dhcpv4_responders",
+__all__ = ["DHCPV4_OPTIONS", "DhcpResponder", "DhcpOptionError", "encode_option", "encode_options", "dhcpv4_responders",
            "INFORM_SKIPPED_CODES"]
 
 #: OVN 23.03's DHCPv4 options (lib/ovn-l7.h): name -> (code, type).
@@ -156,7 +156,9 @@ def _domains(names: str) -> bytes:
             raise DhcpOptionError("domain name longer than 255 characters")
         labels = [label for label in domain.split(".") if label]
         for i in range(len(labels)):
-            suffix = ".".join(labels[i:])
+            # OVN keys the suffixes it has written by their text less its last character
+            # (ovs_strlcpy(suffix, domain, strlen(domain))): so does this, for the same bytes.
+            suffix = ".".join(labels[i:])[:-1]
             if suffix in offsets:
                 out += (0xC000 | offsets[suffix]).to_bytes(2, "big")
                 break

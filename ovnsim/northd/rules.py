@@ -16,7 +16,9 @@ priority is an int, ``None`` (no flow: ovnsim's own step) or a template for
 rules whose priority comes from the table entry (routes, SNAT rows).
 Where ovnsim does not model a flow's full text (a comment in the actions
 says what the step did, e.g. ``/* un-NAT (reply) */``), the text is
-ovn-trace's, not lflow-list's.
+ovn-trace's, not lflow-list's.  ``tests/conformance/test_rule_text.py``
+holds every traced step's text beside real ``lflow-list`` output and lists,
+with the reason, the rules whose text differs.
 """
 
 from __future__ import annotations
@@ -474,6 +476,7 @@ DHCP_RESULTS: Tuple[Tuple[str, str], ...] = (
     ("RELEASE", "no reply, reg0[3] = 0: DHCPRELEASE"),
     ("DECLINE", "no reply, reg0[3] = 0: DHCPDECLINE"),
     ("BAD_TYPE", "no reply, reg0[3] = 0: a message type OVN does not answer"),
+    ("SNAPLEN", "not answered: the capture's snaplen cut the request, ovn-controller's reply is unknown"),
 )
 
 
