@@ -123,6 +123,7 @@ cdef void ct_clear(Conntrack* ct) noexcept nogil:
     ct.n_live = 0
     ct.created = 0
     ct.expired = 0
+    ct.refused = 0
     ct.peak = 0
     ct.now = 0
 
@@ -465,6 +466,14 @@ cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32
     p.ct_rpl = 0
     if not has_snat and not has_dnat:
         return CT_NO_ENTRY
+    if not ct_valid_new(p):
+        # OVS's conntrack (tcp_valid_new, icmp4_valid_new; the kernel's likewise)
+        # does not let a SYN+ACK, an echo reply, an ICMP error... open a
+        # connection: ct(commit, nat) leaves it untracked (ct.inv) and un-NATed,
+        # and the pipeline goes on (the reply of a connection opened from outside
+        # to a fixed address leaves with that address)
+        ct.refused += 1
+        return CT_INVALID
     ts = snat if has_snat else s
     td = dnat if has_dnat else d
     tsp = sp
@@ -506,3 +515,17 @@ cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32
     set_tuple(p, ts, tsp, td, tdp)
     return (CT_NEW | (<uint64_t>tsp << 8) | (<uint64_t>(tsp != sp) << 24)
             | (<uint64_t>(not has_snat) << 25) | (<uint64_t>(snat if has_snat else dnat) << 32))
+
+
+cdef inline bint ct_valid_new(const Pkt* p) noexcept nogil:
+    """Whether `p` may open a connection (OVS conntrack's *_valid_new)."""
+    cdef uint8_t fl = p.tcp_flags
+    if p.later_frag:
+        return True
+    if p.proto == IPPROTO_TCP:
+        if fl & 0x02:       # SYN: not with RST, FIN or ACK
+            return (fl & (0x04 | 0x01 | 0x10)) == 0
+        return (fl & (0x10 | 0x04)) != 0    # without SYN: ACK or RST
+    if p.proto == IPPROTO_ICMP:
+        return p.icmp_type == 8 or p.icmp_type == 15 or p.icmp_type == 13
+    return True

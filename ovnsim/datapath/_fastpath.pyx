@@ -845,18 +845,21 @@ cdef class FastEngine:
 
     @property
     def conntrack_stats(self):
-        """Conntrack counters: ``created``, ``expired``, ``live``, ``peak``, the clock ``now_ns``, ``bytes``.
+        """Conntrack counters: ``created``, ``expired``, ``live``, ``peak``, ``refused``, the clock ``now_ns``, ``bytes``.
 
         ``created`` connections were committed; ``expired`` were removed
         because they expired (or, a TCP connection both ends had closed, a
         new SYN reused its tuple); ``live`` are held (``created - expired``
-        since the last :meth:`reset`); ``peak`` the most held at once.  An
+        since the last :meth:`reset`); ``peak`` the most held at once;
+        ``refused`` packets a NAT commit found unfit to open a connection (a
+        SYN+ACK, an echo reply, an ICMP error: left un-NATed, as OVS does).  An
         expired connection is reclaimed lazily: call :meth:`conntrack_sweep`
         first for ``live`` and ``expired`` as of the clock.  ``bytes``: the
         memory the table and the connections take (it follows ``peak``).
         """
         cdef Conntrack* ct = &self.core.ct
         return {"created": ct.created, "expired": ct.expired, "live": ct.n_live, "peak": ct.peak,
+                "refused": ct.refused,
                 "now_ns": ct.now,
                 "bytes": (ct.mask + 1) * sizeof(CtSlot) + ct.cap_conns * sizeof(CtConn)}
 

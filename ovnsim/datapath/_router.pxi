@@ -321,12 +321,13 @@ cdef void lr_after_input(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Rt
             done = ct_nat(c, p, r, Z_SNAT, False, 0, False, 0)
             trace(c, f, R_LR_IN_UNSNAT_GR, dp, d, dst0, done)
         elif from_gw:
-            if c.nats[info.unsnat].stateless:
+            # (every flow but the SNAT-zone one matches flags.loopback == 0)
+            if not p.loopback and c.nats[info.unsnat].stateless:
                 trace(c, f, R_LR_IN_UNSNAT_STATELESS, dp, d, dst0, 0)
             elif not p.loopback:
                 done = ct_nat(c, p, r, Z_COMMON, False, 0, False, 0)
                 trace(c, f, R_LR_IN_UNSNAT_DGP, dp, d, dst0, done)
-            elif p.use_snat_zone:
+            elif p.use_snat_zone and not c.nats[info.unsnat].stateless:
                 done = ct_nat(c, p, r, Z_SNAT, False, 0, False, 0)
                 trace(c, f, R_LR_IN_UNSNAT_SNAT_ZONE, dp, d, dst0, done)
         if p.ip_dst != dst0:
@@ -444,10 +445,12 @@ cdef void lr_egress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
     cdef uint64_t v, t, done
     p.op = OP_DONE
     if p.eth_type == ETH_TYPE_IP4:
-        # lr_out_chk_dnat_local
+        # lr_out_chk_dnat_local: reg9[4] = 1 for every NAT address of the router
+        # (a flow per external IP, SNAT ones included), so a hairpin to one of them
+        # is un-SNATed in the SNAT zone once looped back
         if gw >= 0:
             info = ip_info(c, r, p.ip_dst)
-            p.dnat_local = info != NULL and info.dnat >= 0
+            p.dnat_local = info != NULL and (info.flags & IPF_NAT) != 0
         else:
             p.dnat_local = 0
         if p.dnat_local:
@@ -541,6 +544,9 @@ cdef bint lr_snat(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Router* R
             if n.distributed:
                 p.eth_src = n.external_mac
             if p.dnat_local:
+                # "reg9[4] = 0; ct_snat(...)": a copy looped back after this SNAT
+                # is not un-SNATed in the SNAT zone (flags.use_snat_zone = reg9[4])
+                p.dnat_local = 0
                 done = ct_nat(c, p, r, Z_SNAT, True, n.external_ip, False, 0)
                 trace(c, f, R_LR_OUT_SNAT_DNAT_LOCAL, dp, p.depth, k, done)
             else:

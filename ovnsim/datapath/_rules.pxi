@@ -287,6 +287,7 @@ cdef enum:
     CT_NO_ENTRY = 5
     CT_NEW = 6
     CT_FULL = 7
+    CT_INVALID = 8
 
 cdef enum:
     KIND_PACKET = 0

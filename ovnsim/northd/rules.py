@@ -267,7 +267,8 @@ RULES: Tuple[Rule, ...] = (
          "ct_snat_in_czone(${snat.external_ip}); /* ${ct} */", args=("snat:snat", "ct:ct"),
          writes=(("ip4.src", "@"),)),
     Rule("LR_OUT_SNAT_DNAT_LOCAL", "lr_out_snat", "${snat.priority1}",
-         'ip && ip4.src == ${snat.logical} && outport == "${gw}"', "ct_snat(${snat.external_ip}); /* ${ct} */",
+         'ip && ip4.src == ${snat.logical} && outport == "${gw}" && reg9[4] == 1',
+         "reg9[4] = 0; ct_snat(${snat.external_ip}); /* ${ct} */",
          args=("snat:snat", "ct:ct"),
          writes=(("ip4.src", "@"),)),
     Rule("LR_OUT_EGR_LOOP", "lr_out_egr_loop", 100, 'ip4.dst == ${dst} && outport == "${gw}"',
@@ -461,6 +462,7 @@ CT_OUTCOMES: Tuple[Tuple[str, str], ...] = (
     ("NO_ENTRY", "no conntrack entry, no change"),
     ("NEW", "new connection"),
     ("FULL", "new connection refused: the conntrack table is full"),
+    ("INVALID", "not a first packet (SYN+ACK, echo reply, ICMP error...): not committed, not NATed"),
 )
 
 

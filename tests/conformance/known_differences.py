@@ -11,13 +11,6 @@ from __future__ import annotations
 
 #: kind -> why real OVN 23.03 and ovnsim differ
 KINDS = {
-    "hairpin-snat-reply": (
-        "A VM without a floating IP reaching another VM's floating IP on the same "
-        "distributed-gateway-port router: OVN loops the reply back and un-SNATs it; "
-        "ovnsim drops it at lr_in_arp_resolve (nat-address)."),
-    "snat-on-reply": (
-        "A connection opened from outside straight to a VM's fixed address: OVN's "
-        "lr_out_snat does not NAT replies (!ct.rpl); ovnsim SNATs the SYN-ACK."),
     "acl-not-evaluated": (
         "security groups: OVN evaluates the Port_Group ACLs (neutron_pg_drop, allow-related, "
         "allow-stateless); ovnsim's data path does not evaluate ACLs yet "
@@ -27,24 +20,6 @@ KINDS = {
 #: "topology/conversation" -> kind, measured (a conversation is listed under the
 #: kind of its first differing step)
 KNOWN = {
-    "dgp/fw1-icmp-fip-app1": "hairpin-snat-reply",
-    "dgp/fw1-icmp-fip-web1": "hairpin-snat-reply",
-    "dgp/fw1-tcp-fip-app1": "hairpin-snat-reply",
-    "dgp/fw1-tcp-fip-web1": "hairpin-snat-reply",
-    "dgp/web2-icmp-fip-app1": "hairpin-snat-reply",
-    "dgp/web2-icmp-fip-web1": "hairpin-snat-reply",
-    "dgp/web2-tcp-fip-app1": "hairpin-snat-reply",
-    "dgp/web2-tcp-fip-web1": "hairpin-snat-reply",
-    "provider-ports/app2-icmp-fip-app1": "hairpin-snat-reply",
-    "provider-ports/app2-tcp-fip-app1": "hairpin-snat-reply",
-    "dgp/provnet-public-tcp-fixed-web2": "snat-on-reply",
-    "dhcp-metadata/provnet-public-tcp-fixed-web1": "snat-on-reply",
-    "dhcp-metadata/provnet-public-tcp-fixed-web2": "snat-on-reply",
-    "multi-router/provnet-upstream-tcp-fixed-web1": "snat-on-reply",
-    "reference/provnet-public-tcp-fixed-vm1": "snat-on-reply",
-    "reference/provnet-public-tcp-fixed-vm2": "snat-on-reply",
-    "two-projects/provnet-public-tcp-fixed-alpha-vm1": "snat-on-reply",
-    "two-projects/provnet-public-tcp-fixed-alpha-vm2": "snat-on-reply",
     # security-groups: conversations are listed under their first differing step
     "security-groups/app1-icmp-db1": "acl-not-evaluated",
     "security-groups/app1-icmp-fip-bastion1": "acl-not-evaluated",
@@ -114,8 +89,6 @@ KNOWN = {
     "security-groups/web2-udp-db1": "acl-not-evaluated",
     "security-groups/web2-udp-web1": "acl-not-evaluated",
     "security-groups/web2-unreachable-db1": "acl-not-evaluated",
-    "security-groups/provnet-public-tcp-fixed-web1": "snat-on-reply",
-    "security-groups/provnet-public-tcp-fixed-web2": "snat-on-reply",
 }
 
 #: capture file (pcaps/) -> {frame number (1-based): kind}: the frames of the

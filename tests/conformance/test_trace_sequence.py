@@ -41,21 +41,8 @@ _STEP = re.compile(r"^\s*\d+\. (\w+) \(.*, priority (\d+), uuid [0-9a-f]+$")
 
 Visit = Tuple[str, str, Tuple[Tuple[str, int], ...]]  # (datapath, pipeline, steps)
 
-_HAIRPIN = ("hairpin through a distributed gateway port to one of its own NAT addresses: OVN's "
-            "lr_out_chk_dnat_local sets reg9[4] for every NAT address (ovnsim: DNAT addresses only), so the "
-            "looped-back copy takes lr_in_unsnat's SNAT-zone flow for an SNAT address and skips it for a "
-            "floating IP, where ovnsim does the opposite; the verdicts agree (test_conformance.py)")
-
 #: (topology stem, flow label) -> why ovnsim's stage/priority sequence differs from ovn-trace's.
-KNOWN_DIFFERENCES: Dict[Tuple[str, str], str] = {
-    **{("dgp", f"{vm} to NAT address {ip} tcp"): _HAIRPIN
-       for vm in ("web1", "web2", "app1", "fw1")
-       for ip in ("172.24.4.50 (snat)", "172.24.4.150 (dnat_and_snat)", "172.24.4.151 (dnat_and_snat)")},
-    **{("dhcp-metadata", f"{vm} to NAT address 172.24.4.60 (snat) tcp"): _HAIRPIN
-       for vm in ("web1", "web2", "db1")},
-    **{("provider-ports", f"{vm} to NAT address {ip} tcp"): _HAIRPIN
-       for vm in ("app1", "app2") for ip in ("172.24.4.50 (snat)", "172.24.4.151 (dnat_and_snat)")},
-}
+KNOWN_DIFFERENCES: Dict[Tuple[str, str], str] = {}
 
 
 def ovn_visits(text: str, names: Dict[str, str]) -> List[Visit]:
