@@ -12,7 +12,6 @@ Tests that use them carry ``@pytest.mark.ovn`` (declared in pyproject.toml).
 
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
@@ -23,11 +22,7 @@ from ovnsim.testing.realovn import RealOVN
 @pytest.fixture(scope="session")
 def real_ovn():
     """One RealOVN for the whole session; stopped (by pid) at the end."""
-    ok, reason = RealOVN.available()
-    if not ok:
-        if os.environ.get("OVNSIM_REQUIRE_REAL_OVN", "") not in ("", "0"):
-            pytest.fail(f"OVNSIM_REQUIRE_REAL_OVN is set but {reason}")
-        pytest.skip(reason)
+    RealOVN.skip_unless_available()
     ovn = RealOVN()
     ovn.start()
     try:
@@ -47,12 +42,11 @@ def pytest_configure(config):
     """A test run stopped with SIGTERM (CI's timeout, ``kill PID``) ends like Ctrl-C.
 
     Without this, SIGTERM ends the interpreter at once: no fixture teardown,
-    no ``atexit``, so the ovsdb-server / ovn-northd / ovn-trace daemons
-    :class:`~ovnsim.testing.realovn.RealOVN` starts with ``--detach`` would
-    outlive the run.  As a KeyboardInterrupt, pytest stops and the
-    interpreter exits normally, running the harnesses' finalizers, which stop
-    every daemon by PID.  (SIGKILL cannot be caught; the real-data-path
-    harness covers it with PR_SET_PDEATHSIG, RealOVN does not yet.)
+    no ``atexit``.  The harnesses' daemons would still go (they die with
+    their parent by PR_SET_PDEATHSIG, and a keeper process stops the
+    detached ovn-trace daemon, as after a SIGKILL: tests/test_harness.py),
+    but as a KeyboardInterrupt pytest stops cleanly, reports what ran, and
+    the finalizers stop every daemon by PID themselves.
     """
     def _interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")

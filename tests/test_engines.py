@@ -643,8 +643,19 @@ def test_two_projects_with_overlapping_addresses_stay_apart(net):
     assert [(p, pkt[IP].src) for p, _, pkt in n.outputs(result, 0)] == [("provnet-public", "172.24.4.101")]
     assert [(p, pkt[IP].src) for p, _, pkt in n.outputs(result, 1)] == [("provnet-public", "172.24.4.201")]
     # alpha's gateway router does not know beta's FIP MAC: it ARPs for it
-    [(port, kind, pkt)] = n.outputs(result, 2)
+    out = sorted(n.outputs(result, 2), key=lambda o: o[0])
+    (port, kind, pkt) = out[-1]
     assert (port, kind, pkt[ARP].pdst, pkt[ARP].psrc) == ("provnet-public", "arp", "172.24.4.201", "172.24.4.10")
+    if n.engine.name == "fast":
+        # beta's router answers the request on the shared provider switch; the
+        # reply resolves the next hop and the held datagram leaves, DNATed to
+        # beta-vm1 (real OVN does the same: the conversations
+        # two-projects/alpha-vm1-*-fip-beta-vm1 in tests/conformance/test_realdp_conversations.py).
+        # The frozen oracle drops the held packet (documented exception).
+        [(port, kind, pkt)] = out[:-1]
+        assert (port, kind, pkt[IP].src, pkt[IP].dst) == ("beta-vm1", "packet", "172.24.4.101", "10.0.0.11")
+    else:
+        assert len(out) == 1
 
 
 def test_fast_engine_argument_errors():
@@ -1030,9 +1041,24 @@ def run_both(py, fast, frames: List[bytes], inports: List[int], result_py=None, 
     return a, b
 
 
+def _oracle_pair(lg):
+    """The frozen Python oracle and the C engine, the engine set to what the oracle models.
+
+    Documented exception: the oracle drops the packet that made a router ARP
+    for its next hop; real OVN holds it and sends it once the ARP reply comes
+    (pinctrl's buffered packets), and so does the engine by default
+    (tests/conformance/test_realdp_conversations.py, e.g.
+    multi-router/web1-icmp-outside; test_held_packets.py).  Here the engine
+    drops it too, so that everything else stays compared byte for byte.
+    """
+    fast = FastEngine(lg)
+    fast.hold_packets = False
+    return PythonEngine(lg), fast
+
+
 def _differential(data, stem: str, rounds: int) -> None:
     lg = logical(stem)
-    py, fast = PythonEngine(lg), FastEngine(lg)
+    py, fast = _oracle_pair(lg)
     facts = Facts(py.tables, py.port_index)
     batch = data.draw(st.lists(frame_strategy(facts), min_size=1, max_size=25), label="round 0")
     frames, inports = [f for f, _ in batch], [p for _, p in batch]
@@ -1089,7 +1115,7 @@ def test_engines_agree_on_a_long_sequence_of_connections():
     """
     for stem in EXAMPLES + ("stress",):
         lg = logical(stem)
-        py, fast = PythonEngine(lg), FastEngine(lg)
+        py, fast = _oracle_pair(lg)
         facts = Facts(py.tables, py.port_index)
         frames, inports = [], []
         for k, (port, mac, ip, gateways) in enumerate(facts.vms):
@@ -1116,7 +1142,7 @@ def test_engines_agree_on_a_long_sequence_of_connections():
 @pytest.mark.parametrize("stem", FLOWGEN_TOPOLOGIES)
 def test_fast_engine_matches_python_engine_on_every_generated_microflow(stem):
     lg = logical(stem)
-    py, fast = PythonEngine(lg), FastEngine(lg)
+    py, fast = _oracle_pair(lg)
     flows = list(generate(build_tables(lg)))
     assert len(flows) >= 80
     mismatches = []
@@ -1158,6 +1184,7 @@ def test_c_engine_traces_what_the_oracle_traces_on_every_generated_microflow(ste
 
     lg = logical(stem)
     sim = Simulator(lg)
+    sim.engine.hold_packets = False  # as the oracle: see _oracle_pair
     flows = list(generate(build_tables(lg)))
 
     def oracle(pipe, port, frame):

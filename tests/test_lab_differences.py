@@ -173,13 +173,26 @@ def test_unknown_unicast_not_flooded_to_known_ports(ref):
     assert not any(dissect(f).dst == "02:00:00:00:99:98" for _t, f in cap.frames)
 
 
-def test_distributed_fip_answered_with_the_gateway_mac(tmp_path_factory):
-    """OVN answers a distributed floating IP with its external_mac; the lab with the gateway port's MAC."""
+def test_distributed_fip_answered_and_sent_with_its_external_mac(tmp_path_factory):
+    """As in OVN (and the emulator): a distributed floating IP is answered with its external_mac, and what its
+    VM sends outside leaves with it; SNAT and centralised floating IPs keep the gateway port's MAC."""
+    from scapy.layers.inet import ICMP, IP
+    from scapy.layers.l2 import Ether
+
     for lab in _lab(tmp_path_factory, "dgp", f"ddgp{os.getpid()}"):
-        assert lab.exec("upstream", "ping", "-c1", "-W2", "172.24.4.151").returncode == 0
+        gw_mac = lab.plan.link_of_port("router1-gw").mac
+        with lab.capture("provnet-public", direction="in", timeout=3) as cap:
+            assert lab.exec("upstream", "ping", "-c1", "-W2", "172.24.4.151").returncode == 0
+            assert lab.exec("app1", "ping", "-c1", "-W2", "198.51.100.7").returncode == 0
+            assert lab.exec("web2", "ping", "-c1", "-W2", "198.51.100.7").returncode == 0
         neigh = lab.exec("upstream", "ip", "neigh", "show", "172.24.4.151").stdout
-        assert lab.plan.link_of_port("router1-gw").mac in neigh
-        assert "fa:16:3e:cd:6e:c7" not in neigh  # fip-app1's external_mac in topologies/dgp.yaml
+        assert "fa:16:3e:cd:6e:c7" in neigh  # fip-app1's external_mac in topologies/dgp.yaml
+        sources = {(p[Ether].src, p[IP].src) for p in map(Ether, (f for _t, f in cap.frames)) if ICMP in p}
+        assert sources == {("fa:16:3e:cd:6e:c7", "172.24.4.151"), (gw_mac, "172.24.4.50")}
+        from ovnsim.reach import reach
+
+        emulated = reach(topo_path("dgp"), "app1", "outside", "icmp")
+        assert {o.fields()["eth.src"] for o in emulated.forward_outputs} == {"fa:16:3e:cd:6e:c7"}
 
 
 def test_replayed_frames_are_answered_by_the_vm_kernel(ref, tmp_path):

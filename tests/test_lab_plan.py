@@ -73,8 +73,20 @@ def test_dgp_stateless_fips_and_snat_only_through_the_gateway_port():
     nft = plan.namespace("lr:neutron-router1").nft
     gw = plan.link_of_port("router1-gw").ifname
     assert "ip daddr 172.24.4.150 ip daddr set 10.1.0.11 notrack" in nft
-    assert f'oifname "{gw}" ip saddr 10.1.0.0/24 snat to 172.24.4.50' in nft
-    assert any("external_mac" in note for note in plan.notes)
+    router = plan.namespace("lr:neutron-router1")
+    [fip] = router.fip_ports  # fip-app1, distributed: its own MAC on a macvlan of the gateway port
+    assert (fip.lower, fip.mac, fip.address, fip.logical_ip) == (gw, "fa:16:3e:cd:6e:c7", "172.24.4.151/32",
+                                                                 "10.1.1.21")
+    assert ("0.0.0.0/0", "172.24.4.1", fip.ifname) in fip.routes and ("172.24.4.1", "52:54:00:c0:ff:ee") in fip.neighbours
+    assert "172.24.4.151/32" not in plan.link_of_port("router1-gw").addresses
+    assert "fa:16:3e:cd:6e:c7" in plan.link_of_port("router1-gw").fdb
+    assert f'oifname {{ "{gw}", "{fip.ifname}" }} ip saddr 10.1.0.0/24 snat to 172.24.4.50' in nft
+    assert not any("external_mac" in note for note in plan.notes)
+
+
+def test_plan_with_a_distributed_fip_roundtrips_through_json():
+    plan = plan_lab(logical("dgp"), "d")
+    assert LabPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
 
 
 def test_plan_roundtrips_through_json():

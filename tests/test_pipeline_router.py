@@ -577,13 +577,20 @@ def test_router_resolves_another_routers_floating_ip_by_arp(two_routers):
     sim = two_routers
     a_mac, a_gw_mac = lrp_mac(sim, "lrp-ra-neta-v4"), lrp_mac(sim, "lrp-ra-gw")
     result = sim.inject("vma", udp_frame(VMA_MAC, a_mac, VMA_IP, RB_FIP))
-    # The request is cloned to rb (which answers ra: consumed, no output) and
+    # The request is cloned to rb (which answers ra: the reply is consumed) and
     # flooded to the localnet port.
-    out = only_output_on(result, "provnet-public")
+    outs = outputs_by_port(result)
+    assert set(outs) == {"provnet-public", "vmb"}
+    out = outs["provnet-public"]
     assert out.kind == "arp"
     assert out.packet.fields() == {"eth.src": a_gw_mac, "eth.dst": BCAST, "arp.op": 1, "arp.sha": a_gw_mac,
                                    "arp.spa": RA_GW, "arp.tha": ZERO_MAC, "arp.tpa": RB_FIP}
     assert drops_of(result) == [("neutron-ra", "lr_in_ip_input", Drop.ARP_NOT_ANSWERED)]
+    # ra held the datagram (pinctrl's buffered packets); rb's reply resolved the
+    # next hop and it went on, DNATed to vmb (real OVN: two-projects/
+    # alpha-vm1-*-fip-beta-vm1 in tests/conformance/test_realdp_conversations.py)
+    held = outs["vmb"]
+    assert (held.kind, held.fields()["ip4.src"], held.fields()["ip4.dst"]) == ("packet", RA_GW, VMB_IP)
 
 
 def test_after_arp_traffic_reaches_the_other_routers_floating_ip(two_routers):

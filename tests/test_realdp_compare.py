@@ -19,14 +19,6 @@ REFERENCE = os.path.join(ROOT, "topologies", "reference.yaml")
 VM1, VM2, GW = "fa:16:3e:00:00:11", "fa:16:3e:00:00:12", "fa:16:3e:fe:49:48"
 
 
-def _require(cls):
-    ok, reason = cls.available()
-    if not ok:
-        if os.environ.get("OVNSIM_REQUIRE_REAL_OVN", "") not in ("", "0"):
-            pytest.fail(f"OVNSIM_REQUIRE_REAL_OVN is set but {reason}")
-        pytest.skip(reason)
-
-
 def test_ingress_is_the_owner_of_the_source_else_the_provider_network():
     from ovnsim.neutron.compiler import compile_topology
     from ovnsim.neutron.loader import load_topology
@@ -41,7 +33,7 @@ def test_ingress_is_the_owner_of_the_source_else_the_provider_network():
 
 @pytest.mark.ovn
 def test_identical_capture_exits_zero(tmp_path, capsys):
-    _require(RealDatapath)
+    RealDatapath.skip_unless_available()
     frames = [
         Ether(src=VM1, dst="ff:ff:ff:ff:ff:ff") / ARP(hwsrc=VM1, psrc="10.0.0.11", pdst="10.0.0.12"),
         Ether(src=VM1, dst=VM2) / IP(src="10.0.0.11", dst="10.0.0.12") / ICMP(),
@@ -59,7 +51,7 @@ def test_differing_frame_is_shown_side_by_side_with_ovnsims_trace(tmp_path, caps
     """A TCP SYN to the router's own address: a known difference (router TCP reset)."""
     from scapy.layers.inet import TCP
 
-    _require(RealDatapath)
+    RealDatapath.skip_unless_available()
     wrpcap(str(tmp_path / "rst.pcap"),
            [Ether(src=VM1, dst=GW) / IP(src="10.0.0.11", dst="10.0.0.1") / TCP(dport=22, flags="S")])
     assert main(["compare", REFERENCE, str(tmp_path / "rst.pcap")]) == 1
@@ -72,7 +64,7 @@ def test_differing_frame_is_shown_side_by_side_with_ovnsims_trace(tmp_path, caps
 
 @pytest.mark.ovn
 def test_microflow_against_ovn_trace_says_what_it_adjusted(capsys):
-    _require(RealOVN)
+    RealOVN.skip_unless_available()
     flow = (f'inport == "vm1" && eth.src == {VM1} && eth.dst == {GW} && ip4.src == 10.0.0.11 && '
             'ip4.dst == 198.51.100.7 && ip.ttl == 64 && tcp && tcp.dst == 443')
     assert main(["compare", REFERENCE, flow]) == 0
@@ -91,7 +83,7 @@ def test_without_ovn_installed_the_message_says_so(monkeypatch, tmp_path, capsys
 
 
 def test_a_missing_capture_is_one_line_not_a_microflow_error(tmp_path, capsys):
-    _require(RealDatapath)
+    RealDatapath.skip_unless_available()
     assert main(["compare", REFERENCE, str(tmp_path / "nope.pcap")]) == 2
     err = capsys.readouterr().err
     assert "nope.pcap" in err and err.count("\n") == 1 and "microflow" not in err

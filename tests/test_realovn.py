@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
 
 import pytest
 
@@ -384,6 +385,40 @@ def test_daemon_follows_db_changes(ovn):
     ovn.daemon_trace("net1", flow)
     second = ovn.pids["trace"]
     assert ovn.restart_trace_daemon() != second and not _alive(second)
+
+
+@pytest.mark.ovn
+def test_a_warm_trace_runs_no_process(ovn, monkeypatch):
+    """Once the daemon runs, tracing a microflow (port -> datapath lookup,
+    datapath names, the trace) is JSON-RPC only: no ovn-sbctl, no one-shot
+    ovn-trace (a process each was what made a trace cost ~50 ms)."""
+    from ovnsim.testing import ovntrace
+
+    _load(ovn)
+    ovntrace.trace_result(ovn, VM11_PING_VM12)  # starts the daemon, reads the names
+
+    def no_process(*args, **kwargs):
+        raise AssertionError(f"a process was started: {args[0] if args else kwargs}")
+
+    monkeypatch.setattr(subprocess, "run", no_process)
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    result = ovntrace.trace_result(ovn, VM11_PING_VM12)
+    assert result.verdict["outputs"][0]["port"] == "vm12"
+    assert ovn.port_datapath("vm21") == "net2" and ovn.port_datapath("nosuch") is None
+
+
+@pytest.mark.ovn
+def test_names_follow_db_changes(ovn):
+    _load(ovn)
+    names = ovn.datapath_names()
+    assert sorted(set(names.values())) == sorted(SWITCHES + ROUTERS)
+    assert ovn.port_datapath("vm31") is None
+    ovn.run_nbctl_script([["ls-add", "net3"], ["lsp-add", "net3", "vm31"]])
+    ovn.sync()
+    assert ovn.port_datapath("vm31") == "net3"
+    assert "net3" in ovn.datapath_names().values()
+    # the map is the SB's: every SB Datapath_Binding uuid is in it
+    assert {str(r["_uuid"]) for r in ovn.sb_rows("Datapath_Binding", ["_uuid"])} <= set(ovn.datapath_names())
 
 
 @pytest.mark.ovn

@@ -119,6 +119,13 @@ class ReplaySummary:
     generated: Dict[str, int] = field(default_factory=dict)  #: generated frames and replies, by kind
     drops: Dict[str, Dict[str, object]] = field(default_factory=dict)
     copy_drops: Dict[str, Dict[str, object]] = field(default_factory=dict)
+    #: Packets held while their next hop's ARP resolved (pinctrl's buffered packets):
+    #: still waiting at the end (no ARP reply came), and pushed out of a full queue
+    #: (3 per next hop) or not held (1,000 next hops).  Not frame counts: a frame
+    #: that was held is counted by what left for it (its ARP request), and a held
+    #: packet an ARP reply released is an output of that reply's frame.
+    held: int = 0
+    held_dropped: int = 0
     tap: Optional[Dict[str, object]] = None  #: --only-from-port: sent, received, matched, mismatched, unseen
     interrupted: bool = False  #: stopped by SIGINT: the counts are those of the frames replayed until then
     snaplen_truncated: int = 0
@@ -152,6 +159,7 @@ class ReplaySummary:
             "dropped": self.dropped,
             "outputs": self.outputs, "files": self.files, "output_kinds": self.output_kinds,
             "generated": self.generated, "drops": self.drops, "copy_drops": self.copy_drops,
+            "held": {"waiting": self.held, "dropped": self.held_dropped},
             "anomalies": {"snaplen_truncated": self.snaplen_truncated,
                           "timestamps_clamped": self.timestamps_clamped,
                           "truncated_final_record": self.truncated_final_record},
@@ -189,6 +197,10 @@ class ReplaySummary:
             for reason, entry in sorted(table.items(), key=lambda kv: (-int(kv[1][unit]), kv[0])):
                 stages = ", ".join(f"{s} {n}" for s, n in entry["stages"].items())
                 lines.append(f"  {reason:<24} {entry[unit]:>10}   at {stages}")
+        if self.held or self.held_dropped:
+            lines.append(f"held for ARP resolution: {self.held} packets still waiting (no ARP reply came; "
+                         f"their frames are counted by the ARP request they sent), {self.held_dropped} "
+                         f"pushed out of a full queue")
         final = self.truncated_final_record
         lines.append(f"capture: {self.snaplen_truncated} frames truncated by snaplen; truncated final record: "
                      + (f"record {final['record']} at byte offset {final['offset']} (counted as dropped, "
@@ -941,6 +953,8 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     summary.output_kinds = {k: kind_counts[i] for i, k in enumerate(KINDS)}
     summary.generated = {k: kind_counts[KINDS.index(k)] for k in GENERATED_KINDS}
     summary.drops = _by_reason(dropped_counts, reasons, n_stages, "frames")
+    summary.held = getattr(engine, "held", 0)
+    summary.held_dropped = getattr(engine, "held_dropped", 0)
     summary.interrupted = interrupt.stop
     if split is not None:
         summary.tap = {"port": split.port, "sent": frames - (1 if reader.partial is not None and not interrupt.stop
@@ -1014,13 +1028,15 @@ class _DropDetails:
 
 def _port_mac(logical: LogicalTopology, port: str) -> Optional[str]:
     """The MAC of logical switch port ``port`` (its first address), if it has one."""
+    from ovnsim.northd.tables import int_to_mac, parse_addresses
+
     for ls in logical.switches:
         for lsp in ls.ports:
             if lsp.name == port:
                 for entry in lsp.addresses:
-                    words = entry.split()
-                    if words and words[0] not in ("unknown", "router", "dynamic"):
-                        return words[0]
+                    mac, _ = parse_addresses(entry)
+                    if mac is not None:
+                        return int_to_mac(mac)
     return None
 
 

@@ -402,6 +402,19 @@ ctypedef struct Pkt:
     uint8_t group            # group being flooded (0, 1, 2)
     uint8_t acl_ct           # ct_state of the last ACL ct_next (ACT_* bits; 0: !ct.trk)
 
+# A packet held while its next hop's ARP resolves (pinctrl's buffered packets,
+# controller/pinctrl.c): the copy as it reached lr_in_arp_request, and the
+# bytes it refers to in its own buffer: the received frame (n bytes; none for
+# a generated copy), then the datagram an ICMP error quotes (p.quote_len).
+ctypedef struct Held:
+    Pkt p
+    uint64_t key             # outport LRP << 32 | next hop (reg0): pinctrl's (datapath, outport, ip)
+    unsigned char* data
+    int32_t n
+    int32_t l3
+    int32_t l4
+    uint8_t ready            # its next hop's binding came: sent after the frame being run
+
 # The received frame every copy of it refers to.
 ctypedef struct FrameCtx:
     const unsigned char* raw
@@ -503,6 +516,15 @@ ctypedef struct Core:
     TraceRec* trace
     int64_t n_trace
     int64_t cap_trace
+    # Packets held while ARP resolves, in arrival order (at most HELD_PER_HOP per
+    # next hop, HELD_HOPS next hops); those pushed out of a full queue or refused.
+    Held* held
+    int64_t n_held
+    int64_t cap_held
+    int64_t n_ready
+    int64_t n_hops           # distinct next hops among them
+    int64_t held_dropped
+    uint8_t no_hold          # hold_packets False: the packet is dropped once its ARP request is made
     int error                # set when an allocation failed: the batch stops
 
 

@@ -261,7 +261,7 @@ def rewrite(unsigned char[::1] frame not None, *, ttl=None, ip4_src=None,
 # ===========================================================================
 
 from libc.stdlib cimport malloc, calloc, realloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memmove
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_READ
 from cpython.ref cimport Py_REFCNT
@@ -319,6 +319,7 @@ include "_maps.pxi"
 include "_conntrack.pxi"
 include "_frame.pxi"
 include "_acl.pxi"
+include "_held.pxi"
 include "_switch.pxi"
 include "_router.pxi"
 include "_run.pxi"
@@ -432,6 +433,8 @@ cdef class FastEngine:
         free(c.drop_frame); free(c.drop_reason); free(c.drop_stage); free(c.drop_dp)
         free(c.drop_rule); free(c.drop_a); free(c.drop_b)
         free(c.trace)
+        held_clear(c)
+        free(c.held)
 
     def __init__(self, logical, tables=None):
         from ovnsim.datapath.engine import IngressTable
@@ -750,14 +753,44 @@ cdef class FastEngine:
             raise RuntimeError("FastEngine.ct_limit set while a batch is running")
         self.core.ct.limit = value or 0
 
+    @property
+    def held(self):
+        """Packets held now while their next hop's ARP resolves (pinctrl's buffered packets).
+
+        Each is sent, through the egress pipeline of the router that held
+        it, as an output of the frame whose ARP reply resolves the next hop.
+        """
+        return self.core.n_held
+
+    @property
+    def hold_packets(self):
+        """Whether a packet that made a router ARP for its next hop is held (True, as
+        ovn-controller's pinctrl does) or dropped once its ARP request is made (False:
+        what ovn-trace and the frozen Python oracle model).  Setting it forgets held packets."""
+        return not self.core.no_hold
+
+    @hold_packets.setter
+    def hold_packets(self, value):
+        if self.busy:
+            raise RuntimeError("FastEngine.hold_packets set while a batch is running")
+        held_clear(&self.core)
+        self.core.no_hold = not value
+
+    @property
+    def held_dropped(self):
+        """Held packets pushed out of a full queue (3 per next hop) or not held (1,000 next hops)."""
+        return self.core.held_dropped
+
     def reset(self):
-        """Forget connections and learned MAC bindings (static bindings stay)."""
+        """Forget connections, learned MAC bindings and held packets (static bindings stay)."""
         cdef Core* c = &self.core
         cdef int32_t k
         if self.busy:
             raise RuntimeError("FastEngine.reset() while a batch is running")
         ct_clear(&c.ct)
         map_clear(&c.bindings)
+        held_clear(c)
+        c.held_dropped = 0
         for k in range(c.n_static):
             if map_put(&c.bindings, c.static_keys[k], c.static_vals[k]) < 0:
                 raise MemoryError()

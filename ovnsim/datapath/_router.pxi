@@ -129,6 +129,8 @@ cdef void lr_arp(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrPort* r
         if map_put(&c.bindings, key, p.arp_sha) < 0:
             c.error = 1
             return
+        if c.n_held:
+            held_resolved(c, key, p.arp_sha)
     if p.arp_op == 1:
         tpa = p.arp_tpa
         info = ip_info(c, r, tpa)
@@ -400,6 +402,9 @@ cdef void lr_after_input(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const Rt
     # lr_in_arp_request: the frame becomes an ARP request for the next hop.
     if p.eth_dst == 0:
         trace(c, f, R_LR_IN_ARP_REQUEST, dp, d, p.reg1, p.reg0)
+        if not c.no_hold:
+            hold(c, f, p, out)
+            trace(c, f, R_LR_IN_ARP_HOLD, dp, d, p.reg0, 0)
         _make_arp_request(p, out)
     else:
         trace(c, f, R_LR_IN_ARP_REQUEST_NONE, dp, d, 0, 0)

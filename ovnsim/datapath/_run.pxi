@@ -104,7 +104,6 @@ cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport
     cdef Pkt p
     cdef int problem
     cdef int32_t port
-    cdef uint8_t op
     f.raw = raw
     f.n = n
     f.index = index
@@ -138,25 +137,35 @@ cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport
     p.op = OP_LS_IN
     c.stack_len = 0
     c.visits = 0
+    run_loop(c, &f, &p)
+    if c.n_ready and not c.error:
+        # an ARP reply resolved next hops packets were held for: they leave now
+        release_held(c, index)
+
+
+cdef void run_loop(Core* c, const FrameCtx* f, Pkt* start) noexcept nogil:
+    """The work loop: run `start` (its `op` says where) and every copy it makes, depth first."""
+    cdef Pkt p = start[0]
+    cdef uint8_t op
     while not c.error:
         op = p.op
         if op == OP_LS_IN or op == OP_LS_OUT or op == OP_LR_IN or op == OP_REENTER:
             c.visits += 1
             if c.visits > MAX_VISITS:
-                budget_spent(c, &f, &p)
+                budget_spent(c, f, &p)
                 break
         if op == OP_LS_IN:
-            ls_ingress(c, &f, &p)
+            ls_ingress(c, f, &p)
         elif op == OP_LS_OUT:
-            ls_egress(c, &f, &p)
+            ls_egress(c, f, &p)
         elif op == OP_LR_IN:
-            lr_ingress(c, &f, &p)
+            lr_ingress(c, f, &p)
         elif op == OP_FLOOD_NEXT:
-            flood_next(c, &f, &p)
+            flood_next(c, f, &p)
         elif op == OP_FLOOD_START:
-            flood_start(c, &f, &p)
+            flood_start(c, f, &p)
         elif op == OP_REENTER:
-            lr_reenter(c, &f, &p)
+            lr_reenter(c, f, &p)
         elif c.stack_len:
             c.stack_len -= 1
             p = c.stack[c.stack_len]

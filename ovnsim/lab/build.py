@@ -29,6 +29,7 @@ from ovnsim.lab.plan import ROLE_SWITCHES, LabError, LabPlan, LabUnavailableErro
 NUD_NOARP = 0x40
 NUD_PERMANENT = 0x80
 NTF_MASTER = 0x04
+RT_SCOPE_LINK = 253
 AF_BRIDGE = 7
 #: Seconds one ``nft -f`` may take.
 NFT_TIMEOUT = 30
@@ -49,6 +50,18 @@ def check_environment() -> None:
         raise LabUnavailableError("labs need " + "; ".join(missing))
 
 
+def bridge_conntrack_missing() -> str:
+    """Why labs cannot realise security groups on this machine ("" when they can).
+
+    They need conntrack on bridged IPv4, which the kernel's bridge netfilter
+    (``br_netfilter``, its sysctls under ``/proc/sys/net/bridge``) provides.
+    """
+    if os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables"):
+        return ""
+    return ("labs of topologies with security groups need the kernel's bridge netfilter for conntrack on "
+            "bridged traffic (br_netfilter: modprobe br_netfilter)")
+
+
 def _ipr():
     from pyroute2 import IPRoute
 
@@ -67,6 +80,10 @@ def build(ledger: Ledger) -> None:
     """Create every object of the ledger's plan; the ledger is then marked up."""
     plan = ledger.plan
     by_name = {ns.name: ns for ns in plan.namespaces}
+    if any(key.startswith("net.bridge.") for ns in plan.namespaces for key in ns.sysctls):
+        missing = bridge_conntrack_missing()
+        if missing:
+            raise LabUnavailableError(missing)
     netns.prepare_run_dir()
     created: List[str] = []
 
@@ -175,8 +192,36 @@ def _build_endpoint(plan: LabPlan, ns) -> None:
                 # A next hop on no connected network: OVN keeps the route and
                 # drops what matches it; Linux refuses it.  Noted, not fatal.
                 plan.notes.append(f"{ns.name}: route {dst} via {','.join(hops)} not installed: {err}")
+        for fip in ns.fip_ports:
+            _build_fip_port(ipr, fip, indexes)
     finally:
         ipr.close()
+
+
+def _build_fip_port(ipr, fip, indexes: Dict[str, int]) -> None:
+    """A distributed floating IP's macvlan, its address, neighbours, routing table and rule."""
+    try:
+        ipr.link("add", ifname=fip.ifname, kind="macvlan", link=indexes[fip.lower], macvlan_mode="bridge",
+                 address=fip.mac)
+    except Exception as err:
+        raise _netlink_error(err, f"creating macvlan {fip.ifname} for floating IP {fip.address}") from None
+    index = ipr.link_lookup(ifname=fip.ifname)[0]
+    indexes = {**indexes, fip.ifname: index}
+    ipr.link("set", index=index, state="up")
+    ip, plen = fip.address.split("/")
+    ipr.addr("add", index=index, address=ip, prefixlen=int(plen))
+    for neighbour_ip, mac in fip.neighbours:
+        ipr.neigh("replace", dst=neighbour_ip, lladdr=mac, ifindex=index, state=NUD_PERMANENT)
+    for dst, hop, dev in fip.routes:
+        spec = {"dst": dst, "table": fip.table}
+        if dev:
+            spec["oif"] = indexes[dev]
+        if hop:
+            spec["gateway"] = hop
+        else:
+            spec["scope"] = RT_SCOPE_LINK
+        ipr.route("add", **spec)
+    ipr.rule("add", src=fip.logical_ip, src_len=32, table=fip.table, priority=fip.table)
 
 
 def _nft(name: str, ruleset: str) -> None:

@@ -179,7 +179,9 @@ class Lab:
         logical = _logical(topology)
         name = name or free_name(_default_name(logical))
         plan = plan_lab(logical, name, free_token(name))
-        ledger = Ledger.create(plan, str(topology if not isinstance(topology, LogicalTopology) else logical.source))
+        # An absolute path: ``reach`` on the lab reloads the topology from any directory.
+        source = logical.source if isinstance(topology, LogicalTopology) else os.path.abspath(os.fspath(topology))
+        ledger = Ledger.create(plan, source)
         try:
             _build.build(ledger)
         except BaseException:

@@ -21,8 +21,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from ovnsim.errors import OvnsimError
+from ovnsim.lab.acl import SYSCTL_BRIDGE_CONNTRACK, AclPlan, acl_ruleset
 from ovnsim.nb.model import (LSP_TYPE_LOCALNET, LSP_TYPE_LOCALPORT, LSP_TYPE_ROUTER, LSP_TYPE_VM, NAT_DNAT,
                              NAT_DNAT_AND_SNAT, NAT_SNAT, LogicalRouter, LogicalTopology)
+from ovnsim.northd.tables import int_to_ip, int_to_mac, parse_addresses
 
 #: Every namespace of a lab is named ``ovnsim-<lab>-<role>-<object>``.
 NETNS_PREFIX = "ovnsim-"
@@ -117,6 +119,30 @@ class Link:
 
 
 @dataclass
+class FipPort:
+    """A distributed floating IP's own MAC: a macvlan on the router's gateway port in the router namespace.
+
+    OVN answers ARP for a distributed floating IP with its ``external_mac``
+    and sends the VM's external traffic with it (NAT on the VM's chassis).
+    The macvlan ``ifname`` on ``lower`` (the gateway port's veth) carries
+    ``mac`` and owns ``address``; what the VM at ``logical_ip`` sends is
+    routed by routing table ``table`` (a rule ``from logical_ip``), whose
+    external routes leave through the macvlan.
+    """
+
+    lower: str
+    ifname: str
+    mac: str
+    address: str  #: the floating IP, ``/32``
+    logical_ip: str
+    table: int
+    #: (destination, next hop or "", device): the table's routes
+    routes: List[Tuple[str, str, str]] = field(default_factory=list)
+    #: (ip, mac): permanent neighbour entries on the macvlan (the upstream gateway's)
+    neighbours: List[Tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
 class Namespace:
     """One network namespace and what lives in it besides its veth ends."""
 
@@ -134,6 +160,8 @@ class Namespace:
     nft: str = ""
     #: the logical objects it realises, for ``status`` (port, router or switch names)
     objects: List[str] = field(default_factory=list)
+    #: distributed floating IPs answered with their own MAC (router namespaces)
+    fip_ports: List[FipPort] = field(default_factory=list)
 
 
 @dataclass
@@ -170,7 +198,10 @@ class LabPlan:
         return cls(
             name=data["name"], token=data["token"], source=data.get("source", ""),
             namespaces=[Namespace(**{**n, "routes": [tuple(r) for r in n["routes"]],
-                                     "neighbours": [tuple(x) for x in n["neighbours"]]})
+                                     "neighbours": [tuple(x) for x in n["neighbours"]],
+                                     "fip_ports": [FipPort(**{**f, "routes": [tuple(r) for r in f["routes"]],
+                                                              "neighbours": [tuple(x) for x in f["neighbours"]]})
+                                                   for f in n.get("fip_ports", ())]})
                         for n in data["namespaces"]],
             bridges=[Bridge(**b) for b in data["bridges"]],
             links=[Link(**link) for link in data["links"]],
@@ -214,12 +245,13 @@ def _derived_mac(text: str) -> str:
     return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
 
 
-def _parse_addresses(entry: str) -> Tuple[Optional[str], List[str]]:
-    """``"MAC IP IP"`` -> (MAC, [IPs]); keywords (router, unknown, dynamic) -> (None, [])."""
-    words = entry.split()
-    if not words or not re.match(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$", words[0]):
+def _addresses(entry: str) -> Tuple[Optional[str], List[str]]:
+    """One LSP ``addresses`` entry as (MAC, [IPv4 addresses]) text, read by the
+    one parser of such entries; keywords (router, unknown, dynamic) -> (None, [])."""
+    mac, ips = parse_addresses(entry)
+    if mac is None:
         return None, []
-    return words[0].lower(), [w for w in words[1:] if _is_ipv4(w)]
+    return int_to_mac(mac), [int_to_ip(ip) for ip in ips]
 
 
 def _is_ipv4(text: str) -> bool:
@@ -241,6 +273,7 @@ class _Planner:
         self.notes: List[str] = []
         self.used_ns_names: set = set()
         self.n_links = 0
+        self.n_fips = 0
         self.dhcp = {d.key: d for d in logical.dhcp_options}
         self.router_ports = logical.router_ports()
         # router port name -> the switch and switch port it is plugged into
@@ -345,6 +378,14 @@ class _Planner:
         # and upstream gateways (OVN's ARP responder answers for them).
         if ps_rules:
             sw.nft = _port_security_ruleset(ps_rules)
+        # Security groups: the port groups' ACLs on the VM ports' bridge ports.
+        acls = AclPlan(logical, {link.port: link.bridge_ifname for link in self.links if link.port in self.ports
+                                 and self.ports[link.port] == link.netns
+                                 and any(ns.name == link.netns and ns.role == ROLE_VM for ns in self.namespaces)})
+        self.notes.extend(acls.notes)
+        if acls:
+            sw.nft += acl_ruleset(acls)
+            sw.sysctls.update(SYSCTL_BRIDGE_CONNTRACK)
         return LabPlan(name=self.name, token=self.token, source=logical.source, namespaces=self.namespaces,
                        bridges=self.bridges, links=self.links, ports=self.ports, notes=self.notes)
 
@@ -355,7 +396,7 @@ class _Planner:
         for ls in self.logical.switches:
             for lsp in ls.ports:
                 for entry in lsp.addresses:
-                    owned.update(_parse_addresses(entry)[1])
+                    owned.update(_addresses(entry)[1])
         for lr in self.logical.routers:
             owned.update(n.external_ip for n in lr.nat)
         return owned
@@ -363,7 +404,7 @@ class _Planner:
     def plan_vm(self, ls, lsp, bridge: Bridge, ps_rules: List[str], vm_by_switch) -> None:
         mac, ips = None, []
         for entry in lsp.addresses:
-            mac, ips = _parse_addresses(entry)
+            mac, ips = _addresses(entry)
             if mac:
                 break
         if mac is None:
@@ -491,14 +532,41 @@ class _Planner:
             if link is None:
                 self.notes.append(f"{lr.name}: NAT {nat.external_ip}: no router port on its network; not realised")
                 continue
+            if nat.external_mac and nat.logical_port and nat.type == NAT_DNAT_AND_SNAT and dgp \
+                    and link is gw_link:
+                # A distributed floating IP: answered, and its VM's traffic
+                # sent, with its own external_mac.
+                ns.fip_ports.append(self.fip_port(lr, ns, nat, link, port_link))
+                continue
             # OVN answers ARP for every NAT external address on the gateway port.
             own = {a.split("/")[0] for a in link.addresses}
             if nat.external_ip not in own:
                 link.addresses.append(f"{nat.external_ip}/32")
-            if nat.external_mac and nat.type == NAT_DNAT_AND_SNAT:
-                self.notes.append(f"{lr.name}: floating IP {nat.external_ip} is answered with the gateway port's "
-                                  f"MAC {link.mac}, not its external_mac {nat.external_mac} (docs/lab.md)")
-        ns.nft = _nat_ruleset(lr, gw_link.ifname if (dgp and gw_link) else None)
+        exits = [gw_link.ifname] + [f.ifname for f in ns.fip_ports] if (dgp and gw_link) else None
+        ns.nft = _nat_ruleset(lr, exits)
+
+    def fip_port(self, lr: LogicalRouter, ns: Namespace, nat, gw_link: Link, port_link: Dict[str, Link]) -> FipPort:
+        """The macvlan of a distributed floating IP, and the routing table its VM's traffic takes."""
+        self.n_fips += 1
+        ifname = self.ifname("f", self.n_fips)
+        mac = nat.external_mac.lower()
+        gw_link.fdb.append(mac)  # the bridge delivers frames for it to the gateway port
+        external = [ipaddress.ip_interface(a).network for a in gw_link.addresses
+                    if ipaddress.ip_interface(a).network.prefixlen < 32]  # not the NAT addresses
+        routes: List[Tuple[str, str, str]] = []
+        for link in port_link.values():  # the router's other networks, as in the main table
+            if link is not gw_link:
+                routes.extend((str(ipaddress.ip_interface(a).network), "", link.ifname) for a in link.addresses)
+        routes.extend((str(net), "", ifname) for net in external)
+        for route in lr.static_routes:
+            if route.policy != "dst-ip" or not _is_ipv4(route.ip_prefix) or not route.nexthop:
+                continue
+            hop = ipaddress.ip_address(route.nexthop)
+            dev = ifname if any(hop in net for net in external) else ""
+            routes.append((str(ipaddress.ip_network(route.ip_prefix, strict=False)), route.nexthop, dev))
+        neighbours = [(ip, mac_) for dev, ip, mac_ in ns.neighbours if dev == gw_link.ifname]
+        return FipPort(lower=gw_link.ifname, ifname=ifname, mac=mac, address=f"{nat.external_ip}/32",
+                       logical_ip=nat.logical_ip, table=100 + self.n_fips, routes=routes, neighbours=neighbours)
 
 
 def _port_security_chain(ifname: str, entries) -> str:
@@ -547,16 +615,16 @@ def _port_security_ruleset(chains: List[str]) -> str:
             "policy accept;\n" + "\n".join(jumps) + "\n  }\n" + "\n".join(chains) + "\n}\n")
 
 
-def _nat_ruleset(lr: LogicalRouter, gw_ifname: Optional[str]) -> str:
+def _nat_ruleset(lr: LogicalRouter, exits: Optional[List[str]]) -> str:
     """nftables rules for a router's NAT rows.
 
     Stateful rows are conntrack NAT (``dnat to`` / ``snat to``); stateless
     floating IPs rewrite both ways without conntrack, as OVN's stateless NAT.
     On a distributed gateway port SNAT applies only to what leaves through
-    it (``oifname``); a gateway router SNATs whatever matches, as OVN's
+    it or a distributed floating IP's macvlan (``exits``, matched by ``oifname``); a gateway router SNATs whatever matches, as OVN's
     ``lr_out_snat`` on a gateway router has no outport match.
     """
-    oif = f'oifname "{gw_ifname}" ' if gw_ifname else ""
+    oif = ("oifname { " + ", ".join(f'"{name}"' for name in exits) + " } ") if exits else ""
     pre, post, sl_pre, sl_post = [], [], [], []
     # More specific logical IPs first, as OVN orders SNAT by prefix length.
     rows = sorted(lr.nat, key=lambda n: -ipaddress.ip_network(n.logical_ip, strict=False).prefixlen)

@@ -64,11 +64,14 @@ _LISTENER = textwrap.dedent("""
 _CLIENT = textwrap.dedent("""
     import socket, sys
     proto, host, port, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    source = (sys.argv[5], 0) if len(sys.argv) > 5 else None
     try:
         if proto == "tcp":
-            s = socket.create_connection((host, port), timeout=timeout)
+            s = socket.create_connection((host, port), timeout=timeout, source_address=source)
         else:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(timeout)
+            if source:
+                s.bind(source)
             s.sendto(b"probe", (host, port))
         s.recv(10)
     except OSError:
@@ -85,6 +88,8 @@ class ProbeResult:
     protocol: str
     delivered: Set[str] = field(default_factory=set)
     answered: bool = False
+    #: port -> the source address the request arrived with there (a SNAT or floating IP, or the sender's own)
+    seen_as: Dict[str, str] = field(default_factory=dict)
 
 
 def endpoints(lab) -> Dict[str, str]:
@@ -105,8 +110,13 @@ def _marker(i: int) -> bytes:
 
 
 def probe_from(lab, source: str, destinations: Iterable[str], protocol: str = "icmp", port: int = 7,
-               timeout: float = PROBE_TIMEOUT) -> List[ProbeResult]:
-    """Probe every address in ``destinations`` from VM port ``source``, in parallel, each bounded by ``timeout``."""
+               timeout: float = PROBE_TIMEOUT, source_address: Optional[str] = None) -> List[ProbeResult]:
+    """Probe every address in ``destinations`` from port ``source``, in parallel, each bounded by ``timeout``.
+
+    ``source`` is a VM port, or a localnet port (the upstream namespace:
+    give ``source_address``, e.g. :data:`~ovnsim.lab.plan.OUTSIDE_ADDRESS`,
+    the address its probes are sent from).
+    """
     from scapy.layers import inet  # noqa: F401  (registers IP, ICMP, TCP, UDP)
     from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.layers.l2 import Ether
@@ -127,8 +137,12 @@ def probe_from(lab, source: str, destinations: Iterable[str], protocol: str = "i
         for i, dst in enumerate(destinations):
             if protocol == "icmp":
                 argv = ["ping", "-c1", "-W", str(max(1, int(timeout + 0.999))), "-p", _marker(i).hex(), dst]
+                if source_address:
+                    argv[1:1] = ["-I", source_address]
             else:
                 argv = [sys.executable, "-c", _CLIENT, protocol, dst, str(port), str(timeout)]
+                if source_address:
+                    argv.append(source_address)
             procs.append(lab.popen(source, *argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + timeout + 5.0
         for result, proc in zip(results, procs):
@@ -165,6 +179,7 @@ def probe_from(lab, source: str, destinations: Iterable[str], protocol: str = "i
                 for i, _dst in enumerate(destinations):
                     if _marker(i) in payload:
                         results[i].delivered.add(p)
+                        results[i].seen_as.setdefault(p, ip.src)
             elif (TCP in pkt and protocol == "tcp" and pkt[TCP].dport == port and pkt[TCP].flags & 0x02
                   and not pkt[TCP].flags & 0x10) or (UDP in pkt and protocol == "udp" and pkt[UDP].dport == port):
                 # Attributed by destination address (two targets with one
@@ -174,6 +189,7 @@ def probe_from(lab, source: str, destinations: Iterable[str], protocol: str = "i
                 hits = by_dst.get(ip.dst, [0] if len(destinations) == 1 else [])
                 for i in hits:
                     results[i].delivered.add(p)
+                    results[i].seen_as.setdefault(p, ip.src)
     return results
 
 

@@ -8,7 +8,9 @@ Enable it with ``-p ovnsim.lab.pytest_plugin`` (or ``pytest_plugins =
         assert lab.exec("vm1", "ping", "-c1", "198.51.100.7").returncode == 0
 
 ``ovn_lab(topology, name=None)`` brings a lab up (a file or an NB model)
-and takes it down when the test ends, whatever the outcome.  Its labs live
+and takes it down when the test ends, whatever the outcome.  The first lab
+of a test without ``ovn_topology`` answers its ovnsim assertions
+(``assert_reachable("vm1", "db1", proto="tcp/22")``: a real probe in the lab).  Its labs live
 in a state directory of the test's own, so they never mix with the
 machine's other labs.  Without root, network namespaces or nftables the
 test is skipped with the reason (`LabUnavailableError`'s one line).
@@ -21,6 +23,19 @@ import pytest
 from ovnsim.lab.build import check_environment
 from ovnsim.lab.lab import Lab
 from ovnsim.lab.plan import LabError, LabUnavailableError
+
+
+def _answer_assertions(lab: Lab) -> None:
+    """Let ``lab`` answer the ovnsim assertions of a test with no ``ovn_topology`` (its topology file known)."""
+    from ovnsim.reach.endpoints import ReachError
+    from ovnsim.reach.lab import LabReachability
+    from ovnsim.testing.plugin import _Current
+
+    if _Current.reach is None:
+        try:
+            _Current.reach = LabReachability(lab)
+        except ReachError:  # built from an NB model: assertions need net= and a topology
+            pass
 
 
 @pytest.fixture
@@ -36,6 +51,7 @@ def ovn_lab(tmp_path, monkeypatch):
     def make(topology, name=None) -> Lab:
         lab = Lab.up(topology, name=name)
         labs.append(lab)
+        _answer_assertions(lab)
         return lab
 
     yield make

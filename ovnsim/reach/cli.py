@@ -3,6 +3,7 @@
 ``ovnsim reach TOPO SRC DST [--proto P]``   one question: exit 0 reachable, 1 not, 2 bad input
 ``ovnsim reach TOPO [--proto LIST] [--format table|json|csv|html] [-o FILE]``   the matrix
 ``ovnsim reach --diff OLD NEW [--proto LIST]``   cells whose answer changed: exit 1 if any
+``ovnsim reach --lab NAME SRC DST [--proto P]``   one question, answered by a running lab (real probes)
 ``ovnsim check TOPO``                         the file's ``expect:`` block: exit 0 all hold, 1 some fail
 """
 
@@ -53,6 +54,8 @@ def cmd_reach(args: argparse.Namespace) -> int:
             text += f"{len(changes)} cell(s) changed\n"
         _write(text, args.output)
         return EXIT_FAILED if changes else EXIT_OK
+    if args.lab:
+        return _reach_on_lab(args, protos)
     if not args.items:
         raise OvnsimError("reach: give TOPO (and SRC DST for one question), or --diff OLD NEW")
     topo, rest = args.items[0], args.items[1:]
@@ -70,6 +73,25 @@ def cmd_reach(args: argparse.Namespace) -> int:
     m = compute_matrix(topo, protos or DEFAULT_PROTOCOLS)
     _write(format_matrix(m, args.format or "table"), args.output)
     return EXIT_OK
+
+
+def _reach_on_lab(args: argparse.Namespace, protos) -> int:
+    """``ovnsim reach --lab NAME [TOPO] SRC DST``: one question, answered by a real probe in the running lab."""
+    from ovnsim.lab.lab import Lab
+    from ovnsim.reach.lab import LabReachability
+
+    if args.diff or len(args.items) not in (2, 3):
+        raise OvnsimError("reach --lab NAME: give SRC DST (TOPO SRC DST to name the topology file); "
+                          "the matrix and --diff are the emulator's")
+    topo = args.items[0] if len(args.items) == 3 else None
+    r = LabReachability(Lab.attach(args.lab), topology=topo)
+    answers = [r.ask(args.items[-2], args.items[-1], p) for p in (protos or _protos("tcp/22"))]
+    if args.format == "json":
+        text = json.dumps([a.as_dict() for a in answers], indent=1) + "\n"
+    else:
+        text = "".join(a.explain() + "\n" for a in answers)
+    _write(text, args.output)
+    return EXIT_OK if all(answers) else EXIT_FAILED
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -100,6 +122,8 @@ def add_parsers(sub) -> None:
                        help="matrix format (default table); json for a question or --diff")
     reach.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     reach.add_argument("--diff", nargs=2, metavar=("OLD", "NEW"), help="compare two versions of a topology")
+    reach.add_argument("--lab", metavar="NAME", help="answer SRC DST with a real probe in the running lab NAME "
+                                                     "(`ovnsim lab up`); its topology file unless TOPO is given")
     reach.set_defaults(func=cmd_reach)
 
     check = sub.add_parser("check", help="evaluate a topology file's expect: block (exit 0 all hold, 1 some fail)")

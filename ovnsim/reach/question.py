@@ -78,6 +78,8 @@ class Answer:
     reply_frame: bytes = b""
     #: the switch port the forward frame was delivered on (a floating IP: its VM's port)
     delivered_port: Optional[str] = None
+    #: who answered: "emulator" (ovnsim's data path) or "lab" (a real lab's kernel, :mod:`ovnsim.reach.lab`)
+    backend: str = "emulator"
 
     def __bool__(self) -> bool:
         return self.reachable
@@ -135,7 +137,8 @@ class Answer:
 
     def explain(self) -> str:
         """The evidence, as the CLI and the pytest plugin print it."""
-        lines = [f"{self.question}: {'reachable' if self.reachable else 'NOT reachable'}"]
+        on = " (lab)" if self.backend == "lab" else ""
+        lines = [f"{self.question}: {'reachable' if self.reachable else 'NOT reachable'}{on}"]
         if self.forward is not None:
             lines.append("  forward path: " + " -> ".join([self.src.port or "?"] + self.path("forward")
                                                           + self._outs(self.forward)))
@@ -163,7 +166,7 @@ class Answer:
         out: Dict[str, object] = {"src": self.src.label, "dst": self.dst.label, "proto": str(self.proto),
                                   "reachable": self.reachable, "seen_as": self.seen_as,
                                   "path": self.path("forward"), "return_path": self.path("return"),
-                                  "nat": self.nat()}
+                                  "nat": self.nat(), "backend": self.backend}
         if self.blocker is not None:
             b = self.blocker
             out["blocked"] = {"direction": b.direction, "disposition": b.disposition, "datapath": b.datapath,
@@ -213,6 +216,20 @@ def classify(result: Result, want_port: Optional[str], direction: str, *, router
     return None, Blocker(direction, NOT_DELIVERED, detail=f"left on {where}, not on {want_port}"), list(result.trace)
 
 
+def resolve_ends(directory: Directory, src: str, dst: str) -> Tuple[Endpoint, Endpoint]:
+    """Both ends of a question (an ``outside`` end is placed on the external network the other end uses)."""
+    s0 = None if str(src).startswith("outside") else directory.resolve(src, "source")
+    d = directory.resolve(dst, "destination", near=s0)
+    s = s0 if s0 is not None else directory.resolve(src, "source", near=d)
+    if s.kind == FIP:
+        s = directory.ports[s.target]
+    if not s.can_send:
+        raise ReachError(f"source {src!r}: {s.label} does not send frames of its own (give a VM port or outside)")
+    if d.kind == OUTSIDE_KIND and s.kind == OUTSIDE_KIND:
+        raise ReachError("source and destination are both outside the topology")
+    return s, d
+
+
 class Reachability:
     """Questions about one topology, each on fresh state (or on a caller's simulator's state)."""
 
@@ -228,16 +245,7 @@ class Reachability:
 
     def endpoints(self, src: str, dst: str) -> Tuple[Endpoint, Endpoint]:
         """Resolve both ends (an ``outside`` end is placed on the external network the other end uses)."""
-        s0 = None if str(src).startswith("outside") else self.directory.resolve(src, "source")
-        d = self.directory.resolve(dst, "destination", near=s0)
-        s = s0 if s0 is not None else self.directory.resolve(src, "source", near=d)
-        if s.kind == FIP:
-            s = self.directory.ports[s.target]
-        if not s.can_send:
-            raise ReachError(f"source {src!r}: {s.label} does not send frames of its own (give a VM port or outside)")
-        if d.kind == OUTSIDE_KIND and s.kind == OUTSIDE_KIND:
-            raise ReachError("source and destination are both outside the topology")
-        return s, d
+        return resolve_ends(self.directory, src, dst)
 
     def ask(self, src: str, dst: str, proto: Union[str, Protocol] = "tcp/22", *, fresh: bool = True) -> Answer:
         """Answer ``src -> dst proto`` (``fresh``: forget conntrack and learned MACs first)."""
@@ -325,9 +333,19 @@ class Reachability:
 _CACHE: Dict[int, Tuple[object, Reachability]] = {}
 
 
-def _reachability(target) -> Reachability:
-    if isinstance(target, Reachability):
+def _is_lab(target) -> bool:
+    from ovnsim.lab.lab import Lab
+
+    return isinstance(target, Lab)
+
+
+def _reachability(target):
+    if isinstance(target, Reachability) or type(target).__name__ in ("LabReachability", "BothReachability"):
         return target
+    if _is_lab(target):
+        from ovnsim.reach.lab import LabReachability
+
+        return LabReachability(target)
     if isinstance(target, Simulator):
         topo = getattr(target, "topology", None)
         if topo is None:
@@ -349,9 +367,10 @@ def reach(topology_or_simulator, src: str, dst: str, proto: Union[str, Protocol]
     """Can ``src`` open a ``proto`` connection to ``dst``, and does the reply come back?
 
     ``topology_or_simulator``: a topology file path, a :class:`~ovnsim.neutron.model.Topology`
-    (fresh conntrack/MAC state per question), a :class:`Reachability`, or a
+    (fresh conntrack/MAC state per question), a :class:`Reachability`, a
     :class:`~ovnsim.sim.Simulator` with a ``topology`` attribute (its state is
-    kept and used: the question runs on it as it is).
+    kept and used: the question runs on it as it is), or a running
+    :class:`~ovnsim.lab.Lab` (a real probe in the lab: :mod:`ovnsim.reach.lab`).
     """
     r = _reachability(topology_or_simulator)
     if isinstance(topology_or_simulator, Simulator):

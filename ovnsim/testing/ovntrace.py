@@ -758,8 +758,7 @@ def trace_verdict(real_ovn, microflow: Union[Microflow, str], datapath: Optional
 
 
 def _datapath_of_port(real_ovn, port: str) -> str:
-    rows = real_ovn.sb_rows("Port_Binding", ["datapath"], [f"logical_port={json.dumps(port)}"])
-    if not rows:
+    datapath = real_ovn.port_datapath(port)
+    if not datapath:
         raise OvnTraceParseError(f"unknown logical port {port!r}")
-    uuid = str(rows[0]["datapath"])
-    return real_ovn.datapath_names().get(uuid) or uuid
+    return datapath

@@ -26,6 +26,24 @@ Fixtures:
 * ``ovn_sim`` -- a fresh :class:`~ovnsim.sim.Simulator` of it per test, that
   records what leaves each port (for :func:`assert_packets`).
 
+Backends (``--ovn-backend``, or the ``ovn_backend`` ini option): who answers
+the assertions about the ``ovn_topology``:
+
+* ``emulator`` (default) -- ovnsim's data path;
+* ``lab`` -- a real lab of the same topology (:mod:`ovnsim.lab`, built once
+  per topology file and session, torn down when the session ends): real
+  ping, TCP and UDP between network namespaces (:mod:`ovnsim.reach.lab`);
+* ``both`` -- each question asked of both; a test fails, with both answers,
+  when they disagree.
+
+The backend answers for ``net=PATH`` too.  With ``lab`` or ``both`` on a
+machine where labs cannot run (not root, no network namespaces, no
+nftables), every test asking about a topology is skipped with the reason.
+``net=`` also takes a running :class:`~ovnsim.lab.Lab`, which then answers
+that assertion; a lab made by the ``ovn_lab`` fixture of
+``ovnsim.lab.pytest_plugin`` answers the test's assertions without ``net=``
+when the test has no ``ovn_topology``.
+
 Every helper takes ``soft=True``: the failure is collected and all of a
 test's soft failures are reported together when it ends.
 """
@@ -49,13 +67,19 @@ __all__ = ["assert_reachable", "assert_isolated", "assert_snat", "assert_fip", "
 # --------------------------------------------------------------------------
 
 
+BACKENDS = ("emulator", "lab", "both")
+
+
 class _Current:
-    reach: Optional[Reachability] = None
+    reach = None  #: a Reachability, LabReachability or BothReachability
     sim: Optional["RecordingSimulator"] = None
     soft: List[str] = []
+    backend: str = "emulator"  #: the session's --ovn-backend
 
 
 _cache: Dict[str, Reachability] = {}
+#: topology file -> the session's lab of it (backends lab and both)
+_labs: Dict[str, object] = {}
 
 
 def _reachability_for(path: str) -> Reachability:
@@ -65,19 +89,50 @@ def _reachability_for(path: str) -> Reachability:
     return _cache[key]
 
 
-def _net(net) -> Reachability:
+def _lab_for(path: str):
+    """The session's lab of topology file ``path`` (built on first use); skips where labs cannot run."""
+    from ovnsim.lab.build import check_environment
+    from ovnsim.lab.lab import Lab
+    from ovnsim.lab.plan import LabUnavailableError
+
+    key = os.path.abspath(path)
+    if key not in _labs:
+        try:
+            check_environment()
+            stem = "".join(c if c.isalnum() or c in "_.-" else "-" for c in os.path.basename(key).rsplit(".", 1)[0])
+            _labs[key] = Lab.up(key, name=f"pt{os.getpid()}-{stem}"[:32])
+        except LabUnavailableError as err:
+            pytest.skip(f"--ovn-backend needs labs: {err}")
+    return _labs[key]
+
+
+def _backend_for(path: str, backend: str):
+    """What answers the assertions about topology file ``path`` with ``backend``."""
+    if backend == "emulator":
+        return _reachability_for(path)
+    from ovnsim.reach.lab import BothReachability, LabReachability
+
+    lab = LabReachability(_lab_for(path), topology=_reachability_for(path).topology)
+    return lab if backend == "lab" else BothReachability(_reachability_for(path), lab)
+
+
+def _net(net):
     if net is None:
         if _Current.reach is None:
             raise pytest.UsageError(
                 "ovnsim: no topology for this assertion: use the ovn_topology fixture (with "
                 "@pytest.mark.ovn_topology('file.yaml'), --ovn-topology or the ovn_topology ini option), or pass net=")
         return _Current.reach
-    if isinstance(net, Reachability):
+    if isinstance(net, Reachability) or type(net).__name__ in ("LabReachability", "BothReachability"):
         return net
+    if type(net).__name__ == "Lab":
+        from ovnsim.reach.lab import LabReachability
+
+        return LabReachability(net)
     if isinstance(net, RecordingSimulator):
         return Reachability(net.topology, simulator=None)
     if isinstance(net, (str, os.PathLike)):
-        return _reachability_for(os.fspath(net))
+        return _backend_for(os.fspath(net), _Current.backend)
     return Reachability(net)
 
 
@@ -93,6 +148,18 @@ def _evidence(expected: str, answer: Answer) -> str:
     return f"expected {expected}, got:\n{answer.explain()}"
 
 
+def _ask(r, src: str, dst: str, proto: str, soft: bool) -> Optional[Answer]:
+    """``r.ask``; with ``--ovn-backend both``, a disagreement is a failure (None when soft)."""
+    __tracebackhide__ = True
+    from ovnsim.reach.lab import Disagreement
+
+    try:
+        return r.ask(src, dst, proto)
+    except Disagreement as err:
+        _fail(str(err), soft)
+        return None
+
+
 # --------------------------------------------------------------------------
 # Assertions
 # --------------------------------------------------------------------------
@@ -101,8 +168,8 @@ def _evidence(expected: str, answer: Answer) -> str:
 def assert_reachable(src: str, dst: str, proto: str = "icmp", *, net=None, soft: bool = False) -> Answer:
     """``src`` opens a ``proto`` connection to ``dst`` and the reply comes back (see :func:`ovnsim.reach.reach`)."""
     __tracebackhide__ = True
-    answer = _net(net).ask(src, dst, proto)
-    if not answer.reachable:
+    answer = _ask(_net(net), src, dst, proto, soft)
+    if answer is not None and not answer.reachable:
         _fail(_evidence(f"{src} -> {dst} {proto} reachable", answer), soft)
     return answer
 
@@ -112,9 +179,9 @@ def assert_isolated(src: str, dst: str, proto: Union[str, Sequence[str]] = ("icm
     """No ``proto`` connection (each of them, when a list) from ``src`` to ``dst`` opens."""
     __tracebackhide__ = True
     protos = [proto] if isinstance(proto, str) else list(proto)
-    answers = [_net(net).ask(src, dst, p) for p in protos]
+    answers = [_ask(_net(net), src, dst, p, soft) for p in protos]
     for p, answer in zip(protos, answers):
-        if answer.reachable:
+        if answer is not None and answer.reachable:
             _fail(_evidence(f"{src} -> {dst} {p} isolated", answer), soft)
     return answers
 
@@ -123,8 +190,8 @@ def assert_snat(src: str, via: str, dst: str = "outside", proto: str = "tcp/443"
                 soft: bool = False) -> Answer:
     """``src`` reaches ``dst`` (default: the outside) and is seen there as ``via`` (a SNAT address)."""
     __tracebackhide__ = True
-    answer = _net(net).ask(src, dst, proto)
-    if not answer.reachable or answer.seen_as != via:
+    answer = _ask(_net(net), src, dst, proto, soft)
+    if answer is not None and (not answer.reachable or answer.seen_as != via):
         _fail(_evidence(f"{src} -> {dst} {proto} reachable and seen as {via}", answer), soft)
     return answer
 
@@ -133,11 +200,12 @@ def assert_fip(port: str, fip: str, proto: str = "tcp/22", *, net=None, soft: bo
     """``port`` leaves as its floating IP ``fip``, and the outside reaches ``port`` through ``fip``."""
     __tracebackhide__ = True
     r = _net(net)
-    out = r.ask(port, "outside", proto)
-    if not out.reachable or out.seen_as != fip:
+    out = _ask(r, port, "outside", proto, soft)
+    if out is not None and (not out.reachable or out.seen_as != fip):
         _fail(_evidence(f"{port} -> outside {proto} seen as its floating IP {fip}", out), soft)
-    inbound = r.ask("outside", fip, proto)
-    if not inbound.reachable or inbound.delivered_port != r.directory.names.by_name.get(port, port):
+    inbound = _ask(r, "outside", fip, proto, soft)
+    if inbound is not None and (not inbound.reachable
+                                or inbound.delivered_port != r.directory.names.by_name.get(port, port)):
         _fail(_evidence(f"outside -> {fip} {proto} delivered to {port}", inbound), soft)
     return [out, inbound]
 
@@ -216,17 +284,47 @@ def assert_packets(port: str, expected, ignore: Iterable[str] = (), *, sim: Opti
 
 
 def pytest_addoption(parser) -> None:
-    """``--ovn-topology PATH`` and the ``ovn_topology`` ini option."""
+    """``--ovn-topology PATH``, ``--ovn-backend emulator|lab|both`` and their ini options."""
     group = parser.getgroup("ovnsim", "ovnsim reachability assertions")
     group.addoption("--ovn-topology", metavar="PATH", default=None,
                     help="topology file for the ovn_topology fixture (a test's ovn_topology mark wins)")
+    group.addoption("--ovn-backend", choices=BACKENDS, default=None,
+                    help="who answers the assertions: the emulator (default), a real lab of the topology "
+                         "(root), or both (a test fails where they disagree)")
     parser.addini("ovn_topology", "topology file for the ovn_topology fixture (default for --ovn-topology)",
                   default="")
+    parser.addini("ovn_backend", "emulator, lab or both (default for --ovn-backend)", default="emulator")
 
 
 def pytest_configure(config) -> None:
-    """Declare the ``ovn_topology`` mark (so ``--strict-markers`` accepts it)."""
+    """Declare the ``ovn_topology`` mark (so ``--strict-markers`` accepts it); check the backend."""
     config.addinivalue_line("markers", "ovn_topology(path): the topology file the ovn_topology fixture loads")
+    backend = _backend_name(config)
+    if backend not in BACKENDS:
+        raise pytest.UsageError(f"ovnsim: ovn_backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    _Current.backend = backend
+
+
+def _backend_name(config) -> str:
+    return config.getoption("--ovn-backend", None) or config.getini("ovn_backend") or "emulator"
+
+
+def pytest_sessionfinish(session) -> None:
+    """Tear down the labs the ``lab`` and ``both`` backends built."""
+    _Current.backend = "emulator"
+    if not _labs:
+        return
+    from ovnsim.lab.plan import LabError
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    while _labs:
+        _path, lab = _labs.popitem()
+        try:
+            lab.down()
+        except LabError as err:  # reported, never left silently
+            if reporter is not None:
+                reporter.write_line(f"ovnsim: {err} (`ovnsim lab cleanup` removes it)", red=True)
+            session.exitstatus = session.exitstatus or 1
 
 
 @pytest.hookimpl(wrapper=True)
@@ -263,8 +361,12 @@ def _topology_path(request) -> str:
 
 @pytest.fixture
 def ovn_topology(request):
-    """The test's topology (loaded once per file), and the default of every ovnsim assertion."""
-    r = _reachability_for(_topology_path(request))
+    """The test's topology (loaded once per file), and the default of every ovnsim assertion.
+
+    With ``--ovn-backend lab`` or ``both`` its lab is built on first use (or
+    the test skipped, with the reason, where labs cannot run).
+    """
+    r = _backend_for(_topology_path(request), _backend_name(request.config))
     _Current.reach = r
     yield r.topology
     _Current.reach = None

@@ -24,12 +24,14 @@ resolves), and for the MAC bindings it learns to reach the flows.
 Gratuitous ARPs that OVN sends on its own (for NAT and router addresses, at
 about 0, 2, 6, 14, 30 s) are returned apart, in :attr:`Injected.garps`.
 
-Every process runs in the foreground as a child of this Python process:
-started with ``PR_SET_PDEATHSIG`` (SIGKILL when the parent dies, so a killed
-test run leaves nothing behind), stopped by pid (SIGTERM, then SIGKILL) by
-:meth:`RealDatapath.stop`, by a ``weakref.finalize`` at interpreter exit and
-by the context manager.  Nothing is looked up or killed by name; two
-harnesses at once each have their own directory and sockets.
+Every process runs in the foreground as a child of this Python process (the
+skeleton shared with :class:`~ovnsim.testing.realovn.RealOVN`, in
+:mod:`ovnsim.testing._harness`): started with ``PR_SET_PDEATHSIG`` (SIGKILL
+when the parent dies, so a killed test run leaves no daemon behind, and the
+harness's keeper removes the directory), stopped by pid (SIGTERM, then
+SIGKILL) by :meth:`RealDatapath.stop`, by a ``weakref.finalize`` at
+interpreter exit and by the context manager.  Nothing is looked up or killed
+by name; two harnesses at once each have their own directory and sockets.
 
 Measured here (OVS 3.1.0, OVN 23.03.1, 2 busy cores): see
 ``docs/real-datapath.md``.
@@ -37,22 +39,16 @@ Measured here (OVS 3.1.0, OVN 23.03.1, 2 busy cores): see
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import re
-import shutil
-import signal
 import socket
 import struct
-import subprocess
-import tempfile
 import time
-import weakref
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from ovnsim.testing.realovn import CommandError, RealOVNError, find_binary, find_schema
+from ovnsim.testing._harness import DaemonHarness, RealOVNError, unix_connect
 
 __all__ = ["RealDatapath", "Injected", "BINARIES", "is_garp"]
 
@@ -69,7 +65,6 @@ CHASSIS = "hv1"
 #: netdev-dummy queues at most 100 frames per interface (REAL-DATAPATH.md).
 _RXQ_LIMIT = 100
 
-_PR_SET_PDEATHSIG = 1
 _PCAP_GLOBAL = 24
 _PCAP_RECORD = struct.Struct("<IIII")
 
@@ -78,21 +73,6 @@ _PCAP_RECORD = struct.Struct("<IIII")
 # bindings reach the SB after ~8 ms.
 _QUIET_DATAPATH = 0.004
 _QUIET_CONTROLLER = 0.03
-
-
-def _child_setup() -> None:  # pragma: no cover - runs in the child
-    """preexec_fn: die with the parent (a killed test run), no core files, own group."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-    try:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    except (ValueError, OSError):
-        pass
 
 
 def is_garp(frame: bytes) -> bool:
@@ -135,32 +115,7 @@ class Injected:
     controller: bool = False
 
 
-class _Procs:
-    """The child processes of one harness and its directory (no reference to the harness)."""
-
-    def __init__(self, workdir: str, keep_dir: bool):
-        self.workdir = workdir
-        self.keep_dir = keep_dir
-        self.procs: Dict[str, subprocess.Popen] = {}
-
-    def stop(self) -> None:
-        # the chassis first, the databases last
-        order = ["ovn-controller", "ovs-vswitchd", "northd", "conf", "sb", "nb"]
-        for role in order + [r for r in self.procs if r not in order]:
-            proc = self.procs.pop(role, None)
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        if not self.keep_dir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-class RealDatapath:
+class RealDatapath(DaemonHarness):
     """OVN 23.03 + OVS with the dummy datapath, one chassis, in a temp dir.
 
     ``RealDatapath()`` only prepares; :meth:`start` (or ``with``) boots the
@@ -176,26 +131,23 @@ class RealDatapath:
         settle: quiet time (s) that ends a frame ovn-controller handled.
     """
 
+    BINARIES = BINARIES
+    SCHEMAS = _SCHEMAS
+    _DIR_PREFIX = "ovnsim-dp-"
+    # the chassis first, the databases last
+    _STOP_ORDER = ("ovn-controller", "ovs-vswitchd", "northd", "conf", "sb", "nb")
+    _WHAT = "real OVN's data path"
+    _INSTALL_HINT = " (Debian: apt-get install ovn-central ovn-host openvswitch-switch)"
+
     def __init__(self, *, base_dir: Optional[str] = None, keep_dir: bool = False,
                  timeout: float = 30.0, settle: float = _QUIET_CONTROLLER):
-        self.base_dir = base_dir
+        super().__init__(base_dir=base_dir, keep_dir=keep_dir, timeout=timeout)
         #: seconds without new output before a frame ovn-controller handled is done
         #: (raise it on a very slow machine)
         self.settle = float(settle)
-        self.keep_dir = keep_dir
-        self.timeout = float(timeout)
-        #: the work directory (None until started)
-        self.dir: Optional[str] = None
-        #: seconds :meth:`start` took; seconds the last :meth:`load` took
-        self.startup_seconds: Optional[float] = None
+        #: seconds the last :meth:`load` took
         self.load_seconds: Optional[float] = None
-        self._procs: Optional[_Procs] = None
-        self._finalizer: Optional[weakref.finalize] = None
-        self._bins: Dict[str, str] = {}
-        self._env: Dict[str, str] = {}
         self._ctl: Optional[socket.socket] = None
-        self._sb: Optional[socket.socket] = None
-        self._rpc_id = 0
         #: logical port -> dummy interface name (VM ports and localnet ports)
         self.interfaces: Dict[str, str] = {}
         self._iface_port: Dict[str, str] = {}
@@ -207,171 +159,51 @@ class RealDatapath:
 
     # ---------------------------------------------------------------- setup
 
-    @staticmethod
-    def available() -> Tuple[bool, str]:
-        """``(True, "")`` when OVN and OVS are installed, else ``(False, reason)``."""
-        missing = [b for b in BINARIES if find_binary(b) is None]
-        schemas = [s for s in _SCHEMAS if find_schema(s) is None]
-        if not missing and not schemas:
-            return True, ""
-        parts = []
-        if missing:
-            parts.append("programs not found: " + ", ".join(missing))
-        if schemas:
-            parts.append("schemas not found: " + ", ".join(schemas))
-        return False, ("real OVN's data path is not installed (" + "; ".join(parts)
-                       + "; Debian: apt-get install ovn-central ovn-host openvswitch-switch)")
-
-    @property
-    def running(self) -> bool:
-        """True between :meth:`start` and :meth:`stop`."""
-        return self._procs is not None
-
-    @property
-    def pids(self) -> Dict[str, int]:
-        """Pids of the running processes by role."""
-        return {r: p.pid for r, p in self._procs.procs.items()} if self._procs else {}
-
-    def _path(self, name: str) -> str:
-        if self.dir is None:
-            raise RealOVNError("RealDatapath is not started")
-        return os.path.join(self.dir, name)
-
-    def __enter__(self) -> "RealDatapath":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self) -> "RealDatapath":
-        """Create the databases, start the six daemons, wait for the chassis to register."""
-        if self.running:
-            return self
-        ok, reason = self.available()
-        if not ok:
-            raise RealOVNError(reason)
-        t0 = time.monotonic()
-        self._bins = {b: find_binary(b) for b in BINARIES + ("ovs-appctl",)}  # type: ignore[misc]
-        base = self.base_dir or tempfile.gettempdir()
-        if len(os.path.abspath(base)) + 40 > 100:  # unix socket path limit
-            base = "/tmp"
-        self.dir = tempfile.mkdtemp(prefix="ovnsim-dp-", dir=base)
-        self._procs = _Procs(self.dir, self.keep_dir)
-        self._finalizer = weakref.finalize(self, self._procs.stop)
-        env = dict(os.environ)
-        for var in ("OVN_NB_DAEMON", "OVN_NB_DB", "OVN_SB_DB"):
-            env.pop(var, None)
-        for var in ("OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVS_SYSCONFDIR",
-                    "OVN_RUNDIR", "OVN_LOGDIR", "OVN_DBDIR", "OVN_SYSCONFDIR"):
-            env[var] = self.dir
-        self._env = env
-        try:
-            for role, schema in (("nb", "ovn-nb.ovsschema"), ("sb", "ovn-sb.ovsschema"),
-                                 ("conf", "vswitch.ovsschema")):
-                db = self._path(f"{role}.db")
-                self._run([self._bins["ovsdb-tool"], "create", db, find_schema(schema)])
-                self._daemon(role, [self._bins["ovsdb-server"], db,
-                                    "--remote=punix:" + self._path(f"{role}.sock")])
-            for role in ("nb", "sb", "conf"):
-                self._wait_socket(self._path(f"{role}.sock"), role)
-            self._run([self._bins["ovn-sbctl"], "--db=" + self.sb_db, "init"])
-            self._run([self._bins["ovn-nbctl"], "--db=" + self.nb_db, "init"])
-            self._daemon("northd", [self._bins["ovn-northd"], "--ovnnb-db=" + self.nb_db,
-                                    "--ovnsb-db=" + self.sb_db])
-            self.vsctl("--no-wait", "init")
-            self._daemon("ovs-vswitchd", [self._bins["ovs-vswitchd"], "--enable-dummy=override",
-                                          "--disable-system", "--disable-system-route",
-                                          self.conf_db])
-            self._wait_socket(self._path("ovs-vswitchd.ctl"), "ovs-vswitchd")
-            self.vsctl(
-                "--", "set", "Open_vSwitch", ".",
-                f"external-ids:system-id={CHASSIS}", f"external-ids:hostname={CHASSIS}",
-                "external-ids:ovn-remote=" + self.sb_db, "external-ids:ovn-encap-type=geneve",
-                "external-ids:ovn-encap-ip=127.0.0.1",
-                "--", "add-br", "br-int",
-                "--", "set", "bridge", "br-int", "fail-mode=secure",
-                "other-config:disable-in-band=true")
-            self._daemon("ovn-controller", [self._bins["ovn-controller"], self.conf_db])
-            deadline = time.monotonic() + self.timeout
-            while not self._sb_rows("Encap", ["chassis_name"]):
-                if time.monotonic() > deadline:
-                    raise RealOVNError("ovn-controller did not register chassis "
-                                       f"{CHASSIS}\n{self._log_tail('ovn-controller')}")
-                time.sleep(0.005)
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_seconds = time.monotonic() - t0
-        return self
-
-    @property
-    def nb_db(self) -> str:
-        """The NB database remote."""
-        return "unix:" + self._path("nb.sock")
-
-    @property
-    def sb_db(self) -> str:
-        """The SB database remote."""
-        return "unix:" + self._path("sb.sock")
+    def _boot(self) -> None:
+        """The three databases, northd, ovs-vswitchd and ovn-controller; returns
+        once the chassis has registered in the SB."""
+        self._start_databases((("nb", "ovn-nb.ovsschema"), ("sb", "ovn-sb.ovsschema"),
+                               ("conf", "vswitch.ovsschema")))
+        self._run([self._bins["ovn-sbctl"], "--db=" + self.sb_db, "init"])
+        self._run([self._bins["ovn-nbctl"], "--db=" + self.nb_db, "init"])
+        self._start_northd()
+        self.vsctl("--no-wait", "init")
+        self._spawn("ovs-vswitchd", [self._bins["ovs-vswitchd"], "--enable-dummy=override",
+                                     "--disable-system", "--disable-system-route", self.conf_db])
+        self._wait_ready("ovs-vswitchd", self.ctl_path("ovs-vswitchd"))
+        self.vsctl(
+            "--", "set", "Open_vSwitch", ".",
+            f"external-ids:system-id={CHASSIS}", f"external-ids:hostname={CHASSIS}",
+            "external-ids:ovn-remote=" + self.sb_db, "external-ids:ovn-encap-type=geneve",
+            "external-ids:ovn-encap-ip=127.0.0.1",
+            "--", "add-br", "br-int",
+            "--", "set", "bridge", "br-int", "fail-mode=secure",
+            "other-config:disable-in-band=true")
+        # 23.03's ovn-controller has no --unixctl option
+        self._spawn("ovn-controller", [self._bins["ovn-controller"], self.conf_db], unixctl=False)
+        deadline = time.monotonic() + self.timeout
+        while not self._sb_select("Encap", ["chassis_name"]):
+            proc = self._children.procs.get("ovn-controller") if self._children else None
+            if proc is not None and proc.poll() is not None:
+                raise RealOVNError(f"ovn-controller exited with status {proc.returncode}\n"
+                                   f"{self._log_tail('ovn-controller')}")
+            if time.monotonic() > deadline:
+                raise RealOVNError("ovn-controller did not register chassis "
+                                   f"{CHASSIS}\n{self._log_tail('ovn-controller')}")
+            time.sleep(0.005)
 
     @property
     def conf_db(self) -> str:
         """The local Open_vSwitch database remote."""
         return "unix:" + self._path("conf.sock")
 
-    def _daemon(self, role: str, argv: List[str]) -> None:
-        assert self._procs is not None
-        argv = argv + ["--no-chdir", "--pidfile=" + self._path(f"{role}.pid"),
-                       "--log-file=" + self._path(f"{role}.log"), "-vconsole:off"]
-        if role != "ovn-controller":  # 23.03's ovn-controller has no --unixctl
-            argv.append("--unixctl=" + self._path(f"{role}.ctl"))
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env=self._env, cwd=self.dir,
-                                preexec_fn=_child_setup)
-        self._procs.procs[role] = proc
-
-    def _wait_socket(self, path: str, role: str) -> None:
-        deadline = time.monotonic() + self.timeout
-        while not os.path.exists(path):
-            proc = self._procs.procs.get(role) if self._procs else None
-            if proc is not None and proc.poll() is not None:
-                raise RealOVNError(f"{role} exited with status {proc.returncode}\n"
-                                   f"{self._log_tail(role)}")
-            if time.monotonic() > deadline:
-                raise RealOVNError(f"{role} did not create {path}\n{self._log_tail(role)}")
-            time.sleep(0.002)
-
-    def _log_tail(self, role: str, lines: int = 15) -> str:
-        try:
-            with open(self._path(f"{role}.log"), errors="replace") as f:
-                tail = f.readlines()[-lines:]
-        except OSError:
-            return f"(no {role} log)"
-        return f"last lines of {role}.log:\n" + "".join(tail)
-
-    def stop(self) -> None:
-        """Stop every process (by pid) and remove the directory; safe to repeat."""
-        for sock in (self._ctl, self._sb):
-            if sock is not None:
-                sock.close()
-        self._ctl = self._sb = None
-        if self._finalizer is not None:
-            self._finalizer()
-        self._finalizer = None
-        self._procs = None
+    def _close_sockets(self) -> None:
+        if self._ctl is not None:
+            self._ctl.close()
+            self._ctl = None
+        super()._close_sockets()
 
     # -------------------------------------------------------------- commands
-
-    def _run(self, argv: Sequence[str]) -> str:
-        try:
-            proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True,
-                                  text=True, env=self._env, cwd=self.dir,
-                                  timeout=self.timeout + 5, preexec_fn=_child_setup)
-        except subprocess.TimeoutExpired as e:
-            raise CommandError(argv, -1, "", f"timed out after {e.timeout} s") from None
-        if proc.returncode != 0:
-            raise CommandError(argv, proc.returncode, proc.stdout, proc.stderr)
-        return proc.stdout
 
     def vsctl(self, *args: str) -> str:
         """``ovs-vsctl --db=<local conf db> ARGS``."""
@@ -391,49 +223,17 @@ class RealDatapath:
     def appctl(self, method: str, *params: str) -> str:
         """A unixctl command to ovs-vswitchd (JSON-RPC on its socket, ~1 ms)."""
         if self._ctl is None:
-            self._ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self._ctl.connect(self._path("ovs-vswitchd.ctl"))
+            self._ctl = unix_connect(self.ctl_path("ovs-vswitchd"))
         reply = self._jsonrpc(self._ctl, method, list(params))
         if reply.get("error") is not None:
             raise RealOVNError(f"ovs-vswitchd {method} {' '.join(params)}: {reply['error']}")
         return reply.get("result") or ""
 
-    def _jsonrpc(self, sock: socket.socket, method: str, params) -> dict:
-        self._rpc_id += 1
-        sock.sendall(json.dumps({"method": method, "params": params,
-                                 "id": self._rpc_id}).encode())
-        decoder = json.JSONDecoder()
-        buf = ""
-        sock.settimeout(self.timeout)
-        while True:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                raise RealOVNError(f"connection closed during {method}")
-            buf += chunk.decode()
-            try:
-                msg, _ = decoder.raw_decode(buf.lstrip())
-            except ValueError:
-                continue
-            if msg.get("id") == self._rpc_id:
-                return msg
-            buf = ""  # a notification or echo: skip it
-
-    def _sb_rows(self, table: str, columns: List[str]) -> List[dict]:
-        """Rows of an SB table, straight over JSON-RPC (no process, ~0.3 ms)."""
-        if self._sb is None:
-            self._sb = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self._sb.connect(self._path("sb.sock"))
-        reply = self._jsonrpc(self._sb, "transact", ["OVN_Southbound", {
-            "op": "select", "table": table, "where": [], "columns": columns}])
-        if reply.get("error") is not None:
-            raise RealOVNError(f"SB select {table}: {reply['error']}")
-        return reply["result"][0]["rows"]
-
     def _learned(self) -> List[str]:
         """The SB's learned state (MAC bindings, FDB), as a sorted list of strings."""
         rows = [json.dumps(r, sort_keys=True) for r in
-                self._sb_rows("MAC_Binding", ["logical_port", "ip", "mac"])]
-        rows += [json.dumps(r, sort_keys=True) for r in self._sb_rows("FDB", ["mac", "port_key"])]
+                self._sb_select("MAC_Binding", ["logical_port", "ip", "mac"])]
+        rows += [json.dumps(r, sort_keys=True) for r in self._sb_select("FDB", ["mac", "port_key"])]
         return sorted(rows)
 
     # -------------------------------------------------------------- topology
@@ -615,7 +415,7 @@ class RealDatapath:
             sender = _arp_sender(frame)
             if sender is not None and not any(
                     r["ip"] == sender[0] and r["mac"] == sender[1]
-                    for r in self._sb_rows("MAC_Binding", ["ip", "mac"])):
+                    for r in self._sb_select("MAC_Binding", ["ip", "mac"])):
                 self.nbctl("--wait=hv", "sync")
             # pinctrl may write a MAC binding after the output went quiet.
             for _ in range(20):

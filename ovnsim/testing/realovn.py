@@ -16,6 +16,11 @@ about 70 ms.  A one-shot ``ovn-trace`` re-reads the whole SB database: about
 21 ms on a 5-datapath topology, 460 ms on 64 datapaths.  Through the daemon
 a trace takes 0.07-0.25 ms (JSON-RPC straight to its socket, no
 ``ovn-appctl``), and a daemon (re)start costs about one one-shot trace.
+The names a trace needs (a port's datapath, the datapaths' uuids) come from
+the SB over JSON-RPC too, cached until the SB may change: on the reference
+topology, 2 busy cores, ``ovntrace.run_trace`` takes 0.6 ms a microflow
+(33 ms while each lookup ran ``ovn-sbctl``) and ``trace_result`` with its
+parse 1.5 ms (53 ms).
 
 Typical use (the pytest fixtures in ``tests/conftest.py`` wrap this)::
 
@@ -26,11 +31,16 @@ Typical use (the pytest fixtures in ``tests/conftest.py`` wrap this)::
         print(ovn.daemon_trace("net1", 'inport == "vm1" && ...', "--minimal"))
         ovn.reset()                     # empty NB again, ready for the next topology
 
-Every process is stopped by the pid recorded in its pidfile (SIGTERM, then
-SIGKILL), never by name, and only after checking that the process's command
-line still names this instance's directory, so a recycled pid is never hit.
-:meth:`RealOVN.stop` also runs at interpreter exit (``weakref.finalize``), so
-an interrupted test run does not leave ``ovn-northd`` behind.
+The processes are children of this Python process (the skeleton shared
+with :class:`~ovnsim.testing.realdp.RealDatapath`, in
+:mod:`ovnsim.testing._harness`): the databases and ovn-northd run in the
+foreground, started with ``PR_SET_PDEATHSIG`` so that they die with a killed
+test run; the ovn-trace daemon, whose daemon mode exists only with
+``--detach``, is watched by the harness's keeper process, which stops it (by
+the pid in its pidfile) and removes the directory if this process dies.
+Every process is stopped by pid (SIGTERM, then SIGKILL), never by name, by
+:meth:`RealOVN.stop`, the ``with`` block, and a ``weakref.finalize`` at
+interpreter exit.
 
 ovn-trace quirks handled here (see ``/work/shared/OVN-NOTES.md``, sections 0
 and 4): the daemon reads the SB database once, so it is restarted whenever
@@ -49,18 +59,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-import resource
 import shlex
-import shutil
-import signal
 import socket
 import subprocess
-import tempfile
-import time
-import weakref
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from ovnsim.errors import OvnsimError
+from ovnsim.testing._harness import (CommandError, ConnectionClosed, DaemonHarness, RealOVNError,
+                                     _child_setup, find_binary, find_schema, unix_connect)
 
 __all__ = [
     "RealOVN",
@@ -89,11 +94,6 @@ BINARIES = (
 #: :meth:`RealOVN.daemon_trace` call with any other option runs one-shot.
 DAEMON_TRACE_OPTIONS = frozenset({"--detailed", "--summary", "--minimal", "--all"})
 
-#: Where Debian, Fedora and source installs put daemons that are not on a
-#: normal user's PATH (Debian's ovsdb-server is in /usr/sbin).
-_EXTRA_BIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/local/bin", "/usr/bin")
-_SCHEMA_DIRS = ("/usr/share/ovn", "/usr/local/share/ovn", "/usr/share/openvswitch")
-
 #: ovn-nbctl global options a script line may carry (ignored: RealOVN sets
 #: its own --db and --timeout; --wait asks for a sync after the script).
 _NBCTL_GLOBAL_OPTIONS = (
@@ -111,9 +111,6 @@ _READ_ONLY_COMMANDS = frozenset({
     "dump-flows", "chassis-list", "wait-until", "comment",
 })
 
-#: Unix socket paths must fit in sockaddr_un.sun_path (108 bytes on Linux).
-_MAX_SOCKET_PATH = 100
-
 #: Batch limits for run_nbctl_script: one ovn-nbctl invocation loads about
 #: 3000 commands in 70 ms, while 200-command batches take 4x as long.
 _MAX_BATCH_COMMANDS = 5000
@@ -124,32 +121,6 @@ _MAX_BATCH_BYTES = 512 * 1024
 # --------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------
-
-
-class RealOVNError(OvnsimError, RuntimeError):
-    """Real OVN could not be started or used (missing binary, dead daemon...)."""
-
-
-class CommandError(RealOVNError):
-    """An OVN command-line tool failed.
-
-    ``argv``, ``returncode``, ``stdout`` and ``stderr`` are the run's; the
-    message quotes the command and its stderr.
-    """
-
-    def __init__(self, argv: Sequence[str], returncode: int, stdout: str, stderr: str,
-                 note: str = ""):
-        self.argv = list(argv)
-        self.returncode = returncode
-        self.stdout = stdout
-        self.stderr = stderr
-        shown = _shorten(" ".join(shlex.quote(a) for a in argv), 600)
-        msg = f"{os.path.basename(argv[0])} failed (exit status {returncode}): {shown}"
-        if note:
-            msg += f"\n{note}"
-        if stderr.strip():
-            msg += f"\nstderr:\n{stderr.strip()}"
-        super().__init__(msg)
 
 
 class TraceError(RealOVNError):
@@ -175,345 +146,63 @@ class TraceCrash(TraceError):
         super().__init__(message, datapath, microflow)
 
 
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 5] + " ..."
-
-
-# --------------------------------------------------------------------------
-# Locating the installation
-# --------------------------------------------------------------------------
-
-
-def find_binary(name: str) -> Optional[str]:
-    """Absolute path of an OVN/OVS program: PATH first, then the sbin dirs."""
-    found = shutil.which(name)
-    if found:
-        return found
-    extra = os.pathsep.join(_EXTRA_BIN_DIRS)
-    return shutil.which(name, path=extra)
-
-
-def find_schema(name: str) -> Optional[str]:
-    """Path of an OVSDB schema file (``ovn-nb.ovsschema``...) or None.
-
-    ``$OVN_PKGDATADIR`` / ``$OVS_PKGDATADIR`` are searched first.
-    """
-    dirs = [os.environ.get("OVN_PKGDATADIR"), os.environ.get("OVS_PKGDATADIR"), *_SCHEMA_DIRS]
-    for d in dirs:
-        if d and os.path.isfile(os.path.join(d, name)):
-            return os.path.join(d, name)
-    return None
-
-
-# --------------------------------------------------------------------------
-# Process bookkeeping (kept apart from RealOVN so the finalizer holds no cycle)
-# --------------------------------------------------------------------------
-
-
-def _no_core_dumps() -> None:  # pragma: no cover - runs in the child
-    """preexec_fn: ovn-trace crashes by assertion; do not litter core files."""
-    try:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    except (ValueError, OSError):
-        pass
-
-
-def _pid_alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        # state is the field after the parenthesised command name
-        state = stat[stat.rindex(b")") + 2: stat.rindex(b")") + 3]
-        return state not in (b"Z", b"X")
-    except (OSError, ValueError):
-        return True
-
-
-def _pid_cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-class _Ledger:
-    """The processes one RealOVN started and its directory.
-
-    ``pids`` maps a role ("nb", "sb", "northd", "trace") to the pid read from
-    that role's pidfile.  A pid is only signalled while its command line still
-    contains ``workdir`` (the pidfile path is part of every command line).
-    """
-
-    def __init__(self, workdir: str, keep_dir: bool):
-        self.workdir = workdir
-        self.keep_dir = keep_dir
-        self.pids: Dict[str, int] = {}
-
-    def owns(self, pid: int) -> bool:
-        if not _pid_alive(pid):
-            return False
-        cmdline = _pid_cmdline(pid)
-        # Without /proc (not Linux) we cannot check; trust our own record.
-        return (not cmdline and not os.path.isdir("/proc")) or (self.workdir + os.sep in cmdline)
-
-    def terminate(self, role: str, timeout: float = 5.0) -> None:
-        """Stop one recorded process: SIGTERM, wait, SIGKILL if needed."""
-        pid = self.pids.pop(role, None)
-        if pid is None or not self.owns(pid):
-            return
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                return
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if not _pid_alive(pid):
-                    return
-                time.sleep(0.01)
-
-    def cleanup(self) -> None:
-        """Stop everything (trace daemon and northd first), then remove the dir."""
-        for role in ("trace", "northd", "sb", "nb", *list(self.pids)):
-            self.terminate(role)
-        if not self.keep_dir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-
 # --------------------------------------------------------------------------
 # RealOVN
 # --------------------------------------------------------------------------
 
 
-class RealOVN:
+class RealOVN(DaemonHarness):
     """OVN's NB/SB databases, ovn-northd and ovn-trace, run in a temp dir.
 
     ``RealOVN()`` only prepares; :meth:`start` (or ``with RealOVN() as ovn``)
     creates the databases and starts the daemons, and returns once
-    ovn-northd has answered a ``--wait=sb sync``.
-
-    Parameters:
-        base_dir: where to create the temporary directory (default: the
-            system temp dir, or ``/tmp`` when that path is too long for unix
-            sockets).
-        keep_dir: keep the directory (logs, databases) after :meth:`stop`.
-        timeout: seconds any single command or daemon start may take.
+    ovn-northd has answered a ``--wait=sb sync``.  Parameters
+    (``base_dir``, ``keep_dir``, ``timeout``): see
+    :class:`~ovnsim.testing._harness.DaemonHarness`.
     """
 
-    #: role -> (pidfile, unixctl socket) base names inside the work dir
-    _FILES = {
-        "nb": ("nb.pid", "nb.ctl"),
-        "sb": ("sb.pid", "sb.ctl"),
-        "northd": ("northd.pid", "northd.ctl"),
-        "trace": ("trace.pid", "trace.ctl"),
-    }
+    BINARIES = BINARIES
+    _DIR_PREFIX = "ovnsim-ovn-"
+    _STOP_ORDER = ("trace", "northd", "sb", "nb")
 
     def __init__(self, *, base_dir: Optional[str] = None, keep_dir: bool = False,
                  timeout: float = 30.0):
-        self.base_dir = base_dir
-        self.keep_dir = keep_dir
-        self.timeout = float(timeout)
-        #: the work directory (None until started)
-        self.dir: Optional[str] = None
-        #: seconds :meth:`start` took (databases, daemons, first sync)
-        self.startup_seconds: Optional[float] = None
-        self._ledger: Optional[_Ledger] = None
-        self._finalizer: Optional[weakref.finalize] = None
-        self._bins: Dict[str, str] = {}
-        self._env: Dict[str, str] = {}
+        super().__init__(base_dir=base_dir, keep_dir=keep_dir, timeout=timeout)
         self._northd_paused = False
         # SB content generation: bumped by anything that may change the SB;
-        # the trace daemon is restarted when its generation is older.
+        # the trace daemon is restarted, and the name maps are re-read, when
+        # their generation is older.
         self._generation = 0
         self._daemon_generation = -1
         self._daemon_sock: Optional[socket.socket] = None
-        self._rpc_id = 0
         self._nb_root_tables: Optional[List[str]] = None
+        self._names_generation = -1
+        self._datapath_names: Dict[str, str] = {}
+        self._port_datapaths: Dict[str, str] = {}
 
     # ---------------------------------------------------------------- setup
 
-    @staticmethod
-    def available() -> Tuple[bool, str]:
-        """``(True, "")`` if every OVN program and schema is installed, else
-        ``(False, reason)`` naming what is missing."""
-        missing = [b for b in BINARIES if find_binary(b) is None]
-        schemas = [s for s in ("ovn-nb.ovsschema", "ovn-sb.ovsschema") if find_schema(s) is None]
-        if missing or schemas:
-            parts = []
-            if missing:
-                parts.append("programs not found: " + ", ".join(missing))
-            if schemas:
-                parts.append("schemas not found: " + ", ".join(schemas)
-                             + " (searched $OVN_PKGDATADIR, " + ", ".join(_SCHEMA_DIRS) + ")")
-            return False, "real OVN is not installed (" + "; ".join(parts) + ")"
-        return True, ""
-
-    @property
-    def running(self) -> bool:
-        """True between :meth:`start` and :meth:`stop`."""
-        return self._ledger is not None
-
-    @property
-    def nb_db(self) -> str:
-        """The NB database remote, ``unix:<dir>/nb.sock``."""
-        return "unix:" + self._path("nb.sock")
-
-    @property
-    def sb_db(self) -> str:
-        """The SB database remote, ``unix:<dir>/sb.sock``."""
-        return "unix:" + self._path("sb.sock")
-
-    @property
-    def pids(self) -> Dict[str, int]:
-        """Pids of the running processes by role (``nb``, ``sb``, ``northd``, ``trace``)."""
-        return dict(self._ledger.pids) if self._ledger else {}
-
-    def ctl_path(self, role: str) -> str:
-        """Unixctl socket of a role (``nb``, ``sb``, ``northd``, ``trace``)."""
-        return self._path(self._FILES[role][1])
-
-    def log_path(self, role: str) -> str:
-        """Log file of a role."""
-        return self._path(f"{role}.log")
-
-    def _path(self, name: str) -> str:
-        if self.dir is None:
-            raise RealOVNError("RealOVN is not started")
-        return os.path.join(self.dir, name)
-
-    def __enter__(self) -> "RealOVN":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self) -> "RealOVN":
-        """Create the databases, start ovsdb-server x2 and ovn-northd, wait for them."""
-        if self.running:
-            return self
-        ok, reason = self.available()
-        if not ok:
-            raise RealOVNError(reason)
-        t0 = time.monotonic()
-        self._bins = {b: find_binary(b) for b in BINARIES}  # type: ignore[misc]
-        self.dir = self._make_dir()
-        self._ledger = _Ledger(self.dir, self.keep_dir)
-        self._finalizer = weakref.finalize(self, self._ledger.cleanup)
-        self._env = self._make_env(self.dir)
-        try:
-            for role, schema in (("nb", "ovn-nb.ovsschema"), ("sb", "ovn-sb.ovsschema")):
-                db = self._path(f"{role}.db")
-                self._run([self._bins["ovsdb-tool"], "create", db, find_schema(schema)])
-                self._start_daemon(role, [
-                    self._bins["ovsdb-server"], db,
-                    "--remote=punix:" + self._path(f"{role}.sock"),
-                ])
-            self._start_daemon("northd", [
-                self._bins["ovn-northd"],
-                "--ovnnb-db=" + self.nb_db, "--ovnsb-db=" + self.sb_db,
-            ])
-            self._run_nbctl(["--wait=sb", "sync"])
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_seconds = time.monotonic() - t0
-        return self
-
-    def _make_dir(self) -> str:
-        base = self.base_dir or tempfile.gettempdir()
-        # leave room for "/northd.ctl" under the unix socket path limit
-        if len(os.path.abspath(base)) + 30 > _MAX_SOCKET_PATH:
-            base = "/tmp"
-        return tempfile.mkdtemp(prefix="ovnsim-ovn-", dir=base)
-
-    @staticmethod
-    def _make_env(workdir: str) -> Dict[str, str]:
-        env = dict(os.environ)
-        # never talk to someone else's ovn-nbctl daemon or databases
-        for var in ("OVN_NB_DAEMON", "OVN_NB_DB", "OVN_SB_DB", "OVS_RUNDIR", "OVN_RUNDIR"):
-            env.pop(var, None)
-        for var in ("OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVN_RUNDIR",
-                    "OVN_LOGDIR", "OVN_DBDIR"):
-            env[var] = workdir
-        return env
-
-    def _start_daemon(self, role: str, argv: List[str]) -> int:
-        """Start one daemon with --detach and record its pid from the pidfile."""
-        pidfile, ctl = (self._path(n) for n in self._FILES[role])
-        for stale in (pidfile, ctl):
-            try:
-                os.unlink(stale)
-            except FileNotFoundError:
-                pass
-        argv = argv + [
-            "--detach", "--no-chdir",
-            "--pidfile=" + pidfile,
-            "--log-file=" + self.log_path(role),
-            "--unixctl=" + ctl,
-            "-vconsole:off",
-        ]
-        try:
-            self._run(argv)
-        except CommandError as e:
-            raise RealOVNError(f"{role} did not start: {e}\n{self._log_tail(role)}") from e
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                with open(pidfile) as f:
-                    pid = int(f.read().strip())
-                break
-            except (FileNotFoundError, ValueError):
-                if time.monotonic() > deadline:
-                    raise RealOVNError(f"{role} wrote no pidfile {pidfile}\n{self._log_tail(role)}")
-                time.sleep(0.005)
-        assert self._ledger is not None
-        self._ledger.pids[role] = pid
-        return pid
-
-    def _log_tail(self, role: str, lines: int = 15) -> str:
-        try:
-            with open(self.log_path(role), errors="replace") as f:
-                tail = f.readlines()[-lines:]
-        except OSError:
-            return f"(no {role} log)"
-        return f"last lines of {self.log_path(role)}:\n" + "".join(tail)
+    def _boot(self) -> None:
+        """ovsdb-server x2 and ovn-northd in the foreground, then a first sync."""
+        self._start_databases((("nb", "ovn-nb.ovsschema"), ("sb", "ovn-sb.ovsschema")))
+        self._start_northd()
+        self._run_nbctl(["--wait=sb", "sync"])
 
     def stop(self) -> None:
         """Stop every process this instance started (by pid) and remove its dir.
 
         Safe to call more than once; also runs at interpreter exit.
         """
-        self._close_daemon_socket()
-        if self._finalizer is not None:
-            self._finalizer()  # runs _Ledger.cleanup once
-        self._finalizer = None
-        self._ledger = None
+        super().stop()
         self._northd_paused = False
+        self._daemon_generation = -1
+        self._names_generation = -1
+
+    def _close_sockets(self) -> None:
+        self._close_daemon_socket()
+        super()._close_sockets()
 
     # -------------------------------------------------------------- commands
-
-    def _run(self, argv: Sequence[str], *, timeout: Optional[float] = None,
-             note: str = "") -> str:
-        """Run a program, return stdout; CommandError on a non-zero exit."""
-        try:
-            proc = subprocess.run(
-                list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                env=self._env or None, cwd=self.dir, timeout=timeout or self.timeout + 5,
-                preexec_fn=_no_core_dumps,
-            )
-        except subprocess.TimeoutExpired as e:
-            raise CommandError(argv, -1, "", f"timed out after {e.timeout} s", note) from None
-        if proc.returncode != 0:
-            raise CommandError(argv, proc.returncode, proc.stdout, proc.stderr, note)
-        return proc.stdout
 
     def _run_nbctl(self, args: Sequence[str], note: str = "") -> str:
         self._require_running()
@@ -701,17 +390,40 @@ class RealOVN:
         """Map NB and SB uuids of every datapath to its name.
 
         With ``--no-friendly-names`` ovn-trace prints ``dp="<NB uuid>"``;
-        this map turns that back into a switch or router name.
+        this map turns that back into a switch or router name.  Read over
+        JSON-RPC and kept until a RealOVN call may have changed the SB (as
+        the trace daemon's copy is), so per-flow callers pay nothing.
         """
-        out: Dict[str, str] = {}
-        for r in self.sb_rows("Datapath_Binding", ["_uuid", "external_ids"]):
-            ids = r["external_ids"]
-            name = str(ids.get("name", ""))  # type: ignore[union-attr]
-            out[str(r["_uuid"])] = name
+        self._read_names()
+        return dict(self._datapath_names)
+
+    def port_datapath(self, port: str) -> Optional[str]:
+        """The name of the datapath a logical port is bound on (None if no
+        SB Port_Binding has that name); cached like :meth:`datapath_names`."""
+        self._read_names()
+        if port not in self._port_datapaths:
+            self._read_names(force=True)  # northd may have caught up since
+        return self._port_datapaths.get(port)
+
+    def _read_names(self, force: bool = False) -> None:
+        self._require_running()
+        if not force and self._names_generation == self._generation:
+            return
+        generation = self._generation
+        names: Dict[str, str] = {}
+        for r in self._sb_select("Datapath_Binding", ["_uuid", "external_ids"]):
+            ids = _ovsdb_value(r["external_ids"])
+            name = str(ids.get("name", ""))
+            names[str(_ovsdb_value(r["_uuid"]))] = name
             for key in ("logical-switch", "logical-router"):
-                if key in ids:  # type: ignore[operator]
-                    out[str(ids[key])] = name  # type: ignore[index]
-        return out
+                if key in ids:
+                    names[str(ids[key])] = name
+        ports = {}
+        for r in self._sb_select("Port_Binding", ["logical_port", "datapath"]):
+            uuid = str(_ovsdb_value(r["datapath"]))
+            ports[str(r["logical_port"])] = names.get(uuid) or uuid
+        self._datapath_names, self._port_datapaths = names, ports
+        self._names_generation = generation
 
     def nat_list(self, router: str) -> List[Tuple[str, str, str, Optional[str], Optional[str], bool]]:
         """A router's NAT rows, lossless and sorted:
@@ -753,7 +465,7 @@ class RealOVN:
         try:
             proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
                                   text=True, env=self._env, cwd=self.dir,
-                                  timeout=self.timeout, preexec_fn=_no_core_dumps)
+                                  timeout=self.timeout, preexec_fn=_child_setup)
         except subprocess.TimeoutExpired:
             raise TraceError(f"timed out after {self.timeout} s", datapath, microflow) from None
         if proc.returncode < 0:
@@ -777,7 +489,7 @@ class RealOVN:
         if any(o not in DAEMON_TRACE_OPTIONS for o in options):
             return self.trace(datapath, microflow, *options)
         self._require_running()
-        if self._daemon_generation != self._generation or "trace" not in self._ledger.pids:
+        if self._daemon_generation != self._generation or "trace" not in self.pids:
             self.restart_trace_daemon()
         try:
             ok, value = self._rpc("trace", [*options, datapath, microflow])
@@ -791,12 +503,15 @@ class RealOVN:
     def start_trace_daemon(self) -> int:
         """Start the ovn-trace daemon on the current SB content; returns its pid.
 
-        ``--detach`` returns once the daemon has read the database.
+        Returns once the daemon has read the database and answers on its
+        unixctl socket.  ovn-trace serves only with ``--detach`` (it forks,
+        which clears a death signal), so the harness's keeper stops it if
+        this process dies.
         """
         self._require_running()
         self.stop_trace_daemon()
         generation = self._generation
-        pid = self._start_daemon("trace", [
+        pid = self._spawn_detached("trace", [
             self._bins["ovn-trace"], "--db=" + self.sb_db, "--no-friendly-names",
         ])
         self._daemon_generation = generation
@@ -805,8 +520,8 @@ class RealOVN:
     def stop_trace_daemon(self) -> None:
         """Stop the ovn-trace daemon (by pid) if it runs."""
         self._close_daemon_socket()
-        if self._ledger is not None:
-            self._ledger.terminate("trace")
+        if self._children is not None:
+            self._children.terminate("trace")
         self._daemon_generation = -1
 
     def restart_trace_daemon(self) -> int:
@@ -827,41 +542,19 @@ class RealOVN:
 
     def _rpc(self, method: str, params: List[str]) -> Tuple[bool, str]:
         """One JSON-RPC request to the trace daemon: (True, result) or (False, error)."""
-        if self._daemon_sock is None:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(self.timeout)
-            try:
-                s.connect(self.ctl_path("trace"))
-            except OSError as e:
-                s.close()
-                raise _DaemonGone(str(e)) from None
-            self._daemon_sock = s
-        sock = self._daemon_sock
-        self._rpc_id += 1
-        request = json.dumps({"method": method, "params": params, "id": self._rpc_id})
-        buf = b""
-        decoder = json.JSONDecoder()
         try:
-            sock.sendall(request.encode())
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise _DaemonGone("connection closed")
-                buf += chunk
-                if not buf.rstrip().endswith(b"}"):
-                    continue
-                try:
-                    reply, _ = decoder.raw_decode(buf.decode("utf-8").lstrip())
-                except (ValueError, UnicodeDecodeError):
-                    continue  # incomplete
-                break
+            if self._daemon_sock is None:
+                self._daemon_sock = unix_connect(self.ctl_path("trace"))
+            reply = self._jsonrpc(self._daemon_sock, method, params)
         except socket.timeout:
             self.stop_trace_daemon()
             raise TraceError(f"ovn-trace daemon gave no answer in {self.timeout} s",
                              *params[-2:]) from None
+        except ConnectionClosed as e:
+            raise _DaemonGone(str(e)) from None
         except OSError as e:
             if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ECONNREFUSED, errno.ENOENT) \
-                    or isinstance(e, (BrokenPipeError, ConnectionError)):
+                    or isinstance(e, ConnectionError):
                 raise _DaemonGone(str(e)) from None
             raise
         if reply.get("error") is not None:

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 #: kind -> why real OVN 23.03 and ovnsim differ
 KINDS = {
-    "arp-held": (
-        "OVN keeps the packet that made a router ARP for its next hop (pinctrl's buffered "
-        "packets) and sends it once the ARP reply arrives; ovnsim drops it."),
     "router-tcp-reset": (
         "A TCP segment to a router address: OVN answers RST+ACK (ack = seq + 1, built with "
         "TTL 64 and routed back); ovnsim sends a bare RST."),
@@ -32,34 +29,6 @@ KINDS = {
 #: "topology/conversation" -> kind, measured (a conversation is listed under the
 #: kind of its first differing step)
 KNOWN = {
-    "multi-router/app1-icmp-outside": "arp-held",
-    "multi-router/app1-tcp-outside": "arp-held",
-    "multi-router/app1-udp-outside": "arp-held",
-    "multi-router/app2-icmp-outside": "arp-held",
-    "multi-router/app2-tcp-outside": "arp-held",
-    "multi-router/app2-udp-outside": "arp-held",
-    "multi-router/db1-icmp-outside": "arp-held",
-    "multi-router/db1-tcp-outside": "arp-held",
-    "multi-router/db1-udp-outside": "arp-held",
-    "multi-router/fw1-icmp-outside": "arp-held",
-    "multi-router/fw1-tcp-outside": "arp-held",
-    "multi-router/fw1-udp-outside": "arp-held",
-    "multi-router/web1-icmp-outside": "arp-held",
-    "multi-router/web1-tcp-outside": "arp-held",
-    "multi-router/web1-udp-outside": "arp-held",
-    "multi-router/app1-unreachable-outside": "arp-held",
-    "multi-router/app2-unreachable-outside": "arp-held",
-    "multi-router/db1-unreachable-outside": "arp-held",
-    "multi-router/fw1-unreachable-outside": "arp-held",
-    "multi-router/web1-unreachable-outside": "arp-held",
-    "two-projects/alpha-vm1-icmp-fip-beta-vm1": "arp-held",
-    "two-projects/alpha-vm1-tcp-fip-beta-vm1": "arp-held",
-    "two-projects/alpha-vm2-icmp-fip-beta-vm1": "arp-held",
-    "two-projects/alpha-vm2-tcp-fip-beta-vm1": "arp-held",
-    "two-projects/beta-vm1-icmp-fip-alpha-vm1": "arp-held",
-    "two-projects/beta-vm1-tcp-fip-alpha-vm1": "arp-held",
-    "two-projects/beta-vm2-icmp-fip-alpha-vm1": "arp-held",
-    "two-projects/beta-vm2-tcp-fip-alpha-vm1": "arp-held",
     "multi-router/app1-tcp-gateway": "router-tcp-reset",
     "multi-router/app2-tcp-gateway": "router-tcp-reset",
     "multi-router/db1-tcp-gateway": "router-tcp-reset",
@@ -131,5 +100,5 @@ CAPTURES = {
     "reference-snaplen.pcap": {27: "router-tcp-reset", 34: "lldp-port-security"},
     "two-projects-mixed.pcap": {},
     "dgp-mixed.pcap": {},
-    "multi-router-mixed.pcap": {2: "arp-held"},
+    "multi-router-mixed.pcap": {},
 }

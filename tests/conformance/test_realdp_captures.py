@@ -7,7 +7,6 @@ so does a listed one that the engine has fixed (remove it from the list).
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import pytest
@@ -36,11 +35,7 @@ def test_every_bundled_capture_is_listed():
 
 @pytest.mark.parametrize("capture", BUNDLED)
 def test_capture_outputs_match_real_ovn(capture):
-    ok, reason = RealDatapath.available()
-    if not ok:
-        if os.environ.get("OVNSIM_REQUIRE_REAL_OVN", "") not in ("", "0"):
-            pytest.fail(f"OVNSIM_REQUIRE_REAL_OVN is set but {reason}")
-        pytest.skip(reason)
+    RealDatapath.skip_unless_available()
     report = compare_capture(_topology(capture), str(ROOT / "pcaps" / capture))
     assert report.frames > 5
     assert {d.number for d in report.diffs} == set(CAPTURES[capture]), report.text

@@ -62,11 +62,7 @@ _HARNESSES = {}
 def sides():
     """Per topology: (topology, logical, RealDatapath, Simulator), created on first use
     (the previous topology's data path is stopped then)."""
-    ok, reason = RealDatapath.available()
-    if not ok:
-        if os.environ.get("OVNSIM_REQUIRE_REAL_OVN", "") not in ("", "0"):
-            pytest.fail(f"OVNSIM_REQUIRE_REAL_OVN is set but {reason}")
-        pytest.skip(reason)
+    RealDatapath.skip_unless_available()
     try:
         yield _HARNESSES
     finally:

@@ -408,11 +408,12 @@ class _Run:
         if not own_src_ok and not pkt.hairpin and src in lr.martian_sources:
             ip, broadcast = lr.martian_sources[src]
             return self.drop(depth, dp, "lr_in_ip_input", Drop.MARTIAN, 100,
-                             f"ip4.src == {{{int_to_ip(ip)}, {int_to_ip(broadcast)}}}")
+                             f"ip4.src == {{{int_to_ip(ip)}, {int_to_ip(broadcast)}}} && reg9[0] == 0")
         if (src >> 28) == 0xE or src == 0xFFFFFFFF or any(
                 (a & m) == p for a in (src, dst) for p, m in _MARTIAN_PREFIXES):
             return self.drop(depth, dp, "lr_in_ip_input", Drop.MARTIAN, 100,
-                             "ip4.src_mcast || ip4.src == 255.255.255.255 || 127.0.0.0/8 || 0.0.0.0/8")
+                             "ip4.src_mcast || ip4.src == 255.255.255.255 || ip4.src == 127.0.0.0/8 || "
+                             "ip4.dst == 127.0.0.0/8 || ip4.src == 0.0.0.0/8 || ip4.dst == 0.0.0.0/8")
         own_ips = lr.own_ips
         # prio 90: ICMP echo to any router IP -> in-place echo reply, routed back.
         if dst in own_ips and pkt.proto == PROTO_ICMP and pkt.icmp_type == 8 and pkt.icmp_code == 0:
@@ -422,12 +423,12 @@ class _Run:
             pkt.kind = KIND_ECHO_REPLY
             pkt.loopback = True
             if self.tracing:
-                self.log(depth, dp, "lr_in_ip_input", 90, f"ip4.dst == {int_to_ip(dst)} && icmp4.type == 8",
+                self.log(depth, dp, "lr_in_ip_input", 90, f"ip4.dst == {int_to_ip(dst)} && icmp4.type == 8 && icmp4.code == 0",
                          "ip4.dst <-> ip4.src; ip.ttl = 255; icmp4.type = 0; flags.loopback = 1; next;")
             return self._lr_after_input(lr, inport, pkt, depth)
         # prio 82: IP multicast is not routed.
         if (dst >> 28) == 0xE:
-            return self.drop(depth, dp, "lr_in_ip_input", Drop.MULTICAST, 82, "ip4.mcast")
+            return self.drop(depth, dp, "lr_in_ip_input", Drop.MULTICAST, 82, "ip4.mcast || ip6.mcast")
         if dst in own_ips and lr.answers_l4 and not pkt.later_frag:
             # prio 80/70: a plain router answers UDP with port unreachable,
             # TCP with a reset, anything else with protocol unreachable.
@@ -473,10 +474,14 @@ class _Run:
             pkt.icmp_id = 0  # bytes 4-7 of an ICMP error are zero
             pkt.inner = parse_inner(quoted)
             pkt.kind = KIND_ICMP4
-            action = f"icmp4 {{... icmp4.type = 3; icmp4.code = {code}; next; }};"
+            action = (f"icmp4 {{eth.dst <-> eth.src; ip4.dst <-> ip4.src; ip.ttl = 255; icmp4.type = 3; "
+                      f"icmp4.code = {code}; next; }};")
             prio = 80 if code == 3 else 70
         if self.tracing:
-            self.log(depth, dp, "lr_in_ip_input", prio, f"ip4 && ip4.dst == {int_to_ip(pkt.ip_src)}", action)
+            l4 = {80: " && !ip.later_frag && udp", 70: " && !ip.later_frag"}.get(prio, "")
+            if pkt.kind == KIND_TCP_RESET:
+                l4 = " && !ip.later_frag && tcp"
+            self.log(depth, dp, "lr_in_ip_input", prio, f"ip4 && ip4.dst == {int_to_ip(pkt.ip_src)}{l4}", action)
         self._lr_after_input(lr, inport, pkt, depth)
 
     def _lr_time_exceeded(self, lr: RouterTables, inport, pkt: Packet, depth: int) -> None:
@@ -644,14 +649,14 @@ class _Run:
                                  f"ip4.dst == {{{int_to_ip(pkt.ip_dst)}}}")
             else:
                 pkt.eth_dst = lr.mac_bindings.get((out, pkt.reg0), 0)
-                self._trace(depth, dp, "lr_in_arp_resolve", 1, "ip4", f"get_arp(outport, reg0); /* "
+                self._trace(depth, dp, "lr_in_arp_resolve", 1, "ip4", f"get_arp(outport, reg0); next; /* "
                             f"{int_to_mac(pkt.eth_dst) if pkt.eth_dst else 'no MAC binding'} */")
         # lr_in_gw_redirect: a distributed FIP leaves with its own MAC.
         n = lr.distributed_by_logical_ip.get(pkt.ip_src) if out == gw else None
         if n is not None:
             pkt.eth_src = n.external_mac
             pkt.reg1 = n.external_ip
-            self._trace(depth, dp, "lr_in_gw_redirect", 100, f"ip4.src == {n.logical} && outport == \"{gw}\"",
+            self._trace(depth, dp, "lr_in_gw_redirect", 100, f"ip4.src == {int_to_ip(n.logical.network)} && outport == \"{gw}\"",
                         f"eth.src = {int_to_mac(n.external_mac)}; reg1 = {int_to_ip(n.external_ip)}; next;")
         # lr_in_arp_request
         if pkt.eth_dst == 0:

@@ -1,0 +1,178 @@
+"""Reachability on a lab: ``reach(lab, ...)``, and the plugin's ``--ovn-backend emulator|lab|both``.
+
+The plugin runs in pytester subprocesses (labs are namespaces and threads:
+kept out of this process).  Root-only tests carry the ``root`` mark.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ovnsim.reach import reach
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPOS = ROOT / "topologies"
+LABS_OK = os.geteuid() == 0 and shutil.which("nft") is not None
+
+README_TESTS = """
+    import pytest
+    from ovnsim.testing import assert_fip, assert_isolated, assert_reachable, assert_snat
+
+    pytestmark = pytest.mark.ovn_topology("reference.yaml")
+
+    def test_web_reaches_db(ovn_topology):
+        assert_reachable("vm1", "db1", proto="tcp/22")
+
+    def test_db_not_reachable_from_the_internet(ovn_topology):
+        assert_isolated("outside", "db1", proto="tcp/5432")
+
+    def test_vm2_leaves_as_its_floating_ip(ovn_topology):
+        assert_fip("vm2", "172.24.4.100")
+        assert_snat("vm1", via="172.24.4.10")
+"""
+
+
+@pytest.fixture
+def sandbox(pytester, monkeypatch, tmp_path):
+    for name in ("reference.yaml", "multi-router.yaml"):
+        shutil.copy(TOPOS / name, pytester.path / name)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
+    return pytester
+
+
+def run(sandbox, *args):
+    return sandbox.runpytest_subprocess("-p", "ovnsim.testing.plugin", "-p", "no:cacheprovider", "-rs", *args)
+
+
+@pytest.mark.parametrize("backend", ["lab", "both"])
+@pytest.mark.root
+@pytest.mark.skipif(not LABS_OK, reason="labs need root and nftables")
+def test_readme_examples_pass_on_a_lab(sandbox, backend, tmp_path):
+    sandbox.makepyfile(test_net=README_TESTS)
+    result = run(sandbox, f"--ovn-backend={backend}")
+    result.assert_outcomes(passed=3)
+    # one lab for the file's three tests, torn down when the session ended
+    assert not list((tmp_path / "labs").glob("*.json"))
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not LABS_OK, reason="labs need root and nftables")
+def test_both_fails_where_the_lab_and_the_emulator_disagree(sandbox):
+    """multi-router's app1 leaves without SNAT: the emulator's outside answers, the lab's upstream has no route back."""
+    sandbox.makepyfile(test_net="""
+        import pytest
+        from ovnsim.testing import assert_reachable
+
+        pytestmark = pytest.mark.ovn_topology("multi-router.yaml")
+
+        def test_app1_outside(ovn_topology):
+            assert_reachable("app1", "outside", proto="icmp")
+
+        def test_web1_outside(ovn_topology):
+            assert_reachable("web1", "outside", proto="icmp")
+    """)
+    result = run(sandbox, "--ovn-backend=both")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*app1 -> outside icmp: the emulator and the lab disagree*",
+                                 "*emulator: app1 -> outside icmp: reachable*",
+                                 "*lab:      app1 -> outside icmp: NOT reachable (lab)*",
+                                 "*no reply came back*"])
+    # the emulator alone says reachable; the lab alone says not
+    run(sandbox, "--ovn-backend=emulator").assert_outcomes(passed=2)
+    run(sandbox, "--ovn-backend=lab").assert_outcomes(passed=1, failed=1)
+
+
+@pytest.mark.parametrize("backend", ["lab", "both"])
+def test_lab_backends_skip_with_the_reason_without_root(sandbox, backend):
+    sandbox.makepyfile(test_net=README_TESTS)
+    sandbox.makeconftest("""
+        import os
+        os.geteuid = lambda: 1000
+    """)
+    result = run(sandbox, f"--ovn-backend={backend}")
+    result.assert_outcomes(skipped=3)
+    result.stdout.fnmatch_lines(["*--ovn-backend needs labs: labs need root*"])
+
+
+def test_emulator_is_the_default_backend_and_a_bad_one_is_refused(sandbox):
+    sandbox.makepyfile(test_net=README_TESTS)
+    sandbox.makeconftest("""
+        import os
+        os.geteuid = lambda: 1000   # no lab could be built: the emulator answers
+    """)
+    run(sandbox).assert_outcomes(passed=3)
+    sandbox.makeini("[pytest]\novn_backend = both\n")
+    run(sandbox).assert_outcomes(skipped=3)  # the ini option selects it too
+    result = run(sandbox, "--ovn-backend=kernel")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*--ovn-backend*invalid choice*kernel*"])
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not LABS_OK, reason="labs need root and nftables")
+def test_ovn_lab_fixture_labs_answer_assertions(sandbox):
+    sandbox.makepyfile(test_net=f"""
+        from ovnsim.testing import assert_isolated, assert_reachable
+
+        def test_on_the_lab(ovn_lab):
+            lab = ovn_lab("reference.yaml", name="ptfix{os.getpid()}")
+            assert_reachable("vm1", "db1", proto="tcp/22", net=lab)
+            assert_isolated("outside", "db1", proto="icmp", net=lab)
+            assert assert_reachable("vm1", "db1", proto="icmp").backend == "lab"  # the fixture's lab answers
+
+        def test_net_path_follows_the_backend(ovn_lab):
+            assert assert_reachable("vm1", "db1", proto="icmp", net="reference.yaml").backend == "emulator"
+    """)
+    result = sandbox.runpytest_subprocess("-p", "ovnsim.testing.plugin", "-p", "ovnsim.lab.pytest_plugin",
+                                          "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not LABS_OK, reason="labs need root and nftables")
+def test_reach_on_a_lab_answers_as_the_emulator(tmp_path, monkeypatch):
+    from ovnsim.lab import Lab
+
+    monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
+    path = str(TOPOS / "reference.yaml")
+    questions = [("vm1", "db1", "tcp/22"), ("vm1", "outside", "icmp"), ("outside", "172.24.4.100", "tcp/22"),
+                 ("db1", "outside", "udp/53"), ("vm1", "10.0.0.1", "icmp"), ("outside", "db1", "icmp")]
+    with Lab.up(path, name=f"rq{os.getpid()}") as lab:
+        answers = [(reach(lab, *q), reach(path, *q)) for q in questions]
+    for on_lab, emulated in answers:
+        assert on_lab.backend == "lab" and emulated.backend == "emulator"
+        assert on_lab.reachable == emulated.reachable, on_lab.explain()
+        if emulated.reachable:
+            assert (on_lab.seen_as, on_lab.delivered_port) == (emulated.seen_as, emulated.delivered_port)
+    assert [a.reachable for a, _ in answers] == [True, True, True, True, True, False]
+    assert answers[1][0].seen_as == "172.24.4.10"  # SNAT, seen where the request arrived in the lab
+    blocked = answers[-1][0]
+    assert blocked.blocker.direction == "forward" and "not db1" in blocked.blocker.detail
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not LABS_OK, reason="labs need root and nftables")
+def test_reach_cli_on_a_lab(tmp_path, monkeypatch, capsys):
+    from ovnsim.cli import main
+    from ovnsim.lab import Lab
+
+    monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
+    monkeypatch.chdir(tmp_path)  # the lab's topology file is found from any directory
+    with Lab.up(str(TOPOS / "reference.yaml"), name=f"rc{os.getpid()}") as lab:
+        assert main(["reach", "--lab", lab.name, "vm1", "outside", "--proto", "icmp"]) == 0
+        assert "reachable (lab)" in capsys.readouterr().out
+        assert main(["reach", "--lab", lab.name, "outside", "db1", "--proto", "tcp/22"]) == 1
+        assert "NOT reachable (lab)" in capsys.readouterr().out
+        assert main(["reach", "--lab", lab.name]) == 2
+        assert main(["reach", "--lab", lab.name, "vm1", "outside:192.0.2.9"]) == 2
+        err = capsys.readouterr().err
+        assert "give SRC DST" in err and "holds only 198.51.100.7" in err
+    assert main(["reach", "--lab", "no-such-lab", "vm1", "db1"]) == 2
+    assert "no lab named 'no-such-lab'" in capsys.readouterr().err
