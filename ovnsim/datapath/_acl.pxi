@@ -282,6 +282,13 @@ cdef int acl_pass(Core* c, const FrameCtx* f, Pkt* p, int32_t port, int egress) 
             if not egress:
                 trace(c, f, R_LS_IN_ACL_AFTER_LB, sw, d, 0, 0)
             return 0
+    # -- OVN's DHCP reply to the port (priority 34000)
+    if egress and ap.dhcp_mac and p.eth_src == ap.dhcp_mac and p.ip_src == ap.dhcp_ip \
+            and p.proto == IPPROTO_UDP and p.sport == 67 and p.dport == 68:
+        trace(c, f, R_LS_OUT_ACL_DHCP_REPLY, sw, d, ap.dhcp_ip, ap.dhcp_mac)
+        if st & ACT_TRK:
+            acl_commit(c, p, zone, ci, -1)
+        return 0
     # -- the port's ACLs
     if ci >= 0 and (st & ACT_EST) and not (st & ACT_RPL) and c.ct.conns[ci].acl_hit != ACL_NOT_CACHED:
         hit = c.ct.conns[ci].acl_hit        # a later packet of the connection: its first packet's match

@@ -333,6 +333,8 @@ ctypedef struct AclRule:
 # to-lport), as slices of Core.acl_list in evaluation order (priority, then
 # ACL row order); the allow-stateless ones again as a slice for pre_acl.
 ctypedef struct AclPort:
+    uint64_t dhcp_mac        # its DHCP_Options' server_mac and server_id (ls_out_acl 34000), 0: none
+    uint32_t dhcp_ip
     int32_t start[2]
     int32_t count[2]
     int32_t sl_start[2]

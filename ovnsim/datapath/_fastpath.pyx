@@ -655,6 +655,7 @@ cdef class FastEngine:
     cdef _build_acls(self, dict port_index):
         """The ACL stages' tables (ovnsim.northd.acls), when a switch has ACLs."""
         from ovnsim.northd.acls import ACTION_CODES, compile_acls
+        from ovnsim.northd.tables import ip_to_int, mac_to_int
 
         cdef Core* c = &self.core
         cdef AclRule* a
@@ -688,10 +689,20 @@ cdef class FastEngine:
             a.dport_lo, a.dport_hi = m.dport_lo, m.dport_hi
             a.icmp_type, a.icmp_code = m.icmp_type, m.icmp_code
         lists = []
+        dhcp = {}
+        for row in self.logical.dhcp_options:
+            try:
+                dhcp[row.key] = (mac_to_int(row.options["server_mac"]), ip_to_int(row.options["server_id"]))
+            except (KeyError, ValueError):
+                continue
+        dhcp_of = {p.name: dhcp.get(p.dhcpv4_options) for ls in self.logical.switches for p in ls.ports
+                   if p.dhcpv4_options is not None}
         c.acl_ports = <AclPort*>_c_array(c.n_ports, sizeof(AclPort))
         for name in acl.active_ports:
             ap = &c.acl_ports[port_index[name]]
             ap.active = 1
+            if dhcp_of.get(name):
+                ap.dhcp_mac, ap.dhcp_ip = dhcp_of[name]
             ap.skip_ct = self.core.ports[port_index[name]].pre_lb
             for way, rows in enumerate(acl.per_port.get(name, ([], []))):
                 ap.start[way], ap.count[way] = len(lists), len(rows)

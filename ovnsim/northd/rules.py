@@ -321,6 +321,11 @@ RULES: Tuple[Rule, ...] = (
              "ct_commit { ct_mark.blocked = 0; }; next;"),
     )),
     Rule("LS_IN_ACL_AFTER_LB", "ls_in_acl_after_lb", 65532, "reg0[17] == 1", "next;"),
+    # OVN's own DHCP replies to a port with DHCP options are never filtered (the flow's
+    # match also names the outport).
+    Rule("LS_OUT_ACL_DHCP_REPLY", "ls_out_acl", 34000,
+         "eth.src == ${mac} && ip4.src == ${server} && udp && udp.src == 67 && udp.dst == 68", "ct_commit; next;",
+         args=("server:ip", "mac:mac")),
     # -- pass-through steps: flows OVN's trace shows that change nothing ovnsim models --
     # (register bookkeeping, FDB learning, ECMP/policy defaults).  Traced so the
     # stage and priority sequence is ovn-trace's; PASS_THROUGH lists them.
