@@ -107,6 +107,8 @@ class FastEngine:
     nat_rows: list[object]
     route_rows: list[object]
     snat_rows: list[tuple[int, object]]
+    #: the ACL rows (ovnsim.northd.acls.AclRow) trace records and drops of the ACL stages point at
+    acl_rows: list[object]
 
     def __init__(self, logical: object, tables: Optional[object] = ...) -> None:
         """Compile ``tables`` (default ``build_tables(logical)``) into C tables.
