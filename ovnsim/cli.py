@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from ovnsim.errors import OvnsimError
 
@@ -96,6 +96,17 @@ def _trace_one(sim, microflow: str, fmt: str, datapath=None) -> str:
     return format_result(result, frame_fields(frame) or {}, fmt)
 
 
+def _ct_timeouts(items: Optional[List[str]]) -> Dict[str, int]:
+    """``--ct-timeout NAME=SECONDS`` (repeated) as a dict; a malformed one is a one-line error."""
+    out: Dict[str, int] = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise OvnsimError(f"--ct-timeout {item}: expected NAME=SECONDS (e.g. udp_first=30)")
+        out[name.strip()] = int(value)
+    return out
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from ovnsim.capture.replay import replay
 
@@ -104,7 +115,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                      engine=args.engine, force=args.force, trace_frame=args.trace,
                      trace_match=args.trace_match, trace_limit=args.trace_limit,
                      progress=sys.stderr if show_progress else None, interruptible=True,
-                     verdicts=args.verdicts, only_from_port=args.only_from_port, ct_limit=args.ct_limit)
+                     verdicts=args.verdicts, only_from_port=args.only_from_port, ct_limit=args.ct_limit,
+                     ct_timeouts=_ct_timeouts(args.ct_timeout))
     for warning in summary.warnings:
         print(f"ovnsim: warning: {warning}", file=sys.stderr)
     sys.stdout.write((summary.to_json() if args.json else summary.format_text()) + "\n")
@@ -227,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--ct-limit", metavar="N", type=int, default=None,
                         help="connections the conntrack table may hold (default: no limit); a new connection "
                              "beyond it is dropped as conntrack-full, as OVS drops one over a zone limit")
+    replay.add_argument("--ct-timeout", metavar="NAME=SECONDS", action="append",
+                        help="change a conntrack timeout (repeatable), by OVS's timeout-policy names: "
+                             "tcp_syn_sent, tcp_syn_recv, tcp_established, tcp_fin_wait, tcp_time_wait, tcp_close, "
+                             "udp_first, udp_single, udp_multiple, icmp_first, icmp_reply (defaults: OVS's "
+                             "userspace datapath's); connections expire by the capture's timestamps")
     replay.add_argument("--trace-limit", metavar="N", type=int, default=10,
                         help="trace at most N frames selected by --trace-match (default 10)")
     replay.set_defaults(func=cmd_replay)

@@ -146,16 +146,21 @@ def _frame_bytes(frame: FrameLike) -> bytes:
     return bytes(frame)  # bytes-like objects as they are; a scapy packet serialises itself
 
 
-def run_traced(engine, renderer, raw: bytes, inport: int, *, with_trace: bool = True) -> Result:
+def run_traced(engine, renderer, raw: bytes, inport: int, *, with_trace: bool = True,
+               time_ns: Optional[int] = None, origlen: Optional[int] = None) -> Result:
     """Run one frame through ``engine`` with tracing on; its :class:`Result`.
 
     ``inport`` is a port index (``-1``: chosen as ``--auto`` does).  The
-    trace records give the events and each drop's detail.
+    trace records give the events and each drop's detail.  ``time_ns``: the
+    frame's time (conntrack ageing; None: the clock stands still);
+    ``origlen``: its length on the wire when a capture's snaplen cut it.
     """
     from ovnsim.datapath.engine import KINDS
     from ovnsim.datapath.trace import events_and_drops
 
-    batch = engine.process_batch(raw, [0], [len(raw)], [inport], trace=True)
+    batch = engine.process_batch(raw, [0], [len(raw)], [inport], trace=True,
+                                 timestamps=None if time_ns is None else [time_ns],
+                                 origlens=None if origlen is None else [origlen])
     names = engine.port_names
     outputs = [Output(names[batch.out_port[i]], KINDS[batch.out_kind[i]], batch.output_bytes(i))
                for i in range(batch.n_outputs)]
@@ -171,9 +176,12 @@ def run_traced(engine, renderer, raw: bytes, inport: int, *, with_trace: bool = 
 class Simulator:
     """OVN's logical data path for one topology, with its conntrack and neighbour state."""
 
-    def __init__(self, topology: Union[Topology, LogicalTopology], *, ct_limit: Optional[int] = None):
+    def __init__(self, topology: Union[Topology, LogicalTopology], *, ct_limit: Optional[int] = None,
+                 ct_timeouts: Optional[Dict[str, int]] = None):
         """``ct_limit``: connections the conntrack table may hold (None: no limit); a new
-        connection beyond it is dropped with disposition ``conntrack-full``."""
+        connection beyond it is dropped with disposition ``conntrack-full``.  ``ct_timeouts``:
+        conntrack timeouts (seconds) to change, by OVS's names (``{"udp_first": 10}``; the
+        others keep OVS's defaults, ``engine.ct_timeouts``)."""
         from ovnsim.datapath.engine import fast_engine
         from ovnsim.datapath.trace import TraceRenderer
 
@@ -185,15 +193,18 @@ class Simulator:
         self.tables = build_tables(logical)
         self.engine = fast_engine(logical, self.tables)
         self.engine.ct_limit = ct_limit
+        if ct_timeouts:
+            self.engine.ct_timeouts = ct_timeouts
         self.renderer = TraceRenderer(self.engine)
         self.conntrack = _ConntrackView(self.engine)
 
     @classmethod
-    def from_file(cls, path: str, *, ct_limit: Optional[int] = None) -> "Simulator":
+    def from_file(cls, path: str, *, ct_limit: Optional[int] = None,
+                  ct_timeouts: Optional[Dict[str, int]] = None) -> "Simulator":
         """Load, check and compile a topology file."""
         from ovnsim.neutron.loader import load_topology
 
-        return cls(load_topology(path), ct_limit=ct_limit)
+        return cls(load_topology(path), ct_limit=ct_limit, ct_timeouts=ct_timeouts)
 
     @property
     def ports(self) -> List[str]:
@@ -204,7 +215,7 @@ class Simulator:
         """Forget connections and learned MAC bindings (static ones stay)."""
         self.engine.reset()
 
-    def inject(self, port: str, frame: FrameLike, *, trace: bool = False) -> Result:
+    def inject(self, port: str, frame: FrameLike, *, trace: bool = False, time: Optional[float] = None) -> Result:
         """Send ``frame`` into the logical network on switch port ``port``.
 
         A frame ovnsim cannot parse is not an error: the result has no
@@ -212,11 +223,24 @@ class Simulator:
         ``unsupported`` for IPv6).  An unknown port is a caller error
         (:class:`~ovnsim.errors.MicroflowError`).  ``trace=True`` fills
         ``result.trace``.
+
+        ``time``: when the frame arrives, in seconds (any epoch; a capture's
+        timestamps).  Conntrack connections expire by it as in OVS's userspace
+        datapath (``engine.ct_timeouts``): a reply that comes after its
+        connection expired is a new packet, not a reply.  The clock never goes
+        back; a frame without a time leaves it where it is (so nothing
+        expires in a simulator that is never given one).
         """
         index = self.engine.port_index.get(port)
         if index is None:
             raise MicroflowError(f"unknown logical port {port!r}")
-        return run_traced(self.engine, self.renderer, _frame_bytes(frame), index, with_trace=trace)
+        time_ns = None
+        if time is not None:
+            if isinstance(time, bool) or not isinstance(time, (int, float)) or not 0 <= time < 2 ** 63 / 1e9:
+                raise ValueError(f"time must be a number of seconds from 0 to 9.2e9, not {time!r}")
+            time_ns = round(time * 1_000_000_000) if isinstance(time, float) else time * 1_000_000_000
+        return run_traced(self.engine, self.renderer, _frame_bytes(frame), index, with_trace=trace,
+                          time_ns=time_ns)
 
     def trace(self, microflow: str) -> Result:
         """Run an ovn-trace microflow (``inport == "vm1" && eth.src == ... && ...``) with tracing on."""

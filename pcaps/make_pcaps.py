@@ -20,6 +20,10 @@ upstream router's MAC and Internet addresses for inbound traffic):
   record, as when tcpdump is killed.
 * ``reference-snaplen.pcap``: captured with snaplen 64: the larger frames are
   truncated (caplen < origlen).
+* ``dhcp-metadata-mixed.pcap``: a VM's boot on ``dhcp-metadata``: DHCP
+  (DISCOVER, REQUEST, a unicast renewal, a NAK, a RELEASE; DHCP off on db1),
+  ARP for the metadata port and the router, cloud-init's request to
+  169.254.169.254, DNS to the server DHCP gave.
 * ``dgp-mixed.pcap``, ``two-projects-mixed.pcap``, ``multi-router-mixed.pcap``:
   the other example topologies (centralised and distributed floating IPs,
   overlapping tenant address plans, static routes and ARP for an unknown
@@ -281,6 +285,53 @@ def multi_router() -> Frames:
     return f
 
 
+def _dhcp(mac, message_type, xid, src="0.0.0.0", dst="255.255.255.255", requested=None, server=None,
+          dst_mac=BROADCAST):
+    """A DHCP client's request as dhclient sends it (chaddr = its MAC, ciaddr = its bound address, a parameter
+    request list)."""
+    from scapy.layers.dhcp import BOOTP, DHCP
+
+    options = [("message-type", message_type)]
+    if requested:
+        options.append(("requested_addr", requested))
+    if server:
+        options.append(("server_id", server))
+    options += [("param_req_list", [1, 3, 6, 15, 26, 28, 51, 54, 121]), "end"]
+    return (Ether(src=mac, dst=dst_mac) / IP(src=src, dst=dst, ttl=64, id=0) / UDP(sport=68, dport=67)
+            / BOOTP(op=1, chaddr=bytes.fromhex(mac.replace(":", "")) + bytes(10), xid=xid, ciaddr=src)
+            / DHCP(options=options))
+
+
+def dhcp_metadata() -> Frames:
+    """A VM's boot as tcpdump on its tap sees it: DHCP, ARP, metadata (169.254.169.254), DNS, the Internet."""
+    mac = router_macs("dhcp-metadata")
+    vms = port_addresses("dhcp-metadata")
+    logical = compile_topology(load_topology(str(ROOT / "topologies" / "dhcp-metadata.yaml")))
+    meta_mac, meta_ip = logical.switch_ports()["ovnmeta-web"][1].addresses[0].split()
+    web1_mac, web1 = vms["web1"]
+    db1_mac, db1 = vms["db1"]
+    gw = mac["lrp-router1-web-v4"]
+    server_mac = next(r.options["server_mac"] for r in logical.dhcp_options if r.key == "web-v4")
+    f = Frames()
+    f.add(_dhcp(web1_mac, "discover", 0x5EB1), "web1 DHCPDISCOVER: ovn-controller offers 10.3.0.11")
+    f.add(_dhcp(web1_mac, "request", 0x5EB1, requested=web1, server="10.3.0.1"),
+          "web1 DHCPREQUEST for the offer: ACK")
+    f.add(_arp(web1_mac, web1, web1), "web1's gratuitous ARP for its new address")
+    f.add(_arp(web1_mac, web1, meta_ip), "web1 ARPs for the metadata route's next hop (the metadata port)")
+    f.add(_tcp(web1_mac, meta_mac, web1, "169.254.169.254", 41000, 80),
+          "cloud-init -> 169.254.169.254:80 via the metadata port: never the router, never SNAT")
+    f.add(_arp(web1_mac, web1, "10.3.0.1"), "web1 ARPs for its router")
+    f.add(_udp(web1_mac, gw, web1, "192.0.2.53", 41001, 53, b"\x12\x34\x01\x00"),
+          "web1's DNS query to the DHCP-given server: routed, SNATed to 172.24.4.60")
+    f.add(_dhcp(web1_mac, "request", 0x5EB2, src=web1, dst="10.3.0.1", dst_mac=server_mac),
+          "web1 renews (unicast to the server, ciaddr set): ACK")
+    f.add(_dhcp(web1_mac, "request", 0x5EB3, requested="10.3.0.99"), "web1 asks for another address: NAK")
+    f.add(_dhcp(web1_mac, "release", 0x5EB4, src=web1, dst="10.3.0.1", dst_mac=server_mac),
+          "web1 DHCPRELEASE to the server: no answer, and server_mac is no port's (unknown-destination drop)")
+    f.add(_dhcp(db1_mac, "discover", 0xDB01), "db1 DHCPDISCOVER: DHCP is off on db-v4, no answer")
+    return f
+
+
 def _write_pcap(path: Path, frames: Frames, snaplen: int = 65535) -> None:
     writer = PcapWriter(str(path), linktype=1, snaplen=snaplen, sync=False)
     for pkt in frames.items:
@@ -309,7 +360,7 @@ def generate(out: Path) -> List[Path]:
     written = []
     ref = reference()
     for name, frames in (("reference-mixed", ref), ("dgp-mixed", dgp()), ("two-projects-mixed", two_projects()),
-                         ("multi-router-mixed", multi_router())):
+                         ("multi-router-mixed", multi_router()), ("dhcp-metadata-mixed", dhcp_metadata())):
         _write_pcap(out / f"{name}.pcap", frames)
         written.append(out / f"{name}.pcap")
     _write_pcapng(out / "reference-mixed.pcapng", ref)

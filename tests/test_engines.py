@@ -1139,11 +1139,21 @@ def test_engines_agree_on_a_long_sequence_of_connections():
 # ---------------------------------------------------------------------------
 
 
+def oracle_flows(lg):
+    """flowgen's microflows but those whose behaviour came after the oracle was frozen.
+
+    The native DHCP responder (``_dhcp.pxi``) exists only in the C engine; it
+    is checked against real OVN instead (``tests/conformance/test_realdp_dhcp.py``,
+    the conversations) and against ovn-trace (``test_trace_sequence.py``).
+    """
+    return [(label, text) for label, text in generate(build_tables(lg)) if "udp.src == 68 && udp.dst == 67" not in text]
+
+
 @pytest.mark.parametrize("stem", FLOWGEN_TOPOLOGIES)
 def test_fast_engine_matches_python_engine_on_every_generated_microflow(stem):
     lg = logical(stem)
     py, fast = _oracle_pair(lg)
-    flows = list(generate(build_tables(lg)))
+    flows = oracle_flows(lg)
     assert len(flows) >= 80
     mismatches = []
     frames, inports = [], []
@@ -1185,7 +1195,7 @@ def test_c_engine_traces_what_the_oracle_traces_on_every_generated_microflow(ste
     lg = logical(stem)
     sim = Simulator(lg)
     sim.engine.hold_packets = False  # as the oracle: see _oracle_pair
-    flows = list(generate(build_tables(lg)))
+    flows = oracle_flows(lg)
 
     def oracle(pipe, port, frame):
         try:

@@ -616,7 +616,7 @@ def test_rejects_what_is_not_a_byte_buffer():
 
 def test_status_names():
     assert fp.STATUS_NAMES[0] == "OK"
-    assert len(set(fp.STATUS_NAMES)) == len(fp.STATUS_NAMES) == 13
+    assert len(set(fp.STATUS_NAMES)) == len(fp.STATUS_NAMES) == 14
     for code, name in enumerate(fp.STATUS_NAMES):
         assert fp.status_name(code) == name
     for bad in (-1, len(fp.STATUS_NAMES)):

@@ -312,7 +312,8 @@ def frames(draw) -> bytes:
     if kind == "arp":
         pkt = eth / ARP(op=draw(st.sampled_from([1, 2, 3])), hwsrc=draw(MACS), psrc=draw(IPS), pdst=draw(IPS))
     elif kind == "raw":
-        return draw(st.binary(max_size=80))
+        raw = draw(st.binary(max_size=80))
+        return raw, draw(st.sampled_from([len(raw), len(raw) + 100]))
     else:
         ip = IP(src=draw(IPS), dst=draw(IPS), ttl=draw(st.sampled_from([0, 1, 2, 64, 255])),
                 ihl=draw(st.sampled_from([None, None, 4, 6, 15])), flags=draw(st.sampled_from([0, 1, 2])),
@@ -328,25 +329,32 @@ def frames(draw) -> bytes:
             ip.proto = draw(st.integers(0, 255))
     raw = bytes(pkt)
     cut = draw(st.one_of(st.just(len(raw)), st.integers(0, len(raw))))
-    return raw[:cut]
+    # A cut frame is damaged, or (its wire length kept) cut by a capture's snaplen.
+    return raw[:cut], draw(st.sampled_from([cut, len(raw), len(raw) + draw(st.integers(0, 2000))]))
 
 
 @budget(40)
 @given(batch=st.lists(frames(), min_size=1, max_size=40), engine=st.sampled_from(["python", "fast"]),
-       linktype=st.sampled_from([1, 1, 113, 276]), cooked=st.data(), tap=st.booleans())
-def test_fuzz_replay_counters_add_up_and_files_are_valid(tmp_path_factory, batch, engine, linktype, cooked, tap):
-    """Random frames (Ethernet, or behind random Linux cooked headers) through a whole replay."""
+       linktype=st.sampled_from([1, 1, 113, 276]), cooked=st.data(), tap=st.booleans(),
+       gaps=st.lists(st.sampled_from([0, 1, 29, 31, 61, 3600]), min_size=40, max_size=40))
+def test_fuzz_replay_counters_add_up_and_files_are_valid(tmp_path_factory, batch, engine, linktype, cooked, tap,
+                                                         gaps):
+    """Random frames (Ethernet, or behind random Linux cooked headers; some cut by a snaplen) through a
+    whole replay, at times that let conntrack entries expire."""
     from ovnsim.capture.pcap import read_frames
     from ovnsim.capture.replay import DROPS_FILE, replay
 
     folder = tmp_path_factory.mktemp("replay")
     capture = folder / "in.pcap"
     records = []
-    for i, frame in enumerate(batch):
+    when = 10**9
+    for i, (frame, wire) in enumerate(batch):
         if linktype != 1:
             size = 16 if linktype == 113 else 20
             frame = cooked.draw(st.binary(min_size=size, max_size=size)) + frame[14:]
-        records.append(struct.pack("<IIII", 10**9 + i, 0, len(frame), len(frame)) + frame)
+            wire = max(len(frame), wire - 14 + size)
+        when += gaps[i]
+        records.append(struct.pack("<IIII", when, 0, len(frame), max(wire, len(frame))) + frame)
     capture.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype) + b"".join(records))
     try:
         # "python": the frozen oracle engine (tests/oracle), beside the C engine users run.
@@ -367,4 +375,6 @@ def test_fuzz_replay_counters_add_up_and_files_are_valid(tmp_path_factory, batch
             with open_capture(folder / "out" / name) as drops:
                 assert sum(len(b) for b in drops) == summary.dropped
         else:
-            assert len(list(read_frames(folder / "out" / name))) == summary.outputs[port]
+            written = list(read_frames(folder / "out" / name))
+            assert len(written) == summary.outputs[port]
+            assert all(orig >= len(frame) for _ts, frame, orig in written)

@@ -247,9 +247,9 @@ def test_frame_arp() -> None:
 def test_frame_icmp_udp_other() -> None:
     icmp = Ether(parse_microflow('inport=="a" && icmp4 && icmp4.type==8 && ip.ttl==1').to_frame())
     assert (icmp[ICMP].type, icmp[ICMP].code, icmp[IP].ttl) == (8, 0, 1)
-    udp_frame = parse_microflow('inport=="a" && udp && udp.src==68 && udp.dst==67').to_frame()
+    udp_frame = parse_microflow('inport=="a" && udp && udp.src==33000 && udp.dst==53').to_frame()
     udp = Ether(udp_frame)
-    assert (udp[UDP].sport, udp[UDP].dport, udp[UDP].len) == (68, 67, 8)
+    assert (udp[UDP].sport, udp[UDP].dport, udp[UDP].len) == (33000, 53, 8)
     _checksums_ok(udp_frame)
     gre = Ether(parse_microflow('inport=="a" && ip4 && ip.proto==47').to_frame())
     assert gre[IP].proto == 47 and len(bytes(gre)) == 34
@@ -257,6 +257,22 @@ def test_frame_icmp_udp_other() -> None:
     assert lldp == bytes(12) + b"\x88\xcc"
     dscp = Ether(parse_microflow('inport=="a" && ip4 && ip.dscp==46').to_frame())
     assert dscp[IP].tos == 46 << 2
+
+
+def test_frame_dhcp_client_ports_carry_the_request_ovn_trace_assumes() -> None:
+    from scapy.layers.dhcp import BOOTP, DHCP
+
+    mac = "fa:16:3e:00:00:11"
+    discover = parse_microflow(f'inport=="a" && eth.src=={mac} && ip4.src==0.0.0.0 && '
+                               'ip4.dst==255.255.255.255 && udp.src==68 && udp.dst==67').to_frame()
+    _checksums_ok(discover)
+    pkt = Ether(discover)
+    assert (pkt[BOOTP].op, pkt[BOOTP].flags, pkt[BOOTP].chaddr[:6]) == (1, 0x8000, bytes.fromhex("fa163e000011"))
+    assert pkt[DHCP].options[0] == ("message-type", 1)
+    renew = Ether(parse_microflow(f'inport=="a" && eth.src=={mac} && ip4.src==10.0.0.11 && ip4.dst==10.0.0.1 && '
+                                  'udp.src==68 && udp.dst==67').to_frame())
+    assert (renew[BOOTP].ciaddr, renew[BOOTP].flags, renew[DHCP].options[0]) == ("10.0.0.11", 0,
+                                                                                  ("message-type", 3))
 
 
 def test_frame_vlan() -> None:

@@ -80,6 +80,20 @@ RATE_MIN_SECONDS = 1.0
 RATE_MIN_FRAMES = 10000
 
 _N_REASONS = max(int(d) for d in Drop) + 1
+#: Output kinds that are the input frame rewritten in place (a cut input gives a cut output).
+INPLACE_KINDS = bytes(1 if k in ("packet", "arp_reply", "echo_reply") else 0 for k in KINDS)
+
+
+def _default_timeouts() -> Dict[str, int]:
+    try:
+        from ovnsim.datapath._fastpath import CT_TIMEOUT_DEFAULTS
+    except ImportError:  # pragma: no cover - the engine is not built: replay refuses to run anyway
+        return {}
+    return dict(CT_TIMEOUT_DEFAULTS)
+
+
+#: OVS's default conntrack timeouts (seconds), by timeout-policy name.
+CT_DEFAULT_TIMEOUTS = _default_timeouts()
 
 
 def port_file_name(port: str) -> str:
@@ -129,6 +143,10 @@ class ReplaySummary:
     tap: Optional[Dict[str, object]] = None  #: --only-from-port: sent, received, matched, mismatched, unseen
     interrupted: bool = False  #: stopped by SIGINT: the counts are those of the frames replayed until then
     snaplen_truncated: int = 0
+    #: frames a capture's snaplen cut that were replayed on the headers captured (the others: snaplen-truncated)
+    header_only: int = 0
+    #: conntrack over the replay: created, expired, live (at the end), peak, limit, timeouts (s)
+    conntrack: Dict[str, object] = field(default_factory=dict)
     timestamps_clamped: int = 0
     truncated_final_record: Optional[Dict[str, object]] = None
     warnings: List[str] = field(default_factory=list)
@@ -148,6 +166,11 @@ class ReplaySummary:
             raise AssertionError(f"drops by reason add up to {dropped}, not {self.dropped}")
         if sum(self.output_kinds.values()) != sum(self.outputs.values()):
             raise AssertionError("outputs by kind and by port disagree")
+        if self.header_only < 0:
+            raise AssertionError(f"header-only frames {self.header_only} < 0")
+        ct = self.conntrack
+        if ct and ct["created"] != ct["expired"] + ct["live"]:
+            raise AssertionError(f"conntrack: created {ct['created']} != expired {ct['expired']} + live {ct['live']}")
 
     def as_dict(self) -> Dict[str, object]:
         """The summary as one JSON-able object."""
@@ -160,6 +183,7 @@ class ReplaySummary:
             "outputs": self.outputs, "files": self.files, "output_kinds": self.output_kinds,
             "generated": self.generated, "drops": self.drops, "copy_drops": self.copy_drops,
             "held": {"waiting": self.held, "dropped": self.held_dropped},
+            "header_only": self.header_only, "conntrack": self.conntrack,
             "anomalies": {"snaplen_truncated": self.snaplen_truncated,
                           "timestamps_clamped": self.timestamps_clamped,
                           "truncated_final_record": self.truncated_final_record},
@@ -202,11 +226,23 @@ class ReplaySummary:
                          f"their frames are counted by the ARP request they sent), {self.held_dropped} "
                          f"pushed out of a full queue")
         final = self.truncated_final_record
-        lines.append(f"capture: {self.snaplen_truncated} frames truncated by snaplen; truncated final record: "
+        cut = self.drops.get(Drop.SNAPLEN_TRUNCATED.label, {}).get("frames", 0)
+        lines.append(f"capture: {self.snaplen_truncated} frames cut by the snaplen"
+                     + (f" ({self.header_only} replayed on their headers, written with their original length; "
+                        f"{cut} dropped, {Drop.SNAPLEN_TRUNCATED.label})" if self.snaplen_truncated else "")
+                     + "; truncated final record: "
                      + (f"record {final['record']} at byte offset {final['offset']} (counted as dropped, "
                         f"malformed)" if final else "none")
                      + (f"; {self.timestamps_clamped} timestamps clamped" if self.timestamps_clamped else ""))
         lines += [f"capture: {note}" for note in self.capture_notes]
+        if self.conntrack:
+            ct = self.conntrack
+            changed = {k: v for k, v in ct["timeouts"].items() if CT_DEFAULT_TIMEOUTS.get(k) != v}
+            lines.append(f"conntrack: {ct['created']} connections created, {ct['expired']} expired, {ct['live']} "
+                         f"live at the end, peak {ct['peak']}"
+                         + (f" (limit {ct['limit']})" if ct["limit"] else "")
+                         + "; timeouts " + (", ".join(f"{k}={v}s" for k, v in changed.items()) + ", others "
+                                            if changed else "") + "OVS's defaults")
         if self.tap is not None:
             tap = self.tap
             lines.append(f"tap of {tap['port']}: {tap['sent']} frames sent by it (replayed above); "
@@ -629,12 +665,15 @@ class _Tracer:
     """
 
     def __init__(self, logical: LogicalTopology, inport: int, frame: Optional[int] = None,
-                 match: Optional[FrameFilter] = None, limit: int = 10, ct_limit: Optional[int] = None):
+                 match: Optional[FrameFilter] = None, limit: int = 10, ct_limit: Optional[int] = None,
+                 ct_timeouts: Optional[Dict[str, int]] = None):
         from ovnsim.datapath.engine import fast_engine
         from ovnsim.datapath.trace import TraceRenderer
 
         self.engine = fast_engine(logical)
         self.engine.ct_limit = ct_limit
+        if ct_timeouts:
+            self.engine.ct_timeouts = ct_timeouts
         self.renderer = TraceRenderer(self.engine)
         self.frame = frame
         self.match = match
@@ -650,6 +689,7 @@ class _Tracer:
         return frame_done and match_done
 
     def feed(self, batch, inports: array) -> None:
+        # Each frame runs with its time and wire length, as in the replay, so conntrack ages alike.
         if self.done:
             return
         if self.match is None:
@@ -659,9 +699,10 @@ class _Tracer:
             before = min(len(batch), self.frame - batch.first)
             if before > 0:
                 self.engine.process_batch(batch.data, batch.offsets[:before], batch.lengths[:before],
-                                          inports[:before])
+                                          inports[:before], timestamps=batch.timestamps[:before],
+                                          origlens=array("q", batch.origlens[:before]))
             if before < len(batch):
-                self.result = self._trace(batch.frame(before), self.frame)
+                self.result = self._trace(batch, before, self.frame)
             return
         for j in range(len(batch)):
             if self.done:
@@ -669,31 +710,34 @@ class _Tracer:
             raw = batch.frame(j)
             number = batch.first + j
             if number == self.frame:
-                self.result = self._trace(raw, number)
-            elif len(self.matched) < self.limit and self._selected(raw):
-                self.matched.append(self._trace(raw, number))
+                self.result = self._trace(batch, j, number)
+            elif len(self.matched) < self.limit and self._selected(raw, batch.origlens[j]):
+                self.matched.append(self._trace(batch, j, number))
             else:
-                self.engine.process_batch(raw, [0], [len(raw)], [inports[j]])
+                self.engine.process_batch(raw, [0], [len(raw)], [inports[j]], timestamps=[batch.timestamps[j]],
+                                          origlens=[batch.origlens[j]])
 
-    def _ingress(self, raw: bytes) -> int:
-        return self.inport if self.inport != AUTO_INGRESS else self.engine.choose_ingress(raw)
+    def _ingress(self, raw: bytes, wire: int = 0) -> int:
+        return self.inport if self.inport != AUTO_INGRESS else self.engine.choose_ingress(raw, wire)
 
-    def _selected(self, raw: bytes) -> bool:
+    def _selected(self, raw: bytes, wire: int) -> bool:
         from ovnsim.datapath._fastpath import frame_fields
 
-        fields = frame_fields(raw)
+        fields = frame_fields(raw, wire)
         if fields is None:
             return False
-        inport = self._ingress(raw)
+        inport = self._ingress(raw, wire)
         return self.match.matches(fields, self.engine.port_names[inport] if inport >= 0 else None)
 
-    def _trace(self, raw: bytes, number: int) -> Dict[str, object]:
+    def _trace(self, batch, j: int, number: int) -> Dict[str, object]:
         from ovnsim.datapath.trace import format_detailed
         from ovnsim.sim import run_traced, verdict
 
         engine = self.engine
-        inport = self._ingress(raw)
-        result = run_traced(engine, self.renderer, raw, inport)
+        raw = batch.frame(j)
+        inport = self._ingress(raw, batch.origlens[j])
+        result = run_traced(engine, self.renderer, raw, inport, time_ns=batch.timestamps[j],
+                            origlen=batch.origlens[j])
         return {"frame": number, "ingress": engine.port_names[inport] if inport >= 0 else None,
                 "state": f"conntrack and MAC bindings as left by frames 1-{number - 1}"
                          if number > 1 else "fresh network",
@@ -740,7 +784,7 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
            progress: Optional[TextIO] = None, batch_size: Optional[int] = None,
            chunk_size: int = DEFAULT_CHUNK, interruptible: bool = False,
            verdicts: Optional[Union[str, os.PathLike]] = None, only_from_port: bool = False,
-           ct_limit: Optional[int] = None) -> ReplaySummary:
+           ct_limit: Optional[int] = None, ct_timeouts: Optional[Dict[str, int]] = None) -> ReplaySummary:
     """Replay ``capture`` through ``topology``, writing the per-port pcaps and drops into ``out_dir``.
 
     ``port`` (every frame enters there) or ``auto=True`` (the engine picks
@@ -759,6 +803,9 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
     became of it: :class:`_Verdicts`);
     ``ct_limit``: connections the conntrack table may hold (None: no
     limit); a new connection beyond it is a ``conntrack-full`` drop;
+    ``ct_timeouts``: conntrack timeouts (seconds) to change, by OVS's
+    timeout-policy names (``{"udp_first": 10}``); connections expire by the
+    capture's timestamps;
     ``interruptible``: SIGINT (Ctrl-C) stops the replay at a batch boundary
     (whole frames), every file is closed valid and the summary so far is
     returned with ``interrupted`` set (a second SIGINT raises
@@ -784,6 +831,11 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
     engine_obj = _select_engine(logical, engine)
     if ct_limit is not None:
         engine_obj.ct_limit = ct_limit
+    if ct_timeouts:
+        try:
+            engine_obj.ct_timeouts = ct_timeouts
+        except ValueError as err:
+            raise OvnsimError(f"--ct-timeout: {err}") from None
     port_names: List[str] = list(engine_obj.port_names)
     if port is not None and port not in port_names:
         raise OvnsimError(f"unknown logical port {port!r}; the ports are: {', '.join(port_names)}")
@@ -810,7 +862,7 @@ def replay(topology: Union[str, os.PathLike, LogicalTopology], capture: Union[st
         summary = ReplaySummary(topology=topology_name, capture=os.fspath(capture), format=reader.format,
                                 engine=_engine_name(engine_obj), ingress="auto" if auto else port,
                                 out_dir=os.fspath(out_dir))
-        tracer = (_Tracer(logical, inport, trace_frame, match, trace_limit, ct_limit)
+        tracer = (_Tracer(logical, inport, trace_frame, match, trace_limit, ct_limit, ct_timeouts)
                   if trace_frame is not None or match is not None else None)
         with _Interrupt(interruptible) as interrupt:
             _run(summary, reader, engine_obj, logical, inport, out, tracer, trace_frame, progress, _pcapio,
@@ -852,6 +904,9 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     sink = _Sink()
     details = _DropDetails(engine)
     frames = 0
+    cut_frames = 0  # frames a snaplen cut, injected
+    # The C engine takes each frame's time (conntrack ageing) and wire length (snaplen).
+    timed = hasattr(engine, "conntrack_sweep")
     start = time.perf_counter()
     batches = iter(reader)
     try:
@@ -866,7 +921,14 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
             inports = inports_cache.get(n)
             if inports is None:
                 inports = inports_cache[n] = array("i", [inport]) * n
-            result = engine.process_batch(batch.data, batch.offsets, batch.lengths, inports, BatchResult())
+            cuts = _pcapio.snaplen_cuts(batch.lengths, batch.origlens) if timed else None
+            if cuts is not None:
+                cut_frames += cuts[2]
+            if timed:
+                result = engine.process_batch(batch.data, batch.offsets, batch.lengths, inports, BatchResult(),
+                                              timestamps=batch.timestamps, origlens=cuts[0] if cuts else None)
+            else:  # an engine of the tests that predates ageing and snaplen (the frozen oracle)
+                result = engine.process_batch(batch.data, batch.offsets, batch.lengths, inports, BatchResult())
             if result.frames != n or len(result.ingress) != n:
                 raise AssertionError(f"engine returned {result.frames} frames / {len(result.ingress)} ingress "
                                      f"entries for a batch of {n}")
@@ -878,7 +940,8 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
                 copy_counts, n_stages)
             if result.n_outputs:
                 blob = _pcapio.build_pcap_records(result.out_data, result.out_start, result.out_len,
-                                                  result.out_frame, result.out_port, batch.timestamps, port_bounds)
+                                                  result.out_frame, result.out_port, batch.timestamps, port_bounds,
+                                                  *((cuts[1], result.out_kind, INPLACE_KINDS) if cuts else ()))
                 sink.submit(ports.write_batch, blob, array("q", port_bounds))
                 # A batch that fans out into many copies gets smaller successors (memory stays bounded).
                 if len(result.out_data) > OUT_BYTES_PER_BATCH and len(batch) > 256:
@@ -969,6 +1032,12 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
         entry["frames"] = int(entry["frames"]) + 1
         entry["stages"][CAPTURE_STAGE] = entry["stages"].get(CAPTURE_STAGE, 0) + 1
     summary.copy_drops = _by_reason(copy_counts, reasons, n_stages, "copies")
+    summary.header_only = cut_frames - int(summary.drops.get(Drop.SNAPLEN_TRUNCATED.label, {}).get("frames", 0))
+    if timed:
+        engine.conntrack_sweep()  # expired by the last frame's time: counted as expired, not live
+        stats = engine.conntrack_stats
+        summary.conntrack = {"created": stats["created"], "expired": stats["expired"], "live": stats["live"],
+                             "peak": stats["peak"], "limit": engine.ct_limit, "timeouts": engine.ct_timeouts}
     if tracer is not None:
         summary.traces = tracer.matched
     if tracer is not None and trace_frame is not None:

@@ -92,11 +92,11 @@ cdef int32_t acl_ct_lookup(Core* c, const Pkt* p, uint32_t zone, uint8_t* state)
         if p.in_proto == IPPROTO_ICMP:
             # an ICMP query the error quotes: the engine keeps its identifier, not its type;
             # an echo request or an echo reply is what a VM's ping is
-            slot = ct_slot(&c.ct, k1, ct_k2(zone, IPPROTO_ICMP, p.in_sport, 8))
+            slot = ct_find(&c.ct, k1, ct_k2(zone, IPPROTO_ICMP, p.in_sport, 8))
             if slot.conn < 0:
-                slot = ct_slot(&c.ct, k1, ct_k2(zone, IPPROTO_ICMP, p.in_sport, 0))
+                slot = ct_find(&c.ct, k1, ct_k2(zone, IPPROTO_ICMP, p.in_sport, 0))
         else:
-            slot = ct_slot(&c.ct, k1, ct_k2(zone, p.in_proto, p.in_sport, p.in_dport))
+            slot = ct_find(&c.ct, k1, ct_k2(zone, p.in_proto, p.in_sport, p.in_dport))
         if slot.conn < 0:
             state[0] = ACT_TRK | ACT_INV
             return -1
@@ -109,7 +109,13 @@ cdef int32_t acl_ct_lookup(Core* c, const Pkt* p, uint32_t zone, uint8_t* state)
     else:
         sp = p.sport
         dp = p.dport
-    slot = ct_slot(&c.ct, (<uint64_t>p.ip_src << 32) | p.ip_dst, ct_k2(zone, p.proto, sp, dp))
+    slot = ct_find(&c.ct, (<uint64_t>p.ip_src << 32) | p.ip_dst, ct_k2(zone, p.proto, sp, dp))
+    if slot.conn >= 0 and ct_update(&c.ct, slot.conn, slot.reply, p) == CTU_NEW:
+        # A SYN on a closed connection: OVS expires it and the SYN opens a new one.
+        ct_remove(&c.ct, slot.conn)
+        c.ct.expired += 1
+        state[0] = ACT_TRK | ACT_NEW
+        return -1
     if slot.conn < 0:
         if p.proto == IPPROTO_ICMP and (p.icmp_type == 0 or p.icmp_type == 14 or p.icmp_type == 16
                                         or p.icmp_type == 18):
@@ -150,13 +156,15 @@ cdef void acl_commit(Core* c, const Pkt* p, uint32_t zone, int32_t ci, int32_t h
     if slot.conn >= 0:
         ct.conns[slot.conn].blocked = 0
         return
-    if ct.limit > 0 and ct.n_conns >= ct.limit:
+    # One expired connection goes before one is committed (as in ct_nat), so the
+    # table holds no more than the most connections live at once.
+    ct_sweep(ct, 1)
+    if ct.limit > 0 and ct.n_live >= ct.limit:
         return
     if ct_reserve(ct) < 0:
         c.error = 1
         return
-    ci = <int32_t>ct.n_conns
-    ct.n_conns += 1
+    ci = ct_commit(ct, zone, p.proto)   # its timeout class and expiry, counted as created
     conn = &ct.conns[ci]
     conn.osrc = conn.tsrc = p.ip_src
     conn.odst = conn.tdst = p.ip_dst
@@ -282,13 +290,14 @@ cdef int acl_pass(Core* c, const FrameCtx* f, Pkt* p, int32_t port, int egress) 
             if not egress:
                 trace(c, f, R_LS_IN_ACL_AFTER_LB, sw, d, 0, 0)
             return 0
-    # -- OVN's DHCP reply to the port (priority 34000)
-    if egress and ap.dhcp_mac and p.eth_src == ap.dhcp_mac and p.ip_src == ap.dhcp_ip \
-            and p.proto == IPPROTO_UDP and p.sport == 67 and p.dport == 68:
-        trace(c, f, R_LS_OUT_ACL_DHCP_REPLY, sw, d, ap.dhcp_ip, ap.dhcp_mac)
-        if st & ACT_TRK:
-            acl_commit(c, p, zone, ci, -1)
-        return 0
+    # -- priority 34000: a DHCP reply from the port's native responder (_dhcp.pxi)
+    if egress and c.n_dhcp and p.proto == IPPROTO_UDP and p.sport == 67 and p.dport == 68:
+        k = dhcp_reply_to(c, p, port)
+        if k >= 0:
+            trace(c, f, R_LS_OUT_ACL_DHCP_REPLY, sw, d, <uint64_t>k, 0)
+            if not ap.skip_ct:
+                acl_commit(c, p, zone, ci, -1)
+            return 0
     # -- the port's ACLs
     if ci >= 0 and (st & ACT_EST) and not (st & ACT_RPL) and c.ct.conns[ci].acl_hit != ACL_NOT_CACHED:
         hit = c.ct.conns[ci].acl_hit        # a later packet of the connection: its first packet's match

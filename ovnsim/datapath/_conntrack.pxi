@@ -5,6 +5,46 @@
 # Conntrack (oracle.pipeline.Conntrack: a dict per zone, two keys per connection)
 # ---------------------------------------------------------------------------
 
+# The timeout classes with OVS's userspace defaults (lib/conntrack-tp.c,
+# ct_dpif_netdev_tp_def, OVS 3.1) under the timeout-policy names `ovs-vsctl
+# add-zone-tp` takes, in CT_TM_* order.  (OVS maps them crosswise: its
+# OTHER_MULTIPLE state, more packets one way, takes udp_single, and
+# OTHER_BIDIR, replies seen, udp_multiple.)
+CT_TIMEOUT_DEFAULTS = (
+    ("tcp_syn_sent", 30),           # CT_TM_TCP_FIRST_PACKET
+    ("tcp_syn_recv", 30),           # CT_TM_TCP_OPENING
+    ("tcp_established", 86400),     # CT_TM_TCP_ESTABLISHED
+    ("tcp_fin_wait", 900),          # CT_TM_TCP_CLOSING
+    ("tcp_time_wait", 45),          # CT_TM_TCP_FIN_WAIT
+    ("tcp_close", 30),              # CT_TM_TCP_CLOSED
+    ("udp_first", 60),              # CT_TM_OTHER_FIRST
+    ("udp_single", 60),             # CT_TM_OTHER_MULTIPLE
+    ("udp_multiple", 30),           # CT_TM_OTHER_BIDIR
+    ("icmp_first", 60),             # CT_TM_ICMP_FIRST
+    ("icmp_reply", 30),             # CT_TM_ICMP_REPLY
+)
+
+cdef enum:
+    # Expired connections removed per frame (besides one per new connection
+    # and those a lookup meets): the sweeper's share of a frame's work.
+    CT_SWEEP_BUDGET = 64
+    # TCP peer states, OVS's CT_DPIF_TCPS_* numbers (the ones the model reaches)
+    TCPS_CLOSED = 0
+    TCPS_SYN_SENT = 2
+    TCPS_ESTABLISHED = 4
+    TCPS_CLOSING = 7
+    TCPS_FIN_WAIT_2 = 9
+    TCPS_TIME_WAIT = 10
+    # What a packet did to the connection it belongs to (OVS's ct_update_res)
+    CTU_VALID = 0            # ct.est
+    CTU_VALID_NEW = 1        # still ct.new (no reply seen yet)
+    CTU_NEW = 2              # a SYN on a closed connection: it goes, the SYN opens a new one
+    TH_FIN = 0x01
+    TH_SYN = 0x02
+    TH_RST = 0x04
+    TH_ACK = 0x10
+
+
 cdef int ct_alloc(Conntrack* ct, uint64_t min_entries) noexcept nogil:
     cdef uint64_t cap = 64, i
     cdef int bits = 6
@@ -24,9 +64,13 @@ cdef int ct_alloc(Conntrack* ct, uint64_t min_entries) noexcept nogil:
     return 0
 
 
-cdef inline CtSlot* ct_slot(const Conntrack* ct, uint64_t k1, uint64_t k2) noexcept nogil:
+cdef inline uint64_t ct_home(const Conntrack* ct, uint64_t k1, uint64_t k2) noexcept nogil:
     cdef uint64_t h = (k1 ^ (k2 * 0xC2B2AE3D27D4EB4FULL)) * 0x9E3779B97F4A7C15ULL
-    cdef uint64_t i = (h ^ (h >> 29)) >> ct.shift
+    return (h ^ (h >> 29)) >> ct.shift
+
+
+cdef inline CtSlot* ct_slot(const Conntrack* ct, uint64_t k1, uint64_t k2) noexcept nogil:
+    cdef uint64_t i = ct_home(ct, k1, k2)
     cdef CtSlot* s
     while True:
         s = &ct.slots[i]
@@ -54,7 +98,7 @@ cdef int ct_reserve(Conntrack* ct) noexcept nogil:
                 s[0] = old[i]
                 ct.count += 1
         free(old)
-    if ct.n_conns == ct.cap_conns:
+    if ct.free_conn < 0 and ct.n_conns == ct.cap_conns:
         conns = <CtConn*>realloc(ct.conns, (2 * ct.cap_conns + 64) * sizeof(CtConn))
         if conns == NULL:
             return -1
@@ -64,17 +108,239 @@ cdef int ct_reserve(Conntrack* ct) noexcept nogil:
 
 
 cdef void ct_clear(Conntrack* ct) noexcept nogil:
+    """Forget every connection, the counters and the clock (the timeouts and the limit stay)."""
     cdef uint64_t i
+    cdef int tm
     if ct.slots != NULL:
         for i in range(ct.mask + 1):
             ct.slots[i].conn = -1
     ct.count = 0
     ct.n_conns = 0
+    for tm in range(CT_N_TM):
+        ct.head[tm] = -1
+        ct.tail[tm] = -1
+    ct.free_conn = -1
+    ct.n_live = 0
+    ct.created = 0
+    ct.expired = 0
+    ct.peak = 0
+    ct.now = 0
 
 
 cdef inline uint64_t ct_k2(uint32_t zone, uint8_t proto, uint16_t sport, uint16_t dport) noexcept nogil:
     return (<uint64_t>zone << 40) | (<uint64_t>proto << 32) | (<uint64_t>sport << 16) | dport
 
+
+# ---------------------------------------------------------------------------
+# Ageing: connections expire by the frames' timestamps, as in OVS's userspace
+# conntrack.  A lookup never sees an expired connection (conn_key_lookup skips
+# them); expired ones are removed when a lookup meets one, one before each
+# new connection, and up to CT_SWEEP_BUDGET per frame, so the work per frame
+# stays bounded and the table never holds more than the most connections
+# ever live at once.
+# ---------------------------------------------------------------------------
+
+cdef inline void ct_expire_in(Conntrack* ct, int32_t ci, uint8_t tm) noexcept nogil:
+    """conn_update_expiration: expires the class's timeout from now; to the tail of that class's list.
+
+    Every connection in a list got the same timeout at a time no later than
+    the one behind it, so each list is in expiry order: its head expires first.
+    """
+    cdef CtConn* conn = &ct.conns[ci]
+    if conn.tm != CT_TM_FREE:
+        if conn.prev >= 0:
+            ct.conns[conn.prev].next = conn.next
+        else:
+            ct.head[conn.tm] = conn.next
+        if conn.next >= 0:
+            ct.conns[conn.next].prev = conn.prev
+        else:
+            ct.tail[conn.tm] = conn.prev
+    conn.tm = tm
+    conn.expiry = ct.now + ct.timeout[tm]
+    conn.next = -1
+    conn.prev = ct.tail[tm]
+    if conn.prev >= 0:
+        ct.conns[conn.prev].next = ci
+    else:
+        ct.head[tm] = ci
+    ct.tail[tm] = ci
+
+
+cdef void ct_slot_delete(Conntrack* ct, uint64_t i) noexcept nogil:
+    """Empty slot i by backward shift: later keys of its probe run move up, so no lookup stops short."""
+    cdef CtSlot* s = ct.slots
+    cdef uint64_t mask = ct.mask, j = i, k
+    while True:
+        j = (j + 1) & mask
+        if s[j].conn < 0:
+            break
+        k = ct_home(ct, s[j].k1, s[j].k2)
+        # The key at j may fill i when its home is not in the cyclic range (i, j].
+        if ((j - k) & mask) >= ((j - i) & mask):
+            s[i] = s[j]
+            i = j
+    s[i].conn = -1
+    ct.count -= 1
+
+
+cdef void ct_remove(Conntrack* ct, int32_t ci) noexcept nogil:
+    """Remove connection ci: its keys (those still naming it), its list entry; its slot to the free list."""
+    cdef CtConn* conn = &ct.conns[ci]
+    cdef CtSlot* s = ct_slot(ct, (<uint64_t>conn.osrc << 32) | conn.odst,
+                             ct_k2(conn.zone, conn.proto, conn.osport, conn.odport))
+    if s.conn == ci:
+        ct_slot_delete(ct, <uint64_t>(s - ct.slots))
+    s = ct_slot(ct, (<uint64_t>conn.tdst << 32) | conn.tsrc, ct_k2(conn.zone, conn.proto, conn.tdport, conn.tsport))
+    if s.conn == ci:
+        ct_slot_delete(ct, <uint64_t>(s - ct.slots))
+    if conn.prev >= 0:
+        ct.conns[conn.prev].next = conn.next
+    else:
+        ct.head[conn.tm] = conn.next
+    if conn.next >= 0:
+        ct.conns[conn.next].prev = conn.prev
+    else:
+        ct.tail[conn.tm] = conn.prev
+    conn.tm = CT_TM_FREE
+    conn.next = ct.free_conn
+    ct.free_conn = ci
+    ct.n_live -= 1
+
+
+cdef int64_t ct_sweep(Conntrack* ct, int64_t budget) noexcept nogil:
+    """Remove up to `budget` expired connections (all of them for a negative budget); how many."""
+    cdef int64_t n = 0
+    cdef int tm
+    cdef int32_t ci
+    for tm in range(CT_N_TM):
+        while n != budget:
+            ci = ct.head[tm]
+            if ci < 0 or ct.now < ct.conns[ci].expiry:
+                break
+            ct_remove(ct, ci)
+            ct.expired += 1
+            n += 1
+    return n
+
+
+cdef inline void ct_tick(Conntrack* ct, int64_t t) noexcept nogil:
+    """A frame captured at t (ns): the clock moves on to it (never back), and a share of the sweep."""
+    if t > ct.now:
+        ct.now = t
+    if ct.n_live:
+        ct_sweep(ct, CT_SWEEP_BUDGET)
+
+
+cdef CtSlot* ct_find(Conntrack* ct, uint64_t k1, uint64_t k2) noexcept nogil:
+    """ct_slot() for a lookup: an expired connection is not found (and is removed)."""
+    cdef CtSlot* s = ct_slot(ct, k1, k2)
+    if s.conn >= 0 and ct.now >= ct.conns[s.conn].expiry:
+        ct_remove(ct, s.conn)
+        ct.expired += 1
+        s = ct_slot(ct, k1, k2)
+    return s
+
+
+cdef inline bint ct_live(const Conntrack* ct, uint64_t k1, uint64_t k2) noexcept nogil:
+    """Whether a connection that has not expired holds the key (the table is not changed)."""
+    cdef const CtSlot* s = ct_slot(ct, k1, k2)
+    return s.conn >= 0 and ct.now < ct.conns[s.conn].expiry
+
+
+cdef int ct_update(Conntrack* ct, int32_t ci, bint reply, const Pkt* p) noexcept nogil:
+    """conn_update: a packet of connection ci (`reply`: in its reply direction); a CTU_* code.
+
+    OVS's state machines (lib/conntrack-tcp.c, conntrack-other.c,
+    conntrack-icmp.c) for the state that chooses the timeout.  TCP: each
+    peer's state from the SYN, ACK, FIN and RST flags, as tcp_conn_update
+    runs it with sequence checking off (`dpctl/ct-disable-tcp-seq-chk`): no
+    window tracking, so no packet is ct.inv, and its out-of-window branch
+    (which keeps the old expiry) is never taken.
+    """
+    cdef CtConn* conn = &ct.conns[ci]
+    cdef uint8_t src, dst, fl
+    if conn.proto == IPPROTO_TCP:
+        src = conn.st1 if reply else conn.st0
+        dst = conn.st0 if reply else conn.st1
+        fl = p.tcp_flags
+        if (fl & (TH_SYN | TH_ACK)) == TH_SYN:
+            if dst >= TCPS_FIN_WAIT_2 and src >= TCPS_FIN_WAIT_2:
+                return CTU_NEW
+            if src <= TCPS_SYN_SENT:
+                src = TCPS_SYN_SENT
+                if reply:
+                    conn.st1 = src
+                else:
+                    conn.st0 = src
+                ct_expire_in(ct, ci, CT_TM_TCP_FIRST_PACKET)
+                return CTU_VALID_NEW
+        if src < TCPS_SYN_SENT:
+            src = TCPS_SYN_SENT          # the first packet from this end
+        if fl & TH_FIN and src < TCPS_CLOSING:
+            src = TCPS_CLOSING
+        if fl & TH_ACK:
+            if dst == TCPS_SYN_SENT:
+                dst = TCPS_ESTABLISHED
+            elif dst == TCPS_CLOSING:
+                dst = TCPS_FIN_WAIT_2
+        if fl & TH_RST:
+            src = dst = TCPS_TIME_WAIT
+        if reply:
+            conn.st1, conn.st0 = src, dst
+        else:
+            conn.st0, conn.st1 = src, dst
+        if src >= TCPS_FIN_WAIT_2 and dst >= TCPS_FIN_WAIT_2:
+            ct_expire_in(ct, ci, CT_TM_TCP_CLOSED)
+        elif src >= TCPS_CLOSING and dst >= TCPS_CLOSING:
+            ct_expire_in(ct, ci, CT_TM_TCP_FIN_WAIT)
+        elif src < TCPS_ESTABLISHED or dst < TCPS_ESTABLISHED:
+            ct_expire_in(ct, ci, CT_TM_TCP_OPENING)
+        elif src >= TCPS_CLOSING or dst >= TCPS_CLOSING:
+            ct_expire_in(ct, ci, CT_TM_TCP_CLOSING)
+        else:
+            ct_expire_in(ct, ci, CT_TM_TCP_ESTABLISHED)
+        return CTU_VALID
+    if conn.proto == IPPROTO_ICMP:
+        # ICMPS_FIRST (0) until a reply, then ICMPS_REPLY (1)
+        if reply and conn.st0 == 0:
+            conn.st0 = 1
+        ct_expire_in(ct, ci, CT_TM_ICMP_FIRST + conn.st0)
+        return CTU_VALID_NEW if conn.st0 == 0 and not reply else CTU_VALID
+    # OTHERS_FIRST (0), OTHERS_MULTIPLE (1: more packets one way), OTHERS_BIDIR (2)
+    if reply and conn.st0 != 2:
+        conn.st0 = 2
+    elif conn.st0 == 0:
+        conn.st0 = 1
+    ct_expire_in(ct, ci, CT_TM_OTHER_FIRST + conn.st0)
+    return CTU_VALID if conn.st0 == 2 else CTU_VALID_NEW
+
+
+cdef int32_t ct_commit(Conntrack* ct, uint32_t zone, uint8_t proto) noexcept nogil:
+    """A new connection's slot (ct_reserve made room): its state as OVS's new_conn sets it."""
+    cdef int32_t ci = ct.free_conn
+    cdef CtConn* conn
+    if ci >= 0:
+        ct.free_conn = ct.conns[ci].next
+    else:
+        ci = <int32_t>ct.n_conns
+        ct.n_conns += 1
+    conn = &ct.conns[ci]
+    conn.zone = zone
+    conn.proto = proto
+    conn.tm = CT_TM_FREE
+    conn.st1 = TCPS_CLOSED
+    if proto == IPPROTO_TCP:
+        conn.st0 = TCPS_SYN_SENT
+        ct_expire_in(ct, ci, CT_TM_TCP_FIRST_PACKET)
+    else:
+        conn.st0 = 0
+        ct_expire_in(ct, ci, CT_TM_ICMP_FIRST if proto == IPPROTO_ICMP else CT_TM_OTHER_FIRST)
+    ct.n_live += 1
+    ct.created += 1
+    if ct.n_live > ct.peak:
+        ct.peak = ct.n_live
+    return ci
 
 
 # ---------------------------------------------------------------------------
@@ -121,8 +387,8 @@ cdef uint16_t ct_unique_sport(const Conntrack* ct, uint32_t zone, uint8_t proto,
     port = tsp
     for k in range(high - low + 1):
         port = port + 1 if low <= port < high else low
-        if ct_slot(ct, (<uint64_t>td << 32) | ts,
-                   ct_k2(zone, proto, port if proto == IPPROTO_ICMP else tdp, <uint16_t>port)).conn < 0:
+        if not ct_live(ct, (<uint64_t>td << 32) | ts,
+                       ct_k2(zone, proto, port if proto == IPPROTO_ICMP else tdp, <uint16_t>port)):
             return <uint16_t>port
     return tsp
 
@@ -149,7 +415,7 @@ cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32
     if not has_snat and not has_dnat and p.has_inner:
         # _Run._ct_related: an ICMP error RELATED to the connection whose
         # reply tuple is the quoted datagram's reversed, un-NATed as a reply.
-        slot = ct_slot(ct, (<uint64_t>p.in_dst << 32) | p.in_src, ct_k2(zone, p.in_proto, p.in_dport, p.in_sport))
+        slot = ct_find(ct, (<uint64_t>p.in_dst << 32) | p.in_src, ct_k2(zone, p.in_proto, p.in_dport, p.in_sport))
         if slot.conn < 0 or not slot.reply:
             p.ct_rpl = 0
             return CT_RELATED_NONE
@@ -171,10 +437,18 @@ cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32
         sp = p.sport
         dp = p.dport
     if has_snat or has_dnat:
+        # One expired connection goes before any that may be committed, so the
+        # table holds no more than the most connections live at once.
+        ct_sweep(ct, 1)
         if ct_reserve(ct) < 0:
             c.error = 1
             return 0
-    slot = ct_slot(ct, (<uint64_t>s << 32) | d, ct_k2(zone, p.proto, sp, dp))
+    slot = ct_find(ct, (<uint64_t>s << 32) | d, ct_k2(zone, p.proto, sp, dp))
+    if slot.conn >= 0 and ct_update(ct, slot.conn, slot.reply, p) == CTU_NEW:
+        # A SYN on a closed connection: OVS expires it and the SYN opens a new one.
+        ct_remove(ct, slot.conn)
+        ct.expired += 1
+        slot = ct_slot(ct, (<uint64_t>s << 32) | d, ct_k2(zone, p.proto, sp, dp))
     if slot.conn >= 0:
         conn = &ct.conns[slot.conn]
         p.ct_rpl = slot.reply
@@ -192,16 +466,15 @@ cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32
     tsp = sp
     tdp = dp
     if has_snat and not p.later_frag \
-            and ct_slot(ct, (<uint64_t>td << 32) | ts, ct_k2(zone, p.proto, tdp, tsp)).conn >= 0:
+            and ct_live(ct, (<uint64_t>td << 32) | ts, ct_k2(zone, p.proto, tdp, tsp)):
         # Another connection has this reply tuple: another source port.
         tsp = ct_unique_sport(ct, zone, p.proto, icmp_query(p.icmp_type), ts, tsp, td, tdp)
         if p.proto == IPPROTO_ICMP:
             tdp = tsp
-    if ct.limit > 0 and ct.n_conns >= ct.limit:
-        return CT_FULL      # the caller drops the copy (conntrack-full)
-    ci = <int32_t>ct.n_conns
+    if ct.limit > 0 and ct.n_live >= ct.limit and (ct_sweep(ct, 1) == 0 or ct.n_live >= ct.limit):
+        return CT_FULL      # the caller drops the copy (conntrack-full); expired ones do not count
+    ci = ct_commit(ct, zone, p.proto)
     conn = &ct.conns[ci]
-    ct.n_conns += 1
     conn.osrc = s
     conn.odst = d
     conn.osport = sp
@@ -211,12 +484,14 @@ cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32
     conn.tsport = tsp
     conn.tdport = tdp
     # table[original] = (conn, False); table[reverse(translated)] = (conn, True)
+    # (the slot found again: removing an expired connection may have moved keys)
+    slot = ct_slot(ct, (<uint64_t>s << 32) | d, ct_k2(zone, p.proto, sp, dp))
     slot.k1 = (<uint64_t>s << 32) | d
     slot.k2 = ct_k2(zone, p.proto, sp, dp)
     slot.conn = ci
     slot.reply = 0
     ct.count += 1
-    slot = ct_slot(ct, (<uint64_t>td << 32) | ts, ct_k2(zone, p.proto, tdp, tsp))
+    slot = ct_find(ct, (<uint64_t>td << 32) | ts, ct_k2(zone, p.proto, tdp, tsp))
     if slot.conn < 0:
         slot.k1 = (<uint64_t>td << 32) | ts
         slot.k2 = ct_k2(zone, p.proto, tdp, tsp)

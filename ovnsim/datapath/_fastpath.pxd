@@ -34,6 +34,7 @@ cdef enum ParseStatus:
     PARSE_FRAGMENT               # IPv4 fragment: L4 parsed only in the first one
     PARSE_TRUNCATED_L4           # TCP/UDP/ICMP header cut short
     PARSE_BAD_TCP_OFFSET         # TCP data offset < 5
+    PARSE_SNAPLEN_CUT            # a header the frame has on the wire is cut by the capture (parse_headers_wire)
     PARSE_STATUS_COUNT
 
 
@@ -117,6 +118,12 @@ ctypedef struct Headers:
 # stored in out.status).  Reads only inside [frame, frame + length).
 cdef int parse_headers(const unsigned char* frame, Py_ssize_t length,
                        Headers* out) noexcept nogil
+# The same for a frame captured with a snaplen: `length` bytes are there of a
+# frame `wire` bytes long.  Lengths (IPv4 total length) are checked against
+# `wire`, headers must be in the `length` bytes (else PARSE_SNAPLEN_CUT);
+# end_ofs may then lie beyond `length`.
+cdef int parse_headers_wire(const unsigned char* frame, Py_ssize_t length, Py_ssize_t wire,
+                            Headers* out) noexcept nogil
 
 # One's-complement arithmetic (RFC 1071).  csum_partial adds the bytes as
 # big-endian 16-bit words to `acc` (an odd tail is padded with a zero byte);
@@ -278,22 +285,47 @@ ctypedef struct AutoNet:
 
 # Conntrack: one table for every zone; a slot maps (zone, 5-tuple) to a
 # connection and whether the key is its reply direction.  A connection keeps
-# its original and translated tuples (the protocol is in the key).
+# its original and translated tuples, its protocol state and when it expires
+# (OVS's userspace conntrack: lib/conntrack-tcp.c, -other.c, -icmp.c, -tp.c).
 ctypedef struct CtSlot:
     uint64_t k1              # src << 32 | dst
     uint64_t k2              # zone << 40 | proto << 32 | sport << 16 | dport
     int32_t conn             # -1: free slot
     uint8_t reply
 
+# Timeout classes (OVS's CT_TM_*), each with its own expiry list.
+cdef enum:
+    CT_TM_TCP_FIRST_PACKET = 0
+    CT_TM_TCP_OPENING
+    CT_TM_TCP_ESTABLISHED
+    CT_TM_TCP_CLOSING
+    CT_TM_TCP_FIN_WAIT
+    CT_TM_TCP_CLOSED
+    CT_TM_OTHER_FIRST
+    CT_TM_OTHER_MULTIPLE
+    CT_TM_OTHER_BIDIR
+    CT_TM_ICMP_FIRST
+    CT_TM_ICMP_REPLY
+    CT_N_TM
+    CT_TM_FREE = 255         # CtConn.tm of a free connection slot
+
 ctypedef struct CtConn:
+    int64_t expiry           # clock value (ns) from which it is expired (OVS: now >= expiration)
     uint32_t osrc
     uint32_t odst
     uint32_t tsrc
     uint32_t tdst
+    uint32_t zone
+    int32_t prev             # neighbours in its timeout class's list (oldest first); -1: none
+    int32_t next             # (a free connection: the next free one)
     uint16_t osport
     uint16_t odport
     uint16_t tsport
     uint16_t tdport
+    uint8_t proto
+    uint8_t tm               # timeout class (CT_TM_*), CT_TM_FREE
+    uint8_t st0              # TCP: the original direction's peer state (CT_DPIF_TCPS_*);
+    uint8_t st1              # st1 the reply direction's.  Others: st0 is the OTHERS_*/ICMPS_* state
     # ACL zones only (a switch port's connections, committed by ls_*_stateful):
     int32_t acl_hit          # the ACL its original direction matched (-1 none, -2 not cached: evaluate)
     uint8_t blocked          # ct_mark.blocked
@@ -304,9 +336,36 @@ ctypedef struct Conntrack:
     uint64_t count           # keys in the table (two per connection, fewer after overwrites)
     int shift
     CtConn* conns
-    int64_t n_conns
+    int64_t n_conns          # connection slots ever used (the array's high-water mark)
     int64_t cap_conns
     int64_t limit            # connections the table may hold; 0: no limit
+    # Ageing: the clock is the frames' capture timestamps (ns), never going back.
+    int64_t now
+    int64_t timeout[CT_N_TM] # ns per timeout class
+    int32_t head[CT_N_TM]    # per class: a list ordered by expiry (same timeout, refreshed at the tail)
+    int32_t tail[CT_N_TM]
+    int32_t free_conn        # first free connection slot, -1
+    int64_t n_live           # connections held (committed, not yet removed)
+    int64_t created          # connections committed
+    int64_t expired          # connections removed because they expired (or were closed and reused)
+    int64_t peak             # most connections held at once
+
+# A native DHCPv4 responder (ovnsim.northd.dhcp.DhcpResponder): one port
+# address entry's ls_in_dhcp_options/ls_in_dhcp_response flows.  Its option
+# bytes (as ovn-controller's put_dhcp_opts userdata holds them) are slices of
+# Core.dhcp_bytes: opt_* for an OFFER/ACK, inform_* for the ACK to a DHCPINFORM.
+ctypedef struct DhcpResp:
+    uint64_t mac
+    uint64_t server_mac
+    uint32_t offer_ip
+    uint32_t server_id
+    uint32_t next_server
+    int32_t port
+    int32_t opt_start
+    int32_t opt_len
+    int32_t inform_start
+    int32_t inform_len
+    uint8_t has_next_server
 
 # ACL stages (security groups, _acl.pxi).  One compiled ACL: a conjunction of
 # the terms Neutron writes (ip4/ip6, a remote prefix or address set, protocol,
@@ -333,8 +392,6 @@ ctypedef struct AclRule:
 # to-lport), as slices of Core.acl_list in evaluation order (priority, then
 # ACL row order); the allow-stateless ones again as a slice for pre_acl.
 ctypedef struct AclPort:
-    uint64_t dhcp_mac        # its DHCP_Options' server_mac and server_id (ls_out_acl 34000), 0: none
-    uint32_t dhcp_ip
     int32_t start[2]
     int32_t count[2]
     int32_t sl_start[2]
@@ -348,6 +405,9 @@ ctypedef struct AclPort:
 # (ARP request, ICMP error, TCP reset) is rebuilt from these fields, with the
 # datagram an ICMP error quotes at Core.quotes[quote_ofs:quote_ofs +
 # quote_len] (a per-frame arena, so that copies stay small and share it).
+# A DHCP reply (generated == GEN_STORED) is stored whole in the same arena,
+# as ovn-controller built it from the request (Ethernet and IPv4 headers at
+# the request's offsets); its header fields here are written over it.
 # `op` says which stage runs next (the engine is a trampoline: stages
 # return, the loop dispatches).
 ctypedef struct Pkt:
@@ -397,7 +457,7 @@ ctypedef struct Pkt:
     uint8_t ct_trk
     uint8_t ct_rpl
     uint8_t ct_zones         # bit per zone kind of the current router
-    uint8_t generated        # Packet.raw is None
+    uint8_t generated        # Packet.raw is None (GEN_FIELDS: built from these fields; GEN_STORED: a DHCP reply)
     uint8_t has_inner        # in_* hold the quoted datagram's tuple
     uint8_t in_proto
     uint8_t op
@@ -420,7 +480,8 @@ ctypedef struct Held:
 # The received frame every copy of it refers to.
 ctypedef struct FrameCtx:
     const unsigned char* raw
-    int32_t n
+    int32_t n                # bytes captured
+    int32_t wire             # the frame's length on the wire (> n: cut by a capture's snaplen)
     int32_t l3
     int32_t l4
     int32_t index
@@ -472,6 +533,11 @@ ctypedef struct Core:
     uint64_t* static_vals
     int32_t n_static
     Conntrack ct
+    DhcpResp* dhcp
+    int32_t n_dhcp
+    U64Map dhcp_map          # (LSP << 48 | eth.src) -> index into dhcp
+    unsigned char* dhcp_bytes
+
     # ACL stages (NULL/0 when no switch has ACLs); a switch port's conntrack
     # zone is acl_zone_base + its index (router zones come first)
     AclRule* acls
@@ -544,6 +610,7 @@ cdef class FastEngine:
     cdef readonly list nat_rows
     cdef readonly list route_rows
     cdef readonly list snat_rows
+    cdef readonly list dhcp_rows
     cdef object _last_trace
     cdef readonly list acl_rows
     cdef _build(self, tables, ip_to_int, mac_to_int)

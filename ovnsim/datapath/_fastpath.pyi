@@ -12,8 +12,11 @@ from typing_extensions import Buffer  # only for type checkers
 #: Names of the parse status codes, indexed by code; ``STATUS_NAMES[0] == "OK"``.
 #: The codes: OK, TRUNCATED_ETH, STACKED_VLAN, TRUNCATED_ARP, BAD_ARP_FORMAT,
 #: TRUNCATED_IP, BAD_IP_VERSION, BAD_IHL, BAD_IP_TOTAL_LENGTH,
-#: IPV6_UNSUPPORTED, FRAGMENT, TRUNCATED_L4, BAD_TCP_OFFSET.
+#: IPV6_UNSUPPORTED, FRAGMENT, TRUNCATED_L4, BAD_TCP_OFFSET, SNAPLEN_CUT.
 STATUS_NAMES: tuple[str, ...]
+
+#: OVS's userspace conntrack timeouts (seconds), ``(name, default)`` in timeout-class order.
+CT_TIMEOUT_DEFAULTS: tuple[tuple[str, int], ...]
 
 #: ``sizeof(Headers)``: the bytes one parsed frame takes in C.
 HEADERS_SIZE: int
@@ -78,8 +81,10 @@ def rewrite(
     out-of-range value or a frame without the header to rewrite.
     """
 
-def frame_fields(frame: Buffer) -> Optional[dict[str, object]]:
-    """A frame's header fields as OVN names them (None: it cannot enter the pipeline)."""
+def frame_fields(frame: Buffer, wire: int = ...) -> Optional[dict[str, object]]:
+    """A frame's header fields as OVN names them (None: it cannot enter the pipeline).
+
+    ``wire``: its length on the wire when a capture's snaplen cut it."""
 
 class FastEngine:
     """The engine: OVN's logical switch and router stages over C tables, in a nogil loop, traced on request.
@@ -109,6 +114,8 @@ class FastEngine:
     snat_rows: list[tuple[int, object]]
     #: the ACL rows (ovnsim.northd.acls.AclRow) trace records and drops of the ACL stages point at
     acl_rows: list[object]
+    #: the native DHCPv4 responders (ovnsim.northd.dhcp.DhcpResponder), by the index trace records carry
+    dhcp_rows: list[object]
 
     def __init__(self, logical: object, tables: Optional[object] = ...) -> None:
         """Compile ``tables`` (default ``build_tables(logical)``) into C tables.
@@ -126,19 +133,35 @@ class FastEngine:
         result: Optional[object] = ...,
         *,
         trace: bool = ...,
+        timestamps: Optional[Union[Sequence[int], Buffer]] = ...,
+        origlens: Optional[Union[Sequence[int], Buffer]] = ...,
     ) -> object:
         """Run frame ``i`` = ``data[offsets[i]:offsets[i] + lengths[i]]`` in on
         port ``inports[i]`` (``-1``: chosen as ``--auto`` does) for every ``i``;
         append everything to ``result`` (a new ``BatchResult`` if None) and
         return it; with ``trace=True`` also the trace records
-        (``BatchResult.trace``).  ``IndexError`` for an inport past
-        ``port_names``, ``MemoryError`` if the result buffers cannot grow."""
+        (``BatchResult.trace``).  ``timestamps`` (ns): each frame's time, the
+        conntrack clock (ageing); ``origlens``: each frame's length on the wire
+        when a snaplen cut it (header-only replay, ``snaplen-truncated``).
+        ``IndexError`` for an inport past ``port_names``, ``MemoryError`` if
+        the result buffers cannot grow."""
 
-    def choose_ingress(self, frame: Buffer) -> int:
+    def choose_ingress(self, frame: Buffer, wire: int = ...) -> int:
         """The port index ``--auto`` gives ``frame`` (-1: none)."""
 
     def reset(self) -> None:
-        """Forget connections and learned MAC bindings (static bindings stay)."""
+        """Forget connections and learned MAC bindings (static bindings stay), the conntrack counters and clock."""
+
+    ct_timeouts: dict[str, int]
+    """Conntrack timeouts in seconds by OVS's timeout-policy names; assign some to change them (no connection
+    may be tracked then)."""
+
+    @property
+    def conntrack_stats(self) -> dict[str, int]:
+        """``created``, ``expired``, ``live``, ``peak``, ``now_ns`` (the clock), ``bytes`` (the table's memory)."""
+
+    def conntrack_sweep(self) -> int:
+        """Remove every connection expired by the clock; how many."""
 
     @property
     def conntrack_size(self) -> int:

@@ -318,6 +318,7 @@ cdef uint64_t BCAST_MAC = 0xffffffffffffULL
 include "_maps.pxi"
 include "_conntrack.pxi"
 include "_frame.pxi"
+include "_dhcp.pxi"
 include "_acl.pxi"
 include "_held.pxi"
 include "_switch.pxi"
@@ -361,18 +362,20 @@ cdef object _int64_view(obj, Py_ssize_t n, str what):
     return view
 
 
-def frame_fields(const unsigned char[::1] frame not None):
+def frame_fields(const unsigned char[::1] frame not None, Py_ssize_t wire=0):
     """The header fields of a frame as OVN names them, or None when it cannot enter the pipeline.
 
     ``eth.src``/``eth.dst``; for ARP ``arp.op``, ``arp.sha``, ``arp.spa``,
     ``arp.tha``, ``arp.tpa`` (all zero for an ARP that is not
     Ethernet/IPv4); for IPv4 ``ip4.src``, ``ip4.dst``, ``ip.ttl`` and the
     ICMP type and code or the TCP/UDP ports (zero in a later fragment).
-    The frame is parsed as the engine parses the frames it runs.
+    The frame is parsed as the engine parses the frames it runs; ``wire``:
+    its length on the wire, when a capture's snaplen cut it.
     """
     cdef Pkt p
     cdef FrameCtx f
     memset(&p, 0, sizeof(Pkt))
+    f.wire = <int32_t>min(max(wire, frame.shape[0]), 0x7fffffff)
     if classify(&frame[0] if frame.shape[0] else NULL, <int32_t>frame.shape[0], &p, &f) >= 0:
         return None
     d = {"eth.src": _mac(p.eth_src), "eth.dst": _mac(p.eth_dst)}
@@ -426,6 +429,7 @@ cdef class FastEngine:
         free(c.bindings.slots); free(c.gw_redirect.slots); free(c.undnat_fip.slots)
         free(c.auto_mac.slots); free(c.auto_ip.slots)
         free(c.ct.slots); free(c.ct.conns)
+        free(c.dhcp); free(c.dhcp_map.slots); free(c.dhcp_bytes)
         free(c.acls); free(c.acl_list); free(c.acl_ports); free(c.acl_sets.slots)
         free(c.stack); free(c.scratch); free(c.quotes); free(c.ingress)
         free(c.out_frame); free(c.out_port); free(c.out_kind); free(c.out_start); free(c.out_len)
@@ -645,17 +649,40 @@ cdef class FastEngine:
             if prefix is not None:
                 c.auto_nets[k].network, c.auto_nets[k].mask = prefix.network, prefix.mask
 
+        # -- native DHCPv4 responders (ovnsim.northd.dhcp): their option bytes in one array
+        self.dhcp_rows = list(tables.dhcpv4)
+        dhcp_bytes, dhcp_map = bytearray(), {}
+        c.n_dhcp = len(self.dhcp_rows)
+        c.dhcp = <DhcpResp*>_c_array(c.n_dhcp, sizeof(DhcpResp))
+        for k, resp in enumerate(self.dhcp_rows):
+            i = port_index[resp.port]
+            dhcp_map.setdefault((i << 48) | resp.mac, k)   # the first entry's flows win, as in OVN
+            c.dhcp[k].port, c.dhcp[k].mac, c.dhcp[k].server_mac = i, resp.mac, resp.server_mac
+            c.dhcp[k].offer_ip, c.dhcp[k].server_id = resp.offer_ip, resp.server_id
+            c.dhcp[k].has_next_server = resp.next_server is not None
+            c.dhcp[k].next_server = resp.next_server or 0
+            c.dhcp[k].opt_start, c.dhcp[k].opt_len = len(dhcp_bytes), len(resp.options)
+            dhcp_bytes += resp.options
+            c.dhcp[k].inform_start, c.dhcp[k].inform_len = len(dhcp_bytes), len(resp.inform_options)
+            dhcp_bytes += resp.inform_options
+        c.dhcp_bytes = <unsigned char*>_c_array(len(dhcp_bytes), 1)
+        blob = bytes(dhcp_bytes)
+        if blob:
+            memcpy(c.dhcp_bytes, <const char*>blob, len(blob))
+        self._map(&c.dhcp_map, dhcp_map)
         self._build_acls(port_index)
 
         if ct_alloc(&c.ct, 0) < 0:
             raise MemoryError()
+        ct_clear(&c.ct)
+        for k, (_name, seconds) in enumerate(CT_TIMEOUT_DEFAULTS):
+            c.ct.timeout[k] = seconds * 1000000000
         c.scratch_cap = 4096
         c.scratch = <unsigned char*>_c_array(c.scratch_cap, 1)
 
     cdef _build_acls(self, dict port_index):
         """The ACL stages' tables (ovnsim.northd.acls), when a switch has ACLs."""
         from ovnsim.northd.acls import ACTION_CODES, compile_acls
-        from ovnsim.northd.tables import ip_to_int, mac_to_int
 
         cdef Core* c = &self.core
         cdef AclRule* a
@@ -689,20 +716,10 @@ cdef class FastEngine:
             a.dport_lo, a.dport_hi = m.dport_lo, m.dport_hi
             a.icmp_type, a.icmp_code = m.icmp_type, m.icmp_code
         lists = []
-        dhcp = {}
-        for row in self.logical.dhcp_options:
-            try:
-                dhcp[row.key] = (mac_to_int(row.options["server_mac"]), ip_to_int(row.options["server_id"]))
-            except (KeyError, ValueError):
-                continue
-        dhcp_of = {p.name: dhcp.get(p.dhcpv4_options) for ls in self.logical.switches for p in ls.ports
-                   if p.dhcpv4_options is not None}
         c.acl_ports = <AclPort*>_c_array(c.n_ports, sizeof(AclPort))
         for name in acl.active_ports:
             ap = &c.acl_ports[port_index[name]]
             ap.active = 1
-            if dhcp_of.get(name):
-                ap.dhcp_mac, ap.dhcp_ip = dhcp_of[name]
             ap.skip_ct = self.core.ports[port_index[name]].pre_lb
             for way, rows in enumerate(acl.per_port.get(name, ([], []))):
                 ap.start[way], ap.count[way] = len(lists), len(rows)
@@ -726,13 +743,17 @@ cdef class FastEngine:
             if map_put(m, key, val) < 0:
                 raise MemoryError()
 
-    def choose_ingress(self, const unsigned char[::1] frame not None):
-        """The port index ``--auto`` gives ``frame`` (-1: none), as :meth:`process_batch` chooses it."""
+    def choose_ingress(self, const unsigned char[::1] frame not None, Py_ssize_t wire=0):
+        """The port index ``--auto`` gives ``frame`` (-1: none), as :meth:`process_batch` chooses it.
+
+        ``wire``: the frame's length on the wire, when a capture's snaplen cut it.
+        """
         cdef Pkt p
         cdef FrameCtx f
         cdef int32_t n = <int32_t>frame.shape[0]
         cdef const unsigned char* raw = &frame[0] if n else NULL
         memset(&p, 0, sizeof(Pkt))
+        f.wire = <int32_t>min(max(wire, n), 0x7fffffff)
         if classify(raw, n, &p, &f) >= 0:
             return auto_ingress(&self.core, rd48(raw + 6) if n >= 12 else 0, False, 0)
         if p.eth_type == ETH_TYPE_ARP:
@@ -792,8 +813,61 @@ cdef class FastEngine:
         """Held packets pushed out of a full queue (3 per next hop) or not held (1,000 next hops)."""
         return self.core.held_dropped
 
+    @property
+    def ct_timeouts(self):
+        """The conntrack timeouts in seconds, by OVS's timeout-policy names (``tcp_established``, ...).
+
+        Defaults are OVS's userspace datapath's (``lib/conntrack-tp.c``).
+        Assign a mapping of some of them to change those (whole seconds, at
+        least 1), while no connection is tracked (before the first frame,
+        or after :meth:`reset`): each class's expiry list relies on one
+        timeout for all its connections.
+        """
+        return {name: self.core.ct.timeout[k] // 1000000000 for k, (name, _d) in enumerate(CT_TIMEOUT_DEFAULTS)}
+
+    @ct_timeouts.setter
+    def ct_timeouts(self, values):
+        names = [name for name, _d in CT_TIMEOUT_DEFAULTS]
+        new = {}
+        for name, seconds in dict(values).items():
+            if name not in names:
+                raise ValueError(f"unknown conntrack timeout {name!r}; the timeouts are: {', '.join(names)}")
+            if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= 10 * 365 * 86400:
+                raise ValueError(f"conntrack timeout {name}: {seconds!r} is not a whole number of seconds "
+                                 f"from 1 to {10 * 365 * 86400} (ten years)")
+            new[names.index(name)] = seconds
+        if self.busy:
+            raise RuntimeError("FastEngine.ct_timeouts set while a batch is running")
+        if self.core.ct.n_live:
+            raise RuntimeError("FastEngine.ct_timeouts set while connections are tracked (reset() first)")
+        for k, seconds in new.items():
+            self.core.ct.timeout[k] = seconds * 1000000000
+
+    @property
+    def conntrack_stats(self):
+        """Conntrack counters: ``created``, ``expired``, ``live``, ``peak``, the clock ``now_ns``, ``bytes``.
+
+        ``created`` connections were committed; ``expired`` were removed
+        because they expired (or, a TCP connection both ends had closed, a
+        new SYN reused its tuple); ``live`` are held (``created - expired``
+        since the last :meth:`reset`); ``peak`` the most held at once.  An
+        expired connection is reclaimed lazily: call :meth:`conntrack_sweep`
+        first for ``live`` and ``expired`` as of the clock.  ``bytes``: the
+        memory the table and the connections take (it follows ``peak``).
+        """
+        cdef Conntrack* ct = &self.core.ct
+        return {"created": ct.created, "expired": ct.expired, "live": ct.n_live, "peak": ct.peak,
+                "now_ns": ct.now,
+                "bytes": (ct.mask + 1) * sizeof(CtSlot) + ct.cap_conns * sizeof(CtConn)}
+
+    def conntrack_sweep(self):
+        """Remove every connection expired by the clock (the last frame's timestamp); how many."""
+        if self.busy:
+            raise RuntimeError("FastEngine.conntrack_sweep() while a batch is running")
+        return ct_sweep(&self.core.ct, -1)
+
     def reset(self):
-        """Forget connections, learned MAC bindings and held packets (static bindings stay)."""
+        """Forget connections, learned MAC bindings and held packets (static bindings stay), the conntrack counters and clock."""
         cdef Core* c = &self.core
         cdef int32_t k
         if self.busy:
@@ -806,12 +880,21 @@ cdef class FastEngine:
             if map_put(&c.bindings, c.static_keys[k], c.static_vals[k]) < 0:
                 raise MemoryError()
 
-    def process_batch(self, data, offsets, lengths, inports, result=None, *, trace=False):
+    def process_batch(self, data, offsets, lengths, inports, result=None, *, trace=False, timestamps=None,
+                      origlens=None):
         """Run ``len(offsets)`` frames (``data[offsets[i]:offsets[i] + lengths[i]]``) through the pipeline.
 
         With ``trace=True`` the result also gets the trace records (one per
         step, ``BatchResult.trace_*``; :mod:`ovnsim.datapath.trace` renders
         them); without, the loop only tests a flag.
+
+        ``timestamps`` (nanoseconds, one per frame) drive conntrack ageing:
+        the clock moves to each frame's time (never back) before it runs, so
+        connections idle past their timeout are gone (:attr:`ct_timeouts`);
+        without them the clock stands still.  ``origlens``: each frame's
+        length on the wire, when a capture's snaplen cut it (``lengths[i] <
+        origlens[i]``): the frame runs on the headers captured, a frame whose
+        headers were cut is dropped as ``snaplen-truncated``.
 
         ``data`` is any byte buffer (read in place); ``offsets``, ``lengths``
         and ``inports`` are sequences of ints or int buffers (``array('q')``
@@ -827,6 +910,10 @@ cdef class FastEngine:
         cdef const int64_t[::1] offs
         cdef const int64_t[::1] lens
         cdef const int64_t[::1] ins
+        cdef const int64_t[::1] tss
+        cdef const int64_t[::1] wires
+        cdef bint timed = timestamps is not None, cut = origlens is not None
+        cdef int64_t wire
         cdef Py_ssize_t n, i, size
         cdef int64_t start, stop, maxlen = MAX_GENERATED
         cdef int64_t* starts
@@ -849,6 +936,10 @@ cdef class FastEngine:
         offs = _int64_view(offsets, n, "offsets")
         lens = _int64_view(lengths, n, "lengths")
         ins = _int64_view(inports, n, "inports")
+        if timed:
+            tss = _int64_view(timestamps, n, "timestamps")
+        if cut:
+            wires = _int64_view(origlens, n, "origlens")
         size = buf.shape[0]
         base = &buf[0] if size else <const unsigned char*>b""
         for i in range(n):
@@ -908,7 +999,12 @@ cdef class FastEngine:
             c.error = 0
             with nogil:
                 for i in range(n):
-                    run_frame(c, base + starts[i], sizes[i], ins[i], <int32_t>i)
+                    if timed:
+                        ct_tick(&c.ct, tss[i])
+                    wire = sizes[i]
+                    if cut and wires[i] > wire:
+                        wire = wires[i] if wires[i] < 0x7fffffff else 0x7fffffff
+                    run_frame(c, base + starts[i], sizes[i], <int32_t>wire, ins[i], <int32_t>i)
                     if c.error:
                         break
             if c.error:

@@ -264,6 +264,11 @@ cdef int32_t build_raw(const FrameCtx* f, const Pkt* p, unsigned char* o) noexce
         changed |= _acc16(&acc, ol4 + 4, l4 + 4)
         if p.has_inner:
             end = f.l3 + rd16(oip + 2)
+            if end > n:
+                # Cut by a capture's snaplen: only the bytes captured are
+                # rewritten; the ICMP checksum is updated incrementally from
+                # the words that changed, so it holds for the whole message.
+                end = n
             rewrite_inner(l4 + 8, end - f.l4 - 8, p)
             # The words rewrite_inner can touch: the inner IPv4 header's first
             # 20 bytes and 20 bytes after it (all of it inside the message; a
@@ -370,7 +375,10 @@ cdef void quote_datagram(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
     """
     cdef int32_t n, l3, qlen
     cdef int64_t cap
-    if p.generated:
+    if p.generated == GEN_STORED:
+        n = build_stored(f, p, c, c.scratch)
+        l3 = f.l3
+    elif p.generated:
         n = build_gen(c, p, c.scratch)
         l3 = 14
     else:
@@ -396,7 +404,8 @@ cdef void quote_datagram(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
 
 cdef inline void emit_output(Core* c, const FrameCtx* f, const Pkt* p, int32_t port) noexcept nogil:
     cdef int64_t i = c.n_out
-    cdef int64_t need = c.data_len + (MAX_GENERATED if p.generated else f.n)
+    cdef int64_t need = c.data_len + (p.quote_len if p.generated == GEN_STORED
+                                      else MAX_GENERATED if p.generated else f.n)
     cdef int64_t cap
     cdef int32_t n
     if i == c.cap_out:
@@ -411,7 +420,9 @@ cdef inline void emit_output(Core* c, const FrameCtx* f, const Pkt* p, int32_t p
             c.error = 1
             return
         c.data_cap = cap
-    if p.generated:
+    if p.generated == GEN_STORED:
+        n = build_stored(f, p, c, c.out_data + c.data_len)
+    elif p.generated:
         n = build_gen(c, p, c.out_data + c.data_len)
     else:
         n = build_raw(f, p, c.out_data + c.data_len)

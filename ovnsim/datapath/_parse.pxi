@@ -19,6 +19,7 @@ _STATUS_BY_CODE = {
     PARSE_FRAGMENT: "FRAGMENT",
     PARSE_TRUNCATED_L4: "TRUNCATED_L4",
     PARSE_BAD_TCP_OFFSET: "BAD_TCP_OFFSET",
+    PARSE_SNAPLEN_CUT: "SNAPLEN_CUT",
 }
 # Indexed by code.  Building it this way fails at import if a code has no
 # name, so the C enum and the Python names cannot drift apart.
@@ -86,10 +87,32 @@ cdef int parse_headers(const unsigned char* frame, Py_ssize_t length,
     malformed frame leaves the later groups zeroed.  Other ethertypes and IP
     protocols parse OK with the headers that were recognised.
     """
+    return parse_headers_wire(frame, length, length, out)
+
+
+cdef inline int _short(Py_ssize_t need, Py_ssize_t have, Py_ssize_t wire_have, int status) noexcept nogil:
+    # Which status a header of `need` bytes gets when `have` bytes of it are
+    # captured and `wire_have` were on the wire: 0 (it is all there), the
+    # frame's own truncation `status`, or PARSE_SNAPLEN_CUT (only the capture cut it).
+    if have >= need:
+        return 0
+    return status if wire_have < need else PARSE_SNAPLEN_CUT
+
+
+cdef int parse_headers_wire(const unsigned char* frame, Py_ssize_t length, Py_ssize_t wire,
+                            Headers* out) noexcept nogil:
+    """parse_headers() of a frame of which `length` of its `wire` bytes were captured.
+
+    Every length field is checked against the frame on the wire; a header
+    must be among the captured bytes, else PARSE_SNAPLEN_CUT (a header the
+    frame lacks even on the wire keeps its own status).  A TCP header's
+    options may lie beyond the captured bytes (nothing reads them).
+    """
     cdef const unsigned char* p
-    cdef Py_ssize_t ofs, avail, hlen, tcp_hlen
+    cdef Py_ssize_t ofs, avail, wavail, hlen, tcp_hlen, cavail
     cdef uint16_t eth_type, total_len
     cdef uint8_t vihl, proto
+    cdef int st
 
     memset(out, 0, sizeof(Headers))
     out.l3_ofs = -1
@@ -99,18 +122,22 @@ cdef int parse_headers(const unsigned char* frame, Py_ssize_t length,
         length = 0
     elif length > MAX_FRAME:
         length = MAX_FRAME
+    if wire < length:
+        wire = length
+    elif wire > MAX_FRAME:
+        wire = MAX_FRAME
     out.end_ofs = <int32_t>length
 
     # -- Ethernet ----------------------------------------------------------
     if length < ETH_HLEN:
         out.l2_ofs = -1 if length == 0 else 0
-        return _done(out, PARSE_TRUNCATED_ETH)
+        return _done(out, _short(ETH_HLEN, length, wire, PARSE_TRUNCATED_ETH))
     out.l2_ofs = 0
     eth_type = rd16(frame + 12)
     ofs = ETH_HLEN
     if eth_type == ETH_TYPE_VLAN or eth_type == ETH_TYPE_QINQ:
         if length < ETH_HLEN + VLAN_HLEN:
-            return _done(out, PARSE_TRUNCATED_ETH)
+            return _done(out, _short(ETH_HLEN + VLAN_HLEN, length, wire, PARSE_TRUNCATED_ETH))
         out.vlan_present = 1
         out.vlan_tpid = eth_type
         out.vlan_tci = rd16(frame + 14)
@@ -128,11 +155,12 @@ cdef int parse_headers(const unsigned char* frame, Py_ssize_t length,
 
     p = frame + ofs
     avail = length - ofs
+    wavail = wire - ofs
 
     # -- ARP ---------------------------------------------------------------
     if eth_type == ETH_TYPE_ARP:
         if avail < ARP_ETH_IP4_LEN:
-            return _done(out, PARSE_TRUNCATED_ARP)
+            return _done(out, _short(ARP_ETH_IP4_LEN, avail, wavail, PARSE_TRUNCATED_ARP))
         if rd16(p) != 1 or rd16(p + 2) != ETH_TYPE_IP4 or p[4] != 6 or p[5] != 4:
             return _done(out, PARSE_BAD_ARP_FORMAT)
         out.arp_op = rd16(p + 6)
@@ -153,7 +181,7 @@ cdef int parse_headers(const unsigned char* frame, Py_ssize_t length,
 
     # -- IPv4 --------------------------------------------------------------
     if avail < IP4_MIN_HLEN:
-        return _done(out, PARSE_TRUNCATED_IP)
+        return _done(out, _short(IP4_MIN_HLEN, avail, wavail, PARSE_TRUNCATED_IP))
     vihl = p[0]
     if (vihl >> 4) != 4:
         return _done(out, PARSE_BAD_IP_VERSION)
@@ -161,11 +189,11 @@ cdef int parse_headers(const unsigned char* frame, Py_ssize_t length,
         return _done(out, PARSE_BAD_IHL)
     hlen = (vihl & 0x0f) * 4
     if avail < hlen:
-        return _done(out, PARSE_TRUNCATED_IP)
+        return _done(out, _short(hlen, avail, wavail, PARSE_TRUNCATED_IP))
     total_len = rd16(p + 2)
     if total_len < hlen:
         return _done(out, PARSE_BAD_IP_TOTAL_LENGTH)
-    if total_len > avail:
+    if total_len > wavail:
         return _done(out, PARSE_TRUNCATED_IP)
     out.ip_ihl = vihl & 0x0f
     out.ip_tos = p[1]
@@ -194,9 +222,13 @@ cdef int parse_headers(const unsigned char* frame, Py_ssize_t length,
     # -- L4 ----------------------------------------------------------------
     p = frame + ofs
     avail = total_len - hlen
+    cavail = length - ofs          # of it captured (less than avail only in a cut frame)
+    if cavail > avail:
+        cavail = avail
     if proto == IPPROTO_TCP:
-        if avail < TCP_MIN_HLEN:
-            return _done(out, PARSE_TRUNCATED_L4)
+        st = _short(TCP_MIN_HLEN, cavail, avail, PARSE_TRUNCATED_L4)
+        if st:
+            return _done(out, st)
         tcp_hlen = (p[12] >> 4) * 4
         if tcp_hlen < TCP_MIN_HLEN:
             return _done(out, PARSE_BAD_TCP_OFFSET)
@@ -209,16 +241,18 @@ cdef int parse_headers(const unsigned char* frame, Py_ssize_t length,
         out.layers |= LAYER_TCP
         out.payload_ofs = <int32_t>(ofs + tcp_hlen)
     elif proto == IPPROTO_UDP:
-        if avail < UDP_HLEN:
-            return _done(out, PARSE_TRUNCATED_L4)
+        st = _short(UDP_HLEN, cavail, avail, PARSE_TRUNCATED_L4)
+        if st:
+            return _done(out, st)
         out.tp_src = rd16(p)
         out.tp_dst = rd16(p + 2)
         out.l4_csum = rd16(p + 6)
         out.layers |= LAYER_UDP
         out.payload_ofs = <int32_t>(ofs + UDP_HLEN)
     elif proto == IPPROTO_ICMP:
-        if avail < ICMP4_HLEN:
-            return _done(out, PARSE_TRUNCATED_L4)
+        st = _short(ICMP4_HLEN, cavail, avail, PARSE_TRUNCATED_L4)
+        if st:
+            return _done(out, st)
         out.icmp_type = p[0]
         out.icmp_code = p[1]
         out.l4_csum = rd16(p + 2)

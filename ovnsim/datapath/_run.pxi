@@ -14,17 +14,25 @@ cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noex
     parses as an opaque ARP (every field 0, nothing written back); a TCP
     data offset is not checked (20 bytes of TCP header are enough);
     fragments parse.
+
+    A frame cut by a capture's snaplen (f.wire > n) is parsed on the headers
+    captured, its lengths taken from the wire (OVN reads only headers): a
+    header the capture cut is PP_SNAPLEN, as is an ICMP error's quoted
+    header (conntrack reads it).
     """
     cdef Headers h
     cdef int st
+    cdef int32_t qn, qw, need
     cdef const unsigned char* q
     if n < ETH_HLEN:
-        return PP_RUNT
+        return PP_SNAPLEN if f.wire >= ETH_HLEN else PP_RUNT
     p.eth_dst = rd48(raw)
     p.eth_src = rd48(raw + 6)
     f.l3 = ETH_HLEN
     f.l4 = -1
-    st = parse_headers(raw, n, &h)
+    st = parse_headers_wire(raw, n, f.wire, &h)
+    if st == PARSE_SNAPLEN_CUT:
+        return PP_SNAPLEN
     if st == PARSE_TRUNCATED_ETH:
         return PP_TRUNCATED_VLAN
     if st == PARSE_TRUNCATED_ARP:
@@ -77,7 +85,14 @@ cdef int classify(const unsigned char* raw, int32_t n, Pkt* p, FrameCtx* f) noex
         p.icmp_code = h.icmp_code
         p.icmp_id = h.icmp_id
         if icmp_error(h.icmp_type):
-            parse_inner(raw + h.l4_ofs + ICMP4_HLEN, h.end_ofs - h.l4_ofs - ICMP4_HLEN, p)
+            q = raw + h.l4_ofs + ICMP4_HLEN
+            qw = h.end_ofs - h.l4_ofs - ICMP4_HLEN          # the quote on the wire
+            qn = (h.end_ofs if h.end_ofs < n else n) - h.l4_ofs - ICMP4_HLEN
+            parse_inner(q, qn, p)
+            if not p.has_inner and qn < qw:
+                need = (q[0] & 0x0f) * 4 + 8 if qn > 0 else IP4_MIN_HLEN + 8
+                if qn < need <= qw:
+                    return PP_SNAPLEN
     elif h.layers & LAYER_TCP:
         _tcp_fields(raw, &h, p)
     elif h.layers & LAYER_UDP:
@@ -97,15 +112,16 @@ cdef inline void _tcp_fields(const unsigned char* raw, const Headers* h, Pkt* p)
     p.tcp_dlen = (h.end_ofs - h.l4_ofs) - (q[12] >> 4) * 4
 
 
-cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport,
+cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int32_t wire, int64_t inport,
                     int32_t index) noexcept nogil:
-    """oracle PythonEngine._one for one frame."""
+    """oracle PythonEngine._one for one frame (`n` of its `wire` bytes captured)."""
     cdef FrameCtx f
     cdef Pkt p
     cdef int problem
     cdef int32_t port
     f.raw = raw
     f.n = n
+    f.wire = wire if wire > n else n
     f.index = index
     c.quotes_len = 0
     memset(&p, 0, sizeof(Pkt))
@@ -116,7 +132,8 @@ cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int64_t inport
         else:
             port = auto_ingress(c, rd48(raw + 6) if n >= 12 else 0, False, 0)
         c.ingress[index] = port
-        emit_drop(c, &f, R_PARSE_UNSUPPORTED if problem == PP_IPV6 else R_PARSE_MALFORMED,
+        emit_drop(c, &f, R_PARSE_UNSUPPORTED if problem == PP_IPV6
+                  else R_PARSE_SNAPLEN if problem == PP_SNAPLEN else R_PARSE_MALFORMED,
                   c.ports[port].sw if port >= 0 else 0, 0, problem, <uint64_t>n)
         return
     if inport == AUTO_INGRESS:

@@ -88,6 +88,10 @@ cdef void ls_ingress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
             p.group = G_FLOOD_L2
             p.op = OP_FLOOD_START
             return
+    # ls_in_dhcp_options, ls_in_dhcp_response (_dhcp.pxi)
+    if c.n_dhcp and p.eth_type == ETH_TYPE_IP4 and p.proto == IPPROTO_UDP and p.sport == 68 \
+            and p.dport == 67 and not p.generated and dhcp_stage(c, f, p, sw, d):
+        return
     if (p.eth_dst >> 40) & 1:
         trace(c, f, R_LS_IN_L2_MCAST, sw, d, 0, 0)
         p.group = G_FLOOD

@@ -32,7 +32,7 @@ __all__ = ["BatchResult", "IngressTable", "KINDS", "KIND_CODE", "STAGE_LIST", "S
 #: Output kinds by code (``BatchResult.out_kind``), from the rule catalogue.
 KINDS = tuple(name for name, _ in OUTPUT_KINDS)
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
-KIND_PACKET, KIND_ARP_REPLY, KIND_ECHO_REPLY, KIND_ARP, KIND_ICMP4, KIND_TCP_RESET = KINDS
+KIND_PACKET, KIND_ARP_REPLY, KIND_ECHO_REPLY, KIND_ARP, KIND_ICMP4, KIND_TCP_RESET, KIND_DHCP_REPLY = KINDS
 
 #: One trace record as the engine writes it (``TraceRec`` in ``_fastpath.pxd``):
 #: frame (int32), rule (int16), depth (int16), datapath (int32), a (uint32), b (uint64).

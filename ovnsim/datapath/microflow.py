@@ -210,7 +210,13 @@ class Microflow:
         Built with scapy: an 802.1Q tag when ``vlan.tci`` has the present bit
         (0x1000); ARP over Ethernet/IPv4; IPv4 with ``id`` 0, DF clear and the
         DSCP in the TOS byte; TCP with seq/ack 0 and the given flags; ICMP
-        id/seq 0; no payload.  Other Ethernet types give a bare header.
+        id/seq 0; no payload, except that a UDP 68 -> 67 flow carries the
+        BOOTP request ovn-trace assumes for put_dhcp_opts ("We assume that
+        this packet is DHCPDISCOVER or DHCPREQUEST"): a DHCPDISCOVER from
+        ``ip4.src`` 0.0.0.0, else a DHCPREQUEST for ``ip4.src`` (``ciaddr``);
+        ``chaddr`` is ``eth.src``, ``xid`` 0, and the broadcast flag is set
+        when ``ip4.dst`` is 255.255.255.255, so the reply keeps the
+        destination ovn-trace shows.  Other Ethernet types give a bare header.
         """
         from scapy.layers.inet import ICMP, IP, TCP, UDP
         from scapy.layers.l2 import ARP, Dot1Q, Ether
@@ -236,6 +242,8 @@ class Microflow:
                                 flags=int(f["tcp.flags"]), seq=0, ack=0)
             elif proto == IPPROTO_UDP:
                 pkt = pkt / UDP(sport=int(f["udp.src"]), dport=int(f["udp.dst"]))
+                if int(f["udp.src"]) == 68 and int(f["udp.dst"]) == 67:
+                    pkt = pkt / _bootp_request(f["eth.src"], f["ip4.src"], f["ip4.dst"])
             elif proto == IPPROTO_ICMP:
                 pkt = pkt / ICMP(type=int(f["icmp4.type"]), code=int(f["icmp4.code"]), id=0, seq=0)
         return bytes(pkt)
@@ -244,6 +252,18 @@ class Microflow:
     def parse(cls, text: str) -> "Microflow":
         """Same as :func:`parse_microflow`."""
         return parse_microflow(text)
+
+
+def _bootp_request(mac: str, src: str, dst: str) -> bytes:
+    """The DHCPDISCOVER (from 0.0.0.0) or DHCPREQUEST (ciaddr ``src``) of a UDP 68 -> 67 microflow."""
+    import ipaddress
+
+    discover = src == "0.0.0.0"
+    header = bytes([1, 1, 6, 0]) + bytes(4) + bytes(2)
+    header += (0x8000 if dst == "255.255.255.255" else 0).to_bytes(2, "big")
+    header += (bytes(4) if discover else ipaddress.IPv4Address(src).packed) + bytes(12)
+    header += bytes.fromhex(mac.replace(":", "")) + bytes(10) + bytes(64 + 128)
+    return header + bytes([0x63, 0x82, 0x53, 0x63, 53, 1, 1 if discover else 3, 255])
 
 
 def _escape(name: str) -> str:

@@ -22,7 +22,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
 
-from ovnsim.northd.rules import CT_OUTCOMES, PARSE_PROBLEMS, RULES, Rule
+from ovnsim.northd.rules import CT_OUTCOMES, DHCP_RESULTS, PARSE_PROBLEMS, RULES, Rule
 from ovnsim.northd.stages import STAGES, Drop
 from ovnsim.northd.tables import int_to_ip, int_to_mac
 
@@ -79,6 +79,16 @@ class _Net(NamedTuple):
 class _Martian(NamedTuple):
     ip: str
     broadcast: str
+
+
+class _Dhcp(NamedTuple):
+    port: str
+    mac: str
+    offerip: str
+    server_id: str
+    server_mac: str
+    options: str
+    trace_options: str
 
 
 class _Acl(NamedTuple):
@@ -138,6 +148,10 @@ class TraceRenderer:
                       for ip, prefix in rp.networks]
         self.snats = [_Snat(prio, prio + 1, str(n.logical), int_to_ip(n.external_ip))
                       for prio, n in engine.snat_rows]
+        self.dhcps = [_Dhcp(r.port, int_to_mac(r.mac), int_to_ip(r.offer_ip), int_to_ip(r.server_id),
+                            int_to_mac(r.server_mac), r.text, r.trace_text) for r in engine.dhcp_rows]
+
+
         self.acls = [_Acl(row.priority, row.acl.match) for row in (getattr(engine, "acl_rows", None) or ())]
 
     # -- values ------------------------------------------------------------------
@@ -168,6 +182,10 @@ class TraceRenderer:
             return int_to_mac(v) if v else "no MAC binding"
         if kind == "ct":
             return _ct_text(v)
+        if kind == "dhcp":
+            return self.dhcps[v]
+        if kind == "dhcp_result":
+            return DHCP_RESULTS[v][1]
         if kind == "parse":
             return PARSE_PROBLEMS[v][1].format(n=other)
         if kind == "acl":
@@ -358,6 +376,9 @@ def format_minimal(result: "Result", input_fields: Dict[str, object]) -> str:
                 if field == "{":
                     lines.append(f"{indent}{value} {{")
                     indent, block = indent + "    ", True
+                    continue
+                if field == "!":
+                    lines.append(f"{indent}{value}")
                     continue
                 written.add(field)
                 if value is None:

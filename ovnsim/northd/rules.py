@@ -16,7 +16,9 @@ priority is an int, ``None`` (no flow: ovnsim's own step) or a template for
 rules whose priority comes from the table entry (routes, SNAT rows).
 Where ovnsim does not model a flow's full text (a comment in the actions
 says what the step did, e.g. ``/* un-NAT (reply) */``), the text is
-ovn-trace's, not lflow-list's.
+ovn-trace's, not lflow-list's.  ``tests/conformance/test_rule_text.py``
+holds every traced step's text beside real ``lflow-list`` output and lists,
+with the reason, the rules whose text differs.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Dict, NamedTuple, Optional, Tuple, Union
 
 from ovnsim.northd.stages import LR_IN, LR_OUT, LS_IN, LS_OUT, Drop, Stage
 
-__all__ = ["Rule", "RULES", "RULE_CODE", "STAGE_LIST", "STAGE_CODE", "ARGS", "OUTPUT_KINDS", "generate_pxi"]
+__all__ = ["Rule", "RULES", "RULE_CODE", "STAGE_LIST", "STAGE_CODE", "ARGS", "OUTPUT_KINDS", "DHCP_RESULTS",
+           "generate_pxi"]
 
 #: Stages by code (the engine's stage numbers): OVN's stages in pipeline order.
 STAGE_LIST: Tuple[Stage, ...] = LS_IN + LS_OUT + LR_IN + LR_OUT
@@ -47,7 +50,7 @@ class Rule(NamedTuple):
     #: The header fields the actions set, in OVN's order, as ``ovn-trace --minimal`` lists them:
     #: (field, value template); the value "@" is the field's value in the output frame, "<f" the
     #: value field f had before the step (a swap), None a decrement (``ip.ttl--``); a first entry
-    #: ("{", kind) opens a block (a generated packet, a clone).
+    #: ("{", kind) opens a block (a generated packet, a clone); ("!", text) is a line printed as it is.
     writes: Tuple[Tuple[str, Optional[str]], ...] = ()
 
 
@@ -71,12 +74,19 @@ ARGS = {
                "destination port or ICMP type (.priority, .match, .text: the security group rule it would need)"),
     "ctstate": "the ct_state flags a ct_next loaded (new, est, rpl, rel, inv, trk)",
     "int": "a number",
+    "dhcp": "a native DHCPv4 responder (index into the engine's responders; .port, .mac, .offerip, "
+            ".server_id, .server_mac, .options)",
+    "dhcp_result": "what ovn-controller's put_dhcp_opts did (a DHCP_RESULTS code)",
 }
 
 _DROP = "drop;"
 #: The in-place ARP reply of a responder (ls_in_arp_rsp, lr_in_ip_input), in its actions' order.
 _ARP_REPLY = (("eth.dst", "@"), ("eth.src", "@"), ("arp.op", "2"), ("arp.tha", "@"), ("arp.sha", "@"),
               ("arp.tpa", "@"), ("arp.spa", "@"))
+
+#: put_dhcp_opts as ovn-trace --minimal prints it ("!": a line printed as it is).
+_PUT_DHCP_OPTS = (("!", "/* We assume that this packet is DHCPDISCOVER or DHCPREQUEST. */;"),
+                  ("!", "put_dhcp_opts(offerip = ${dhcp.offerip}, ${dhcp.trace_options});"))
 
 RULES: Tuple[Rule, ...] = (
     # -- logical switch ingress -------------------------------------------------
@@ -107,6 +117,24 @@ RULES: Tuple[Rule, ...] = (
     Rule("LS_IN_UNKNOWN", "ls_in_l2_unknown", 50, 'outport == "none"', 'outport = "_MC_unknown"; output;'),
     Rule("LS_IN_UNKNOWN_NO_OTHER_PORT", "ls_in_l2_unknown", None, "", _DROP, Drop.NO_OTHER_PORT, ("inport:lsp",),
          detail="no port of ${dp} but the in-port ${inport} is in the group"),
+    # ls_in_dhcp_options: ovn-controller's put_dhcp_opts answers (or not: reg0[3] = 0, the
+    # request goes on); the request from an unconfigured client, then a renewal.
+    Rule("LS_IN_DHCP_OPTIONS", "ls_in_dhcp_options", 100,
+         'inport == "${dhcp.port}" && eth.src == ${dhcp.mac} && ip4.src == 0.0.0.0 && '
+         'ip4.dst == 255.255.255.255 && udp.src == 68 && udp.dst == 67',
+         "reg0[3] = put_dhcp_opts(offerip = ${dhcp.offerip}, ${dhcp.options}); /* ${result} */ next;",
+         args=("dhcp:dhcp", "result:dhcp_result"), writes=_PUT_DHCP_OPTS),
+    Rule("LS_IN_DHCP_OPTIONS_RENEW", "ls_in_dhcp_options", 100,
+         'inport == "${dhcp.port}" && eth.src == ${dhcp.mac} && ip4.src == ${dhcp.offerip} && '
+         'ip4.dst == {${dhcp.server_id}, 255.255.255.255} && udp.src == 68 && udp.dst == 67',
+         "reg0[3] = put_dhcp_opts(offerip = ${dhcp.offerip}, ${dhcp.options}); /* ${result} */ next;",
+         args=("dhcp:dhcp", "result:dhcp_result"), writes=_PUT_DHCP_OPTS),
+    Rule("LS_IN_DHCP_RESPONSE", "ls_in_dhcp_response", 100,
+         'inport == "${dhcp.port}" && eth.src == ${dhcp.mac} && ip4 && udp.src == 68 && udp.dst == 67 && reg0[3]',
+         "eth.dst = eth.src; eth.src = ${dhcp.server_mac}; ip4.src = ${dhcp.server_id}; udp.src = 67; "
+         "udp.dst = 68; outport = inport; flags.loopback = 1; output;", args=("dhcp:dhcp",),
+         writes=(("eth.dst", "@"), ("eth.src", "${dhcp.server_mac}"), ("ip4.src", "${dhcp.server_id}"),
+                 ("udp.src", "67"), ("udp.dst", "68"))),
     # -- logical switch egress --------------------------------------------------
     Rule("LS_OUT_PORT_DISABLED", "ls_out_check_port_sec", 150, 'outport == "${outport}"', _DROP,
          Drop.PORT_DISABLED, ("outport:lsp",)),
@@ -321,11 +349,11 @@ RULES: Tuple[Rule, ...] = (
              "ct_commit { ct_mark.blocked = 0; }; next;"),
     )),
     Rule("LS_IN_ACL_AFTER_LB", "ls_in_acl_after_lb", 65532, "reg0[17] == 1", "next;"),
-    # OVN's own DHCP replies to a port with DHCP options are never filtered (the flow's
-    # match also names the outport).
+    # The DHCP replies ovn-controller sends (ls_in_dhcp_response) pass a port's to-lport ACLs
+    # (northd.c build_acls: one flow per port with DHCPv4 options; "next;" without stateful ACLs).
     Rule("LS_OUT_ACL_DHCP_REPLY", "ls_out_acl", 34000,
-         "eth.src == ${mac} && ip4.src == ${server} && udp && udp.src == 67 && udp.dst == 68", "ct_commit; next;",
-         args=("server:ip", "mac:mac")),
+         'outport == "${dhcp.port}" && eth.src == ${dhcp.server_mac} && ip4.src == ${dhcp.server_id} && udp && '
+         'udp.src == 67 && udp.dst == 68', "ct_commit; next;", args=("dhcp:dhcp",)),
     # -- pass-through steps: flows OVN's trace shows that change nothing ovnsim models --
     # (register bookkeeping, FDB learning, ECMP/policy defaults).  Traced so the
     # stage and priority sequence is ovn-trace's; PASS_THROUGH lists them.
@@ -381,6 +409,10 @@ RULES: Tuple[Rule, ...] = (
          detail="${problem}", event=False),
     Rule("PARSE_UNSUPPORTED", "ls_in_check_port_sec", None, "", _DROP, Drop.UNSUPPORTED,
          ("problem:parse", "n:int"), detail="${problem}", event=False),
+    # A frame captured with a snaplen (tcpdump -s 96) replays on the headers it has;
+    # one whose headers themselves were cut cannot.
+    Rule("PARSE_SNAPLEN", "ls_in_check_port_sec", None, "", _DROP, Drop.SNAPLEN_TRUNCATED,
+         ("problem:parse", "n:int"), detail="${problem}", event=False),
     Rule("NO_INGRESS", "ls_in_check_port_sec", None, "", _DROP, Drop.NO_INGRESS,
          detail="no logical port owns the frame's source", event=False),
 )
@@ -405,6 +437,7 @@ PARSE_PROBLEMS: Tuple[Tuple[str, str], ...] = (
     ("TRUNCATED_TCP", "truncated TCP header"),
     ("TRUNCATED_UDP", "truncated UDP header"),
     ("IPV6", "IPv6 is not modelled yet"),
+    ("SNAPLEN", "headers cut by the capture's snaplen: {n} bytes captured"),
 )
 
 #: Kinds of output (``kind`` in a verdict; ``BatchResult.out_kind`` is the index), with what each is.
@@ -415,6 +448,7 @@ OUTPUT_KINDS: Tuple[Tuple[str, str], ...] = (
     ("arp", "an ARP request a router sent instead of the frame"),
     ("icmp4", "an ICMP error a router generated"),
     ("tcp_reset", "a TCP RST a router generated"),
+    ("dhcp_reply", "a DHCPOFFER/ACK/NAK ovn-controller sent (put_dhcp_opts)"),
 )
 
 #: What a ct_snat/ct_dnat did (the low byte of a "ct" value), in code order.
@@ -427,6 +461,22 @@ CT_OUTCOMES: Tuple[Tuple[str, str], ...] = (
     ("NO_ENTRY", "no conntrack entry, no change"),
     ("NEW", "new connection"),
     ("FULL", "new connection refused: the conntrack table is full"),
+)
+
+
+#: What put_dhcp_opts did (controller/pinctrl.c pinctrl_handle_put_dhcp_opts), in code order:
+#: a reply (reg0[3] = 1) or why there is none (reg0[3] = 0: the request goes on unanswered).
+DHCP_RESULTS: Tuple[Tuple[str, str], ...] = (
+    ("OFFER", "DHCPOFFER"),
+    ("ACK", "DHCPACK"),
+    ("NAK", "DHCPNAK: the requested address is not the offer"),
+    ("INFORM_ACK", "DHCPACK to a DHCPINFORM"),
+    ("NOT_BOOTP", "no reply, reg0[3] = 0: not a BOOTP request (short, op not 1, or no magic cookie)"),
+    ("NO_TYPE", "no reply, reg0[3] = 0: no DHCP message type option"),
+    ("RELEASE", "no reply, reg0[3] = 0: DHCPRELEASE"),
+    ("DECLINE", "no reply, reg0[3] = 0: DHCPDECLINE"),
+    ("BAD_TYPE", "no reply, reg0[3] = 0: a message type OVN does not answer"),
+    ("SNAPLEN", "not answered: the capture's snaplen cut the request, ovn-controller's reply is unknown"),
 )
 
 
@@ -465,6 +515,8 @@ def generate_pxi() -> str:
     lines += [f"    CT_{name} = {i}" for i, (name, _) in enumerate(CT_OUTCOMES)]
     lines += ["", "cdef enum:"]
     lines += [f"    KIND_{name.upper()} = {i}" for i, (name, _) in enumerate(OUTPUT_KINDS)]
+    lines += ["", "cdef enum:"]
+    lines += [f"    DR_{name} = {i}" for i, (name, _) in enumerate(DHCP_RESULTS)]
     lines += ["", "# By rule code: the stage (S_*) and the drop disposition (D_*, 0: the rule does not drop).",
               "cdef int16_t RULE_STAGE[N_RULES]", "cdef int8_t RULE_DROP[N_RULES]"]
     lines.append("RULE_STAGE[:] = [" + ", ".join(f"S_{r.stage.upper()}" for r in RULES) + "]")

@@ -80,6 +80,7 @@ class Drop(enum.IntEnum):
     CONNTRACK_FULL = 22  #: a new connection found the conntrack table at its limit (``--ct-limit``)
     ACL = 23  #: switch: an ACL (a security group's neutron_pg_drop) dropped it: no rule allows it
     ACL_INVALID = 24  #: switch ACL stage: conntrack calls it invalid (an ICMP error about no known connection)
+    SNAPLEN_TRUNCATED = 25  #: a header the frame had on the wire was cut by the capture's snaplen
 
     @property
     def label(self) -> str:

@@ -25,6 +25,7 @@ from ovnsim.nb.model import (
     NAT_SNAT,
     LogicalTopology,
 )
+from ovnsim.northd.dhcp import DhcpResponder, dhcpv4_responders
 
 BROADCAST_MAC = 0xFFFFFFFFFFFF
 
@@ -247,6 +248,8 @@ class Tables:
     routers: Dict[str, RouterTables]
     switch_of_port: Dict[str, str]  #: LSP name -> switch name
     router_of_port: Dict[str, str]  #: LRP name -> router name
+    #: ls_in_dhcp_options/ls_in_dhcp_response: one native DHCPv4 responder per port address entry
+    dhcpv4: List[DhcpResponder] = field(default_factory=list)
 
     def reset_neighbours(self) -> None:
         """Forget every router's learned MAC bindings (static ones stay)."""
@@ -312,7 +315,8 @@ def build_tables(logical: LogicalTopology) -> Tables:
             mac_to_int(binding.mac)
     for router in routers.values():
         router.reset_neighbours()
-    return Tables(switches, routers, switch_of_port, {p.name: p.router for p in router_ports.values()})
+    return Tables(switches, routers, switch_of_port, {p.name: p.router for p in router_ports.values()},
+                  dhcpv4_responders(logical))
 
 
 def _nat_entries(lr) -> List[NatEntry]:

@@ -173,7 +173,8 @@ def _pid_cmdline(pid: int) -> str:
 
 
 # The keeper (see the module doc).  It reads pidfile paths, one a line, until
-# the pipe ends; then it stops what each names (if the process's command line
+# the pipe ends; then, unless the last line is "-" (the parent's own stop
+# went through), it stops what each names (if the process's command line
 # contains the work dir: a recycled pid is never hit) and removes the dir.
 # ``-S -E``: no site, no environment, so it starts in a few ms and imports
 # nothing of ovnsim.
@@ -182,6 +183,8 @@ import os, shutil, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 workdir, remove = sys.argv[1], sys.argv[2] == "1"
 pidfiles = [line.rstrip("\n") for line in sys.stdin]
+if pidfiles[-1:] == ["-"]:
+    sys.exit(0)  # the parent stopped everything itself
 def alive(pid):
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
@@ -195,27 +198,32 @@ def ours(pid):
             return (workdir + "/").encode() in f.read().replace(b"\0", b" ")
     except OSError:
         return False
-pids = []
-for path in pidfiles:
-    try:
-        with open(path) as f:
-            pid = int(f.read().strip())
-    except (OSError, ValueError):
-        continue
-    if pid > 1 and alive(pid) and ours(pid):
-        pids.append(pid)
-for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
-    for pid in pids:
+def sweep():
+    pids = []
+    for path in pidfiles:
         try:
-            os.kill(pid, sig)
-        except OSError:
-            pass
-    deadline = time.monotonic() + wait
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    pids = [p for p in pids if alive(p)]
-    if not pids:
-        break
+            with open(path) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if pid > 1 and alive(pid) and ours(pid):
+            pids.append(pid)
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + wait
+        while any(alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pids = [p for p in pids if alive(p)]
+        if not pids:
+            break
+sweep()
+# a daemon forked just before the parent died may write its pidfile a moment later
+time.sleep(0.2)
+sweep()
 if remove:
     deadline = time.monotonic() + 2.0
     while os.path.exists(workdir) and time.monotonic() < deadline:
@@ -240,6 +248,7 @@ class _Children:
         self.detached: Dict[str, int] = {}
         self.keeper: Optional[subprocess.Popen] = None
         self._keeper_pipe: Optional[int] = None
+        self._guarded: set = set()
 
     def start_keeper(self) -> None:
         read_end, self._keeper_pipe = os.pipe()
@@ -258,7 +267,9 @@ class _Children:
         """Have the keeper stop the process ``path`` names if this process dies."""
         if self._keeper_pipe is None:
             raise RealOVNError("no keeper runs for detached daemons")
-        os.write(self._keeper_pipe, (path + "\n").encode())
+        if path not in self._guarded:  # a restarted daemon reuses its pidfile
+            os.write(self._keeper_pipe, (path + "\n").encode())
+            self._guarded.add(path)
 
     def pids(self) -> Dict[str, int]:
         out = {role: p.pid for role, p in self.procs.items()}
@@ -308,7 +319,11 @@ class _Children:
         if not self.keep_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         if self._keeper_pipe is not None:
-            os.close(self._keeper_pipe)  # the keeper finds nothing left and exits
+            try:
+                os.write(self._keeper_pipe, b"-\n")  # done: the keeper exits at once
+            except OSError:
+                pass  # it died: nothing to tell
+            os.close(self._keeper_pipe)
             self._keeper_pipe = None
         if self.keeper is not None:
             try:

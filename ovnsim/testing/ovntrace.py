@@ -444,6 +444,9 @@ class _Walker:
             elif (name == "icmp4.type" and pkt.flow["dl_type"] == _ETH_IP
                   and pkt.flow["nw_proto"] == _ICMP and pkt.flow["tp_src"] == 0):
                 pkt.kind = "echo_reply"
+            elif (name == "udp.dst" and pkt.flow["dl_type"] == _ETH_IP and pkt.flow["nw_proto"] == _UDP
+                  and pkt.flow["tp_src"] == 67 and pkt.flow["tp_dst"] == 68):
+                pkt.kind = "dhcp_reply"  # ls_in_dhcp_response: the put_dhcp_opts reply
 
     # -- the walk
 

@@ -259,12 +259,15 @@ class RealDatapath(DaemonHarness):
             argv += ["--", *cmd[1:]]
         self.nbctl(*argv)
         vms: List[str] = []
+        localports: List[str] = []
         bridges: Dict[str, str] = {}
         wires: Dict[str, str] = {}
         for ls in logical.switches:
             for port in ls.ports:
                 if not port.type:
                     vms.append(port.name)
+                elif port.type == "localport":
+                    localports.append(port.name)
                 elif port.type == "localnet":
                     physnet = port.options.get("network_name", "")
                     if port.tag is not None:
@@ -277,7 +280,7 @@ class RealDatapath(DaemonHarness):
                      + ",".join(f"{p}:{b}" for p, b in bridges.items())]
         for physnet, bridge in bridges.items():
             cmds += ["--", "--may-exist", "add-br", bridge]
-        for name in vms:
+        for name in vms + localports:
             cmds += self._iface_cmds("br-int", name, name, [f"external_ids:iface-id={name}"])
         for port, bridge in wires.items():
             cmds += self._iface_cmds(bridge, port, port, [])

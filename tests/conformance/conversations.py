@@ -4,7 +4,8 @@ A conversation starts with one host sending one packet (an echo request, a
 TCP SYN, a UDP datagram, an LLDP frame...) and continues as far as the hosts
 take it: a host ARPs for its next hop and sends once answered, answers ARP
 requests for its addresses, echo requests, SYNs (SYN-ACK), SYN-ACKs (ACK)
-and UDP "ping" datagrams ("pong"); a UDP datagram to port 33434 gets ICMP
+and UDP "ping" datagrams ("pong"), and runs a DHCP client (DISCOVER, then
+REQUEST for what is offered); a UDP datagram to port 33434 gets ICMP
 port unreachable (a RELATED packet that must find its way back through
 NAT).  Every frame a host sends is injected on its port and whatever leaves
 every port is delivered to the host there, so
@@ -23,6 +24,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
+from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
@@ -89,6 +91,8 @@ class Host:
                 self.pending = [(h, p) for h, p in self.pending if h != a.psrc]
                 return [self.frame(a.hwsrc, p) for p in ready]
             return []
+        if BOOTP in eth and eth[BOOTP].op == 2 and eth[BOOTP].xid == DHCP_XID and eth[UDP].dport == 68:
+            return self.dhcp_client(eth)
         if IP not in eth or not self.owns(eth[IP].dst):
             return []
         ip = eth[IP]
@@ -114,6 +118,32 @@ class Host:
             u = ip[UDP]
             return [self.frame(eth.src, back / UDP(sport=u.dport, dport=u.sport) / Raw(b"pong"))]
         return []
+
+
+    def dhcp_discover(self) -> bytes:
+        """A DHCPDISCOVER as dhclient sends it (broadcast, chaddr = the port's MAC)."""
+        return self.frame(BROADCAST, IP(src="0.0.0.0", dst="255.255.255.255", ttl=64, id=0)
+                          / UDP(sport=68, dport=67) / _bootp(self.mac, [("message-type", "discover")]))
+
+    def dhcp_client(self, eth) -> List[bytes]:
+        """An OFFER is answered with a broadcast REQUEST for the offered address; an ACK or NAK ends it."""
+        opts = {o[0]: o[1] for o in eth[DHCP].options if isinstance(o, tuple) and len(o) > 1}
+        if opts.get("message-type") != 2:
+            return []
+        request = [("message-type", "request"), ("requested_addr", eth[BOOTP].yiaddr)]
+        if "server_id" in opts:
+            request.append(("server_id", opts["server_id"]))
+        return [self.frame(BROADCAST, IP(src="0.0.0.0", dst="255.255.255.255", ttl=64, id=0)
+                           / UDP(sport=68, dport=67) / _bootp(self.mac, request))]
+
+
+#: the transaction id of every conversation's DHCP exchange
+DHCP_XID = 0x0D4C0001
+
+
+def _bootp(mac: str, options: list):
+    return BOOTP(op=1, chaddr=bytes.fromhex(mac.replace(":", "")) + bytes(10), xid=DHCP_XID) / DHCP(
+        options=options + [("param_req_list", [1, 3, 6, 15, 26, 51, 54, 121]), "end"])
 
 
 @dataclass
@@ -224,6 +254,12 @@ def _lldp_start(src: str):
     return start
 
 
+def _dhcp_start(src: str):
+    def start(hosts: Dict[str, Host]):
+        return src, [hosts[src].dhcp_discover()]
+    return start
+
+
 def conversations(topology, logical, hosts: Dict[str, Host]) -> List[Conversation]:
     """The conversations of one topology, built from its ports, routers and floating IPs."""
     convs: List[Conversation] = []
@@ -257,6 +293,7 @@ def conversations(topology, logical, hosts: Dict[str, Host]) -> List[Conversatio
         add(f"{a.port}-spoofed", _ip_start(a.port, same[0].ip if same else OUTSIDE, "icmp",
                                            spoof="10.99.99.99"))
         add(f"{a.port}-lldp", _lldp_start(a.port))
+        add(f"{a.port}-dhcp", _dhcp_start(a.port))
         for owner, fip in fips.items():
             tag = "own" if owner == a.port else owner
             add(f"{a.port}-icmp-fip-{tag}", _ip_start(a.port, fip, "icmp"))

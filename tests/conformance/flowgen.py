@@ -3,7 +3,7 @@
 Given a compiled topology, :func:`generate` yields ``(label, microflow)``
 pairs in ovn-trace's syntax: traffic on one switch, across routers, to and
 from the external network, to floating IPs and SNAT addresses, to router
-addresses, ARP, broadcast, TTL 1, port-security violations, no route,
+addresses, ARP, broadcast, DHCP, TTL 1, port-security violations, no route,
 unknown next hops.  The labels say what each flow is meant to exercise, so a
 failing comparison reads as a sentence.
 """
@@ -41,6 +41,11 @@ def _ip4(inport: str, src_mac: str, dst_mac: str, src: str, dst: str, l4: str = 
     elif l4 == "gre":
         l4_fields = {"ip4": True, "ip__proto": 47}
     return _flow(inport, eth__src=src_mac, eth__dst=dst_mac, ip4__src=src, ip4__dst=dst, ip__ttl=ttl, **l4_fields)
+
+
+def _dhcp(inport: str, src_mac: str, src: str) -> str:
+    return _flow(inport, eth__src=src_mac, eth__dst=BCAST, ip4__src=src, ip4__dst="255.255.255.255", ip__ttl=64,
+                 udp=True, udp__src=68, udp__dst=67)
 
 
 def _arp(inport: str, src_mac: str, spa: str, tpa: str) -> str:
@@ -118,6 +123,9 @@ def generate(tables: Tables) -> Iterator[Tuple[str, str]]:
         yield from emit(f"{src.name} VLAN-tagged frame",
                         _flow(src.name, eth__src=smac, eth__dst=BCAST, vlan__tci=0x1064, ip4__src=sip,
                               ip4__dst=sip, ip__ttl=64, icmp4=True))
+        # -- native DHCP (ls_in_dhcp_options/response; the microflow's frame carries the BOOTP request)
+        yield from emit(f"{src.name} DHCPDISCOVER", _dhcp(src.name, smac, "0.0.0.0"))
+        yield from emit(f"{src.name} DHCPREQUEST broadcast renewal", _dhcp(src.name, smac, sip))
         for label, flow in _provider_port_flows(topo, src, smac, sip):
             yield from emit(label, flow)
         hop = topo.first_hop(src)

@@ -101,4 +101,5 @@ CAPTURES = {
     "two-projects-mixed.pcap": {},
     "dgp-mixed.pcap": {},
     "multi-router-mixed.pcap": {},
+    "dhcp-metadata-mixed.pcap": {},
 }

@@ -27,7 +27,8 @@ from typing import Dict, List, Tuple
 import pytest
 
 from conformance.flowgen import generate
-from conformance.test_conformance import ACL_TOPOLOGIES, TOPOLOGIES, _param, ct_options, load_into_ovn
+from conformance.test_conformance import (ACL_TOPOLOGIES, TOPOLOGIES, _param, ct_options, load_into_ovn,
+                                          trace_model_simulator)
 from ovnsim.neutron.compiler import compile_topology
 from ovnsim.neutron.loader import load_topology
 from ovnsim.northd.tables import build_tables
@@ -102,7 +103,7 @@ def test_stage_and_priority_sequence_is_ovn_traces(ovn, path):
     logical = compile_topology(load_topology(str(path)))
     load_into_ovn(ovn, logical)
     names = ovn.datapath_names()
-    sim = Simulator(logical)
+    sim = trace_model_simulator(logical)
     flows = list(generate(build_tables(logical)))
     unexpected, fixed = [], []
     for label, flow in flows:
@@ -184,7 +185,7 @@ def test_minimal_trace_is_ovn_traces(ovn, path):
 
     logical = compile_topology(load_topology(str(path)))
     load_into_ovn(ovn, logical)
-    sim = Simulator(logical)
+    sim = trace_model_simulator(logical)
     compared, unexpected, fixed = 0, [], []
     for label, flow in generate(build_tables(logical)):
         sim.reset()
