@@ -16,10 +16,11 @@ limits of ovn-trace are handled explicitly, as OVN-NOTES.md describes:
 * ovn-trace shows a ``tcp_reset`` with the offending segment's ports, because
   it applies only the nested actions (``eth.dst <-> eth.src; ip4.dst <->
   ip4.src``) to the flow; ovn-controller (``pinctrl_handle_tcp_reset``)
-  builds the RST with the ports swapped first, and ovnsim does what real OVN
-  sends.  :func:`as_pinctrl_sends` swaps ovn-trace's ports for that kind
-  only, and ``test_tcp_reset_normalisation_is_needed`` keeps the difference
-  honest (it fails if either side stops behaving this way).
+  builds the RST with the ports swapped first and TTL 63 (ovn-trace: 255),
+  and ovnsim does what real OVN sends.  :func:`as_pinctrl_sends` swaps
+  ovn-trace's ports and lowers its TTL by 192 for that kind only, and
+  ``test_tcp_reset_normalisation_is_needed`` keeps the difference honest (it
+  fails if either side stops behaving this way).
 
 There is no other allowance: the test fails on any difference.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 from typing import Dict, List
 
 import pytest
@@ -44,16 +46,39 @@ TOPOLOGY_DIR = pathlib.Path(__file__).resolve().parents[2] / "topologies"
 #: The generated 1,000-port topology is left out: its flows add nothing the
 #: others do not cover, and tracing it one-shot costs ~0.5 s a flow.
 TOPOLOGIES = sorted(p for p in TOPOLOGY_DIR.glob("*.yaml") if p.stem != "large")
-#: Topologies whose ACLs ovnsim does not evaluate yet: real OVN drops what no
-#: security group allows (and ovn-trace without --ct takes every packet as
-#: established, so even router-made ICMP errors meet the rules there).
-ACL_PENDING = {"security-groups"}
+#: Topologies with ACLs: ovn-trace takes every conntrack pass as ``--ct`` says
+#: (without, as established: even a router's ICMP error or echo reply would
+#: meet the rules there), so each flow is traced with the ct_state ovnsim's
+#: own conntrack gave each pass (:func:`ct_options`): like is compared with like.
+ACL_TOPOLOGIES = {"security-groups"}
+
+_CT_STATE = re.compile(r"ct_next; /\* ct_state=([a-z|]+) \*/")
+#: what a router's ct_snat/ct_dnat did (the catalogue's CT_OUTCOMES text) -> the ct_state ovn-trace takes
+_ROUTER_CT = (("un-NAT (reply)", "est,rpl"), ("related ICMP error", "rel"), ("NAT (established)", "est"),
+              ("already tracked", "est"), ("new connection", "new"), ("no conntrack entry", "new"),
+              ("ICMP error, no related", "new"))
+
+
+def ct_options(result) -> List[str]:
+    """``--ct`` options for ovn-trace, one per conntrack action of ovnsim's trace of a flow, in order.
+
+    An ACL stage's ``ct_next`` gives the flags ovnsim's conntrack loaded; a
+    router's ``ct_snat``/``ct_dnat`` (and their ``_in_czone`` forms) the
+    state its outcome stands for.
+    """
+    options = []
+    for event in result.trace:
+        found = _CT_STATE.search(event.action)
+        if found:
+            flags = [f for f in found.group(1).split("|") if f != "trk"]
+            options.append("--ct=" + ",".join(flags))
+        elif re.search(r"\bct_(snat|dnat)", event.action):
+            state = next((s for text, s in _ROUTER_CT if text in event.action), "est")
+            options.append(f"--ct={state}")
+    return options
 
 
 def _param(path):
-    if path.stem in ACL_PENDING:
-        return pytest.param(path, marks=pytest.mark.xfail(
-            strict=True, reason="ACL stages not in the data path yet (issue 10; docs/acl-engine-notes.md)"))
     return path
 
 pytestmark = [pytest.mark.ovn, pytest.mark.conformance]
@@ -92,13 +117,23 @@ def as_pinctrl_sends(verdict: Dict[str, object]) -> Dict[str, object]:
         out = dict(out)
         if out["kind"] == "tcp_reset":
             out["tcp.src"], out["tcp.dst"] = out["tcp.dst"], out["tcp.src"]
+            out["ip.ttl"] -= 192  # ovn-trace starts the packet at TTL 255, pinctrl composes it with 63
         outputs.append(out)
     return make_verdict(outputs)
 
 
 def _ours(sim: Simulator, flow: str) -> Dict[str, object]:
+    # ovn-trace has no pinctrl: the packet an ARP request is made for is not held
+    sim.engine.hold_packets = False
     sim.reset()
     return make_verdict(sim.verdict(sim.trace(flow))["outputs"])
+
+
+def _options(sim: Simulator, path, flow: str) -> List[str]:
+    if path.stem not in ACL_TOPOLOGIES:
+        return []
+    sim.reset()
+    return ct_options(sim.trace(flow))
 
 
 @pytest.mark.parametrize("path", [_param(p) for p in TOPOLOGIES], ids=lambda p: p.stem)
@@ -112,7 +147,7 @@ def test_ovnsim_agrees_with_ovn_trace(ovn, path):
     mismatches: List[str] = []
     for label, flow in flows:
         ours = _ours(sim, flow)
-        theirs = as_pinctrl_sends(trace_verdict(ovn, flow))
+        theirs = as_pinctrl_sends(trace_verdict(ovn, flow, options=_options(sim, path, flow)))
         if ours == theirs:
             continue
         mismatches.append(f"{label}\n    flow:     {flow}\n    ovnsim:   {json.dumps(ours['outputs'])}"
@@ -132,6 +167,7 @@ def test_tcp_reset_normalisation_is_needed(ovn):
     assert [o["kind"] for o in theirs] == [o["kind"] for o in ours] == ["tcp_reset"]
     assert (theirs[0]["tcp.src"], theirs[0]["tcp.dst"]) == (33000, 22)  # as the segment had them
     assert (ours[0]["tcp.src"], ours[0]["tcp.dst"]) == (22, 33000)  # back to the sender's port
+    assert (theirs[0]["ip.ttl"], ours[0]["ip.ttl"]) == (254, 62)  # from 255 / pinctrl's 63, routed once
 
 
 #: ``ovnsim trace --from/--to`` microflows (built as ml2ovn-trace builds them):
