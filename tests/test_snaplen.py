@@ -193,3 +193,24 @@ def test_a_cooked_capture_with_a_snaplen_replays_as_the_ethernet_one(tmp_path):
     for port in summary.outputs:
         assert _records(tmp_path / "any" / f"{port}-tx.pcap") == _records(out_eth / f"{port}-tx.pcap")
 
+
+
+def test_frames_the_router_generates_for_header_only_frames(tmp_path):
+    """A TCP reset is the one the whole frame gets (built from headers); an ICMP error quotes the bytes
+    captured (a whole frame of its own, checksum right for what it holds)."""
+    tcp = Ether(src=VM1_MAC, dst=ROUTER_WEB_MAC) / IP(src=VM1_IP, dst="10.0.0.1", ttl=64) / \
+        TCP(sport=40000, dport=22, flags="PA", seq=1000, ack=1) / PAYLOAD
+    udp = Ether(src=VM1_MAC, dst=ROUTER_WEB_MAC) / IP(src=VM1_IP, dst="10.0.0.1", ttl=64) / \
+        UDP(sport=40000, dport=9999) / PAYLOAD[:500]
+    frames = [bytes(tcp), bytes(udp)]
+    whole, out_whole = _replay(tmp_path, "whole", frames)
+    cut, out_cut = _replay(tmp_path, "cut", frames, snaplen=96)
+    assert whole.generated == cut.generated and cut.generated["tcp_reset"] == cut.generated["icmp4"] == 1
+    (rst_w, icmp_w), (rst_c, icmp_c) = _records(out_whole / "vm1-tx.pcap"), _records(out_cut / "vm1-tx.pcap")
+    assert rst_c == rst_w and Ether(rst_c[0])[TCP].flags == "RA"
+    assert icmp_c[1] == len(icmp_c[0]) < icmp_w[1]  # a whole frame, quoting 96 - 14 bytes
+    error = Ether(icmp_c[0])
+    assert len(error[ICMP].payload) == 96 - 14
+    rebuilt = error.copy()
+    del rebuilt[ICMP].chksum
+    assert Ether(bytes(rebuilt))[ICMP].chksum == error[ICMP].chksum
