@@ -214,3 +214,27 @@ def test_frames_the_router_generates_for_header_only_frames(tmp_path):
     rebuilt = error.copy()
     del rebuilt[ICMP].chksum
     assert Ether(bytes(rebuilt))[ICMP].chksum == error[ICMP].chksum
+
+
+def test_a_held_header_only_packet_keeps_its_original_length(tmp_path):
+    """A cut packet a router holds while it ARPs for its next hop leaves, when the reply comes, with its
+    captured bytes and its own original length (not the ARP reply's)."""
+    from ovnsim.neutron.compiler import compile_topology
+    from ovnsim.neutron.loader import load_topology
+    from scapy.layers.l2 import ARP
+
+    topo = ROOT / "topologies" / "multi-router.yaml"
+    routers = compile_topology(load_topology(str(topo))).router_ports()
+    dmz, gw = routers["lrp-r-edge-dmz-v4"][1].mac, routers["lrp-r-edge-gw"][1].mac
+    web1_mac, web1_ip, upstream_mac = "fa:16:3e:0d:00:10", "10.0.0.10", "52:54:00:00:00:01"
+    out = bytes(Ether(src=web1_mac, dst=dmz) / IP(src=web1_ip, dst="198.51.100.7") / UDP(sport=4000, dport=53)
+                / PAYLOAD)
+    reply = bytes(Ether(src=upstream_mac, dst=gw) / ARP(op=2, hwsrc=upstream_mac, psrc="203.0.113.1", hwdst=gw,
+                                                         pdst="203.0.113.10"))
+    capture = _write(tmp_path / "held.pcap", [out, reply], 96)
+    summary = replay(topo, capture, tmp_path / "out", auto=True)
+    assert summary.header_only == 1 and summary.output_kinds["arp"] == 1
+    records = _records(tmp_path / "out" / "provnet-upstream-tx.pcap")
+    (arp_request, arp_orig), (held, held_orig) = records
+    assert arp_orig == len(arp_request) and Ether(held)[UDP].sport == 4000
+    assert len(held) == 96 and held_orig == len(out)

@@ -474,6 +474,7 @@ ctypedef struct Held:
     uint64_t key             # outport LRP << 32 | next hop (reg0): pinctrl's (datapath, outport, ip)
     unsigned char* data
     int32_t n
+    int32_t wire             # the frame's length on the wire (FrameCtx.wire)
     int32_t l3
     int32_t l4
     uint8_t ready            # its next hop's binding came: sent after the frame being run
@@ -564,6 +565,7 @@ ctypedef struct Core:
     int8_t* out_kind
     int64_t* out_start
     int32_t* out_len
+    int32_t* out_wire        # each output's length on the wire (> out_len: a snaplen cut its frame)
     int64_t n_out
     int64_t cap_out
     unsigned char* out_data
