@@ -76,8 +76,9 @@ def _bindings(dp) -> list:
 
 
 @pytest.mark.parametrize("op,sha", [(1, "01:00:5e:00:00:01"), (2, "33:33:00:00:00:01"),
-                                    (1, "33:33:00:00:00:01"), (2, "01:00:5e:00:00:01")],
-                         ids=["request-01005e", "reply-3333", "request-3333", "reply-01005e"])
+                                    (1, "33:33:00:00:00:01"), (2, "01:00:5e:00:00:01"),
+                                    (1, "01:00:00:00:00:01")],  # the frame
+                         ids=["request-01005e", "reply-3333", "request-3333", "reply-01005e", "request-010000"])
 def test_a_multicast_sender_mac_is_learned_and_used_as_eth_dst(sides, op, sha):
     dp, sim = sides
     dp.reset()
