@@ -75,6 +75,23 @@ def _bindings(dp) -> list:
     return rows.split()
 
 
+def _learned(dp) -> list:
+    """The SB binding of NEIGHBOUR once pinctrl has written it, with the flows updated.
+
+    The harness does not always see that an ARP reached ovn-controller (a
+    datapath flow's first packet is not counted), and then does not wait for
+    the binding: wait here, a bounded number of main-loop round trips.
+    """
+    for _ in range(20):
+        dp.nbctl("--wait=hv", "sync")
+        rows = _bindings(dp)
+        if rows:
+            dp.nbctl("--wait=hv", "sync")
+            dp.appctl("revalidator/purge")
+            return rows
+    return []
+
+
 @pytest.mark.parametrize("op,sha", [(1, "01:00:5e:00:00:01"), (2, "33:33:00:00:00:01"),
                                     (1, "33:33:00:00:00:01"), (2, "01:00:5e:00:00:01"),
                                     (1, "01:00:00:00:00:01")],  # the issue's frame
@@ -85,15 +102,14 @@ def test_a_multicast_sender_mac_is_learned_and_used_as_eth_dst(sides, op, sha):
     sim.reset()
     gw_mac = _lrp_mac(dp, GW_LRP)
     got = _both(dp, sim, "provnet-public", _arp(op, ETH_SRC, sha, gw_mac))
-    assert got.controller  # put_arp went to ovn-controller
     if op == 1:
         # answered to the unicast eth.src, arp.tha = the multicast sha
         (answer,) = [Ether(f) for f in got.outputs["provnet-public"]]
         assert answer.dst == ETH_SRC and answer[ARP].op == 2 and answer[ARP].hwdst == sha
     else:
         assert got.outputs == {}
-    # pinctrl wrote the multicast MAC to the SB
-    assert _bindings(dp) == [GW_LRP, sha]
+    # pinctrl (put_arp) wrote the multicast MAC to the SB
+    assert _learned(dp) == [GW_LRP, sha]
     frame = bytes(Ether(src="fa:16:3e:00:00:11", dst=_lrp_mac(dp, "lrp-router1-web-v4"))
                   / IP(src="10.0.0.11", dst=NEIGHBOUR, ttl=64) / UDP(sport=40000, dport=53))
     got = _both(dp, sim, "vm1", frame)
@@ -109,6 +125,7 @@ def test_a_multicast_eth_src_is_dropped_and_not_learned(sides):
     sim.reset()
     got = _both(dp, sim, "provnet-public", _arp(1, "01:00:5e:00:00:01", "01:00:5e:00:00:01", _lrp_mac(dp, GW_LRP)))
     assert got.outputs == {} and not got.controller
+    dp.nbctl("--wait=hv", "sync")
     assert _bindings(dp) == []
     frame = bytes(Ether(src="fa:16:3e:00:00:11", dst=_lrp_mac(dp, "lrp-router1-web-v4"))
                   / IP(src="10.0.0.11", dst=NEIGHBOUR, ttl=64) / UDP(sport=40000, dport=53))
