@@ -201,7 +201,8 @@ def measure_rss(flows: int, workdir: Path) -> dict:
             stream_capture(proc.stdin, flows)
         finally:
             proc.stdin.close()
-        stdout, stderr = proc.communicate()
+        stdout, stderr = proc.stdout.read(), proc.stderr.read()  # (the summary comes after the input's end)
+        proc.wait()
         elapsed = time.perf_counter() - started
         if proc.returncode:
             raise SystemExit(f"replay failed ({proc.returncode}): {stderr.decode().strip()}")

@@ -328,3 +328,32 @@ def test_replay_bad_ct_timeout_is_a_one_line_error(tmp_path, capsys, arg, messag
     err = capsys.readouterr().err
     assert err.startswith(f"ovnsim: error: {message}") and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------
+# ACL zones (security groups) age alike
+# ---------------------------------------------------------------------------
+
+
+def test_an_acl_connection_expires_and_its_reply_is_new_again():
+    """web1 -> web2:80 is allowed; web2's answer passes as a reply only while the connection lives."""
+    import acl_cases
+
+    sim = Simulator(load_topology(str(acl_cases.TOPO)))
+    mac = {"web1": "fa:16:3e:04:00:11", "web2": "fa:16:3e:04:00:12"}
+    ip = {"web1": "10.4.0.11", "web2": "10.4.0.12"}
+
+    def tcp(src, dst, sport, dport, flags, t):
+        frame = Ether(src=mac[src], dst=mac[dst]) / IP(src=ip[src], dst=ip[dst]) / TCP(sport=sport, dport=dport,
+                                                                                      flags=flags)
+        return any(o.port == dst for o in sim.inject(src, frame, time=T0 + t).outputs)
+
+    assert tcp("web1", "web2", 40000, 80, "S", 0)
+    assert tcp("web2", "web1", 80, 40000, "SA", 1)  # a reply: passes web1's ingress ACLs
+    assert tcp("web1", "web2", 40001, 80, "S", 2)
+    # the second connection's SYN-ACK after tcp_syn_sent (30 s): no connection, a new packet web1 drops
+    assert not tcp("web2", "web1", 80, 40001, "SA", 33)
+    sim.engine.conntrack_sweep()
+    stats = sim.engine.conntrack_stats
+    assert stats["expired"] >= 2  # its entries in both ports' zones
+    assert stats["created"] == stats["expired"] + stats["live"]

@@ -608,20 +608,26 @@ def test_plain_router_rejects_udp_and_tcp_to_itself(net):
     [(port, kind, pkt)] = n.outputs(result, 0)
     assert (port, kind, pkt[ICMP].type, pkt[ICMP].code, pkt[IP].ttl) == ("lab1", "icmp4", 3, 3, 254)
     assert_checksums_ok(pkt)
-    # pinctrl_handle_tcp_reset: back to the sender's port; RST only; no ACK in
-    # the segment: seq 0, ack = its seq + its payload length (mod 2^32)
     [(port, kind, pkt)] = n.outputs(result, 1)
-    assert (port, kind, pkt[TCP].flags, pkt[TCP].sport, pkt[TCP].dport) == ("lab1", "tcp_reset", "R", 22, 33000)
-    assert (pkt[TCP].seq, pkt[TCP].ack, pkt[TCP].window, pkt[TCP].urgptr, pkt[TCP].dataofs) == (0, 0xFFFFFFF0,
-                                                                                               0, 0, 5)
-    assert (pkt[IP].tos, pkt[IP].id, pkt[IP].flags, pkt[IP].ttl, len(pkt[IP])) == (0x10, 0, "DF", 254, 40)
-    assert_checksums_ok(pkt)
     assert n.drops(result, 2) == [("no-route", "lr_in_ip_routing", "neutron-r-lab")]
-    # with ACK: seq = its ack, ack 0
-    [(port, kind, pkt)] = n.outputs(result, 3)
-    assert (kind, pkt[TCP].flags, pkt[TCP].sport, pkt[TCP].dport) == ("tcp_reset", "R", 80, 33001)
-    assert (pkt[TCP].seq, pkt[TCP].ack) == (0x12345678, 0)
+    [(port3, kind3, pkt3)] = n.outputs(result, 3)
+    assert (port, kind, pkt[TCP].sport, pkt[TCP].dport) == ("lab1", "tcp_reset", 22, 33000)
+    assert (kind3, pkt3[TCP].sport, pkt3[TCP].dport) == ("tcp_reset", 80, 33001)
     assert_checksums_ok(pkt)
+    assert_checksums_ok(pkt3)
+    if n.engine.name == "fast":
+        # pinctrl_handle_tcp_reset (OVN 23.03): back to the sender's port; RST+ACK,
+        # seq 0, ack = the segment's seq + 1 (mod 2^32) whatever its flags and
+        # payload; TTL 63 then routed, TOS 0 (real OVN's bytes: test_realdp_known.py)
+        assert (pkt[TCP].flags, pkt[TCP].seq, pkt[TCP].ack, pkt[TCP].window, pkt[TCP].urgptr,
+                pkt[TCP].dataofs) == ("RA", 0, 0xFFFFFFF1, 0, 0, 5)
+        assert (pkt[IP].tos, pkt[IP].id, pkt[IP].flags, pkt[IP].ttl, len(pkt[IP])) == (0, 0, "DF", 62, 40)
+        assert (pkt3[TCP].flags, pkt3[TCP].seq, pkt3[TCP].ack) == ("RA", 0, 5001)
+    else:
+        # the frozen oracle's bare RST (documented exception: as_real_ovn)
+        assert (pkt[TCP].flags, pkt[TCP].seq, pkt[TCP].ack) == ("R", 0, 0xFFFFFFF0)
+        assert (pkt[IP].tos, pkt[IP].ttl) == (0x10, 254)
+        assert (pkt3[TCP].flags, pkt3[TCP].seq, pkt3[TCP].ack) == ("R", 0x12345678, 0)
 
 
 def test_static_route_via_a_port_secured_vm_hits_egress_port_security(net):
@@ -716,17 +722,37 @@ def assert_same_result(expected: BatchResult, got: BatchResult, frames: Sequence
     else:
         assert expected.frames == got.frames
         return
+    excused = False
     for i in range(max(expected.frames, got.frames)):
         a, b = _per_frame(expected, i), _per_frame(got, i)
         ia = expected.ingress[i] if i < len(expected.ingress) else None
         ib = got.ingress[i] if i < len(got.ingress) else None
+        if a != b and ia == ib and i < len(frames) and _l2_port_security_exception(frames[i], b):
+            excused = True
+            continue
         if a != b or ia != ib:
             frame = frames[i].hex() if i < len(frames) else "?"
             inport = inports[i] if i < len(inports) else "?"
             pytest.fail(f"{name} differs; first at frame {i} (inport {inport}, bytes {frame}):\n"
                         f"  python ingress {ia} outputs {a[0]} drops {a[1]}\n"
                         f"  fast   ingress {ib} outputs {b[0]} drops {b[1]}")
-    pytest.fail(f"{name} differs")
+    if not excused:
+        pytest.fail(f"{name} differs")
+
+
+def _l2_port_security_exception(frame: bytes, got) -> bool:
+    """A frame neither IP nor ARP that the engine dropped at port security (documented exception).
+
+    Real OVN admits only ARP and IP from a port whose port_security lists
+    addresses (LLDP from such a port is dropped:
+    test_realdp_known.py::test_lldp_from_a_port_with_port_security_is_dropped);
+    the frozen oracle admits any ethertype with the port's MAC.  Such a frame
+    changes no state, so the frames after it stay comparable.
+    """
+    outputs, drops = got
+    return (len(frame) >= 14 and frame[12:14] not in (b"\x08\x00", b"\x08\x06", b"\x86\xdd", b"\x81\x00",
+                                                      b"\x88\xa8")
+            and not outputs and [d[:2] for d in drops] == [("port-security", "ls_in_apply_port_sec")])
 
 
 def conntrack_size(engine) -> int:
@@ -1032,10 +1058,55 @@ def _is_probe(frame: bytes) -> bool:
 HYPOTHESIS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+class ConnectionReopened(Exception):
+    """The engine reopened a closed TCP connection, which the frozen oracle cannot follow.
+
+    Documented exception: the oracle has no TCP state machine.  The engine,
+    as OVS's conntrack, removes a connection both ends have closed (FIN or
+    RST seen) when a new SYN comes for its tuple, and the SYN opens a new
+    one (tests/test_ct_ageing.py); the oracle keeps the old entry, so from
+    that batch on the two legitimately differ.  No clock runs in these
+    tests, so ``expired`` only grows by such a reopening.
+    """
+
+
+def as_real_ovn(result: BatchResult, frames: Sequence[bytes], since: int = 0) -> BatchResult:
+    """The oracle's ``result`` with its router TCP resets as real OVN 23.03 sends them (in place).
+
+    Documented exception: the frozen oracle builds a bare RST (seq/ack from the
+    segment's ack or seq + payload, TTL 255, the segment's TOS); OVN's
+    pinctrl_handle_tcp_reset builds RST+ACK, seq 0, ack = seq + 1, TTL 63,
+    TOS 0 (real OVN's bytes: test_realdp_known.py, the *-tcp-gateway
+    conversations of test_realdp_conversations.py).  Outputs from ``since``
+    on, of the batch of ``frames``.
+    """
+    kind = KINDS.index("tcp_reset")
+    for i in range(since, result.n_outputs):
+        if result.out_kind[i] != kind:
+            continue
+        raw = frames[result.out_frame[i]]
+        ip = 14 + (4 if raw[12:14] in (b"\x81\x00", b"\x88\xa8") else 0)
+        seq = int.from_bytes(raw[ip + (raw[ip] & 0x0F) * 4 + 4:][:4], "big")
+        start = result.out_start[i]
+        out = bytearray(result.out_data[start:start + result.out_len[i]])
+        out[15], out[22] = 0, out[22] - 192  # TOS 0; TTL 63 where the oracle had 255, minus the hops
+        out[24:26] = b"\0\0"
+        out[24:26] = checksum(bytes(out[14:34])).to_bytes(2, "big")
+        out[38:42], out[42:46], out[47] = b"\0\0\0\0", ((seq + 1) & 0xFFFFFFFF).to_bytes(4, "big"), 0x14
+        out[50:52] = b"\0\0"
+        out[50:52] = checksum(bytes(out[26:30] + out[30:34]) + b"\0\x06\0\x14" + bytes(out[34:54])).to_bytes(2, "big")
+        result.out_data[start:start + len(out)] = out
+    return result
+
+
 def run_both(py, fast, frames: List[bytes], inports: List[int], result_py=None, result_fast=None):
     data, offsets, lengths = pack(frames)
-    a = py.process_batch(data, offsets, lengths, inports, result_py)
+    reopened = fast.conntrack_stats["expired"]
+    since = result_py.n_outputs if result_py is not None else 0
+    a = as_real_ovn(py.process_batch(data, offsets, lengths, inports, result_py), frames, since)
     b = fast.process_batch(memoryview(data), offsets, lengths, array("q", inports), result_fast)
+    if fast.conntrack_stats["expired"] != reopened:
+        raise ConnectionReopened()
     assert_same_result(a, b, frames, inports)
     assert len(py.conntrack) == fast.conntrack_size
     return a, b
@@ -1064,9 +1135,12 @@ def _differential(data, stem: str, rounds: int) -> None:
     frames, inports = [f for f, _ in batch], [p for _, p in batch]
     for r in range(rounds):
         append = data.draw(st.booleans(), label="append to a previous result")
-        a, _ = run_both(py, fast, frames, inports)
-        if append:
-            run_both(py, fast, frames[:3], inports[:3], BatchResult(), BatchResult())
+        try:
+            a, _ = run_both(py, fast, frames, inports)
+            if append:
+                run_both(py, fast, frames[:3], inports[:3], BatchResult(), BatchResult())
+        except ConnectionReopened:
+            return          # see ConnectionReopened: the oracle cannot follow from here
         # The next round: every output answered from where it left (by port or
         # --auto), mixed with fresh frames.
         replies = []
@@ -1166,7 +1240,7 @@ def test_fast_engine_matches_python_engine_on_every_generated_microflow(stem):
         py.reset()
         fast.reset()
         data, offsets, lengths = pack([frame])
-        a = py.process_batch(data, offsets, lengths, [inport])
+        a = as_real_ovn(py.process_batch(data, offsets, lengths, [inport]), [frame])
         b = fast.process_batch(data, offsets, lengths, [inport])
         if _per_frame(a, 0) != _per_frame(b, 0) or list(a.ingress) != list(b.ingress):
             mismatches.append(f"{label}: {text}\n  python {_per_frame(a, 0)}\n  fast   {_per_frame(b, 0)}")
@@ -1204,8 +1278,19 @@ def test_c_engine_traces_what_the_oracle_traces_on_every_generated_microflow(ste
             return [], [{"datapath": sim.tables.switch_of_port[port], "stage": "ls_in_check_port_sec",
                          "reason": err.reason.label, "detail": err.detail}], []
         r = pipe.process(port, pkt, trace=True)
-        return ([(o.port, o.kind, build_frame(o.packet)) for o in r.outputs], [d.as_dict() for d in r.drops],
-                [e.as_dict() for e in r.trace])
+        outs = [(o.port, o.kind, build_frame(o.packet)) for o in r.outputs]
+        if any(kind == "tcp_reset" for _, kind, _ in outs):
+            # its TCP reset as real OVN sends it (documented exception, see as_real_ovn)
+            fixed = BatchResult()
+            for p_, kind, raw in outs:
+                fixed.out_frame.append(0)
+                fixed.out_kind.append(KINDS.index(kind))
+                fixed.out_start.append(len(fixed.out_data))
+                fixed.out_len.append(len(raw))
+                fixed.out_data += raw
+            as_real_ovn(fixed, [frame])
+            outs = [(p_, kind, fixed.output_bytes(i)) for i, (p_, kind, _) in enumerate(outs)]
+        return outs, [d.as_dict() for d in r.drops], [e.as_dict() for e in r.trace]
 
     def engine(port, frame):
         # (The oracle predates the pass-through steps traced for ovn-trace's sake.)

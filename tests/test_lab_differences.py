@@ -252,3 +252,24 @@ def test_traffic_leaving_without_snat_gets_no_reply_from_upstream(multi):
     unsnated, snated = probe_from(multi, "app1", ["198.51.100.7"])[0], probe_from(multi, "web1", ["198.51.100.7"])[0]
     assert unsnated.delivered == {"provnet-upstream"} and not unsnated.answered
     assert snated.delivered == {"provnet-upstream"} and snated.answered
+
+
+def test_dhcp_is_answered_by_the_emulator_not_by_the_lab(tmp_path_factory):
+    """OVN's (and the emulator's) DHCP responder answers web1's DISCOVER; a lab has no DHCP server."""
+    from scapy.layers.dhcp import BOOTP, DHCP
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    from ovnsim.sim import Simulator
+
+    for lab in _lab(tmp_path_factory, "dhcp-metadata", f"ddhcp{os.getpid()}"):
+        mac = lab.plan.link_of_port("web1").mac
+        discover = bytes(Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
+                         / UDP(sport=68, dport=67)
+                         / BOOTP(chaddr=bytes.fromhex(mac.replace(":", "")) + bytes(10), xid=0x1234)
+                         / DHCP(options=[("message-type", "discover"), "end"]))
+        emulated = Simulator.from_file(topo_path("dhcp-metadata")).inject("web1", discover)
+        assert any(o.port == "web1" and o.fields().get("udp.src") == 67 for o in emulated.outputs)
+        with lab.capture("web1", direction="in", timeout=1.5) as cap:
+            send_raw(lab, "web1", discover)
+        assert not [f for _t, f in cap.frames if UDP in dissect(f) and dissect(f)[UDP].sport == 67]

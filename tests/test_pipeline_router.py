@@ -371,9 +371,9 @@ def test_tcp_to_plain_router_ip_gets_a_reset(plain):
     assert (out.port, out.kind) == ("vm1", "tcp_reset")
     got = out.packet.fields()
     assert {k: got[k] for k in ("eth.src", "eth.dst", "ip4.src", "ip4.dst", "ip.ttl")} == {
-        "eth.src": web_mac, "eth.dst": VM1_MAC, "ip4.src": WEB_GW, "ip4.dst": VM1_IP, "ip.ttl": 254}
+        "eth.src": web_mac, "eth.dst": VM1_MAC, "ip4.src": WEB_GW, "ip4.dst": VM1_IP, "ip.ttl": 62}
     pkt = wire(out)
-    assert pkt[TCP].flags.R
+    assert pkt[TCP].flags.R and pkt[TCP].flags.A
 
 
 def test_tcp_reset_goes_back_to_the_senders_port(plain):
@@ -389,10 +389,12 @@ def test_tcp_reset_goes_back_to_the_senders_port(plain):
 
 
 @pytest.mark.parametrize("flags, payload, seq_ack", [
-    ("S", b"", (0, 1000)),                      # no ACK: seq 0, ack = seq + payload length
-    ("P", b"x" * 11, (0, 1011)),
-    ("A", b"", (777, 0)),                       # ACK: seq = its ack, ack 0
-    ("PA", b"x" * 11, (777, 0)),
+    # OVN 23.03's pinctrl_handle_tcp_reset: seq 0, ack = the segment's seq + 1,
+    # whatever its flags and payload (real OVN's bytes: tests/conformance/test_realdp_known.py)
+    ("S", b"", (0, 1001)),
+    ("P", b"x" * 11, (0, 1001)),
+    ("A", b"", (0, 1001)),
+    ("PA", b"x" * 11, (0, 1001)),
 ])
 def test_tcp_reset_sequence_numbers_are_pinctrls(plain, flags, payload, seq_ack):
     web_mac, _ = macs(plain)
@@ -401,9 +403,9 @@ def test_tcp_reset_sequence_numbers_are_pinctrls(plain, flags, payload, seq_ack)
     frame = frame / payload if payload else frame
     pkt = wire(only_output(plain.inject("vm1", frame)))
     assert (pkt[TCP].seq, pkt[TCP].ack) == seq_ack
-    # RST only (the ACK flag is not set), window 0, urgent pointer 0, no options
-    assert (str(pkt[TCP].flags), pkt[TCP].window, pkt[TCP].urgptr, pkt[TCP].dataofs) == ("R", 0, 0, 5)
-    assert (pkt[IP].id, str(pkt[IP].flags), pkt[IP].len) == (0, "DF", 40)
+    # RST+ACK, window 0, urgent pointer 0, no options; TOS 0, composed with TTL 63 and routed
+    assert (str(pkt[TCP].flags), pkt[TCP].window, pkt[TCP].urgptr, pkt[TCP].dataofs) == ("RA", 0, 0, 5)
+    assert (pkt[IP].id, str(pkt[IP].flags), pkt[IP].len, pkt[IP].tos, pkt[IP].ttl) == (0, "DF", 40, 0, 62)
 
 
 def test_tcp_reset_has_a_valid_tcp_header(plain):

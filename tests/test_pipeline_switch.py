@@ -187,6 +187,30 @@ def test_non_ethernet_arp_is_switched_by_its_macs_and_never_answered(sim, fields
         out = only_output(sim.inject("open1", unicast))
         assert (out.port, out.kind, out.frame) == ("vm2", "packet", unicast)
 
+LLDP_MAC = "01:80:c2:00:00:0e"
+
+
+def _lldp(src_mac: str) -> bytes:
+    return bytes(Ether(src=src_mac, dst=LLDP_MAC, type=0x88CC) / (b"\x02\x07\x04" + b"\0" * 43))
+
+
+def test_lldp_from_a_port_whose_port_security_lists_addresses_is_dropped(sim):
+    # ovn-controller's in_port_sec flows: such a port may send ARP and IP only
+    # (the port's priority-80 default drop); real OVN: test_realdp_known.py
+    assert_dropped(sim.inject("vm1", _lldp(VM1_MAC)), Drop.PORT_SECURITY, "ls_in_apply_port_sec", "neutron-web")
+
+
+def test_lldp_from_a_port_without_port_security_or_with_a_mac_only_is_flooded(logical):
+    mac_only = "fa:16:3e:00:00:14"
+    sim = Simulator(with_switch_port(logical, "neutron-web", LogicalSwitchPort(
+        "mac1", addresses=(f"{mac_only} 10.0.0.14",), port_security=(mac_only,))))
+    for port, mac in (("open1", OPEN1_MAC), ("mac1", mac_only)):
+        result = sim.inject(port, _lldp(mac))
+        outs = outputs_by_port(result)
+        assert set(outs) == {"vm1", "vm2", "open1", "mac1"} - {port}, port
+        assert all(o.frame == _lldp(mac) for o in outs.values())
+
+
 # -- ARP responder (ls_in_arp_rsp) -------------------------------------------------
 
 
@@ -381,8 +405,9 @@ def test_switching_keeps_a_zero_udp_checksum(sim):
 
 
 def test_switching_keeps_an_unknown_ethertype_payload(sim):
-    frame = Ether(src=VM1_MAC, dst=VM2_MAC, type=0x88B5) / (b"\x01\x02local experimental ethertype" * 2)
-    out = only_output(sim.inject("vm1", frame))
+    # (from open1: a port whose port security lists addresses sends ARP and IP only)
+    frame = Ether(src=OPEN1_MAC, dst=VM2_MAC, type=0x88B5) / (b"\x01\x02local experimental ethertype" * 2)
+    out = only_output(sim.inject("open1", frame))
     assert out.frame == bytes(frame)
 
 

@@ -152,7 +152,28 @@ def test_engines_write_identical_files_and_summaries(tmp_path, topology, capture
     names = sorted(p.name for p in out_py.iterdir())
     assert names == sorted(p.name for p in out_fast.iterdir())
     for name in names:
+        if name.endswith("-tx.pcap"):
+            assert ([(ts, _rst_masked(f), orig) for ts, f, orig in read_frames(out_py / name)]
+                    == [(ts, _rst_masked(f), orig) for ts, f, orig in read_frames(out_fast / name)]), name
+            continue
         assert (out_py / name).read_bytes() == (out_fast / name).read_bytes(), name
+
+
+def _rst_masked(frame: bytes) -> bytes:
+    """A router's TCP reset with the fields the frozen oracle builds differently zeroed.
+
+    Documented exception: the oracle sends a bare RST (TTL 255 before routing,
+    the segment's TOS, seq/ack from its ack or seq + payload); real OVN 23.03
+    RST+ACK, seq 0, ack = seq + 1, TTL 63, TOS 0, as the engine does
+    (tests/conformance/test_realdp_known.py, test_realdp_captures.py frame 27).
+    """
+    if len(frame) == 54 and frame[12:14] == b"\x08\x00" and frame[23] == 6 and frame[47] & 0x04:
+        masked = bytearray(frame)
+        masked[15] = masked[22] = masked[47] = 0
+        masked[24:26] = masked[50:52] = b"\0\0"
+        masked[38:46] = bytes(8)
+        return bytes(masked)
+    return frame
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -165,3 +165,30 @@ def _drops(out: Path):
 
     with PcapNgReader(str(out / DROPS_FILE)) as reader:
         return list(reader)
+
+
+def test_a_cooked_capture_with_a_snaplen_replays_as_the_ethernet_one(tmp_path):
+    """`tcpdump -i any -s 96`: Linux cooked headers (16 bytes for Ethernet's 14) on cut frames."""
+    from scapy.layers.l2 import CookedLinux
+
+    frames = _session()[:3]  # vm1's TCP and UDP out (packet type 4: sent), the TCP reply (0: to this host)
+    cooked = []
+    for pkttype, frame in zip((4, 0, 4), frames):
+        eth = Ether(frame)
+        head = CookedLinux(pkttype=pkttype, lladdrtype=1, lladdrlen=6,
+                           src=bytes.fromhex(eth.src.replace(":", "")) + b"\0\0", proto=eth.type)
+        cooked.append(bytes(head) + frame[14:])
+    path = tmp_path / "any.pcap"
+    with PcapWriter(str(path), linktype=113, snaplen=98, sync=True) as writer:
+        for i, frame in enumerate(cooked):
+            pkt = Raw(load=frame[:98])  # the same 84 bytes after the header as 96 of Ethernet
+            pkt.time = 1_700_000_000 + i / 1000
+            pkt.wirelen = len(frame)
+            writer.write(pkt)
+    summary = replay(REFERENCE, path, tmp_path / "any", auto=True)
+    ethernet, out_eth = _replay(tmp_path, "eth", frames, snaplen=96)
+    assert summary.header_only == ethernet.header_only == 3
+    assert summary.outputs == ethernet.outputs == {"provnet-public": 2, "vm1": 1}
+    for port in summary.outputs:
+        assert _records(tmp_path / "any" / f"{port}-tx.pcap") == _records(out_eth / f"{port}-tx.pcap")
+

@@ -152,7 +152,7 @@ cdef void acl_commit(Core* c, const Pkt* p, uint32_t zone, int32_t ci, int32_t h
         dp = p.dport
     k1 = (<uint64_t>p.ip_src << 32) | p.ip_dst
     k2 = ct_k2(zone, p.proto, sp, dp)
-    slot = ct_slot(ct, k1, k2)
+    slot = ct_find(ct, k1, k2)
     if slot.conn >= 0:
         ct.conns[slot.conn].blocked = 0
         return
@@ -168,8 +168,16 @@ cdef void acl_commit(Core* c, const Pkt* p, uint32_t zone, int32_t ci, int32_t h
     conn = &ct.conns[ci]
     conn.osrc = conn.tsrc = p.ip_src
     conn.odst = conn.tdst = p.ip_dst
-    conn.osport = conn.tsport = sp
-    conn.odport = conn.tdport = dp
+    conn.osport = sp
+    conn.odport = dp
+    # ct_remove finds the reply key as (zone, proto, tdport, tsport): an ICMP
+    # query's is (identifier, reply type), as committed below.
+    if p.proto == IPPROTO_ICMP:
+        conn.tsport = icmp_reply_type(p.icmp_type)
+        conn.tdport = sp
+    else:
+        conn.tsport = sp
+        conn.tdport = dp
     conn.acl_hit = ACL_NOT_CACHED if p.proto == IPPROTO_ICMP else hit
     conn.blocked = 0
     slot = ct_slot(ct, k1, k2)
@@ -183,7 +191,7 @@ cdef void acl_commit(Core* c, const Pkt* p, uint32_t zone, int32_t ci, int32_t h
         k2 = ct_k2(zone, p.proto, sp, icmp_reply_type(p.icmp_type))
     else:
         k2 = ct_k2(zone, p.proto, dp, sp)
-    slot = ct_slot(ct, k1, k2)
+    slot = ct_find(ct, k1, k2)
     if slot.conn < 0:
         slot.k1 = k1
         slot.k2 = k2

@@ -349,6 +349,7 @@ ctypedef struct Conntrack:
     int64_t created          # connections committed
     int64_t expired          # connections removed because they expired (or were closed and reused)
     int64_t peak             # most connections held at once
+    uint8_t timed            # the frames being run carry times (else no ageing: see ct_update)
 
 # A native DHCPv4 responder (ovnsim.northd.dhcp.DhcpResponder): one port
 # address entry's ls_in_dhcp_options/ls_in_dhcp_response flows.  Its option

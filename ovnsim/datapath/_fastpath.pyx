@@ -997,6 +997,7 @@ cdef class FastEngine:
                 last = None
                 self._last_trace = None
             c.error = 0
+            c.ct.timed = timed
             with nogil:
                 for i in range(n):
                     if timed:

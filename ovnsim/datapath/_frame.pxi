@@ -339,7 +339,7 @@ cdef int32_t build_gen(const Core* c, const Pkt* p, unsigned char* o) noexcept n
             rewrite_inner(l4 + 8, p.quote_len, p)
         wr16(l4 + 2, csum_fold(csum_partial(l4, l4len, 0)))
     else:
-        # pinctrl_handle_tcp_reset: 20-byte header, RST only, window 0
+        # pinctrl_handle_tcp_reset: 20-byte header, RST+ACK, window 0
         l4len = 20
         wr16(l4, p.sport)
         wr16(l4 + 2, p.dport)
@@ -348,7 +348,7 @@ cdef int32_t build_gen(const Core* c, const Pkt* p, unsigned char* o) noexcept n
         for i in range(12, 20):
             l4[i] = 0
         l4[12] = 5 << 4
-        l4[13] = 0x04        # RST
+        l4[13] = p.tcp_flags
         acc = ((p.ip_src >> 16) + (p.ip_src & 0xffff) + (p.ip_dst >> 16) + (p.ip_dst & 0xffff)
                + IPPROTO_TCP + 20)
         wr16(l4 + 16, csum_fold(csum_partial(l4, 20, acc)))

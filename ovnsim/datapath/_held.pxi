@@ -110,6 +110,7 @@ cdef void release_held(Core* c, int32_t index) noexcept nogil:
         p = h.p
         f.raw = h.data
         f.n = h.n
+        f.wire = h.n
         f.l3 = h.l3
         f.l4 = h.l4
         f.index = index

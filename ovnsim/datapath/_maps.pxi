@@ -125,7 +125,9 @@ cdef bint in_port_sec_ok(const Core* c, const SwPort* port, const Pkt* p) noexce
                 return True
             return (p.ip_src == 0 and p.ip_dst == 0xffffffffU and p.proto == IPPROTO_UDP
                     and p.sport == 68 and p.dport == 67)
-        return True
+        # Any other ethertype (LLDP, ...): an entry with addresses admits only ARP and
+        # IP (ovn-controller's in_port_sec flows: the port's priority-80 default drop).
+        return e.pfx_count == 0
     return False
 
 

@@ -244,20 +244,18 @@ cdef void lr_l4_reject(Core* c, const FrameCtx* f, Pkt* p, int32_t r, const RtrP
     p.ip_dst = t
     p.ttl = 255
     if p.proto == IPPROTO_TCP:
-        # pinctrl_handle_tcp_reset: RST only; after a segment with ACK,
-        # seq = its ack; else seq 0, ack = its seq + its payload length; the
-        # ports swapped.
-        if p.tcp_flags & 0x10:
-            p.tcp_seq = p.tcp_ack
-            p.tcp_ack = 0
-        else:
-            p.tcp_ack = p.tcp_seq + <uint32_t>p.tcp_dlen
-            p.tcp_seq = 0
+        # pinctrl_handle_tcp_reset (OVN 23.03): RST+ACK, seq 0, ack = the
+        # segment's seq + 1 whatever its flags and payload, the ports swapped;
+        # composed with TTL 63 and TOS 0 (pinctrl_compose_ipv4), then routed.
+        p.tcp_ack = p.tcp_seq + 1
+        p.tcp_seq = 0
         t = p.sport
         p.sport = p.dport
         p.dport = <uint16_t>t
-        p.tcp_flags = 0x04
+        p.tcp_flags = 0x14
         p.tcp_dlen = 0
+        p.ttl = 63
+        p.tos = 0
         p.kind = KIND_TCP_RESET
         trace(c, f, R_LR_IN_TCP_RESET, c.n_switches + r, p.depth, p.ip_src, 0)
     else:

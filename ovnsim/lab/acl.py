@@ -134,6 +134,9 @@ class AclPlan:
                     self.notes.append(f"ACL {acl.match!r} on {pg.name}: not realised (matches another group "
                                       "or the other direction)")
                     continue
+                if acl.action == "reject":
+                    self.notes.append(f"ACL {acl.match!r} on {pg.name}: reject is realised as drop (no reset or "
+                                      "ICMP unreachable is sent)")
                 used_sets.update(re.findall(r"@(\S+)", expr))
                 stage = "from" if side == "inport" else "to"
                 for port in pg.ports:

@@ -615,31 +615,54 @@ def _port_security_ruleset(chains: List[str]) -> str:
             "policy accept;\n" + "\n".join(jumps) + "\n  }\n" + "\n".join(chains) + "\n}\n")
 
 
+#: The packet mark of a hairpin through a DGP router's floating IP (router namespaces only).
+HAIRPIN_MARK = 0x100
+
+
 def _nat_ruleset(lr: LogicalRouter, exits: Optional[List[str]]) -> str:
     """nftables rules for a router's NAT rows.
 
     Stateful rows are conntrack NAT (``dnat to`` / ``snat to``); stateless
     floating IPs rewrite both ways without conntrack, as OVN's stateless NAT.
     On a distributed gateway port SNAT applies only to what leaves through
-    it or a distributed floating IP's macvlan (``exits``, matched by ``oifname``); a gateway router SNATs whatever matches, as OVN's
-    ``lr_out_snat`` on a gateway router has no outport match.
+    it or a distributed floating IP's macvlan (``exits``, matched by
+    ``oifname``), and to a hairpin to one of its floating IPs; a gateway
+    router SNATs whatever matches, as OVN's ``lr_out_snat`` on a gateway
+    router has no outport match.
     """
     oif = ("oifname { " + ", ".join(f'"{name}"' for name in exits) + " } ") if exits else ""
     pre, post, sl_pre, sl_post = [], [], [], []
+    # A hairpin on a DGP router (a VM to a floating IP of the same router):
+    # OVN routes it out of the gateway port, where lr_out_snat translates its
+    # source as for anything leaving, and loops it back.  It is marked before
+    # any rewrite and SNATed as if it left; stateless rows leave it tracked
+    # so the stateful SNAT of its subnet can apply.
+    hairpin = exits and any(n.type in (NAT_DNAT, NAT_DNAT_AND_SNAT) for n in lr.nat)
+    keep = f"meta mark != {HAIRPIN_MARK:#x} " if hairpin else ""
+    if hairpin:
+        ext = sorted({n.external_ip for n in lr.nat if n.type in (NAT_DNAT, NAT_DNAT_AND_SNAT)})
+        sl_pre.append(f"iifname != {{ {', '.join(chr(34) + e + chr(34) for e in exits)} }} "
+                      f"ip daddr {{ {', '.join(ext)} }} meta mark set {HAIRPIN_MARK:#x}")
     # More specific logical IPs first, as OVN orders SNAT by prefix length.
     rows = sorted(lr.nat, key=lambda n: -ipaddress.ip_network(n.logical_ip, strict=False).prefixlen)
     for nat in rows:
         if nat.type in (NAT_DNAT, NAT_DNAT_AND_SNAT):
             if nat.stateless:
-                sl_pre.append(f"ip daddr {nat.external_ip} ip daddr set {nat.logical_ip} notrack")
+                sl_pre.append(f"{keep}ip daddr {nat.external_ip} ip daddr set {nat.logical_ip} notrack")
+                if hairpin:
+                    sl_pre.append(f"meta mark {HAIRPIN_MARK:#x} ip daddr {nat.external_ip} ip daddr set {nat.logical_ip}")
             else:
                 pre.append(f"ip daddr {nat.external_ip} dnat to {nat.logical_ip}")
         if nat.type in (NAT_SNAT, NAT_DNAT_AND_SNAT):
             if nat.stateless:
-                sl_pre.append(f"ip saddr {nat.logical_ip} notrack")
+                sl_pre.append(f"{keep}ip saddr {nat.logical_ip} notrack")
                 sl_post.append(f"{oif}ip saddr {nat.logical_ip} ip saddr set {nat.external_ip}")
+                if hairpin:
+                    sl_post.append(f"meta mark {HAIRPIN_MARK:#x} ip saddr {nat.logical_ip} ip saddr set {nat.external_ip}")
             else:
                 post.append(f"{oif}ip saddr {nat.logical_ip} snat to {nat.external_ip}")
+                if hairpin:
+                    post.append(f"meta mark {HAIRPIN_MARK:#x} ip saddr {nat.logical_ip} snat to {nat.external_ip}")
 
     def chain(name: str, hook: str, rules: List[str]) -> str:
         return f"  chain {name} {{\n    type {hook};\n" + "".join(f"    {r}\n" for r in rules) + "  }\n"

@@ -447,7 +447,7 @@ OUTPUT_KINDS: Tuple[Tuple[str, str], ...] = (
     ("echo_reply", "a router's in-place ICMP echo reply"),
     ("arp", "an ARP request a router sent instead of the frame"),
     ("icmp4", "an ICMP error a router generated"),
-    ("tcp_reset", "a TCP RST a router generated"),
+    ("tcp_reset", "a TCP RST+ACK a router generated"),
     ("dhcp_reply", "a DHCPOFFER/ACK/NAK ovn-controller sent (put_dhcp_opts)"),
 )
 

@@ -4,7 +4,7 @@
 ``ovnsim reach TOPO [--proto LIST] [--format table|json|csv|html] [-o FILE]``   the matrix
 ``ovnsim reach --diff OLD NEW [--proto LIST]``   cells whose answer changed: exit 1 if any
 ``ovnsim reach --lab NAME SRC DST [--proto P]``   one question, answered by a running lab (real probes)
-``ovnsim check TOPO``                         the file's ``expect:`` block: exit 0 all hold, 1 some fail
+``ovnsim check TOPO [--lab NAME]``            the file's ``expect:`` block: exit 0 all hold, 1 some fail
 """
 
 from __future__ import annotations
@@ -98,7 +98,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     """``ovnsim check``: 0 when every expectation holds, 1 when one fails."""
     from ovnsim.reach.expect import check_file
 
-    report = check_file(args.topology)
+    lab = None
+    if args.lab:
+        from ovnsim.lab.lab import Lab
+
+        lab = Lab.attach(args.lab)
+    report = check_file(args.topology, lab=lab)
     sys.stdout.write(report.text())
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -128,4 +133,6 @@ def add_parsers(sub) -> None:
 
     check = sub.add_parser("check", help="evaluate a topology file's expect: block (exit 0 all hold, 1 some fail)")
     check.add_argument("topology", metavar="TOPO", help="topology file (YAML) with an expect: block")
+    check.add_argument("--lab", metavar="NAME", help="answer with real probes in the running lab NAME of TOPO "
+                                                     "(`ovnsim lab up TOPO`); blocked_at then means not reachable")
     check.set_defaults(func=cmd_check)

@@ -84,18 +84,25 @@ class LabReachability:
             raise ReachError(f"{ep.label}: port {ep.port} has no endpoint in lab {self.lab.name!r}")
         return ep.port
 
+    def _upstream_addresses(self, ep: Endpoint):
+        """The addresses the upstream namespace behind ``ep``'s localnet port owns: the outside host, its gateways."""
+        from ovnsim.lab.plan import OUTSIDE_ADDRESS
+
+        link = self.lab.plan.link_of_port(self._lab_port(ep))
+        return [OUTSIDE_ADDRESS] + [a.split("/")[0] for a in link.addresses]
+
     def ask_endpoints(self, s: Endpoint, d: Endpoint, proto: Protocol) -> Answer:
         """Probe ``s -> d`` in the lab and say what happened."""
-        from ovnsim.lab.plan import OUTSIDE_ADDRESS
         from ovnsim.lab.probe import probe_from
 
         source_address = None
+        for ep, role in ((s, "source"), (d, "destination")):
+            if ep.kind == OUTSIDE_KIND:
+                held = self._upstream_addresses(ep)
+                if str(ep.ip) not in held:
+                    raise ReachError(f"{role} {ep.label}: the lab's upstream holds only {', '.join(held)}")
         if s.kind == OUTSIDE_KIND:
-            if str(s.ip) != OUTSIDE_ADDRESS:
-                raise ReachError(f"source {s.label}: a lab's upstream holds only {OUTSIDE_ADDRESS} (outside)")
-            source_address = OUTSIDE_ADDRESS
-        if d.kind == OUTSIDE_KIND and str(d.ip) != OUTSIDE_ADDRESS:
-            raise ReachError(f"destination {d.label}: a lab's upstream holds only {OUTSIDE_ADDRESS} (outside)")
+            source_address = str(s.ip)
         src_port = self._lab_port(s)
         want = None if d.kind == ROUTER else self._lab_port(
             self.directory.ports[d.target] if d.kind == FIP else d)

@@ -16,10 +16,11 @@ limits of ovn-trace are handled explicitly, as OVN-NOTES.md describes:
 * ovn-trace shows a ``tcp_reset`` with the offending segment's ports, because
   it applies only the nested actions (``eth.dst <-> eth.src; ip4.dst <->
   ip4.src``) to the flow; ovn-controller (``pinctrl_handle_tcp_reset``)
-  builds the RST with the ports swapped first, and ovnsim does what real OVN
-  sends.  :func:`as_pinctrl_sends` swaps ovn-trace's ports for that kind
-  only, and ``test_tcp_reset_normalisation_is_needed`` keeps the difference
-  honest (it fails if either side stops behaving this way).
+  builds the RST with the ports swapped first and TTL 63 (ovn-trace: 255),
+  and ovnsim does what real OVN sends.  :func:`as_pinctrl_sends` swaps
+  ovn-trace's ports and lowers its TTL by 192 for that kind only, and
+  ``test_tcp_reset_normalisation_is_needed`` keeps the difference honest (it
+  fails if either side stops behaving this way).
 
 There is no other allowance: the test fails on any difference.
 """
@@ -116,11 +117,14 @@ def as_pinctrl_sends(verdict: Dict[str, object]) -> Dict[str, object]:
         out = dict(out)
         if out["kind"] == "tcp_reset":
             out["tcp.src"], out["tcp.dst"] = out["tcp.dst"], out["tcp.src"]
+            out["ip.ttl"] -= 192  # ovn-trace starts the packet at TTL 255, pinctrl composes it with 63
         outputs.append(out)
     return make_verdict(outputs)
 
 
 def _ours(sim: Simulator, flow: str) -> Dict[str, object]:
+    # ovn-trace has no pinctrl: the packet an ARP request is made for is not held
+    sim.engine.hold_packets = False
     sim.reset()
     return make_verdict(sim.verdict(sim.trace(flow))["outputs"])
 
@@ -163,6 +167,7 @@ def test_tcp_reset_normalisation_is_needed(ovn):
     assert [o["kind"] for o in theirs] == [o["kind"] for o in ours] == ["tcp_reset"]
     assert (theirs[0]["tcp.src"], theirs[0]["tcp.dst"]) == (33000, 22)  # as the segment had them
     assert (ours[0]["tcp.src"], ours[0]["tcp.dst"]) == (22, 33000)  # back to the sender's port
+    assert (theirs[0]["ip.ttl"], ours[0]["ip.ttl"]) == (254, 62)  # from 255 / pinctrl's 63, routed once
 
 
 #: ``ovnsim trace --from/--to`` microflows (built as ml2ovn-trace builds them):
