@@ -58,7 +58,7 @@ def add_arguments(trace: argparse.ArgumentParser) -> None:
                        help="with --flows: run the lines through one conntrack state, in order (a SYN, then "
                             "its SYN-ACK), instead of a fresh network per line")
     trace.add_argument("--ct", metavar="new|est|rel", action="append", choices=("new", "est", "rel"),
-                       help="ct_state for stateful ACL stages (refused: ovnsim has none yet)")
+                       help="ovn-trace's forced ct_state (refused: ovnsim's conntrack derives it; see --stateful)")
 
 
 def run(args: argparse.Namespace, trace_one: TraceOne, split_datapath: SplitDatapath) -> int:
@@ -66,9 +66,6 @@ def run(args: argparse.Namespace, trace_one: TraceOne, split_datapath: SplitData
     from ovnsim.neutron.loader import load_topology
     from ovnsim.sim import Simulator
 
-    if args.ct:
-        raise OvnsimError("--ct: no stateful ACL stages in this topology (the data path does not evaluate "
-                          "security group ACLs yet, so no ct_next reads a ct_state)")
     if args.stateful and not args.flows:
         raise OvnsimError("--stateful needs --flows FILE (it carries state from one line to the next)")
     built = args.from_ is not None or args.to is not None
@@ -85,6 +82,12 @@ def run(args: argparse.Namespace, trace_one: TraceOne, split_datapath: SplitData
         args.format = "json" if args.flows else "minimal"
     topo = load_topology(args.topology)
     sim = Simulator(topo)
+    if args.ct:
+        if not sim.logical.port_groups:
+            raise OvnsimError("--ct: no stateful ACL stages in this topology (no security groups, so no "
+                              "ct_next reads a ct_state)")
+        raise OvnsimError("--ct: ovnsim's conntrack gives each ACL stage's ct_next the state the packets "
+                          "before it made; build the connection with --flows FILE --stateful instead")
     datapaths = DatapathNames(sim.logical)
     ports = PortNames(sim.logical)
     if args.flows:

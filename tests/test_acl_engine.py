@@ -183,3 +183,19 @@ def test_replay_drops_name_the_missing_rule(tmp_path, topology):
         "no security group rule allows it; it needs ingress tcp/22 from 10.4.0.30/32 "
         "(or remote group shop-default) on group web of port web2",
         "frame 2, ingress app1"]
+
+
+def test_ovn_dhcp_replies_pass_the_acls(sim):
+    """ls_out_acl priority 34000: a reply from the port's DHCP server (server_mac, server_id, udp 67 -> 68)
+    is not filtered; the same datagram from another address is (db1's groups allow no udp in)."""
+    options = next(dict(row.options) for row in sim.logical.dhcp_options if row.key == "db-v4")
+
+    def offer(src_ip: str) -> bytes:
+        return bytes(Ether(src=options["server_mac"], dst=MAC["db1"]) / IP(src=src_ip, dst=IP4["db1"])
+                     / UDP(sport=67, dport=68) / (b"\0" * 240))
+
+    # fw1 has no port security: it can send what OVN's DHCP responder would
+    result = sim.inject("fw1", offer(options["server_id"]), trace=True)
+    assert delivered(result, "db1")
+    assert ("ls_out_acl", 34000) in [(e.stage, e.priority) for e in result.trace]
+    assert [d.stage for d in sim.inject("fw1", offer(IP4["fw1"])).drops] == ["ls_out_acl"]

@@ -357,3 +357,22 @@ def test_an_acl_connection_expires_and_its_reply_is_new_again():
     stats = sim.engine.conntrack_stats
     assert stats["expired"] >= 2  # its entries in both ports' zones
     assert stats["created"] == stats["expired"] + stats["live"]
+
+
+def test_every_live_connection_is_found_after_many_deletions(sim):
+    """Backward-shift deletion keeps every remaining key reachable: after 2,000 flows and the
+    removal of the expired ones, exactly the flows younger than udp_first get their replies."""
+    import random
+
+    rng = random.Random(5)
+    ports = rng.sample(range(1024, 65536), 2000)
+    vm_side, gw = lrp_mac(sim, "lrp-router1-web-v4"), lrp_mac(sim, "lrp-router1-gw")
+    for i, sport in enumerate(ports):  # one flow every 50 ms: 100 s of capture
+        only_output(sim.inject("vm1", udp_frame(VM1_MAC, vm_side, VM1_IP, INTERNET, sport=sport, dport=53),
+                               time=T0 + i * 0.05))
+    live = []
+    for i, sport in enumerate(ports):  # all at 100.025 s: the clock stands, each reply is judged alone
+        result = sim.inject("provnet-public", udp_frame(UPSTREAM_MAC, gw, INTERNET, SNAT_IP, sport=53, dport=sport),
+                            time=T0 + 100.025)
+        live.append(any(o.port == "vm1" for o in result.outputs))
+    assert live == [i > 800 for i in range(2000)]  # flow i expires at i * 0.05 + 60 s

@@ -7,10 +7,11 @@ tests/acl_cases.py`` records them again.  ovnsim replays them the way a
 conntrack sees them: a new connection on a fresh network; a later packet as
 the same microflow sent twice; a reply after the packet it answers.
 
-The flows that security groups let through agree today (ovnsim does not
-filter yet).  Those they drop are strict xfails, one per kind: they pass, and
-so fail as XPASS, once the engine implements the ACL stages
-(``docs/acl-engine-notes.md``); then the marks come off.
+Verdicts agree for every case and profile, and so do the stage/priority
+sequences of the traces, with one kind of exception ovnsim's conntrack
+makes on purpose: ovn-trace's ``est`` profile forces an established state
+on a connection no rule allows, which the data path never commits (its
+next packet is new again: hint 7, not 4).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import acl_cases
 from acl_cases import CASES, CASES_BY_NAME
 
 RECORDED = acl_cases.recorded()
-ACL_PENDING = "the data path does not evaluate ACLs yet (issue 10, pipeline half; docs/acl-engine-notes.md)"
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_recording_shows_what_the_groups_say():
     assert RECORDED["db1_to_web1_http"]["new"]["drops"] == [["neutron-db", "ls_in_acl"]]
 
 
-# -- what agrees today ------------------------------------------------------------------
+# -- verdicts ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("profile", ["new", "est"])
@@ -120,7 +120,7 @@ def test_replies_of_allowed_connections_agree_with_ovn_trace(sim):
     assert _disagreements(sim, names, "rpl") == []
 
 
-# -- what the ACL stages must do (strict xfail until they exist) ---------------------------
+# -- what the ACL stages drop -------------------------------------------------------------
 
 
 def test_new_connections_no_rule_allows_are_dropped_in_the_acl_stage(sim):
@@ -139,6 +139,36 @@ def test_a_reply_without_its_connection_is_a_new_connection_and_dropped(sim):
     names = _selected("new", dropped=True, replies=True)
     assert len(names) == len([c for c in CASES if c.reply_to])
     assert _disagreements(sim, names, "new") == []
+
+
+# -- the traces: OVN's stages and priorities, visit by visit --------------------------------
+
+
+@pytest.mark.parametrize("name,profile", [(n, p) for n, profiles in sorted(RECORDED.items()) for p in profiles
+                                          if p in ("new", "est", "rpl")])
+def test_trace_visits_are_ovn_traces(sim, name, profile):
+    """Each pipeline visit lists the (stage, priority) steps of the recorded ovn-trace, in order.
+
+    Exception (asserted): under ``est``, a connection no rule allows is new
+    again in ovnsim (never committed), so its dropping pass shows hint 7 where
+    ovn-trace, told ``est``, shows hint 4.
+    """
+    from conformance.test_trace_sequence import ovn_visits, ovnsim_visits
+
+    case = CASES_BY_NAME[name]
+    rec = RECORDED[name][profile]
+    sim.reset()
+    if profile == "est":
+        sim.trace(rec["microflow"])
+    elif profile == "rpl":
+        sim.trace(RECORDED[case.reply_to]["new"]["microflow"])
+    ours = [(pipe, steps) for _dp, pipe, steps in ovnsim_visits(sim.trace(rec["microflow"]))]
+    text = (acl_cases.DATA / f"{name}.{profile}.txt").read_text()
+    theirs = [(pipe, steps) for _dp, pipe, steps in ovn_visits(text, {})]
+    if profile == "est" and rec["verdict"]["dropped"]:
+        pipe, steps = theirs[-1]  # the dropping pass
+        theirs[-1] = (pipe, tuple((s, 7) if s.endswith("_acl_hint") and p == 4 else (s, p) for s, p in steps))
+    assert ours == theirs
 
 
 # -- "why not": the rule that would have to exist --------------------------------------

@@ -323,16 +323,14 @@ def index_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end, bint bi
 
 
 def snaplen_cuts(const int32_t[::1] lengths, const uint32_t[::1] origlens):
-    """``(wire, cut, n)`` for a batch with frames a snaplen cut (origlen > caplen), else None.
+    """``(wire, n)`` for a batch with frames a snaplen cut (origlen > caplen), else None.
 
-    ``wire[i]``: frame i's length on the wire; ``cut[i]``: the bytes the
-    capture lacks (0 for a whole frame), both ``array('q')``; ``n``: how
-    many frames are cut.  One C pass; the common whole-frame batch costs
-    no more.
+    ``wire[i]``: frame i's length on the wire (``array('q')``, what the
+    engine's ``origlens`` takes); ``n``: how many frames are cut.  One C
+    pass; the common whole-frame batch costs no more.
     """
     cdef Py_ssize_t n = lengths.shape[0], i, first = -1, count = 0
     cdef int64_t[::1] w
-    cdef int64_t[::1] c
     if origlens.shape[0] < n:
         raise ValueError("snaplen_cuts: arrays of different lengths")
     for i in range(n):
@@ -343,22 +341,18 @@ def snaplen_cuts(const int32_t[::1] lengths, const uint32_t[::1] origlens):
         return None
     from array import array
     wire = array("q", bytes(8 * n))
-    cut = array("q", bytes(8 * n))
     w = wire
-    c = cut
     for i in range(n):
         w[i] = lengths[i]
         if <int64_t>origlens[i] > lengths[i]:
             w[i] = origlens[i]
-            c[i] = <int64_t>origlens[i] - lengths[i]
             count += 1
-    return wire, cut, count
+    return wire, count
 
 
 def build_pcap_records(const uint8_t[::1] out_data, const int64_t[::1] out_start, const int32_t[::1] out_len,
                        const int32_t[::1] out_frame, const int32_t[::1] out_port, const int64_t[::1] frame_ts,
-                       int64_t[::1] port_bounds, const int64_t[::1] frame_cut=None,
-                       const int8_t[::1] out_kind=None, const uint8_t[::1] inplace_kinds=None):
+                       int64_t[::1] port_bounds, const int32_t[::1] out_origlen=None):
     """Classic pcap records (nanosecond, little-endian) for every output, grouped per port.
 
     Output ``i`` is ``out_data[out_start[i]:out_start[i] + out_len[i]]``,
@@ -368,24 +362,20 @@ def build_pcap_records(const uint8_t[::1] out_data, const int64_t[::1] out_start
     ports + 1, filled here) gives port ``p``'s run as
     ``blob[port_bounds[p]:port_bounds[p + 1]]``.
 
-    ``frame_cut`` (per input frame: the bytes a capture's snaplen cut off
-    it), ``out_kind`` and ``inplace_kinds`` (per kind: 1 when an output of
-    that kind is the input frame rewritten in place): such an output of a
-    cut frame is written with its captured bytes and, as its original
-    length, its length plus what was cut.
+    ``out_origlen``: each output's length on the wire (``BatchResult.out_wire``),
+    its record's original length when more than its length (an output of a
+    frame a capture's snaplen cut: the captured bytes, the original length).
     """
     cdef Py_ssize_t n = out_frame.shape[0], n_ports = port_bounds.shape[0] - 1, i, p, at, length
     cdef Py_ssize_t total = 0, n_frames = frame_ts.shape[0], data_len = out_data.shape[0]
     cdef int64_t ts, orig
     cdef uint8_t *dst
     cdef int64_t *cursor
-    cdef bint bad = False, cut = frame_cut is not None
-    cdef int8_t kind
+    cdef bint bad = False, cut = out_origlen is not None
     if out_port.shape[0] < n or out_start.shape[0] < n or out_len.shape[0] < n or n_ports < 0:
         raise ValueError("build_pcap_records: arrays of different lengths")
-    if cut and (out_kind is None or inplace_kinds is None or out_kind.shape[0] < n
-                or frame_cut.shape[0] < n_frames):
-        raise ValueError("build_pcap_records: frame_cut needs out_kind and inplace_kinds, of every length")
+    if cut and out_origlen.shape[0] < n:
+        raise ValueError("build_pcap_records: out_origlen is shorter than the outputs")
     port_bounds[:] = 0
     # Pass 1: bytes per port (bounds-checked: an engine's bad index must not write wild).
     for i in range(n):
@@ -419,12 +409,8 @@ def build_pcap_records(const uint8_t[::1] out_data, const int64_t[::1] out_start
             wr32(dst + at + 4, <uint32_t>(ts % NS))
             wr32(dst + at + 8, <uint32_t>length)
             orig = length
-            if cut:
-                kind = out_kind[i]
-                if 0 <= kind < inplace_kinds.shape[0] and inplace_kinds[kind] and frame_cut[out_frame[i]] > 0:
-                    orig = length + frame_cut[out_frame[i]]
-                    if orig > <int64_t>0xffffffff:
-                        orig = <int64_t>0xffffffff
+            if cut and out_origlen[i] > length:
+                orig = out_origlen[i]
             wr32(dst + at + 12, <uint32_t>orig)
             if length:
                 memcpy(dst + at + PCAP_REC_HDR, &out_data[out_start[i]], length)

@@ -80,8 +80,6 @@ RATE_MIN_SECONDS = 1.0
 RATE_MIN_FRAMES = 10000
 
 _N_REASONS = max(int(d) for d in Drop) + 1
-#: Output kinds that are the input frame rewritten in place (a cut input gives a cut output).
-INPLACE_KINDS = bytes(1 if k in ("packet", "arp_reply", "echo_reply") else 0 for k in KINDS)
 
 
 def _default_timeouts() -> Dict[str, int]:
@@ -907,6 +905,7 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
     cut_frames = 0  # frames a snaplen cut, injected
     # The C engine takes each frame's time (conntrack ageing) and wire length (snaplen).
     timed = hasattr(engine, "conntrack_sweep")
+    engine_cut = False  # a cut frame went in: outputs may carry their wire length from now on
     start = time.perf_counter()
     batches = iter(reader)
     try:
@@ -923,7 +922,8 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
                 inports = inports_cache[n] = array("i", [inport]) * n
             cuts = _pcapio.snaplen_cuts(batch.lengths, batch.origlens) if timed else None
             if cuts is not None:
-                cut_frames += cuts[2]
+                cut_frames += cuts[1]
+                engine_cut = True  # (a held cut frame may leave in a later batch)
             if timed:
                 result = engine.process_batch(batch.data, batch.offsets, batch.lengths, inports, BatchResult(),
                                               timestamps=batch.timestamps, origlens=cuts[0] if cuts else None)
@@ -941,7 +941,7 @@ def _run(summary: ReplaySummary, reader: CaptureReader, engine, logical: Logical
             if result.n_outputs:
                 blob = _pcapio.build_pcap_records(result.out_data, result.out_start, result.out_len,
                                                   result.out_frame, result.out_port, batch.timestamps, port_bounds,
-                                                  *((cuts[1], result.out_kind, INPLACE_KINDS) if cuts else ()))
+                                                  result.out_wire if engine_cut else None)
                 sink.submit(ports.write_batch, blob, array("q", port_bounds))
                 # A batch that fans out into many copies gets smaller successors (memory stays bounded).
                 if len(result.out_data) > OUT_BYTES_PER_BATCH and len(batch) > 256:

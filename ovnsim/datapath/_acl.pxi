@@ -24,6 +24,15 @@ cdef enum:
     ACL_NOT_CACHED = -2
 
 
+cdef inline uint8_t icmp_reply_type(uint8_t t) noexcept nogil:
+    # Linux conntrack's ICMP invmap: a query's reply type (the reply direction's tuple)
+    if t == 8 or t == 13 or t == 15 or t == 17:
+        return t - 8 if t == 8 else t + 1
+    if t == 0 or t == 14 or t == 16 or t == 18:
+        return 8 if t == 0 else t - 1
+    return t
+
+
 cdef inline bint acl_match(const Core* c, const AclRule* a, const Pkt* p) noexcept nogil:
     # The caller checked the packet is IPv4.
     cdef uint64_t v
@@ -77,15 +86,26 @@ cdef int32_t acl_ct_lookup(Core* c, const Pkt* p, uint32_t zone, uint8_t* state)
     """
     cdef CtSlot* slot
     cdef uint16_t sp, dp
+    cdef uint64_t k1
     if p.proto == IPPROTO_ICMP and p.has_inner:
-        slot = ct_find(&c.ct, (<uint64_t>p.in_src << 32) | p.in_dst, ct_k2(zone, p.in_proto, p.in_sport, p.in_dport))
+        k1 = (<uint64_t>p.in_src << 32) | p.in_dst
+        if p.in_proto == IPPROTO_ICMP:
+            # an ICMP query the error quotes: the engine keeps its identifier, not its type;
+            # an echo request or an echo reply is what a VM's ping is
+            slot = ct_find(&c.ct, k1, ct_k2(zone, IPPROTO_ICMP, p.in_sport, 8))
+            if slot.conn < 0:
+                slot = ct_find(&c.ct, k1, ct_k2(zone, IPPROTO_ICMP, p.in_sport, 0))
+        else:
+            slot = ct_find(&c.ct, k1, ct_k2(zone, p.in_proto, p.in_sport, p.in_dport))
         if slot.conn < 0:
             state[0] = ACT_TRK | ACT_INV
             return -1
         state[0] = ACT_TRK | ACT_REL | (ACT_BLOCKED if c.ct.conns[slot.conn].blocked else 0)
         return slot.conn
     if p.proto == IPPROTO_ICMP:
-        sp = dp = p.icmp_id
+        # Linux conntrack's ICMP tuple: identifier and type (a ping each way is two connections)
+        sp = p.icmp_id
+        dp = p.icmp_type
     else:
         sp = p.sport
         dp = p.dport
@@ -97,7 +117,11 @@ cdef int32_t acl_ct_lookup(Core* c, const Pkt* p, uint32_t zone, uint8_t* state)
         state[0] = ACT_TRK | ACT_NEW
         return -1
     if slot.conn < 0:
-        state[0] = ACT_TRK | ACT_NEW
+        if p.proto == IPPROTO_ICMP and (p.icmp_type == 0 or p.icmp_type == 14 or p.icmp_type == 16
+                                        or p.icmp_type == 18):
+            state[0] = ACT_TRK | ACT_INV   # a query's reply with no query: Linux calls it invalid
+        else:
+            state[0] = ACT_TRK | ACT_NEW
         return -1
     state[0] = (ACT_TRK | ACT_EST | (ACT_RPL if slot.reply else 0)
                 | (ACT_BLOCKED if c.ct.conns[slot.conn].blocked else 0))
@@ -121,7 +145,8 @@ cdef void acl_commit(Core* c, const Pkt* p, uint32_t zone, int32_t ci, int32_t h
         ct.conns[ci].blocked = 0
         return
     if p.proto == IPPROTO_ICMP:
-        sp = dp = p.icmp_id
+        sp = p.icmp_id
+        dp = p.icmp_type
     else:
         sp = p.sport
         dp = p.dport
@@ -143,8 +168,16 @@ cdef void acl_commit(Core* c, const Pkt* p, uint32_t zone, int32_t ci, int32_t h
     conn = &ct.conns[ci]
     conn.osrc = conn.tsrc = p.ip_src
     conn.odst = conn.tdst = p.ip_dst
-    conn.osport = conn.tsport = sp
-    conn.odport = conn.tdport = dp
+    conn.osport = sp
+    conn.odport = dp
+    # ct_remove finds the reply key as (zone, proto, tdport, tsport): an ICMP
+    # query's is (identifier, reply type), as committed below.
+    if p.proto == IPPROTO_ICMP:
+        conn.tsport = icmp_reply_type(p.icmp_type)
+        conn.tdport = sp
+    else:
+        conn.tsport = sp
+        conn.tdport = dp
     conn.acl_hit = ACL_NOT_CACHED if p.proto == IPPROTO_ICMP else hit
     conn.blocked = 0
     slot = ct_slot(ct, k1, k2)
@@ -154,7 +187,10 @@ cdef void acl_commit(Core* c, const Pkt* p, uint32_t zone, int32_t ci, int32_t h
     slot.reply = 0
     ct.count += 1
     k1 = (<uint64_t>p.ip_dst << 32) | p.ip_src
-    k2 = ct_k2(zone, p.proto, dp, sp)
+    if p.proto == IPPROTO_ICMP:
+        k2 = ct_k2(zone, p.proto, sp, icmp_reply_type(p.icmp_type))
+    else:
+        k2 = ct_k2(zone, p.proto, dp, sp)
     slot = ct_find(ct, k1, k2)
     if slot.conn < 0:
         slot.k1 = k1

@@ -257,9 +257,8 @@ cdef int ct_update(Conntrack* ct, int32_t ci, bint reply, const Pkt* p) noexcept
     peer's state from the SYN, ACK, FIN and RST flags, as tcp_conn_update
     runs it with sequence checking off (`dpctl/ct-disable-tcp-seq-chk`): no
     window tracking, so no packet is ct.inv, and its out-of-window branch
-    (which keeps the old expiry) is never taken.  A SYN on a closed
-    connection replaces it only for frames with a time: without, nothing
-    ages (the frozen oracle, which has no ageing, agrees on such runs).
+    (which keeps the old expiry) is never taken.  A SYN on a connection
+    both ends closed replaces it, with or without a clock, as in OVS.
     """
     cdef CtConn* conn = &ct.conns[ci]
     cdef uint8_t src, dst, fl
@@ -268,7 +267,7 @@ cdef int ct_update(Conntrack* ct, int32_t ci, bint reply, const Pkt* p) noexcept
         dst = conn.st0 if reply else conn.st1
         fl = p.tcp_flags
         if (fl & (TH_SYN | TH_ACK)) == TH_SYN:
-            if dst >= TCPS_FIN_WAIT_2 and src >= TCPS_FIN_WAIT_2 and ct.timed:
+            if dst >= TCPS_FIN_WAIT_2 and src >= TCPS_FIN_WAIT_2:
                 return CTU_NEW
             if src <= TCPS_SYN_SENT:
                 src = TCPS_SYN_SENT

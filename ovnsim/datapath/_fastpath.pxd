@@ -350,7 +350,6 @@ ctypedef struct Conntrack:
     int64_t expired          # connections removed because they expired (or were closed and reused)
     int64_t peak             # most connections held at once
     int64_t refused          # first packets it would not commit (OVS: a SYN+ACK, an echo reply...: ct.inv)
-    uint8_t timed            # the frames being run carry times (else no ageing: see ct_update)
 
 # A native DHCPv4 responder (ovnsim.northd.dhcp.DhcpResponder): one port
 # address entry's ls_in_dhcp_options/ls_in_dhcp_response flows.  Its option
@@ -475,6 +474,7 @@ ctypedef struct Held:
     uint64_t key             # outport LRP << 32 | next hop (reg0): pinctrl's (datapath, outport, ip)
     unsigned char* data
     int32_t n
+    int32_t wire             # the frame's length on the wire (FrameCtx.wire)
     int32_t l3
     int32_t l4
     uint8_t ready            # its next hop's binding came: sent after the frame being run
@@ -565,6 +565,7 @@ ctypedef struct Core:
     int8_t* out_kind
     int64_t* out_start
     int32_t* out_len
+    int32_t* out_wire        # each output's length on the wire (> out_len: a snaplen cut its frame)
     int64_t n_out
     int64_t cap_out
     unsigned char* out_data

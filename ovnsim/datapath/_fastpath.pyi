@@ -112,6 +112,8 @@ class FastEngine:
     nat_rows: list[object]
     route_rows: list[object]
     snat_rows: list[tuple[int, object]]
+    #: the ACL rows (ovnsim.northd.acls.AclRow) trace records and drops of the ACL stages point at
+    acl_rows: list[object]
     #: the native DHCPv4 responders (ovnsim.northd.dhcp.DhcpResponder), by the index trace records carry
     dhcp_rows: list[object]
 

@@ -433,6 +433,7 @@ cdef class FastEngine:
         free(c.acls); free(c.acl_list); free(c.acl_ports); free(c.acl_sets.slots)
         free(c.stack); free(c.scratch); free(c.quotes); free(c.ingress)
         free(c.out_frame); free(c.out_port); free(c.out_kind); free(c.out_start); free(c.out_len)
+        free(c.out_wire)
         free(c.out_data)
         free(c.drop_frame); free(c.drop_reason); free(c.drop_stage); free(c.drop_dp)
         free(c.drop_rule); free(c.drop_a); free(c.drop_b)
@@ -1000,7 +1001,6 @@ cdef class FastEngine:
                 last = None
                 self._last_trace = None
             c.error = 0
-            c.ct.timed = timed
             with nogil:
                 for i in range(n):
                     if timed:
@@ -1024,6 +1024,7 @@ cdef class FastEngine:
             result.out_kind.frombytes(_view(c.out_kind, c.n_out))
             result.out_start.frombytes(_view(c.out_start, c.n_out * 8))
             result.out_len.frombytes(_view(c.out_len, c.n_out * 4))
+            result.out_wire.frombytes(_view(c.out_wire, c.n_out * 4))
             result.out_data += _view(c.out_data, c.data_len)
             result.drop_frame.frombytes(_view(c.drop_frame, c.n_drop * 4))
             result.drop_reason.frombytes(_view(c.drop_reason, c.n_drop))

@@ -17,7 +17,7 @@ cdef int grow_outputs(Core* c) noexcept nogil:
     cdef int64_t n = 2 * c.cap_out + 256
     if (_grow(<void**>&c.out_frame, n, 4) or _grow(<void**>&c.out_port, n, 4)
             or _grow(<void**>&c.out_kind, n, 1) or _grow(<void**>&c.out_start, n, 8)
-            or _grow(<void**>&c.out_len, n, 4)):
+            or _grow(<void**>&c.out_len, n, 4) or _grow(<void**>&c.out_wire, n, 4)):
         return -1
     c.cap_out = n
     return 0
@@ -431,5 +431,8 @@ cdef inline void emit_output(Core* c, const FrameCtx* f, const Pkt* p, int32_t p
     c.out_kind[i] = <int8_t>p.kind
     c.out_start[i] = c.data_len
     c.out_len[i] = n
+    # A frame rewritten in place keeps what a capture's snaplen cut off it;
+    # a generated one is whole.
+    c.out_wire[i] = n + (f.wire - f.n) if not p.generated and f.wire > f.n else n
     c.data_len += n
     c.n_out = i + 1

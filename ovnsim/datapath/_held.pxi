@@ -72,6 +72,7 @@ cdef void hold(Core* c, const FrameCtx* f, const Pkt* p, int32_t out) noexcept n
     h.key = key
     h.data = data
     h.n = n
+    h.wire = f.wire if f.wire > n and not p.generated else n
     h.l3 = f.l3
     h.l4 = f.l4
     h.ready = 0
@@ -110,7 +111,7 @@ cdef void release_held(Core* c, int32_t index) noexcept nogil:
         p = h.p
         f.raw = h.data
         f.n = h.n
-        f.wire = h.n
+        f.wire = h.wire
         f.l3 = h.l3
         f.l4 = h.l4
         f.index = index

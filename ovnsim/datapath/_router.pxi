@@ -415,7 +415,9 @@ cdef void _make_arp_request(Pkt* p, int32_t out) noexcept nogil:
     cdef uint64_t mac = p.eth_src
     cdef uint32_t spa = p.reg1, tpa = p.reg0
     cdef int32_t inport = p.inport, depth = p.depth
+    cdef uint8_t acl_ct = p.acl_ct
     memset(p, 0, sizeof(Pkt))
+    p.acl_ct = acl_ct       # the ct_state the ACL stages last loaded stays with it, as in ovn-trace
     p.eth_type = ETH_TYPE_ARP
     p.eth_src = mac
     p.eth_dst = BCAST_MAC
@@ -482,6 +484,7 @@ cdef void lr_egress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
         if out == gw and ip_flags(c, r, p.ip_dst) & IPF_NAT:
             trace(c, f, R_LR_OUT_EGR_LOOP, dp, p.depth, p.ip_dst, 0)
             p.ct_zones = 0
+            p.acl_ct = 0        # its ct_clear
             p.inport = out
             p.outport = -1
             _swap_eth(p)

@@ -50,7 +50,9 @@ class BatchResult:
     Outputs: ``out_frame[i]`` (index of the input frame in the batch),
     ``out_port[i]`` (index into the engine's ``port_names``), ``out_kind[i]``
     (index into :data:`KINDS`), and the frame bytes
-    ``out_data[out_start[i]:out_start[i] + out_len[i]]``.
+    ``out_data[out_start[i]:out_start[i] + out_len[i]]``; ``out_wire[i]`` its
+    length on the wire (more than ``out_len[i]`` when a capture's snaplen cut
+    the frame it is rewritten from; empty from an engine that does not say).
     Drops: ``drop_frame[i]``, ``drop_reason[i]`` (a :class:`~ovnsim.northd.stages.Drop`
     value), ``drop_stage[i]`` (index into :data:`STAGE_LIST`),
     ``drop_datapath[i]`` (index into the engine's ``datapath_names``),
@@ -65,7 +67,8 @@ class BatchResult:
     :meth:`trace_records` unpacks them.
     """
 
-    __slots__ = ("frames", "ingress", "out_frame", "out_port", "out_kind", "out_start", "out_len", "out_data",
+    __slots__ = ("frames", "ingress", "out_frame", "out_port", "out_kind", "out_start", "out_len", "out_wire",
+                 "out_data",
                  "drop_frame", "drop_reason", "drop_stage", "drop_datapath", "drop_rule", "drop_a", "drop_b",
                  "trace")
 
@@ -77,6 +80,7 @@ class BatchResult:
         self.out_kind = array("b")
         self.out_start = array("q")
         self.out_len = array("i")
+        self.out_wire = array("i")
         self.out_data = bytearray()
         self.drop_frame = array("i")
         self.drop_reason = array("b")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 from typing import Dict, List
 
 import pytest
@@ -45,16 +46,39 @@ TOPOLOGY_DIR = pathlib.Path(__file__).resolve().parents[2] / "topologies"
 #: The generated 1,000-port topology is left out: its flows add nothing the
 #: others do not cover, and tracing it one-shot costs ~0.5 s a flow.
 TOPOLOGIES = sorted(p for p in TOPOLOGY_DIR.glob("*.yaml") if p.stem != "large")
-#: Topologies whose ACLs ovnsim does not evaluate yet: real OVN drops what no
-#: security group allows (and ovn-trace without --ct takes every packet as
-#: established, so even router-made ICMP errors meet the rules there).
-ACL_PENDING = {"security-groups"}
+#: Topologies with ACLs: ovn-trace takes every conntrack pass as ``--ct`` says
+#: (without, as established: even a router's ICMP error or echo reply would
+#: meet the rules there), so each flow is traced with the ct_state ovnsim's
+#: own conntrack gave each pass (:func:`ct_options`): like is compared with like.
+ACL_TOPOLOGIES = {"security-groups"}
+
+_CT_STATE = re.compile(r"ct_next; /\* ct_state=([a-z|]+) \*/")
+#: what a router's ct_snat/ct_dnat did (the catalogue's CT_OUTCOMES text) -> the ct_state ovn-trace takes
+_ROUTER_CT = (("un-NAT (reply)", "est,rpl"), ("related ICMP error", "rel"), ("NAT (established)", "est"),
+              ("already tracked", "est"), ("new connection", "new"), ("no conntrack entry", "new"),
+              ("ICMP error, no related", "new"))
+
+
+def ct_options(result) -> List[str]:
+    """``--ct`` options for ovn-trace, one per conntrack action of ovnsim's trace of a flow, in order.
+
+    An ACL stage's ``ct_next`` gives the flags ovnsim's conntrack loaded; a
+    router's ``ct_snat``/``ct_dnat`` (and their ``_in_czone`` forms) the
+    state its outcome stands for.
+    """
+    options = []
+    for event in result.trace:
+        found = _CT_STATE.search(event.action)
+        if found:
+            flags = [f for f in found.group(1).split("|") if f != "trk"]
+            options.append("--ct=" + ",".join(flags))
+        elif re.search(r"\bct_(snat|dnat)", event.action):
+            state = next((s for text, s in _ROUTER_CT if text in event.action), "est")
+            options.append(f"--ct={state}")
+    return options
 
 
 def _param(path):
-    if path.stem in ACL_PENDING:
-        return pytest.param(path, marks=pytest.mark.xfail(
-            strict=True, reason="ACL stages not in the data path yet (issue 10; docs/acl-engine-notes.md)"))
     return path
 
 pytestmark = [pytest.mark.ovn, pytest.mark.conformance]
@@ -105,6 +129,13 @@ def _ours(sim: Simulator, flow: str) -> Dict[str, object]:
     return make_verdict(sim.verdict(sim.trace(flow))["outputs"])
 
 
+def _options(sim: Simulator, path, flow: str) -> List[str]:
+    if path.stem not in ACL_TOPOLOGIES:
+        return []
+    sim.reset()
+    return ct_options(sim.trace(flow))
+
+
 @pytest.mark.parametrize("path", [_param(p) for p in TOPOLOGIES], ids=lambda p: p.stem)
 def test_ovnsim_agrees_with_ovn_trace(ovn, path):
     logical = compile_topology(load_topology(str(path)))
@@ -116,7 +147,7 @@ def test_ovnsim_agrees_with_ovn_trace(ovn, path):
     mismatches: List[str] = []
     for label, flow in flows:
         ours = _ours(sim, flow)
-        theirs = as_pinctrl_sends(trace_verdict(ovn, flow))
+        theirs = as_pinctrl_sends(trace_verdict(ovn, flow, options=_options(sim, path, flow)))
         if ours == theirs:
             continue
         mismatches.append(f"{label}\n    flow:     {flow}\n    ovnsim:   {json.dumps(ours['outputs'])}"

@@ -112,6 +112,9 @@ NOT_EXERCISED: Dict[str, str] = {
                                "a port with ACLs: not generated"),
     "LS_IN_ACL_INVALID": "needs a packet conntrack finds invalid (ct.inv); flowgen makes none",
     "LS_IN_ACL_RELATED": "needs an ICMP error related to a connection through a switch with ACLs; not generated",
+    **{rule: ("a reply entering from a port with ACLs: flowgen's flows each go one way, and a ping each way is "
+              "two connections (ICMP queries are keyed by type too, as Linux's conntrack keys them)")
+       for rule in ("LS_IN_ACL_REPLY", "LS_IN_ACL_AFTER_LB", "LS_IN_ACL_HINT_EST_ALLOWED")},
     **{rule: "the stateless group's one rule admits UDP 5000-5010 to sl1; no generated flow is such a packet"
        for rule in ("LS_OUT_ACL_ALLOW_STATELESS", "LS_OUT_PRE_ACL_STATELESS", "LS_OUT_PRE_LB_STATELESS")},
 }
