@@ -64,15 +64,20 @@ def cmd_reach(args: argparse.Namespace) -> int:
     if rest:
         r = Reachability(topo)
         answers = [r.ask(rest[0], rest[1], p) for p in (protos or _protos("tcp/22"))]
-        if args.format == "json":
-            text = json.dumps([a.as_dict() for a in answers], indent=1) + "\n"
-        else:
-            text = "".join(a.explain() + "\n" for a in answers)
-        _write(text, args.output)
-        return EXIT_OK if all(answers) else EXIT_FAILED
+        return _answer(answers, args)
     m = compute_matrix(topo, protos or DEFAULT_PROTOCOLS)
     _write(format_matrix(m, args.format or "table"), args.output)
     return EXIT_OK
+
+
+def _answer(answers, args: argparse.Namespace) -> int:
+    """Write one question's answers (JSON or explained text); exit 0 when every one is reachable."""
+    if args.format == "json":
+        text = json.dumps([a.as_dict() for a in answers], indent=1) + "\n"
+    else:
+        text = "".join(a.explain() + "\n" for a in answers)
+    _write(text, args.output)
+    return EXIT_OK if all(answers) else EXIT_FAILED
 
 
 def _reach_on_lab(args: argparse.Namespace, protos) -> int:
@@ -86,12 +91,7 @@ def _reach_on_lab(args: argparse.Namespace, protos) -> int:
     topo = args.items[0] if len(args.items) == 3 else None
     r = LabReachability(Lab.attach(args.lab), topology=topo)
     answers = [r.ask(args.items[-2], args.items[-1], p) for p in (protos or _protos("tcp/22"))]
-    if args.format == "json":
-        text = json.dumps([a.as_dict() for a in answers], indent=1) + "\n"
-    else:
-        text = "".join(a.explain() + "\n" for a in answers)
-    _write(text, args.output)
-    return EXIT_OK if all(answers) else EXIT_FAILED
+    return _answer(answers, args)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
