@@ -74,8 +74,6 @@ EXCEPTIONS: Dict[str, str] = {
                               "address as A/32 where OVN prints A"),
     "LR_OUT_SNAT_GR": ("OVN's flow also matches (!ct.trk || !ct.rpl) (ovn-trace takes it as true); and ovnsim "
                        "shows a host's logical address as A/32 where OVN prints A"),
-    "LR_OUT_SNAT_DNAT_LOCAL": ("OVN's flow matches reg9[4] == 1 and its actions clear it first (reg9[4] = 0; "
-                               "ct_snat(...)): ovnsim does not keep reg9[4]"),
     "LR_OUT_UNDNAT_STATELESS": ("a distributed floating IP: OVN's flow also sets eth.src = <external_mac> there "
                                 "(ovnsim sets it once, in lr_in_gw_redirect: test_trace_sequence's "
                                 "_DISTRIBUTED_FIP)"),
@@ -96,8 +94,6 @@ NOT_EXERCISED: Dict[str, str] = {
     "LR_IN_ARP_OWN": "the switch answers ARP for a router port's address (ls_in_arp_rsp) before the router sees it",
     "LR_IN_MARTIAN_OWN": "no generated flow comes from outside with a router's own address as source",
     "LR_IN_TTL_DROP": "only a later fragment with TTL 1 reaches it; no generated flow is a fragment",
-    "LR_IN_UNSNAT_SNAT_ZONE": "a hairpinned SNAT-address copy; ovnsim takes lr_in_unsnat's DGP flow there "
-                              "(test_trace_sequence's _HAIRPIN)",
     "LR_IN_DNAT_DGP": "the example distributed gateway ports' floating IPs are all stateless (their DNAT is "
                       "LR_IN_DNAT_STATELESS)",
     "LR_OUT_UNDNAT_DGP": "the example distributed gateway ports' floating IPs are all stateless",
