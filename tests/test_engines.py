@@ -41,6 +41,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from conformance.flowgen import generate
 from oracle.engine import PythonEngine
+from oracle.exceptions import l2_port_security_exception
 from oracle.packet import checksum
 from ovnsim.datapath import _fastpath
 from ovnsim.neutron.compiler import compile_topology
@@ -727,7 +728,7 @@ def assert_same_result(expected: BatchResult, got: BatchResult, frames: Sequence
         a, b = _per_frame(expected, i), _per_frame(got, i)
         ia = expected.ingress[i] if i < len(expected.ingress) else None
         ib = got.ingress[i] if i < len(got.ingress) else None
-        if a != b and ia == ib and ((i < len(frames) and _l2_port_security_exception(frames[i], b))
+        if a != b and ia == ib and ((i < len(frames) and l2_port_security_exception(frames[i], b))
                                     or _dgp_hairpin_exception(a, b)):
             excused = True
             continue
@@ -754,21 +755,6 @@ def _dgp_hairpin_exception(expected, got) -> bool:
     """
     return (not expected[0] and [d[:2] for d in expected[1]] == [("nat-address", "lr_in_arp_resolve")]
             and bool(got[0]) and not any(d[0] == "nat-address" for d in got[1]))
-
-
-def _l2_port_security_exception(frame: bytes, got) -> bool:
-    """A frame neither IP nor ARP that the engine dropped at port security (documented exception).
-
-    Real OVN admits only ARP and IP from a port whose port_security lists
-    addresses (LLDP from such a port is dropped:
-    test_realdp_known.py::test_lldp_from_a_port_with_port_security_is_dropped);
-    the frozen oracle admits any ethertype with the port's MAC.  Such a frame
-    changes no state, so the frames after it stay comparable.
-    """
-    outputs, drops = got
-    return (len(frame) >= 14 and frame[12:14] not in (b"\x08\x00", b"\x08\x06", b"\x86\xdd", b"\x81\x00",
-                                                      b"\x88\xa8")
-            and not outputs and [d[:2] for d in drops] == [("port-security", "ls_in_apply_port_sec")])
 
 
 def conntrack_size(engine) -> int:
