@@ -616,6 +616,3 @@ cdef class FastEngine:
     cdef readonly list dhcp_rows
     cdef object _last_trace
     cdef readonly list acl_rows
-    cdef _build(self, tables, ip_to_int, mac_to_int)
-    cdef _build_acls(self, dict port_index)
-    cdef _map(self, U64Map* m, dict items)
