@@ -254,6 +254,16 @@ def test_traffic_leaving_without_snat_gets_no_reply_from_upstream(multi):
     assert snated.delivered == {"provnet-upstream"} and snated.answered
 
 
+def test_outside_to_a_fixed_address_is_routed_by_the_emulator_not_by_the_lab(ref):
+    """The emulator sends a frame from outside to a fixed IP to the router, as if the upstream had a
+    route (real OVN then forwards it, and the SYN-ACK leaves un-NATed); the lab's upstream has none."""
+    from ovnsim.reach import reach
+
+    emulated, on_lab = reach(topo_path("reference"), "outside", "vm1", "tcp/22"), reach(ref, "outside", "vm1", "tcp/22")
+    assert emulated.reachable and emulated.seen_as == "198.51.100.7", emulated.explain()
+    assert not on_lab.reachable and on_lab.blocker.direction == "forward", on_lab.explain()
+
+
 def test_dhcp_is_answered_by_the_emulator_not_by_the_lab(tmp_path_factory):
     """OVN's (and the emulator's) DHCP responder answers web1's DISCOVER; a lab has no DHCP server."""
     from scapy.layers.dhcp import BOOTP, DHCP

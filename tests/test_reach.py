@@ -55,13 +55,35 @@ def test_router_answers_ping(ref):
     assert a.reachable and a.forward_outputs[0].kind == "echo_reply"
 
 
-def test_return_not_un_natted_is_a_failure(ref):
-    # outside -> a fixed IP (the upstream routes it to the router): the
-    # reply leaves SNATed as the router address, which the sender did not
-    # talk to: no connection.
-    a = ref.ask("outside", "vm1", "tcp/80")
+def test_return_not_un_natted_is_a_failure():
+    # outside -> a fixed IP behind a distributed gateway port (the upstream routes
+    # it to the router): a UDP reply can open a connection, so the router's SNAT
+    # commits it and it leaves as the router address, which the sender did not
+    # talk to (real OVN: test_realdp_known.py)
+    a = reach("topologies/dhcp-metadata.yaml", "outside", "web1", "udp/53")
     assert not a.reachable
     assert a.blocker.direction == "return" and a.disposition == "reply-not-un-nated"
+    assert "172.24.4.60 -> 198.51.100.7" in a.blocker.detail
+
+
+@pytest.mark.parametrize("proto", ["tcp/80", "icmp"])
+def test_a_reply_that_cannot_open_a_connection_leaves_un_natted(proto):
+    # behind a distributed gateway port, a SYN-ACK or an echo reply cannot open a
+    # connection in conntrack: the SNAT commit is refused and the reply leaves as
+    # the fixed IP, as on real OVN's data path (tests/conformance/test_realdp_known.py)
+    a = reach("topologies/dhcp-metadata.yaml", "outside", "web1", proto)
+    assert a.reachable and a.seen_as == "198.51.100.7", a.explain()
+    assert a.return_outputs and a.return_outputs[0].fields()["ip4.src"] == "10.3.0.11"
+
+
+@pytest.mark.parametrize("proto", ["tcp/80", "icmp", "udp/53"])
+def test_a_gateway_router_does_not_snat_the_reply_of_a_connection_from_outside(ref, proto):
+    # the gateway router commits the request in its DNAT zone (lr_out_post_undnat), so
+    # the reply is ct.rpl there and skips (!ct.trk || !ct.rpl) SNAT, as on real OVN
+    a = ref.ask("outside", "vm1", proto)
+    assert a.reachable and a.seen_as == "198.51.100.7", a.explain()
+    assert a.return_outputs and a.return_outputs[0].fields()["ip4.src"] == "10.0.0.11"
+    assert "lr_out_post_undnat" in [e.stage for e in a.forward.trace]
 
 
 def test_port_security_blocks_spoofed_source():

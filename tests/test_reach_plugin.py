@@ -21,6 +21,7 @@ REF = ROOT / "topologies" / "reference.yaml"
 @pytest.fixture
 def sandbox(pytester, request):
     shutil.copy(REF, pytester.path / "reference.yaml")
+    shutil.copy(REF.parent / "security-groups.yaml", pytester.path / "security-groups.yaml")
     # the entry point loads the plugin when ovnsim is installed; from a source tree, name it
     loaded = request.config.pluginmanager.has_plugin("ovnsim")
     pytester.plugin_args = [] if loaded else ["-p", "ovnsim.testing.plugin"]
@@ -41,8 +42,9 @@ def test_the_three_readme_examples_pass(sandbox):
         def test_web_reaches_db(ovn_topology):
             assert_reachable("vm1", "db1", proto="tcp/22")
 
+        @pytest.mark.ovn_topology("security-groups.yaml")
         def test_db_not_reachable_from_the_internet(ovn_topology):
-            assert_isolated("outside", "db1", proto="tcp/5432")
+            assert_isolated("outside", "db1", proto="tcp/5432")  # its security group admits web only
 
         def test_vm2_leaves_as_its_floating_ip(ovn_topology):
             assert_fip("vm2", "172.24.4.100")

@@ -158,7 +158,8 @@ class FastEngine:
 
     @property
     def conntrack_stats(self) -> dict[str, int]:
-        """``created``, ``expired``, ``live``, ``peak``, ``now_ns`` (the clock), ``bytes`` (the table's memory)."""
+        """``created``, ``expired``, ``live``, ``peak``, ``refused`` (packets a NAT commit found unfit to open a
+        connection: SYN-ACK, echo reply...), ``now_ns`` (the clock), ``bytes`` (the table's memory)."""
 
     def conntrack_sweep(self) -> int:
         """Remove every connection expired by the clock; how many."""
@@ -169,3 +170,17 @@ class FastEngine:
 
     ct_limit: Optional[int]
     """Connections the tracker may hold, or None; one more is a ``conntrack-full`` drop."""
+
+    hold_packets: bool
+    """Whether a packet that made a router ARP for its next hop is held (True, the default, as
+    ovn-controller's pinctrl does) or dropped once its ARP request is made (False: what ovn-trace
+    and the frozen oracle model); setting it forgets held packets (``RuntimeError`` during a batch)."""
+
+    @property
+    def held(self) -> int:
+        """Packets held now while their next hop's ARP resolves; each is sent, through the egress
+        pipeline of the router that held it, as an output of the frame whose ARP reply resolves it."""
+
+    @property
+    def held_dropped(self) -> int:
+        """Held packets pushed out of a full queue (3 per next hop) or not held (1,000 next hops)."""

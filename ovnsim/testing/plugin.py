@@ -11,8 +11,9 @@ turns it off.  ::
     def test_web_reaches_db(ovn_topology):
         assert_reachable("vm1", "db1", proto="tcp/22")
 
+    @pytest.mark.ovn_topology("topologies/security-groups.yaml")
     def test_db_is_not_on_the_internet(ovn_topology):
-        assert_isolated("outside", "db1", proto="tcp/5432")
+        assert_isolated("outside", "db1", proto="tcp/5432")  # its security group admits web only
 
     def test_vm2_leaves_as_its_floating_ip(ovn_topology):
         assert_fip("vm2", "172.24.4.100")

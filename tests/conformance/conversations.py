@@ -304,4 +304,6 @@ def conversations(topology, logical, hosts: Dict[str, Host]) -> List[Conversatio
                 add(f"{u.port}-{kind}-fip-{owner}", _ip_start(u.port, fip, kind))
         for a in vms[:2]:
             add(f"{u.port}-tcp-fixed-{a.port}", _ip_start(u.port, a.ip, "tcp"))
+        if vms:  # a UDP reply can open the SNAT connection, a SYN-ACK cannot
+            add(f"{u.port}-udp-fixed-{vms[0].port}", _ip_start(u.port, vms[0].ip, "udp"))
     return convs

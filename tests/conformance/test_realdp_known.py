@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP
+from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from conformance import conversations as cv
@@ -69,6 +69,21 @@ def test_the_reply_of_a_connection_from_outside_to_a_fixed_address_is_not_snated
     synack = [Ether(f) for s in steps for f in s.outputs.get("provnet-public", [])
               if TCP in Ether(f) and str(Ether(f)[TCP].flags) == "SA"]
     assert synack and synack[0][IP].src == "10.0.0.11"
+
+
+@pytest.mark.parametrize("topology, vm, leaves_as", [
+    # a gateway router commits the request in its DNAT zone (lr_out_post_undnat: ct.new => ct_commit),
+    # so the reply is ct.rpl there and its (!ct.trk || !ct.rpl) SNAT flows skip it
+    ("reference", "vm1", "10.0.0.11"),
+    # a distributed gateway port's SNAT flows have no such condition: the UDP reply opens
+    # a SNAT connection (a SYN-ACK could not) and leaves as the router's address
+    ("dhcp-metadata", "web1", "172.24.4.60"),
+])
+def test_the_reply_of_a_udp_exchange_from_outside_to_a_fixed_address(real, topology, vm, leaves_as):
+    steps = real(topology)(f"provnet-public-udp-fixed-{vm}")
+    replies = [Ether(f) for s in steps for f in s.outputs.get("provnet-public", [])
+               if UDP in Ether(f) and Ether(f)[UDP].sport == 53]
+    assert replies and replies[0][IP].src == leaves_as
 
 
 def test_a_packet_waiting_for_arp_is_sent_after_the_reply(real):
