@@ -165,7 +165,7 @@ def _without_source(frame: bytes) -> bytes:
     return bytes(out)
 
 
-def reply_not_snated_exception(frame: bytes, expected, got) -> bool:
+def reply_not_snated_exception(frame: bytes, expected, got, gateway_router_nat_ips) -> bool:
     """The oracle SNATed a packet the engine sends with its own source: the reply of a
     connection opened from outside to a fixed address, through a gateway router.
 
@@ -178,9 +178,10 @@ def reply_not_snated_exception(frame: bytes, expected, got) -> bool:
     frozen oracle SNATs it and commits a connection the engine does not hold,
     so state may differ from there on.  ``expected``/``got``: the oracle's
     and the engine's (outputs, drops) for ``frame``, outputs as (port, kind,
-    bytes hex).  Excused: same drops, same outputs but for the IPv4 source
-    (and source port or ICMP id, and checksums), the engine's being the
-    frame's own, the oracle's another -- or, for a router's own answer to a
+    bytes hex); ``gateway_router_nat_ips``: the NAT addresses of the
+    topology's gateway routers (ints).  Excused: same drops, same outputs but
+    for the IPv4 source (and source port or ICMP id, and checksums), the
+    oracle's a gateway router's NAT address, the engine's the frame's own -- or, for a router's own answer to a
     request from outside (a TCP reset, an ICMP error back to the sender: a
     reply to, or RELATED to, the connection the request committed), the
     router's address where the oracle has its SNAT address.
@@ -195,7 +196,8 @@ def reply_not_snated_exception(frame: bytes, expected, got) -> bool:
             return False
         if a == b:
             continue
-        if a[26:30] in (src, b[26:30]) or _without_source(a) != _without_source(b):
+        if (int.from_bytes(a[26:30], "big") not in gateway_router_nat_ips or a[26:30] in (src, b[26:30])
+                or _without_source(a) != _without_source(b)):
             return False
         if b[26:30] not in (src, frame[30:34]) and not _icmp_error_back_to_sender(b):
             return False
