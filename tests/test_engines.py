@@ -1155,7 +1155,13 @@ class PlainCommitClash(ConnectionReopened):
     in the same DNAT zone and takes that key, as a tuple clash in the engine
     always has (the later connection takes the replies); the frozen oracle
     commits no plain entries, so it keeps the floating IP's key, and from
-    that batch on the two legitimately differ.
+    that batch on the two differ.  The plain commit itself is real OVN's
+    (test_realdp_known.py::
+    test_the_reply_of_a_udp_exchange_from_outside_to_a_fixed_address); what
+    its data path does with such a clash is NOT pinned by a real-OVN test
+    (Linux conntrack refuses to confirm a connection whose reply tuple is
+    taken): met only by random traffic reusing one outside port for a FIP
+    and a fixed address.
     """
 
 
