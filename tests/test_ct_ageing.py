@@ -6,6 +6,11 @@ connection's state as ``lib/conntrack-tcp.c``, ``conntrack-other.c`` and
 a reply that arrives after its connection expired is not a reply any more
 (its SNAT is not undone), and a new packet of the same tuple starts a new
 connection.
+
+The counts are of conntrack entries, one per zone, as OVS's table (and
+``dpctl/dump-conntrack``) has them: vm1's flow to the internet through
+reference.yaml's gateway router gr-router1 is committed twice, in its DNAT zone
+(lr_out_post_undnat, no NAT) and in its SNAT zone, and both entries age alike.
 """
 
 from __future__ import annotations
@@ -121,7 +126,7 @@ def test_udp_one_way_traffic_keeps_the_first_timeout(sim):
     for t in (0, 50, 100, 150):  # udp_single (60 s) after the second packet
         only_output(flow.out(t))
     assert flow.replied(209)
-    assert sim.engine.conntrack_stats["created"] == 1
+    assert sim.engine.conntrack_stats["created"] == 2  # one connection: its DNAT zone and SNAT zone entries
 
 
 def test_an_expired_connection_is_new_again(sim):
@@ -129,7 +134,8 @@ def test_an_expired_connection_is_new_again(sim):
     only_output(flow.out(0))
     only_output(flow.out(61))  # the first expired: this one commits a new connection
     stats = sim.engine.conntrack_stats
-    assert (stats["created"], stats["expired"], stats["live"]) == (2, 1, 1)
+    # (two entries a connection: gr-router1's DNAT zone and SNAT zone)
+    assert (stats["created"], stats["expired"], stats["live"]) == (4, 2, 2)
     assert flow.replied(62)
 
 
@@ -188,7 +194,8 @@ def test_a_syn_on_a_closed_tcp_connection_opens_a_new_one(sim):
     assert flow.replied(1, "R")
     only_output(flow.out(2, "S"))            # OVS: CT_UPDATE_NEW, the old one expires, a new one is committed
     stats = sim.engine.conntrack_stats
-    assert (stats["created"], stats["expired"], stats["live"]) == (2, 1, 1)
+    # in both of gr-router1's zones (the reset closed the DNAT zone's entry too: it saw the same segments)
+    assert (stats["created"], stats["expired"], stats["live"]) == (4, 2, 2)
     assert flow.replied(3, "SA")
 
 
@@ -200,29 +207,31 @@ def test_a_long_capture_does_not_grow_the_table(reference_topology):
         only_output(sim.inject("vm1", udp_frame(VM1_MAC, vm_side, VM1_IP, INTERNET, sport=1024 + i),
                                time=i * 0.01))
     stats = sim.engine.conntrack_stats
-    # A connection lives 1 s: 100 flows at once, never more, whatever the capture's length.
-    assert stats["peak"] == 100
-    assert stats["created"] == n
+    # A connection lives 1 s: 100 flows at once, never more, whatever the capture's length; each
+    # flow is two entries (gr-router1's DNAT zone and SNAT zone), so 200 at most.
+    assert stats["peak"] == 200
+    assert stats["created"] == 2 * n
     assert stats["created"] == stats["expired"] + stats["live"]
-    # a sweep at the last frame's time removes the expired connections still held, leaving the last 100
-    assert sim.engine.conntrack_sweep() == stats["live"] - 100
+    # a sweep at the last frame's time removes the expired connections still held, leaving the last 100 flows'
+    assert sim.engine.conntrack_sweep() == stats["live"] - 200
     after = sim.engine.conntrack_stats
-    assert after["created"] == after["expired"] + after["live"] and after["live"] == 100
+    assert after["created"] == after["expired"] + after["live"] and after["live"] == 200
     # the same flows with no ageing hold every connection
     grown = Simulator(reference_topology)
     for i in range(n):
         only_output(grown.inject("vm1", udp_frame(VM1_MAC, vm_side, VM1_IP, INTERNET, sport=1024 + i)))
-    assert grown.engine.conntrack_stats["live"] == n
+    assert grown.engine.conntrack_stats["live"] == 2 * n
     assert grown.engine.conntrack_stats["bytes"] > 8 * after["bytes"]
 
 
 def test_the_limit_does_not_count_expired_connections(reference_topology):
-    sim = Simulator(reference_topology, ct_limit=1, ct_timeouts={"udp_first": 1})
+    # room for one flow through the gateway router: its DNAT zone and SNAT zone entries
+    sim = Simulator(reference_topology, ct_limit=2, ct_timeouts={"udp_first": 1})
     a, b = Flow(sim, sport=40000), Flow(sim, sport=40001)
     only_output(a.out(0))
-    assert_dropped(b.out(0.5), Drop.CONNTRACK_FULL, "lr_out_snat", "gr-router1")
-    only_output(b.out(1.5))  # a expired at 1 s: its place is free
-    assert sim.engine.conntrack_stats["live"] == 1
+    assert_dropped(b.out(0.5), Drop.CONNTRACK_FULL, "lr_out_post_undnat", "gr-router1")
+    only_output(b.out(1.5))  # a expired at 1 s: its places are free
+    assert sim.engine.conntrack_stats["live"] == 2
 
 
 def test_the_clock_does_not_go_back(sim):
@@ -294,7 +303,8 @@ def test_replay_ages_connections_by_the_capture_timestamps(tmp_path, capsys, sim
     data = json.loads(capsys.readouterr().out)
     assert ("vm1" in data["outputs"]) is replied
     ct = data["conntrack"]
-    assert (ct["created"], ct["expired"], ct["live"], ct["peak"]) == ((1, 0, 1, 1) if replied else (1, 1, 0, 1))
+    # one connection, two entries: gr-router1's DNAT zone and SNAT zone
+    assert (ct["created"], ct["expired"], ct["live"], ct["peak"]) == ((2, 0, 2, 2) if replied else (2, 2, 0, 2))
     assert ct["created"] == ct["expired"] + ct["live"] and ct["limit"] is None
     assert ct["timeouts"]["udp_first"] == 60
     # --trace N runs the frames before N with their times too: the trace agrees with the replay
@@ -308,7 +318,8 @@ def test_replay_ct_timeout_option(tmp_path, capsys, sim):
     assert main(["replay", str(REFERENCE), str(capture), "--out-dir", str(tmp_path / "o"), "--auto",
                  "--ct-timeout", "udp_first=10", "--ct-timeout", "udp_single=15"]) == 0
     text = capsys.readouterr().out
-    assert "conntrack: 1 connections created, 1 expired, 0 live at the end, peak 1; timeouts udp_first=10s, " \
+    # (one flow, committed in gr-router1's DNAT zone and SNAT zone)
+    assert "conntrack: 2 connections created, 2 expired, 0 live at the end, peak 2; timeouts udp_first=10s, " \
            "udp_single=15s, others OVS's defaults" in text
     assert "  vm1 " not in text
 

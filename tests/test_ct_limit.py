@@ -3,6 +3,12 @@
 OVS drops a packet whose ``ct(commit)`` would exceed its zone's limit
 (``dpctl/ct-set-limits``); ovnsim has one table for every zone and one limit
 for it.  Connections already in the table keep working.
+
+The limit counts entries, one per zone a connection is committed in, as OVS's
+table does: a gateway router commits every new connection in its DNAT zone on
+the way out (lr_out_post_undnat: ``ct.new`` => ``ct_commit``, no NAT), then
+SNATs it in its SNAT zone, so a tenant's connection to the internet through
+reference.yaml's gr-router1 takes two entries.
 """
 
 from __future__ import annotations
@@ -37,15 +43,18 @@ def _out(sim: Simulator, sport: int):
     return tcp_frame(VM1_MAC, lrp_mac(sim, "lrp-router1-web-v4"), VM1_IP, INTERNET, sport=sport, dport=443)
 
 
-def test_a_new_connection_beyond_the_limit_is_dropped_at_snat(reference_topology):
-    sim = Simulator(reference_topology, ct_limit=2)
-    assert sim.engine.ct_limit == 2
+def test_a_new_connection_beyond_the_limit_is_dropped(reference_topology):
+    # Two connections out through the gateway router, two entries each, fill a limit of 4:
+    # the third is refused at its first commit, the DNAT zone's in lr_out_post_undnat.
+    sim = Simulator(reference_topology, ct_limit=4)
+    assert sim.engine.ct_limit == 4
     only_output(sim.inject("vm1", _out(sim, 40000)))
-    only_output(sim.inject("vm1", _out(sim, 40001)))
-    drop = assert_dropped(sim.inject("vm1", _out(sim, 40002), trace=True), Drop.CONNTRACK_FULL, "lr_out_snat",
-                          "gr-router1")
-    assert drop.detail == "the conntrack table holds its limit of 2 connections"
     assert len(sim.conntrack) == 2
+    only_output(sim.inject("vm1", _out(sim, 40001)))
+    drop = assert_dropped(sim.inject("vm1", _out(sim, 40002), trace=True), Drop.CONNTRACK_FULL,
+                          "lr_out_post_undnat", "gr-router1")
+    assert drop.detail == "the conntrack table holds its limit of 4 connections"
+    assert len(sim.conntrack) == 4
     # The tracked connections go on: another packet, and the reply un-SNATed.
     only_output(sim.inject("vm1", _out(sim, 40000)))
     gw_mac = lrp_mac(sim, "lrp-router1-gw")
@@ -56,9 +65,21 @@ def test_a_new_connection_beyond_the_limit_is_dropped_at_snat(reference_topology
     only_output(sim.inject("vm1", _out(sim, 40002)))
 
 
-def test_a_new_inbound_connection_to_a_floating_ip_is_dropped_at_dnat(reference_topology):
-    sim = Simulator(reference_topology, ct_limit=1)
+def test_a_new_connection_with_room_for_one_entry_is_dropped_at_snat(reference_topology):
+    # A limit of 3 leaves room for the second connection's DNAT zone commit, not for its SNAT:
+    # refused in lr_out_snat, the plain commit before it stays (as in OVS, where each zone's
+    # ct(commit) is its own action).
+    sim = Simulator(reference_topology, ct_limit=3)
     only_output(sim.inject("vm1", _out(sim, 40000)))
+    drop = assert_dropped(sim.inject("vm1", _out(sim, 40001), trace=True), Drop.CONNTRACK_FULL, "lr_out_snat",
+                          "gr-router1")
+    assert drop.detail == "the conntrack table holds its limit of 3 connections"
+    assert len(sim.conntrack) == 3
+
+
+def test_a_new_inbound_connection_to_a_floating_ip_is_dropped_at_dnat(reference_topology):
+    sim = Simulator(reference_topology, ct_limit=2)
+    only_output(sim.inject("vm1", _out(sim, 40000)))   # two entries: DNAT zone (plain) and SNAT zone
     gw_mac = lrp_mac(sim, "lrp-router1-gw")
     result = sim.inject("provnet-public", tcp_frame(UPSTREAM_MAC, gw_mac, INTERNET, REF_FIP, sport=50000, dport=22),
                         trace=True)
@@ -79,7 +100,7 @@ def test_no_limit_by_default(reference_topology):
     assert sim.engine.ct_limit is None
     for sport in range(40000, 40100):
         only_output(sim.inject("vm1", _out(sim, sport)))
-    assert len(sim.conntrack) == 100
+    assert len(sim.conntrack) == 200    # each in gr-router1's DNAT zone (not NATed) and SNAT zone
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, "3", 2.5])
@@ -98,7 +119,7 @@ def test_replay_ct_limit_counts_conntrack_full_drops(tmp_path, capsys):
     limited = json.loads(capsys.readouterr().out)
     assert "conntrack-full" not in free["drops"]
     full = limited["drops"]["conntrack-full"]
-    assert full["frames"] > 0 and set(full["stages"]) <= {"lr_in_dnat", "lr_out_snat"}
+    assert full["frames"] > 0 and set(full["stages"]) <= {"lr_in_dnat", "lr_out_post_undnat", "lr_out_snat"}
     assert limited["frames_in"] == limited["delivered"] + limited["exited"] + limited["dropped"]
     # (a reply to a refused connection finds no entry to un-NAT it: dropped further on)
     assert limited["dropped"] >= free["dropped"] + full["frames"]

@@ -41,7 +41,8 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from conformance.flowgen import generate
 from oracle.engine import PythonEngine
-from oracle.exceptions import l2_port_security_exception
+from oracle.exceptions import (gateway_router_dnat_commit_trace, l2_port_security_exception, oracle_conntrack_size,
+                               reply_not_snated_exception)
 from oracle.packet import checksum
 from ovnsim.datapath import _fastpath
 from ovnsim.neutron.compiler import compile_topology
@@ -259,6 +260,7 @@ def test_snat_through_gateway_router_and_the_reply_is_un_snated(net):
     assert (pkt.src, pkt.dst) == (n.lrp_mac("lrp-router1-gw"), UPSTREAM_MAC)
     assert_checksums_ok(pkt)
     assert conntrack_size(n.engine) == 1
+    assert plain_commits(n.engine) == (1 if isinstance(n.engine, FastEngine) else 0)  # gr-router1's DNAT zone
     reply = tcp(UPSTREAM_MAC, n.lrp_mac("lrp-router1-gw"), UPSTREAM_IP, "172.24.4.10", sport=80, dport=40000)
     back = n.send(("provnet-public", reply))
     [(port, kind, pkt)] = n.outputs(back)
@@ -303,6 +305,7 @@ def test_snat_gives_a_colliding_connection_another_source_port(net):
     for pkt in seen:
         assert_checksums_ok(pkt)
     assert conntrack_size(n.engine) == 4
+    assert plain_commits(n.engine) == (4 if isinstance(n.engine, FastEngine) else 0)
     back = n.send(("provnet-public", tcp(UPSTREAM_MAC, gw, UPSTREAM_IP, "172.24.4.10", sport=80, dport=1024)),
                   ("provnet-public", tcp(UPSTREAM_MAC, gw, UPSTREAM_IP, "172.24.4.10", sport=80, dport=65535)),
                   ("provnet-public", Ether(src=UPSTREAM_MAC, dst=gw) / IP(src=UPSTREAM_IP, dst="172.24.4.10")
@@ -514,7 +517,7 @@ def test_reset_forgets_connections(net):
     n.send(("vm1", tcp(VM1[0], n.lrp_mac("lrp-router1-web-v4"), VM1[1], UPSTREAM_IP)))
     assert conntrack_size(n.engine) == 1
     n.engine.reset()
-    assert conntrack_size(n.engine) == 0
+    assert conntrack_size(n.engine) == 0 and plain_commits(n.engine) == 0
     reply = tcp(UPSTREAM_MAC, n.lrp_mac("lrp-router1-gw"), UPSTREAM_IP, "172.24.4.10", sport=80, dport=33000)
     assert n.outputs(n.send(("provnet-public", reply))) == []
 
@@ -697,7 +700,8 @@ def test_fast_engines_in_parallel_threads_agree():
         results = list(pool.map(lambda e: e.process_batch(data, offsets, lengths, [vm1] * len(frames)), engines))
     for engine, result in zip(engines, results):
         assert_same_result(expected, result)
-        assert engine.conntrack_size == len(frames)
+        # each connection SNATed, and committed plain in gr-router1's DNAT zone before that
+        assert engine.conntrack_size == 2 * len(frames) and engine.conntrack_untranslated == len(frames)
 
 
 # ---------------------------------------------------------------------------
@@ -714,20 +718,29 @@ def _per_frame(result: BatchResult, frame: int):
 
 
 def assert_same_result(expected: BatchResult, got: BatchResult, frames: Sequence[bytes] = (),
-                       inports: Sequence[int] = ()) -> None:
-    """Every array equal; on failure, the first frame whose outcome differs, both ways."""
+                       inports: Sequence[int] = (), gateway_router_nat_ips=frozenset()) -> bool:
+    """Every array equal; on failure, the first frame whose outcome differs, both ways.
+
+    Returns whether a frame was excused because the engine did not SNAT the reply of a
+    connection from outside (oracle.exceptions.reply_not_snated_exception): the oracle
+    committed a connection the engine does not hold, so state differs from there on.
+    """
     __tracebackhide__ = True
     for name in RESULT_ARRAYS:
         if getattr(expected, name) != getattr(got, name):
             break
     else:
         assert expected.frames == got.frames
-        return
-    excused = False
+        return False
+    excused = not_snated = False
     for i in range(max(expected.frames, got.frames)):
         a, b = _per_frame(expected, i), _per_frame(got, i)
         ia = expected.ingress[i] if i < len(expected.ingress) else None
         ib = got.ingress[i] if i < len(got.ingress) else None
+        if (a != b and ia == ib and i < len(frames)
+                and reply_not_snated_exception(frames[i], a, b, gateway_router_nat_ips)):
+            excused = not_snated = True
+            continue
         if a != b and ia == ib and ((i < len(frames) and l2_port_security_exception(frames[i], b))
                                     or _dgp_hairpin_exception(a, b)):
             excused = True
@@ -740,6 +753,7 @@ def assert_same_result(expected: BatchResult, got: BatchResult, frames: Sequence
                         f"  fast   ingress {ib} outputs {b[0]} drops {b[1]}")
     if not excused:
         pytest.fail(f"{name} differs")
+    return not_snated
 
 
 def _dgp_hairpin_exception(expected, got) -> bool:
@@ -758,7 +772,14 @@ def _dgp_hairpin_exception(expected, got) -> bool:
 
 
 def conntrack_size(engine) -> int:
-    return engine.conntrack_size if isinstance(engine, FastEngine) else len(engine.conntrack)
+    """Connections tracked, as the oracle counts them: without a gateway router's plain
+    DNAT-zone commits (documented exception: oracle.exceptions.oracle_conntrack_size)."""
+    return oracle_conntrack_size(engine) if isinstance(engine, FastEngine) else len(engine.conntrack)
+
+
+def plain_commits(engine) -> int:
+    """A gateway router's untranslated DNAT-zone commits (lr_out_post_undnat); the oracle has none."""
+    return engine.conntrack_untranslated if isinstance(engine, FastEngine) else 0
 
 
 # ---------------------------------------------------------------------------
@@ -1113,6 +1134,37 @@ class CommitRefused(ConnectionReopened):
     """
 
 
+class ReplyNotSnated(ConnectionReopened):
+    """The engine did not SNAT the reply of a connection opened from outside to a fixed address.
+
+    Documented exception (oracle.exceptions.reply_not_snated_exception): a
+    gateway router commits the request in its DNAT zone, so the reply is
+    ct.rpl there and skips SNAT, as on real OVN (test_realdp_known.py::
+    test_the_reply_of_a_udp_exchange_from_outside_to_a_fixed_address); the
+    frozen oracle SNATs it and commits a connection, so from that batch on
+    the two legitimately differ.
+    """
+
+
+class PlainCommitClash(ConnectionReopened):
+    """A gateway router's plain DNAT-zone commit took a reply tuple a NAT connection had.
+
+    Documented exception (with oracle.exceptions.oracle_conntrack_size): a new
+    connection whose reply tuple is a floating IP connection's translated
+    reply (outside:p -> fixed:q after outside:p -> FIP:q) is committed plain
+    in the same DNAT zone and takes that key, as a tuple clash in the engine
+    always has (the later connection takes the replies); the frozen oracle
+    commits no plain entries, so it keeps the floating IP's key, and from
+    that batch on the two differ.  The plain commit itself is real OVN's
+    (test_realdp_known.py::
+    test_the_reply_of_a_udp_exchange_from_outside_to_a_fixed_address); what
+    its data path does with such a clash is NOT pinned by a real-OVN test
+    (Linux conntrack refuses to confirm a connection whose reply tuple is
+    taken): met only by random traffic reusing one outside port for a FIP
+    and a fixed address.
+    """
+
+
 class HairpinZones(ConnectionReopened):
     """A hairpin through a distributed gateway port's NAT address left another conntrack state.
 
@@ -1125,6 +1177,11 @@ class HairpinZones(ConnectionReopened):
     sequence is ovn-trace's (test_trace_sequence.py), its hairpin replies
     real OVN's (test_realdp_conversations.py).
     """
+
+
+def gateway_router_nat_ips(tables) -> frozenset:
+    """Every NAT address of a gateway router (for oracle.exceptions.reply_not_snated_exception)."""
+    return frozenset(ip for lr in tables.routers.values() if lr.gateway_router for ip in lr.nat_ips)
 
 
 def _to_dgp_nat_address(fast, frames: Sequence[bytes]) -> bool:
@@ -1147,14 +1204,18 @@ def run_both(py, fast, frames: List[bytes], inports: List[int], result_py=None, 
     if fast.conntrack_stats["refused"] != refused:
         raise CommitRefused()
     try:
-        assert_same_result(a, b, frames, inports)
+        not_snated = assert_same_result(a, b, frames, inports, gateway_router_nat_ips(fast.tables))
     except pytest.fail.Exception:
         if _to_dgp_nat_address(fast, frames):
             raise HairpinZones() from None
         raise
-    if len(py.conntrack) != fast.conntrack_size and _to_dgp_nat_address(fast, frames):
+    if not_snated:
+        raise ReplyNotSnated()
+    if len(py.conntrack) != oracle_conntrack_size(fast) and _to_dgp_nat_address(fast, frames):
         raise HairpinZones()
-    assert len(py.conntrack) == fast.conntrack_size
+    if oracle_conntrack_size(fast) < len(py.conntrack) <= fast.conntrack_stats["live"] - fast.conntrack_untranslated:
+        raise PlainCommitClash()    # the oracle's connections all held, fewer of their keys
+    assert len(py.conntrack) == oracle_conntrack_size(fast)
     return a, b
 
 
@@ -1291,17 +1352,22 @@ def test_fast_engine_matches_python_engine_on_every_generated_microflow(stem):
         data, offsets, lengths = pack([frame])
         a = as_real_ovn(py.process_batch(data, offsets, lengths, [inport]), [frame])
         b = fast.process_batch(data, offsets, lengths, [inport])
+        if list(a.ingress) == list(b.ingress) and reply_not_snated_exception(
+                frame, _per_frame(a, 0), _per_frame(b, 0), gateway_router_nat_ips(py.tables)):
+            continue    # documented exception (ReplyNotSnated)
         if _per_frame(a, 0) != _per_frame(b, 0) or list(a.ingress) != list(b.ingress):
             mismatches.append(f"{label}: {text}\n  python {_per_frame(a, 0)}\n  fast   {_per_frame(b, 0)}")
     assert not mismatches, f"{len(mismatches)} of {len(flows)} flows differ:\n" + "\n".join(mismatches[:10])
-    # And all of them in one batch, state carried from flow to flow, explicit and --auto.
-    py.reset()
-    fast.reset()
-    try:
-        run_both(py, fast, frames, inports)
-        run_both(py, fast, frames, [AUTO_INGRESS] * len(frames))
-    except ConnectionReopened:
-        pass    # a documented exception (HairpinZones on a DGP router's NAT addresses)
+    # And all of them in one batch, state carried from flow to flow, explicit and --auto
+    # (each on fresh state: a documented exception met in the first, HairpinZones on a DGP
+    # router's NAT addresses or PlainCommitClash, must not leave the second unrun).
+    for ingress in (inports, [AUTO_INGRESS] * len(frames)):
+        py.reset()
+        fast.reset()
+        try:
+            run_both(py, fast, frames, ingress)
+        except ConnectionReopened:
+            pass
 
 
 @pytest.mark.parametrize("stem", FLOWGEN_TOPOLOGIES)
@@ -1344,11 +1410,13 @@ def test_c_engine_traces_what_the_oracle_traces_on_every_generated_microflow(ste
             outs = [(p_, kind, fixed.output_bytes(i)) for i, (p_, kind, _) in enumerate(outs)]
         return outs, [d.as_dict() for d in r.drops], [e.as_dict() for e in r.trace]
 
-    def engine(port, frame):
+    def engine(port, frame, oracle_trace):
         # (The oracle predates the pass-through steps traced for ovn-trace's sake.)
         r = sim.inject(port, frame, trace=True)
+        # (documented exception: a gateway router's DNAT-zone commit, which the oracle lacks)
         return [(o.port, o.kind, o.frame) for o in r.outputs], [d.as_dict() for d in r.drops], \
-            [e.as_dict() for e in r.trace if e.rule not in PASS_THROUGH]
+            gateway_router_dnat_commit_trace([e.as_dict() for e in r.trace if e.rule not in PASS_THROUGH],
+                                             oracle_trace)
 
     mismatches = []
     dgp = any(lr.gateway_port and not lr.gateway_router for lr in sim.tables.routers.values())
@@ -1365,7 +1433,8 @@ def test_c_engine_traces_what_the_oracle_traces_on_every_generated_microflow(ste
                 continue
             flow = parse_microflow(text)
             frame = flow.to_frame()
-            want, got = oracle(pipe, flow.inport, frame), engine(flow.inport, frame)
+            want = oracle(pipe, flow.inport, frame)
+            got = engine(flow.inport, frame, want[2])
             if want != got:
                 mismatches.append(f"{'stateful ' if stateful else ''}{label}: {text}\n  oracle {want}\n  engine {got}")
     assert not mismatches, f"{len(mismatches)} flows differ:\n" + "\n".join(mismatches[:5])

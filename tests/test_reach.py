@@ -76,18 +76,14 @@ def test_a_reply_that_cannot_open_a_connection_leaves_un_natted(proto):
     assert a.return_outputs and a.return_outputs[0].fields()["ip4.src"] == "10.3.0.11"
 
 
-@pytest.mark.parametrize("proto", [
-    "tcp/80", "icmp",
-    pytest.param("udp/53", marks=pytest.mark.xfail(strict=True, reason=(
-        "known difference gr-dnat-zone-commit (tests/conformance/known_differences.py): real OVN's "
-        "gateway router commits the request in its DNAT zone, so the UDP reply skips SNAT"))),
-])
+@pytest.mark.parametrize("proto", ["tcp/80", "icmp", "udp/53"])
 def test_a_gateway_router_does_not_snat_the_reply_of_a_connection_from_outside(ref, proto):
-    # real OVN: the gateway router commits the request in its DNAT zone (lr_out_post_undnat),
-    # so the reply is ct.rpl there and skips (!ct.trk || !ct.rpl) SNAT (test_realdp_known.py)
+    # the gateway router commits the request in its DNAT zone (lr_out_post_undnat), so
+    # the reply is ct.rpl there and skips (!ct.trk || !ct.rpl) SNAT, as on real OVN
     a = ref.ask("outside", "vm1", proto)
     assert a.reachable and a.seen_as == "198.51.100.7", a.explain()
     assert a.return_outputs and a.return_outputs[0].fields()["ip4.src"] == "10.0.0.11"
+    assert "lr_out_post_undnat" in [e.stage for e in a.forward.trace]
 
 
 def test_port_security_blocks_spoofed_source():

@@ -397,6 +397,39 @@ cdef uint16_t ct_unique_sport(const Conntrack* ct, uint32_t zone, uint8_t proto,
     return tsp
 
 
+cdef void ct_insert(Conntrack* ct, uint32_t zone, uint8_t proto, uint32_t s, uint16_t sp, uint32_t d,
+                    uint16_t dp, uint32_t ts, uint16_t tsp, uint32_t td, uint16_t tdp) noexcept nogil:
+    """Commit a connection: original s:sp -> d:dp, translated ts:tsp -> td:tdp (a slot reserved)."""
+    cdef CtSlot* slot
+    cdef CtConn* conn
+    cdef int32_t ci
+    ci = ct_commit(ct, zone, proto)
+    conn = &ct.conns[ci]
+    conn.osrc = s
+    conn.odst = d
+    conn.osport = sp
+    conn.odport = dp
+    conn.tsrc = ts
+    conn.tdst = td
+    conn.tsport = tsp
+    conn.tdport = tdp
+    # table[original] = (conn, False); table[reverse(translated)] = (conn, True)
+    # (the slot found again: removing an expired connection may have moved keys)
+    slot = ct_slot(ct, (<uint64_t>s << 32) | d, ct_k2(zone, proto, sp, dp))
+    slot.k1 = (<uint64_t>s << 32) | d
+    slot.k2 = ct_k2(zone, proto, sp, dp)
+    slot.conn = ci
+    slot.reply = 0
+    ct.count += 1
+    slot = ct_find(ct, (<uint64_t>td << 32) | ts, ct_k2(zone, proto, tdp, tsp))
+    if slot.conn < 0:
+        slot.k1 = (<uint64_t>td << 32) | ts
+        slot.k2 = ct_k2(zone, proto, tdp, tsp)
+        ct.count += 1
+    slot.conn = ci
+    slot.reply = 1
+
+
 cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32_t snat,
                      bint has_dnat, uint32_t dnat) noexcept nogil:
     """Pipeline._ct_nat; returns what it did, for the trace (a rules.py "ct" value).
@@ -415,7 +448,9 @@ cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32
     cdef int32_t ci
     p.ct_trk = 1
     if p.ct_zones & (1 << kind):
-        return CT_ALREADY
+        # (bit kind + 4: this packet committed the connection in that zone, which
+        # has seen no reply yet: ct.new, as OVS reports it for a second ct() pass)
+        return CT_ALREADY_NEW if p.ct_zones & (1 << (kind + 4)) else CT_ALREADY
     if not has_snat and not has_dnat and p.has_inner:
         # _Run._ct_related: an ICMP error RELATED to the connection whose
         # reply tuple is the quoted datagram's reversed, un-NATed as a reply.
@@ -485,35 +520,38 @@ cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32
             tdp = tsp
     if ct.limit > 0 and ct.n_live >= ct.limit and (ct_sweep(ct, 1) == 0 or ct.n_live >= ct.limit):
         return CT_FULL      # the caller drops the copy (conntrack-full); expired ones do not count
-    ci = ct_commit(ct, zone, p.proto)
-    conn = &ct.conns[ci]
-    conn.osrc = s
-    conn.odst = d
-    conn.osport = sp
-    conn.odport = dp
-    conn.tsrc = ts
-    conn.tdst = td
-    conn.tsport = tsp
-    conn.tdport = tdp
-    # table[original] = (conn, False); table[reverse(translated)] = (conn, True)
-    # (the slot found again: removing an expired connection may have moved keys)
-    slot = ct_slot(ct, (<uint64_t>s << 32) | d, ct_k2(zone, p.proto, sp, dp))
-    slot.k1 = (<uint64_t>s << 32) | d
-    slot.k2 = ct_k2(zone, p.proto, sp, dp)
-    slot.conn = ci
-    slot.reply = 0
-    ct.count += 1
-    slot = ct_find(ct, (<uint64_t>td << 32) | ts, ct_k2(zone, p.proto, tdp, tsp))
-    if slot.conn < 0:
-        slot.k1 = (<uint64_t>td << 32) | ts
-        slot.k2 = ct_k2(zone, p.proto, tdp, tsp)
-        ct.count += 1
-    slot.conn = ci
-    slot.reply = 1
-    p.ct_zones |= 1 << kind
+    ct_insert(ct, zone, p.proto, s, sp, d, dp, ts, tsp, td, tdp)
+    p.ct_zones |= (1 << kind) | (1 << (kind + 4))
     set_tuple(p, ts, tsp, td, tdp)
     return (CT_NEW | (<uint64_t>tsp << 8) | (<uint64_t>(tsp != sp) << 24)
             | (<uint64_t>(not has_snat) << 25) | (<uint64_t>(snat if has_snat else dnat) << 32))
+
+
+cdef uint64_t ct_commit_plain(Core* c, Pkt* p, int32_t r, int kind) noexcept nogil:
+    """``ct_commit { }`` of a packet ct_nat found no entry for (ct.new): a connection with no NAT.
+
+    Returns CT_COMMITTED, CT_FULL (the caller drops) or CT_INVALID (the packet
+    cannot open a connection: OVS's ct.new is false for it, nothing committed).
+    """
+    cdef Conntrack* ct = &c.ct
+    cdef uint32_t zone = <uint32_t>(r * 3 + kind)
+    cdef uint16_t sp, dp
+    if not ct_valid_new(p):
+        return CT_INVALID
+    if p.proto == IPPROTO_ICMP:
+        sp = dp = p.icmp_id
+    else:
+        sp = p.sport
+        dp = p.dport
+    ct_sweep(ct, 1)
+    if ct_reserve(ct) < 0:
+        c.error = 1
+        return 0
+    if ct.limit > 0 and ct.n_live >= ct.limit and (ct_sweep(ct, 1) == 0 or ct.n_live >= ct.limit):
+        return CT_FULL
+    ct_insert(ct, zone, p.proto, p.ip_src, sp, p.ip_dst, dp, p.ip_src, sp, p.ip_dst, dp)
+    p.ct_zones |= (1 << kind) | (1 << (kind + 4))
+    return CT_COMMITTED
 
 
 cdef inline bint ct_valid_new(const Pkt* p) noexcept nogil:

@@ -457,7 +457,7 @@ ctypedef struct Pkt:
     uint8_t dnat_local
     uint8_t ct_trk
     uint8_t ct_rpl
-    uint8_t ct_zones         # bit per zone kind of the current router
+    uint8_t ct_zones         # bit per zone kind of the current router; bit kind + 4: committed by this packet
     uint8_t generated        # Packet.raw is None (GEN_FIELDS: built from these fields; GEN_STORED: a DHCP reply)
     uint8_t has_inner        # in_* hold the quoted datagram's tuple
     uint8_t in_proto

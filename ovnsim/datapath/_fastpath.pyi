@@ -168,6 +168,10 @@ class FastEngine:
     def conntrack_size(self) -> int:
         """Connections tracked."""
 
+    @property
+    def conntrack_untranslated(self) -> int:
+        """Live connections a gateway router committed in its DNAT zone with no translation (lr_out_post_undnat)."""
+
     ct_limit: Optional[int]
     """Connections the tracker may hold, or None; one more is a ``conntrack-full`` drop."""
 

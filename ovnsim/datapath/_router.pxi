@@ -463,7 +463,21 @@ cdef void lr_egress(Core* c, const FrameCtx* f, Pkt* p) noexcept nogil:
         if R.gateway_router:
             p.loopback = 1
             done = ct_nat(c, p, r, Z_DNAT, False, 0, False, 0)
+            if done == CT_NO_ENTRY and not ct_valid_new(p):
+                done = CT_INVALID       # (an echo reply, an ICMP error...: ct.inv, not ct.new)
             trace(c, f, R_LR_OUT_UNDNAT_GR, dp, p.depth, p.ip_src, done)
+            # lr_out_post_undnat: ip && ct.new => ct_commit { } (a no-op for a
+            # connection this packet committed in the zone already: a hairpin's DNAT)
+            if done == CT_NO_ENTRY:
+                done = ct_commit_plain(c, p, r, Z_DNAT)
+                if c.error:
+                    return
+                if done == CT_FULL:
+                    emit_drop(c, f, R_LR_OUT_POST_UNDNAT_CT_FULL, dp, p.depth, <uint32_t>c.ct.limit, 0)
+                    return
+                trace(c, f, R_LR_OUT_POST_UNDNAT_GR, dp, p.depth, 0, done)
+            elif done == CT_ALREADY_NEW:
+                trace(c, f, R_LR_OUT_POST_UNDNAT_GR, dp, p.depth, 0, done)
         elif out == gw and map_get(&c.undnat_fip, (<uint64_t>r << 32) | p.ip_src, &v):
             fip = &c.nats[v]
             if not fip.stateless:

@@ -250,6 +250,11 @@ RULES: Tuple[Rule, ...] = (
     Rule("LR_OUT_UNDNAT_GR", "lr_out_undnat", 50, "ip", "flags.loopback = 1; ct_dnat; /* ${ct} */",
          args=("src:ip", "ct:ct"),
          writes=(("ip4.src", "@"),)),
+    # A gateway router commits every new connection in its DNAT zone on the way out,
+    # so that the reply of a connection opened from outside to a fixed address is
+    # ct.rpl there and skips lr_out_snat's (!ct.trk || !ct.rpl) flows.
+    Rule("LR_OUT_POST_UNDNAT_GR", "lr_out_post_undnat", 50, "ip && ct.new", "ct_commit { } ; next; /* ${ct} */",
+         args=("_:int", "ct:ct")),
     Rule("LR_OUT_UNDNAT_DGP", "lr_out_undnat", 100, 'ip && ip4.src == ${src} && outport == "${gw}"',
          "ct_dnat_in_czone; /* ${ct} */", args=("src:ip", "ct:ct"),
          writes=(("eth.src", "@"), ("ip4.src", "@"))),
@@ -288,6 +293,8 @@ RULES: Tuple[Rule, ...] = (
     Rule("LR_IN_DNAT_CT_FULL", "lr_in_dnat", None, "", _DROP, Drop.CONNTRACK_FULL, ("limit:int",),
          detail="the conntrack table holds its limit of ${limit} connections"),
     Rule("LR_OUT_SNAT_CT_FULL", "lr_out_snat", None, "", _DROP, Drop.CONNTRACK_FULL, ("limit:int",),
+         detail="the conntrack table holds its limit of ${limit} connections"),
+    Rule("LR_OUT_POST_UNDNAT_CT_FULL", "lr_out_post_undnat", None, "", _DROP, Drop.CONNTRACK_FULL, ("limit:int",),
          detail="the conntrack table holds its limit of ${limit} connections"),
     Rule("LR_OUT_DELIVERY", "lr_out_delivery", 100, 'outport == "${outport}"', "output;", args=("outport:lrp",)),
     Rule("LR_OUT_NOT_ATTACHED", "lr_out_delivery", None, "", _DROP, Drop.NO_ROUTE, ("outport:lrp",),
@@ -464,6 +471,8 @@ CT_OUTCOMES: Tuple[Tuple[str, str], ...] = (
     ("NEW", "new connection"),
     ("FULL", "new connection refused: the conntrack table is full"),
     ("INVALID", "not a first packet (SYN+ACK, echo reply, ICMP error...): not committed, not NATed"),
+    ("COMMITTED", "new connection committed, not NATed"),
+    ("ALREADY_NEW", "already tracked in this zone, committed by this packet (ct.new)"),
 )
 
 

@@ -9,26 +9,16 @@ the strict xfail fails, and the entry must be removed here.
 
 from __future__ import annotations
 
-#: kind -> why real OVN 23.03 and ovnsim differ (the five kinds issue 13 listed --
-#: packets held during ARP resolution, the router TCP reset, LLDP from a port with
-#: port security, the hairpin reply through a SNAT address, SNAT of a reply that
-#: cannot open a connection -- and the ACLs are modelled)
+#: kind -> why real OVN 23.03 and ovnsim differ (none known today: the five kinds
+#: issue 13 listed -- packets held during ARP resolution, the router TCP reset,
+#: LLDP from a port with port security, the hairpin reply through a SNAT address,
+#: SNAT of a reply -- and the ACLs are modelled)
 KINDS: dict = {
-    "gr-dnat-zone-commit": (
-        "a gateway router commits every new connection in its DNAT zone on the way out "
-        "(lr_out_post_undnat: ip && ct.new => ct_commit), so the reply of a UDP exchange "
-        "opened from outside to a fixed address is ct.rpl there and skips lr_out_snat "
-        "((!ct.trk || !ct.rpl)): it leaves with the fixed address; ovnsim does not commit "
-        "there and SNATs the reply (a TCP or ICMP reply is refused by the SNAT commit and "
-        "already leaves un-NATed). Fix on branch gr-dnat-commit, not merged yet"),
 }
 
 #: "topology/conversation" -> kind, measured (a conversation is listed under the
 #: kind of its first differing step)
 KNOWN: dict = {
-    "reference/provnet-public-udp-fixed-vm1": "gr-dnat-zone-commit",
-    "two-projects/provnet-public-udp-fixed-alpha-vm1": "gr-dnat-zone-commit",
-    "multi-router/provnet-upstream-udp-fixed-web1": "gr-dnat-zone-commit",
 }
 
 #: capture file (pcaps/) -> {frame number (1-based): kind}: the frames of the

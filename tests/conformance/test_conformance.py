@@ -55,8 +55,9 @@ ACL_TOPOLOGIES = {"security-groups"}
 _CT_STATE = re.compile(r"ct_next; /\* ct_state=([a-z|]+) \*/")
 #: what a router's ct_snat/ct_dnat did (the catalogue's CT_OUTCOMES text) -> the ct_state ovn-trace takes
 _ROUTER_CT = (("un-NAT (reply)", "est,rpl"), ("related ICMP error", "rel"), ("NAT (established)", "est"),
-              ("already tracked", "est"), ("new connection", "new"), ("no conntrack entry", "new"),
-              ("ICMP error, no related", "new"))
+              ("committed by this packet (ct.new)", "new"), ("already tracked", "est"),
+              ("new connection", "new"), ("no conntrack entry", "new"),
+              ("ICMP error, no related", "inv"), ("not a first packet", "inv"))
 
 
 def ct_options(result) -> List[str]:
