@@ -397,6 +397,11 @@ cdef uint16_t ct_unique_sport(const Conntrack* ct, uint32_t zone, uint8_t proto,
     return tsp
 
 
+cdef inline bint ct_at_limit(Conntrack* ct) noexcept nogil:
+    """Whether one more connection would exceed the limit (expired ones swept out first)."""
+    return ct.limit > 0 and ct.n_live >= ct.limit and (ct_sweep(ct, 1) == 0 or ct.n_live >= ct.limit)
+
+
 cdef void ct_insert(Conntrack* ct, uint32_t zone, uint8_t proto, uint32_t s, uint16_t sp, uint32_t d,
                     uint16_t dp, uint32_t ts, uint16_t tsp, uint32_t td, uint16_t tdp) noexcept nogil:
     """Commit a connection: original s:sp -> d:dp, translated ts:tsp -> td:tdp (a slot reserved)."""
@@ -518,7 +523,7 @@ cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32
         tsp = ct_unique_sport(ct, zone, p.proto, icmp_query(p.icmp_type), ts, tsp, td, tdp)
         if p.proto == IPPROTO_ICMP:
             tdp = tsp
-    if ct.limit > 0 and ct.n_live >= ct.limit and (ct_sweep(ct, 1) == 0 or ct.n_live >= ct.limit):
+    if ct_at_limit(ct):
         return CT_FULL      # the caller drops the copy (conntrack-full); expired ones do not count
     ct_insert(ct, zone, p.proto, s, sp, d, dp, ts, tsp, td, tdp)
     p.ct_zones |= (1 << kind) | (1 << (kind + 4))
@@ -528,16 +533,14 @@ cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32
 
 
 cdef uint64_t ct_commit_plain(Core* c, Pkt* p, int32_t r, int kind) noexcept nogil:
-    """``ct_commit { }`` of a packet ct_nat found no entry for (ct.new): a connection with no NAT.
+    """``ct_commit { }`` of a packet ct_nat found no entry for and that may open a
+    connection (ct.new: the caller checked ct_valid_new): a connection with no NAT.
 
-    Returns CT_COMMITTED, CT_FULL (the caller drops) or CT_INVALID (the packet
-    cannot open a connection: OVS's ct.new is false for it, nothing committed).
+    Returns CT_COMMITTED or CT_FULL (the caller drops).
     """
     cdef Conntrack* ct = &c.ct
     cdef uint32_t zone = <uint32_t>(r * 3 + kind)
     cdef uint16_t sp, dp
-    if not ct_valid_new(p):
-        return CT_INVALID
     if p.proto == IPPROTO_ICMP:
         sp = dp = p.icmp_id
     else:
@@ -547,7 +550,7 @@ cdef uint64_t ct_commit_plain(Core* c, Pkt* p, int32_t r, int kind) noexcept nog
     if ct_reserve(ct) < 0:
         c.error = 1
         return 0
-    if ct.limit > 0 and ct.n_live >= ct.limit and (ct_sweep(ct, 1) == 0 or ct.n_live >= ct.limit):
+    if ct_at_limit(ct):
         return CT_FULL
     ct_insert(ct, zone, p.proto, p.ip_src, sp, p.ip_dst, dp, p.ip_src, sp, p.ip_dst, dp)
     p.ct_zones |= (1 << kind) | (1 << (kind + 4))
