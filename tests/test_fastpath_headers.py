@@ -27,6 +27,7 @@ from scapy.layers.inet import (
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, LLC, Dot1AD, Dot1Q, Dot3, Ether
 from scapy.packet import Packet, Raw
+from scapy.utils import checksum
 
 from ovnsim.datapath import _fastpath as fp
 
@@ -399,7 +400,7 @@ tcp_options = st.sampled_from([[], [("MSS", 1400)], [("NOP", None), ("WScale", 1
 
 
 @st.composite
-def ipv4_frames(draw, protos=("tcp", "udp", "icmp", "other")):
+def ipv4_frames(draw, protos=("tcp", "udp", "icmp", "other"), other_protos=(2, 47, 50, 132, 255)):
     """A well-formed, unfragmented IPv4 frame, optionally VLAN-tagged and padded."""
     pkt = Ether(dst=draw(macs), src=draw(macs))
     if draw(st.booleans()):
@@ -422,7 +423,7 @@ def ipv4_frames(draw, protos=("tcp", "udp", "icmp", "other")):
         pkt = pkt / ICMP(type=draw(st.sampled_from([0, 3, 8, 11])), code=draw(st.integers(0, 15)),
                          id=draw(u16), seq=draw(u16))
     else:
-        pkt[IP].proto = draw(st.sampled_from([2, 47, 50, 132, 255]))
+        pkt[IP].proto = draw(st.sampled_from(other_protos))
     frame = bytes(pkt / Raw(draw(st.binary(max_size=64))))
     if draw(st.booleans()):
         frame += b"\0" * max(0, 60 - len(frame))
@@ -513,8 +514,14 @@ def rewrites(draw):
     return {k: v for k, v in kw.items() if v is not None}
 
 
+# Scapy cannot re-serialise IGMP (protocol 2) faithfully: dissecting it adds a
+# Router Alert option to the IP layer when there is none, so the rewrite
+# property uses other opaque protocols, and IGMP has its own test below.
+NOT_IGMP = (47, 50, 89, 132, 255)
+
+
 @HYPOTHESIS
-@given(ipv4_frames(), rewrites(), st.none() | u16, st.none() | u16)
+@given(ipv4_frames(other_protos=NOT_IGMP), rewrites(), st.none() | u16, st.none() | u16)
 def test_rewrite_equals_scapy_recomputing_checksums(frame, kw, sport, dport):
     pkt = Ether(frame)
     has_ports = TCP in pkt or UDP in pkt
@@ -539,6 +546,23 @@ def test_rewrite_equals_scapy_recomputing_checksums(frame, kw, sport, dport):
     elif ICMP in pkt:
         del pkt[ICMP].chksum  # no pseudo-header: must come out unchanged
     assert bytes(buf) == bytes(pkt)
+    assert fp.checksums_ok(buf)
+
+
+def test_rewrite_of_an_igmp_frame_touches_only_the_ip_header():
+    # The frame Hypothesis found: TTL 0, IGMP, no options, 4 bytes of payload.
+    frame = bytes.fromhex("00" * 12 + "0800" "450000180000000000020000" + "00" * 8 + "31000000")
+    frame = frame[:24] + checksum(frame[14:34]).to_bytes(2, "big") + frame[26:]
+    buf = bytearray(frame)
+    fp.rewrite(buf)
+    assert bytes(buf) == frame
+    fp.rewrite(buf, ttl=64, ip4_src="10.0.0.1")
+    header = bytearray(frame[14:34])
+    header[8] = 64
+    header[12:16] = bytes([10, 0, 0, 1])
+    header[10:12] = b"\0\0"
+    header[10:12] = checksum(bytes(header)).to_bytes(2, "big")
+    assert bytes(buf) == frame[:14] + bytes(header) + frame[34:]
     assert fp.checksums_ok(buf)
 
 
