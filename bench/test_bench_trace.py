@@ -4,13 +4,15 @@
     python -m pytest bench/test_bench_trace.py -q -p no:cacheprovider --benchmark-disable   # smoke test
 
 The engine records a trace step only when asked (``process_batch(...,
-trace=True)``); every step's call site checks ``c.tracing`` first.  To show
-that branch costs nothing measurable when tracing is off, this file builds a
-second engine from the same sources with every ``c.tracing`` read replaced
-by ``0`` (the C compiler then drops the branches and the calls behind
-them): *the engine without the trace branch*.  It is built once into
-``build/bench-notrace-<hash of the sources>/`` (about a minute of one core;
-reused while the sources do not change).
+trace=True)``): its per-frame pipeline is compiled twice (the fused type
+``TraceMode`` in ``_frame.pxi``), once recording the trace and once with every
+trace step compiled out, and ``process_batch`` picks one per batch.  To show
+that the traced build costs the untraced one nothing (code size, layout, the
+choice per batch), this file builds a second engine from the same sources
+with the traced build removed (``TraceMode`` has only ``Untraced``, and
+``process_batch`` always runs that): *the engine without trace support*.  It
+is built once into ``build/bench-notrace-<hash of the sources>/`` (about a
+minute of one core; reused while the sources do not change).
 
 On the reference topology's 3-hop SNAT route (vm1 -> neutron-router1 ->
 join -> gr-router1, SNAT -> provnet-public; 60-byte TCP frames of one
@@ -18,7 +20,7 @@ connection, warm conntrack; :mod:`test_bench_fastpath`'s route) it times,
 round after round interleaved so that the shared machine's load hits all
 alike:
 
-* ``notrace``: the engine without the trace branch (the baseline);
+* ``notrace``: the engine without trace support (the baseline);
 * ``off``: the shipped engine, tracing off;
 * ``off-again``: the shipped engine again, as a second series: the spread
   between ``off`` and ``off-again`` is the noise of this run;
@@ -59,26 +61,29 @@ ROUNDS = 60
 #: issue 7: traced throughput on the 3-hop SNAT route
 TRACED_TARGET = 3e6
 
-#: a read of the engine's tracing flag (not the assignment in process_batch)
-_TRACING_READ = re.compile(r"\bc\.tracing\b(?!\s*=[^=])")
+#: the fused type that makes the two builds of the pipeline, and process_batch's choice of the traced one
+_TRACE_MODES = "ctypedef fused TraceMode:\n    Traced\n    Untraced\n"
+_TRACED_CALL = re.compile(r"\brun_frame\(c, &traced\b")
 
 
 def notrace_sources() -> dict:
-    """The engine's sources with every ``c.tracing`` read replaced by ``0``, as
-    module ``_fastpath_notrace``: {file name: text}; and how many reads were replaced."""
+    """The engine's sources without the traced build, as module ``_fastpath_notrace``:
+    {file name: text}; and how many edits that took (the fused type and process_batch's call)."""
     files = {}
-    replaced = 0
+    edits = 0
     for path in sorted(SOURCES.glob("*.pxi")) + [SOURCES / "_fastpath.pyx", SOURCES / "_fastpath.pxd"]:
         text = path.read_text()
-        text, n = _TRACING_READ.subn("0", text)
-        replaced += n
+        edits += text.count(_TRACE_MODES)
+        text = text.replace(_TRACE_MODES, "ctypedef fused TraceMode:\n    Untraced\n")
+        text, n = _TRACED_CALL.subn("run_frame(c, &untraced", text)
+        edits += n
         name = path.name.replace("_fastpath.", "_fastpath_notrace.")
         files[name] = text
-    return files, replaced
+    return files, edits
 
 
 def build_notrace():
-    """Build (or reuse) the engine without the trace branch; returns its module."""
+    """Build (or reuse) the engine without trace support; returns its module."""
     files, replaced = notrace_sources()
     digest = hashlib.sha256(repr((sorted(files.items()), sys.version)).encode()).hexdigest()[:16]
     where = ROOT / "build" / f"bench-notrace-{digest}"
@@ -103,11 +108,10 @@ def build_notrace():
 
 
 def test_the_notrace_variant_can_be_derived():
-    """Every read of the flag is replaced, and only reads: the assignment stays."""
-    files, replaced = notrace_sources()
-    assert replaced >= 5, "the engine's sources no longer read c.tracing where this bench expects"
-    assert not any(_TRACING_READ.search(text) for text in files.values())
-    assert "c.tracing = 1 if trace else 0" in files["_fastpath_notrace.pyx"]
+    """The fused type loses its traced member, and process_batch's one call of the traced build goes."""
+    files, edits = notrace_sources()
+    assert edits == 2, "the engine's sources no longer make the traced build where this bench expects"
+    assert not any(_TRACED_CALL.search(text) or "    Traced\n    Untraced" in text for text in files.values())
 
 
 def test_trace_branch_cost(request, logical, routed):  # noqa: F811 (fixtures)
@@ -144,7 +148,7 @@ def test_trace_branch_cost(request, logical, routed):  # noqa: F811 (fixtures)
              f"{best[name] * 1e9:7.1f} ns/frame {1 / best[name] / 1e6:6.2f} M frames/s"
              for name, m in med.items()]
     lines.append("ratios               median  fastest tenth")
-    for label, a, b, what in (("off / notrace", "off", "notrace", "the trace branch, tracing off"),
+    for label, a, b, what in (("off / notrace", "off", "notrace", "trace support, tracing off"),
                               ("off-again / off", "off-again", "off", "the same engine twice: this run's noise"),
                               ("traced / off", "traced", "off", "tracing on")):
         lines.append(f"{label:<20} {med[a] / med[b]:6.3f}  {best[a] / best[b]:6.3f}   ({what})")

@@ -208,7 +208,7 @@ cdef inline uint64_t acl_why(const Pkt* p, int32_t hit, int32_t port) noexcept n
             | (code << 16) | l4)
 
 
-cdef int acl_pass(Core* c, const FrameCtx* f, Pkt* p, int32_t port, int egress) noexcept nogil:
+cdef int acl_pass(Core* c, const TraceMode* tracing, const FrameCtx* f, Pkt* p, int32_t port, int egress) noexcept nogil:
     """The ACL stages of `port`'s switch pipeline (0 ingress, 1 egress): 0 to go on, -1 dropped.
 
     Also traces ls_*_pre_lb's steps (its flows interleave with pre_acl's).
@@ -239,17 +239,17 @@ cdef int acl_pass(Core* c, const FrameCtx* f, Pkt* p, int32_t port, int egress) 
                 stateless = True
                 break
     if stateless:
-        trace(c, f, R_LS_IN_PRE_ACL_STATELESS + rb, sw, d, <uint64_t>hit, 0)
+        trace(c, tracing, f, R_LS_IN_PRE_ACL_STATELESS + rb, sw, d, <uint64_t>hit, 0)
     elif mcast:
-        trace(c, f, R_LS_IN_PRE_ACL_MCAST + rb, sw, d, 0, 0)
+        trace(c, tracing, f, R_LS_IN_PRE_ACL_MCAST + rb, sw, d, 0, 0)
     elif ip and ap.skip_ct:
         # No ct_next: the packet keeps the ct_state of the last one (ovn-trace's model, also
         # through a router: with no rules on these ports only 65532's verdicts read it, and
         # those the earlier pass already applied).
-        trace(c, f, R_LS_IN_PRE_ACL_ROUTER + rb, sw, d, <uint64_t>port, 0)
+        trace(c, tracing, f, R_LS_IN_PRE_ACL_ROUTER + rb, sw, d, <uint64_t>port, 0)
     elif ip:
-        trace(c, f, R_LS_IN_PRE_ACL_IP + rb, sw, d, 0, 0)
-    if c.tracing:
+        trace(c, tracing, f, R_LS_IN_PRE_ACL_IP + rb, sw, d, 0, 0)
+    if TraceMode is Traced:
         if mcast:
             trace_record(c, f, R_LS_OUT_PRE_LB_MCAST if egress else R_LS_IN_PRE_LB_MCAST, sw, d, 0, 0)
         elif stateless:
@@ -258,51 +258,51 @@ cdef int acl_pass(Core* c, const FrameCtx* f, Pkt* p, int32_t port, int egress) 
             trace_record(c, f, R_LS_OUT_PRE_LB_ROUTER if egress else R_LS_IN_PRE_LB_ROUTER, sw, d, <uint64_t>port, 0)
     if ip and not stateless and not mcast and not ap.skip_ct:
         ci = acl_ct_lookup(c, p, zone, &p.acl_ct)
-        trace(c, f, R_LS_IN_PRE_STATEFUL + rb, sw, d, p.acl_ct, 0)
+        trace(c, tracing, f, R_LS_IN_PRE_STATEFUL + rb, sw, d, p.acl_ct, 0)
     st = p.acl_ct
     # -- ls_*_acl_hint
     if not (st & ACT_TRK):
         hint = H_ALLOW | H_DROP
-        trace(c, f, R_LS_IN_ACL_HINT_UNTRACKED + rb, sw, d, 0, 0)
+        trace(c, tracing, f, R_LS_IN_ACL_HINT_UNTRACKED + rb, sw, d, 0, 0)
     elif st & ACT_NEW:
         hint = H_ALLOW_NEW | H_DROP
-        trace(c, f, R_LS_IN_ACL_HINT_NEW + rb, sw, d, 0, 0)
+        trace(c, tracing, f, R_LS_IN_ACL_HINT_NEW + rb, sw, d, 0, 0)
     elif (st & ACT_EST) and not (st & ACT_RPL):
         if st & ACT_BLOCKED:
             hint = H_ALLOW_NEW | H_DROP
-            trace(c, f, R_LS_IN_ACL_HINT_BLOCKED_NEW + rb, sw, d, 0, 0)
+            trace(c, tracing, f, R_LS_IN_ACL_HINT_BLOCKED_NEW + rb, sw, d, 0, 0)
         else:
             hint = H_ALLOW | H_BLOCK
-            trace(c, f, R_LS_IN_ACL_HINT_EST + rb, sw, d, 0, 0)
+            trace(c, tracing, f, R_LS_IN_ACL_HINT_EST + rb, sw, d, 0, 0)
     elif not (st & ACT_EST):
         hint = H_DROP
-        trace(c, f, R_LS_IN_ACL_HINT_NOT_EST + rb, sw, d, 0, 0)
+        trace(c, tracing, f, R_LS_IN_ACL_HINT_NOT_EST + rb, sw, d, 0, 0)
     elif st & ACT_BLOCKED:
         hint = H_DROP
-        trace(c, f, R_LS_IN_ACL_HINT_EST_BLOCKED + rb, sw, d, 0, 0)
+        trace(c, tracing, f, R_LS_IN_ACL_HINT_EST_BLOCKED + rb, sw, d, 0, 0)
     else:
         hint = H_BLOCK
-        trace(c, f, R_LS_IN_ACL_HINT_EST_ALLOWED + rb, sw, d, 0, 0)
+        trace(c, tracing, f, R_LS_IN_ACL_HINT_EST_ALLOWED + rb, sw, d, 0, 0)
     if not ip:
         return 0            # every flow of ls_*_acl but the priority-0 one needs IP
     # -- ls_*_acl: conntrack's verdicts first (priority 65532)
     if st & ACT_TRK:
         if st & ACT_INV:
-            emit_drop(c, f, R_LS_IN_ACL_INVALID + rb, sw, d, <uint64_t>port, 0)
+            emit_drop(c, tracing, f, R_LS_IN_ACL_INVALID + rb, sw, d, <uint64_t>port, 0)
             return -1
         if (st & ACT_EST) and (st & ACT_RPL) and (st & ACT_BLOCKED):
-            emit_drop(c, f, R_LS_IN_ACL_BLOCKED_REPLY + rb, sw, d, <uint64_t>port, 0)
+            emit_drop(c, tracing, f, R_LS_IN_ACL_BLOCKED_REPLY + rb, sw, d, <uint64_t>port, 0)
             return -1
         if ((st & ACT_REL) and not (st & ACT_BLOCKED)) or ((st & ACT_EST) and (st & ACT_RPL)):
-            trace(c, f, (R_LS_IN_ACL_RELATED if st & ACT_REL else R_LS_IN_ACL_REPLY) + rb, sw, d, 0, 0)
+            trace(c, tracing, f, (R_LS_IN_ACL_RELATED if st & ACT_REL else R_LS_IN_ACL_REPLY) + rb, sw, d, 0, 0)
             if not egress:
-                trace(c, f, R_LS_IN_ACL_AFTER_LB, sw, d, 0, 0)
+                trace(c, tracing, f, R_LS_IN_ACL_AFTER_LB, sw, d, 0, 0)
             return 0
     # -- priority 34000: a DHCP reply from the port's native responder (_dhcp.pxi)
     if egress and c.n_dhcp and p.proto == IPPROTO_UDP and p.sport == 67 and p.dport == 68:
         k = dhcp_reply_to(c, p, port)
         if k >= 0:
-            trace(c, f, R_LS_OUT_ACL_DHCP_REPLY, sw, d, <uint64_t>k, 0)
+            trace(c, tracing, f, R_LS_OUT_ACL_DHCP_REPLY, sw, d, <uint64_t>k, 0)
             if not ap.skip_ct:
                 acl_commit(c, p, zone, ci, -1)
             return 0
@@ -314,34 +314,34 @@ cdef int acl_pass(Core* c, const FrameCtx* f, Pkt* p, int32_t port, int egress) 
     if hit >= 0:
         a = &c.acls[hit]
         if a.action == ACL_ALLOW_STATELESS:
-            trace(c, f, R_LS_IN_ACL_ALLOW_STATELESS + rb, sw, d, <uint64_t>hit, 0)
+            trace(c, tracing, f, R_LS_IN_ACL_ALLOW_STATELESS + rb, sw, d, <uint64_t>hit, 0)
         elif a.action == ACL_ALLOW_RELATED:
             if hint & H_ALLOW_NEW:
-                trace(c, f, R_LS_IN_ACL_ALLOW_NEW + rb, sw, d, <uint64_t>hit, 0)
+                trace(c, tracing, f, R_LS_IN_ACL_ALLOW_NEW + rb, sw, d, <uint64_t>hit, 0)
                 commit = True
             else:
-                trace(c, f, R_LS_IN_ACL_ALLOW_EST + rb, sw, d, <uint64_t>hit, 0)
+                trace(c, tracing, f, R_LS_IN_ACL_ALLOW_EST + rb, sw, d, <uint64_t>hit, 0)
         else:
             if hint & H_BLOCK:
                 if ci >= 0:
                     c.ct.conns[ci].blocked = 1     # ct_commit { ct_mark.blocked = 1; }
-                emit_drop(c, f, R_LS_IN_ACL_DROP_BLOCK + rb, sw, d,
+                emit_drop(c, tracing, f, R_LS_IN_ACL_DROP_BLOCK + rb, sw, d,
                           p.ip_src if egress else p.ip_dst, acl_why(p, hit, port))
             else:
-                emit_drop(c, f, R_LS_IN_ACL_DROP + rb, sw, d,
+                emit_drop(c, tracing, f, R_LS_IN_ACL_DROP + rb, sw, d,
                           p.ip_src if egress else p.ip_dst, acl_why(p, hit, port))
             return -1
     elif not (st & ACT_TRK):
         pass                # ct.* match only tracked packets (their prerequisite is ct.trk)
     elif not (st & ACT_EST):
-        trace(c, f, R_LS_IN_ACL_DEFAULT_NEW + rb, sw, d, 0, 0)
+        trace(c, tracing, f, R_LS_IN_ACL_DEFAULT_NEW + rb, sw, d, 0, 0)
         commit = True
     elif st & ACT_BLOCKED:
-        trace(c, f, R_LS_IN_ACL_DEFAULT_UNBLOCK + rb, sw, d, 0, 0)
+        trace(c, tracing, f, R_LS_IN_ACL_DEFAULT_UNBLOCK + rb, sw, d, 0, 0)
         commit = True
     # -- ls_*_stateful (a router or localnet port's commit goes to a zone no VM's traffic reads: skipped)
     if commit:
-        trace(c, f, R_LS_IN_STATEFUL + rb, sw, d, 0, 0)
+        trace(c, tracing, f, R_LS_IN_STATEFUL + rb, sw, d, 0, 0)
         if not ap.skip_ct:
             acl_commit(c, p, zone, ci, hit)
     return 0

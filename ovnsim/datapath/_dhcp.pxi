@@ -19,7 +19,7 @@ cdef enum:
 cdef uint32_t DHCP_MAGIC = 0x63825363U
 
 
-cdef bint dhcp_stage(Core* c, const FrameCtx* f, Pkt* p, int32_t sw, int32_t d) noexcept nogil:
+cdef bint dhcp_stage(Core* c, const TraceMode* tracing, const FrameCtx* f, Pkt* p, int32_t sw, int32_t d) noexcept nogil:
     """ls_in_dhcp_options and ls_in_dhcp_response for an IPv4 UDP 68 -> 67 packet; True when it was answered.
 
     No responder for (inport, eth.src), or addresses neither flow matches:
@@ -40,10 +40,10 @@ cdef bint dhcp_stage(Core* c, const FrameCtx* f, Pkt* p, int32_t sw, int32_t d) 
     else:
         return False
     result = dhcp_reply(c, f, p, r)
-    trace(c, f, rule, sw, d, v, <uint64_t>result)
+    trace(c, tracing, f, rule, sw, d, v, <uint64_t>result)
     if result > DR_INFORM_ACK:
         return False
-    trace(c, f, R_LS_IN_DHCP_RESPONSE, sw, d, v, 0)
+    trace(c, tracing, f, R_LS_IN_DHCP_RESPONSE, sw, d, v, 0)
     p.eth_dst = p.eth_src
     p.eth_src = r.server_mac
     p.ip_src = r.server_id

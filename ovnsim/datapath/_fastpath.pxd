@@ -580,10 +580,9 @@ ctypedef struct Core:
     uint64_t* drop_b
     int64_t n_drop
     int64_t cap_drop
-    # The trace (only when `tracing`): one record per step, a rule code of
+    # The trace (only in the traced build, see TraceMode): one record per step, a rule code of
     # ovnsim.northd.rules (R_* in _rules.pxi) and two values whose meaning
     # the rule's `args` gives; every drop has one.
-    uint8_t tracing
     TraceRec* trace
     int64_t n_trace
     int64_t cap_trace

@@ -661,6 +661,9 @@ cdef class FastEngine:
         cdef const unsigned char* base
         cdef int64_t data_base
         cdef int64_t port
+        cdef bint tracing = bool(trace)
+        cdef Traced traced          # which build of the pipeline runs (see TraceMode)
+        cdef Untraced untraced
 
         if result is None:
             result = BatchResult()
@@ -726,7 +729,6 @@ cdef class FastEngine:
             c.data_len = 0
             c.n_drop = 0
             c.n_trace = 0
-            c.tracing = 1 if trace else 0
             if trace and c.trace == NULL and self._last_trace is not None:
                 # The last batch's records, if nobody holds them any more: their
                 # pages are warm, so a traced batch after another costs no page faults.
@@ -744,7 +746,10 @@ cdef class FastEngine:
                     wire = sizes[i]
                     if cut and wires[i] > wire:
                         wire = wires[i] if wires[i] < 0x7fffffff else 0x7fffffff
-                    run_frame(c, base + starts[i], sizes[i], <int32_t>wire, ins[i], <int32_t>i)
+                    if tracing:
+                        run_frame(c, &traced, base + starts[i], sizes[i], <int32_t>wire, ins[i], <int32_t>i)
+                    else:
+                        run_frame(c, &untraced, base + starts[i], sizes[i], <int32_t>wire, ins[i], <int32_t>i)
                     if c.error:
                         break
             if c.error:

@@ -91,7 +91,7 @@ cdef void held_resolved(Core* c, uint64_t key, uint64_t mac) noexcept nogil:
             c.n_ready += 1
 
 
-cdef void release_held(Core* c, int32_t index) noexcept nogil:
+cdef void release_held(Core* c, const TraceMode* tracing, int32_t index) noexcept nogil:
     """Send the held packets whose next hop resolved, oldest first, as outputs of frame `index`.
 
     Each is a packet-out of its own (buffered_send_packets): the router's
@@ -126,11 +126,11 @@ cdef void release_held(Core* c, int32_t index) noexcept nogil:
             memcpy(c.quotes + c.quotes_len, h.data + h.n, p.quote_len)
             p.quote_ofs = <int32_t>c.quotes_len
             c.quotes_len += p.quote_len
-        trace(c, &f, R_LR_IN_ARP_RELEASE, c.n_switches + c.rports[p.outport].router, p.depth, p.reg0, p.eth_dst)
+        trace(c, tracing, &f, R_LR_IN_ARP_RELEASE, c.n_switches + c.rports[p.outport].router, p.depth, p.reg0, p.eth_dst)
         c.stack_len = 0
         c.visits = 0
-        lr_egress(c, &f, &p)
-        run_loop(c, &f, &p)
+        lr_egress(c, tracing, &f, &p)
+        run_loop(c, tracing, &f, &p)
         free(h.data)
 
 

@@ -112,7 +112,7 @@ cdef inline void _tcp_fields(const unsigned char* raw, const Headers* h, Pkt* p)
     p.tcp_dlen = (h.end_ofs - h.l4_ofs) - (q[12] >> 4) * 4
 
 
-cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int32_t wire, int64_t inport,
+cdef void run_frame(Core* c, const TraceMode* tracing, const unsigned char* raw, int32_t n, int32_t wire, int64_t inport,
                     int32_t index) noexcept nogil:
     """oracle PythonEngine._one for one frame (`n` of its `wire` bytes captured)."""
     cdef FrameCtx f
@@ -132,7 +132,7 @@ cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int32_t wire, 
         else:
             port = auto_ingress(c, rd48(raw + 6) if n >= 12 else 0, False, 0)
         c.ingress[index] = port
-        emit_drop(c, &f, R_PARSE_UNSUPPORTED if problem == PP_IPV6
+        emit_drop(c, tracing, &f, R_PARSE_UNSUPPORTED if problem == PP_IPV6
                   else R_PARSE_SNAPLEN if problem == PP_SNAPLEN else R_PARSE_MALFORMED,
                   c.ports[port].sw if port >= 0 else 0, 0, problem, <uint64_t>n)
         return
@@ -147,20 +147,20 @@ cdef void run_frame(Core* c, const unsigned char* raw, int32_t n, int32_t wire, 
         port = <int32_t>inport
     c.ingress[index] = port
     if port < 0:
-        emit_drop(c, &f, R_NO_INGRESS, 0, 0, 0, 0)
+        emit_drop(c, tracing, &f, R_NO_INGRESS, 0, 0, 0, 0)
         return
     p.inport = port
     p.outport = -1
     p.op = OP_LS_IN
     c.stack_len = 0
     c.visits = 0
-    run_loop(c, &f, &p)
+    run_loop(c, tracing, &f, &p)
     if c.n_ready and not c.error:
         # an ARP reply resolved next hops packets were held for: they leave now
-        release_held(c, index)
+        release_held(c, tracing, index)
 
 
-cdef void run_loop(Core* c, const FrameCtx* f, Pkt* start) noexcept nogil:
+cdef void run_loop(Core* c, const TraceMode* tracing, const FrameCtx* f, Pkt* start) noexcept nogil:
     """The work loop: run `start` (its `op` says where) and every copy it makes, depth first."""
     cdef Pkt p = start[0]
     cdef uint8_t op
@@ -169,20 +169,20 @@ cdef void run_loop(Core* c, const FrameCtx* f, Pkt* start) noexcept nogil:
         if op == OP_LS_IN or op == OP_LS_OUT or op == OP_LR_IN or op == OP_REENTER:
             c.visits += 1
             if c.visits > MAX_VISITS:
-                budget_spent(c, f, &p)
+                budget_spent(c, tracing, f, &p)
                 break
         if op == OP_LS_IN:
-            ls_ingress(c, f, &p)
+            ls_ingress(c, tracing, f, &p)
         elif op == OP_LS_OUT:
-            ls_egress(c, f, &p)
+            ls_egress(c, tracing, f, &p)
         elif op == OP_LR_IN:
-            lr_ingress(c, f, &p)
+            lr_ingress(c, tracing, f, &p)
         elif op == OP_FLOOD_NEXT:
             flood_next(c, f, &p)
         elif op == OP_FLOOD_START:
-            flood_start(c, f, &p)
+            flood_start(c, tracing, f, &p)
         elif op == OP_REENTER:
-            lr_reenter(c, f, &p)
+            lr_reenter(c, tracing, f, &p)
         elif c.stack_len:
             c.stack_len -= 1
             p = c.stack[c.stack_len]
@@ -190,7 +190,7 @@ cdef void run_loop(Core* c, const FrameCtx* f, Pkt* start) noexcept nogil:
             break
 
 
-cdef void budget_spent(Core* c, const FrameCtx* f, const Pkt* p) noexcept nogil:
+cdef void budget_spent(Core* c, const TraceMode* tracing, const FrameCtx* f, const Pkt* p) noexcept nogil:
     """The frame's MAX_VISITS are spent: drop this copy and every pending one, as one loop-limit drop.
 
     What the frame already delivered stays delivered; the drop names the
@@ -207,5 +207,5 @@ cdef void budget_spent(Core* c, const FrameCtx* f, const Pkt* p) noexcept nogil:
     else:
         rule = R_LR_IN_FRAME_BUDGET
         dp = c.n_switches + c.rports[p.inport].router
-    emit_drop(c, f, rule, dp, p.depth, MAX_VISITS, <uint64_t>(1 + c.stack_len))
+    emit_drop(c, tracing, f, rule, dp, p.depth, MAX_VISITS, <uint64_t>(1 + c.stack_len))
     c.stack_len = 0
