@@ -50,17 +50,22 @@ ctypedef fused TraceMode:
     Untraced
 
 
-cdef void trace_record(Core* c, const FrameCtx* f, int rule, int32_t dp, int32_t depth,
-                       uint64_t a, uint64_t b) noexcept nogil:
+cdef int trace_grow(Core* c) noexcept nogil:
+    cdef int64_t n = 2 * c.cap_trace + 4096
+    if _grow(<void**>&c.trace, n, sizeof(TraceRec)) < 0:
+        c.error = 1
+        return -1
+    c.cap_trace = n
+    return 0
+
+
+cdef inline void trace_record(Core* c, const FrameCtx* f, int rule, int32_t dp, int32_t depth,
+                              uint64_t a, uint64_t b) noexcept nogil:
     # Only the traced build calls it.
-    cdef int64_t i = c.n_trace, n
+    cdef int64_t i = c.n_trace
     cdef TraceRec* r
-    if i == c.cap_trace:
-        n = 2 * c.cap_trace + 4096
-        if _grow(<void**>&c.trace, n, sizeof(TraceRec)) < 0:
-            c.error = 1
-            return
-        c.cap_trace = n
+    if i == c.cap_trace and trace_grow(c) < 0:
+        return
     r = &c.trace[i]
     r.frame = f.index
     r.rule = <int16_t>rule
