@@ -79,8 +79,14 @@ cdef inline CtSlot* ct_slot(const Conntrack* ct, uint64_t k1, uint64_t k2) noexc
         i = (i + 1) & ct.mask
 
 
-cdef int ct_reserve(Conntrack* ct) noexcept nogil:
-    # Room for one more connection: two keys, one CtConn.
+cdef inline int ct_reserve(Conntrack* ct) noexcept nogil:
+    # Room for one more connection: two keys, one CtConn (the check inline, the growth not).
+    if 2 * (ct.count + 2) > ct.mask + 1 or (ct.free_conn < 0 and ct.n_conns == ct.cap_conns):
+        return ct_grow(ct)
+    return 0
+
+
+cdef int ct_grow(Conntrack* ct) noexcept nogil:
     cdef CtSlot* old
     cdef CtSlot* s
     cdef CtConn* conns
@@ -126,6 +132,7 @@ cdef void ct_clear(Conntrack* ct) noexcept nogil:
     ct.refused = 0
     ct.peak = 0
     ct.now = 0
+    ct.sweep_from = 0
 
 
 cdef inline uint64_t ct_k2(uint32_t zone, uint8_t proto, uint16_t sport, uint16_t dport) noexcept nogil:
@@ -159,6 +166,8 @@ cdef inline void ct_expire_in(Conntrack* ct, int32_t ci, uint8_t tm) noexcept no
             ct.tail[conn.tm] = conn.prev
     conn.tm = tm
     conn.expiry = ct.now + ct.timeout[tm]
+    if conn.expiry < ct.sweep_from:
+        ct.sweep_from = conn.expiry
     conn.next = -1
     conn.prev = ct.tail[tm]
     if conn.prev >= 0:
@@ -210,18 +219,32 @@ cdef void ct_remove(Conntrack* ct, int32_t ci) noexcept nogil:
 
 
 cdef int64_t ct_sweep(Conntrack* ct, int64_t budget) noexcept nogil:
-    """Remove up to `budget` expired connections (all of them for a negative budget); how many."""
-    cdef int64_t n = 0
+    """Remove up to `budget` expired connections (all of them for a negative budget); how many.
+
+    Most calls find nothing to remove (it runs for every NAT stage a frame
+    passes): until the clock reaches `sweep_from`, the earliest expiry of the
+    lists' heads when they were last all looked at, nothing has expired.
+    """
+    cdef int64_t n = 0, earliest = INT64_MAX
     cdef int tm
     cdef int32_t ci
+    if ct.now < ct.sweep_from:
+        return 0
     for tm in range(CT_N_TM):
-        while n != budget:
+        while True:
             ci = ct.head[tm]
-            if ci < 0 or ct.now < ct.conns[ci].expiry:
+            if ci < 0:
                 break
+            if ct.now < ct.conns[ci].expiry:
+                if ct.conns[ci].expiry < earliest:
+                    earliest = ct.conns[ci].expiry
+                break
+            if n == budget:
+                return n    # more may have expired: sweep_from stays, the next call looks again
             ct_remove(ct, ci)
             ct.expired += 1
             n += 1
+    ct.sweep_from = earliest
     return n
 
 

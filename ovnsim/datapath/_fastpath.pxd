@@ -13,7 +13,7 @@
 #     one's-complement arithmetic needs no byte swapping;
 #   * nothing here raises or touches a Python object: errors are status codes.
 
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MAX, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 
 cdef enum ParseStatus:
@@ -345,6 +345,7 @@ ctypedef struct Conntrack:
     int32_t head[CT_N_TM]    # per class: a list ordered by expiry (same timeout, refreshed at the tail)
     int32_t tail[CT_N_TM]
     int32_t free_conn        # first free connection slot, -1
+    int64_t sweep_from       # no connection expires before this time (a lower bound): ct_sweep skips until then
     int64_t n_live           # connections held (committed, not yet removed)
     int64_t created          # connections committed
     int64_t expired          # connections removed because they expired (or were closed and reused)
