@@ -180,24 +180,13 @@ cdef void acl_commit(Core* c, const Pkt* p, uint32_t zone, int32_t ci, int32_t h
         conn.tdport = dp
     conn.acl_hit = ACL_NOT_CACHED if p.proto == IPPROTO_ICMP else hit
     conn.blocked = 0
-    slot = ct_slot(ct, k1, k2)
-    slot.k1 = k1
-    slot.k2 = k2
-    slot.conn = ci
-    slot.reply = 0
-    ct.count += 1
+    ct_fill(ct, ct_slot(ct, k1, k2), k1, k2, ci, 0)
     k1 = (<uint64_t>p.ip_dst << 32) | p.ip_src
     if p.proto == IPPROTO_ICMP:
         k2 = ct_k2(zone, p.proto, sp, icmp_reply_type(p.icmp_type))
     else:
         k2 = ct_k2(zone, p.proto, dp, sp)
-    slot = ct_find(ct, k1, k2)
-    if slot.conn < 0:
-        slot.k1 = k1
-        slot.k2 = k2
-        ct.count += 1
-    slot.conn = ci
-    slot.reply = 1
+    ct_fill(ct, ct_find(ct, k1, k2), k1, k2, ci, 1)
 
 
 cdef inline uint64_t acl_why(const Pkt* p, int32_t hit, int32_t port) noexcept nogil:

@@ -51,6 +51,8 @@ cdef int ct_alloc(Conntrack* ct, uint64_t min_entries) noexcept nogil:
     while cap < 2 * min_entries:
         cap <<= 1
         bits += 1
+    if bits > 32:
+        return -1           # a tag's top bits name the home slot
     cdef CtSlot* slots = <CtSlot*>malloc(cap * sizeof(CtSlot))
     if slots == NULL:
         return -1
@@ -60,23 +62,47 @@ cdef int ct_alloc(Conntrack* ct, uint64_t min_entries) noexcept nogil:
     ct.slots = slots
     ct.mask = cap - 1
     ct.count = 0
-    ct.shift = 64 - bits
+    ct.tag_shift = 32 - bits
     return 0
 
 
-cdef inline uint64_t ct_home(const Conntrack* ct, uint64_t k1, uint64_t k2) noexcept nogil:
+cdef inline uint32_t ct_tag(uint64_t k1, uint64_t k2) noexcept nogil:
     cdef uint64_t h = (k1 ^ (k2 * 0xC2B2AE3D27D4EB4FULL)) * 0x9E3779B97F4A7C15ULL
-    return (h ^ (h >> 29)) >> ct.shift
+    return <uint32_t>((h ^ (h >> 29)) >> 32)
+
+
+cdef inline bint ct_slot_is(const Conntrack* ct, const CtSlot* s, uint64_t k1, uint64_t k2) noexcept nogil:
+    """Whether occupied slot `s` holds key (k1, k2): its connection's tuple in the slot's direction."""
+    cdef const CtConn* conn = &ct.conns[s.conn]
+    if s.reply:
+        return (k1 == ((<uint64_t>conn.tdst << 32) | conn.tsrc)
+                and k2 == ct_k2(conn.zone, conn.proto, conn.tdport, conn.tsport))
+    return (k1 == ((<uint64_t>conn.osrc << 32) | conn.odst)
+            and k2 == ct_k2(conn.zone, conn.proto, conn.osport, conn.odport))
 
 
 cdef inline CtSlot* ct_slot(const Conntrack* ct, uint64_t k1, uint64_t k2) noexcept nogil:
-    cdef uint64_t i = ct_home(ct, k1, k2)
+    """The slot holding key (k1, k2), or the free slot where it would go.
+
+    A slot is filled with ct_fill, once its connection's tuples are set.
+    """
+    cdef uint32_t tag = ct_tag(k1, k2)
+    cdef uint64_t i = tag >> ct.tag_shift
     cdef CtSlot* s
     while True:
         s = &ct.slots[i]
-        if s.conn < 0 or (s.k1 == k1 and s.k2 == k2):
+        if s.conn < 0 or (s.tag == tag and ct_slot_is(ct, s, k1, k2)):
             return s
         i = (i + 1) & ct.mask
+
+
+cdef inline void ct_fill(Conntrack* ct, CtSlot* s, uint64_t k1, uint64_t k2, int32_t ci, uint8_t reply) noexcept nogil:
+    """Key (k1, k2) -> connection ci in direction `reply`, in the slot ct_slot gave for it."""
+    if s.conn < 0:
+        s.tag = ct_tag(k1, k2)
+        ct.count += 1
+    s.conn = ci
+    s.reply = reply
 
 
 cdef inline int ct_reserve(Conntrack* ct) noexcept nogil:
@@ -88,9 +114,8 @@ cdef inline int ct_reserve(Conntrack* ct) noexcept nogil:
 
 cdef int ct_grow(Conntrack* ct) noexcept nogil:
     cdef CtSlot* old
-    cdef CtSlot* s
     cdef CtConn* conns
-    cdef uint64_t old_cap, i
+    cdef uint64_t old_cap, i, j
     if 2 * (ct.count + 2) > ct.mask + 1:
         old = ct.slots
         old_cap = ct.mask + 1
@@ -100,8 +125,11 @@ cdef int ct_grow(Conntrack* ct) noexcept nogil:
             return -1
         for i in range(old_cap):
             if old[i].conn >= 0:
-                s = ct_slot(ct, old[i].k1, old[i].k2)
-                s[0] = old[i]
+                # keys are distinct: the first free slot from its home
+                j = old[i].tag >> ct.tag_shift
+                while ct.slots[j].conn >= 0:
+                    j = (j + 1) & ct.mask
+                ct.slots[j] = old[i]
                 ct.count += 1
         free(old)
     if ct.free_conn < 0 and ct.n_conns == ct.cap_conns:
@@ -185,7 +213,7 @@ cdef void ct_slot_delete(Conntrack* ct, uint64_t i) noexcept nogil:
         j = (j + 1) & mask
         if s[j].conn < 0:
             break
-        k = ct_home(ct, s[j].k1, s[j].k2)
+        k = s[j].tag >> ct.tag_shift
         # The key at j may fill i when its home is not in the cyclic range (i, j].
         if ((j - k) & mask) >= ((j - i) & mask):
             s[i] = s[j]
@@ -428,8 +456,8 @@ cdef inline bint ct_at_limit(Conntrack* ct) noexcept nogil:
 cdef void ct_insert(Conntrack* ct, uint32_t zone, uint8_t proto, uint32_t s, uint16_t sp, uint32_t d,
                     uint16_t dp, uint32_t ts, uint16_t tsp, uint32_t td, uint16_t tdp) noexcept nogil:
     """Commit a connection: original s:sp -> d:dp, translated ts:tsp -> td:tdp (a slot reserved)."""
-    cdef CtSlot* slot
     cdef CtConn* conn
+    cdef uint64_t k1, k2
     cdef int32_t ci
     ci = ct_commit(ct, zone, proto)
     conn = &ct.conns[ci]
@@ -443,19 +471,12 @@ cdef void ct_insert(Conntrack* ct, uint32_t zone, uint8_t proto, uint32_t s, uin
     conn.tdport = tdp
     # table[original] = (conn, False); table[reverse(translated)] = (conn, True)
     # (the slot found again: removing an expired connection may have moved keys)
-    slot = ct_slot(ct, (<uint64_t>s << 32) | d, ct_k2(zone, proto, sp, dp))
-    slot.k1 = (<uint64_t>s << 32) | d
-    slot.k2 = ct_k2(zone, proto, sp, dp)
-    slot.conn = ci
-    slot.reply = 0
-    ct.count += 1
-    slot = ct_find(ct, (<uint64_t>td << 32) | ts, ct_k2(zone, proto, tdp, tsp))
-    if slot.conn < 0:
-        slot.k1 = (<uint64_t>td << 32) | ts
-        slot.k2 = ct_k2(zone, proto, tdp, tsp)
-        ct.count += 1
-    slot.conn = ci
-    slot.reply = 1
+    k1 = (<uint64_t>s << 32) | d
+    k2 = ct_k2(zone, proto, sp, dp)
+    ct_fill(ct, ct_slot(ct, k1, k2), k1, k2, ci, 0)
+    k1 = (<uint64_t>td << 32) | ts
+    k2 = ct_k2(zone, proto, tdp, tsp)
+    ct_fill(ct, ct_find(ct, k1, k2), k1, k2, ci, 1)
 
 
 cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32_t snat,

@@ -160,32 +160,35 @@ cdef void run_frame(Core* c, const TraceMode* tracing, const unsigned char* raw,
         release_held(c, tracing, index)
 
 
-cdef void run_loop(Core* c, const TraceMode* tracing, const FrameCtx* f, Pkt* start) noexcept nogil:
-    """The work loop: run `start` (its `op` says where) and every copy it makes, depth first."""
-    cdef Pkt p = start[0]
+cdef void run_loop(Core* c, const TraceMode* tracing, const FrameCtx* f, Pkt* p) noexcept nogil:
+    """The work loop: run `p` (its `op` says where) and every copy it makes, depth first.
+
+    `p` is the caller's and is used up: each copy popped from the stack
+    overwrites it (no copy of the packet is made per frame).
+    """
     cdef uint8_t op
     while not c.error:
         op = p.op
         if op == OP_LS_IN or op == OP_LS_OUT or op == OP_LR_IN or op == OP_REENTER:
             c.visits += 1
             if c.visits > MAX_VISITS:
-                budget_spent(c, tracing, f, &p)
+                budget_spent(c, tracing, f, p)
                 break
         if op == OP_LS_IN:
-            ls_ingress(c, tracing, f, &p)
+            ls_ingress(c, tracing, f, p)
         elif op == OP_LS_OUT:
-            ls_egress(c, tracing, f, &p)
+            ls_egress(c, tracing, f, p)
         elif op == OP_LR_IN:
-            lr_ingress(c, tracing, f, &p)
+            lr_ingress(c, tracing, f, p)
         elif op == OP_FLOOD_NEXT:
-            flood_next(c, f, &p)
+            flood_next(c, f, p)
         elif op == OP_FLOOD_START:
-            flood_start(c, tracing, f, &p)
+            flood_start(c, tracing, f, p)
         elif op == OP_REENTER:
-            lr_reenter(c, tracing, f, &p)
+            lr_reenter(c, tracing, f, p)
         elif c.stack_len:
             c.stack_len -= 1
-            p = c.stack[c.stack_len]
+            p[0] = c.stack[c.stack_len]
         else:
             break
 
