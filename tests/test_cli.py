@@ -605,3 +605,17 @@ def test_python_m_ovnsim_and_version_agree_with_the_metadata():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"ovnsim {declared}" == f"ovnsim {ovnsim.__version__}"
     assert (root / "ovnsim" / "py.typed").exists() and (root / "LICENSE").exists()
+
+
+def test_installed_metadata_names_the_licence_and_the_project_urls():
+    """What ``pip show ovnsim`` shows: the licence and the URLs pyproject.toml declares."""
+    import re
+    from importlib.metadata import metadata
+    from pathlib import Path
+
+    meta = metadata("ovnsim")
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    declared = re.findall(r'^"([^"]+)" = "(https://[^"]+)"$', pyproject.split("[project.urls]")[1].split("\n[")[0], re.M)
+    assert declared, "pyproject.toml declares no project URLs"
+    assert sorted(meta.get_all("Project-URL")) == sorted(f"{name}, {url}" for name, url in declared)
+    assert meta.get("License-Expression") == "Apache-2.0" or meta.get("License") == "Apache-2.0"
