@@ -179,10 +179,6 @@ class FastEngine:
     def conntrack_size(self) -> int:
         """Connections tracked."""
 
-    @property
-    def conntrack_untranslated(self) -> int:
-        """Live connections a gateway router committed in its DNAT zone with no translation (lr_out_post_undnat)."""
-
     def conntrack_entries(self) -> list[_CtRecord]:
         """The connections a lookup would find now, as ``ovs-appctl dpctl/dump-conntrack -s`` lists them.
 

@@ -494,28 +494,6 @@ cdef class FastEngine:
         """Connections in the tracker (as ``len(oracle PythonEngine.conntrack)``)."""
         return self.core.ct.count // 2
 
-    @property
-    def conntrack_untranslated(self):
-        """Live connections a gateway router committed in its DNAT zone with no translation.
-
-        lr_out_post_undnat's ``ct_commit { }`` of every new connection leaving a
-        gateway router (as real OVN does); each is counted in :attr:`conntrack_size`
-        too.  A scan of the connections: for tests and diagnostics, not per frame.
-        """
-        cdef Conntrack* ct = &self.core.ct
-        cdef CtConn* conn
-        cdef int64_t ci, n = 0
-        cdef uint32_t r
-        for ci in range(ct.n_conns):
-            conn = &ct.conns[ci]
-            if conn.tm == CT_TM_FREE or conn.zone >= <uint32_t>self.core.acl_zone_base or conn.zone % 3 != Z_DNAT:
-                continue
-            r = conn.zone // 3
-            if (self.core.routers[r].gateway_router and conn.osrc == conn.tsrc and conn.odst == conn.tdst
-                    and conn.osport == conn.tsport and conn.odport == conn.tdport):
-                n += 1
-        return n
-
     def conntrack_entries(self):
         """The connections a lookup would find now, as ``ovs-appctl dpctl/dump-conntrack -s`` lists them.
 
