@@ -1,7 +1,8 @@
 """``sim.conntrack``: the connections as ``ovs-appctl dpctl/dump-conntrack -s`` lists them.
 
 On ``topologies/reference.yaml`` (gr-router1 SNATs the tenant subnets to
-172.24.4.10 and maps the floating IP 172.24.4.100 to vm2) and
+172.24.4.10 and maps the floating IP 172.24.4.100 to vm2),
+``topologies/dgp.yaml`` (a router's common zone) and
 ``topologies/security-groups.yaml`` (ACL zones).  Each entry's tuples are
 held to the headers of the frames that went in and came out (parsed with
 scapy): ``orig`` is what the packet carried when the zone committed it,
@@ -136,6 +137,18 @@ def test_acl_zones_are_named_by_their_switch_port():
     for e in entries:
         assert e.orig == sent(syn, TCP) == sent(out, TCP) and e.reply == reversed_(e.orig) and not e.nat
         assert e.state == "SYN_SENT"
+
+
+def test_a_distributed_gateway_port_snats_in_the_common_zone():
+    """web2 -> 8.8.8.8 on dgp.yaml: router1 SNATs it with ct_snat_in_czone (OVN: in its DNAT zone)."""
+    sim = Simulator.from_file(str(TOPOLOGIES / "dgp.yaml"))
+    request = udp_frame("fa:16:3e:01:00:12", lrp_mac(sim, "lrp-router1-web-v4"), "10.1.0.12", INTERNET)
+    out = wire(only_output(sim.inject("web2", request)))
+    zones = by_zone(sim)
+    assert list(zones) == [("neutron-router1", "common")]
+    common = zones["neutron-router1", "common"]
+    assert common.orig == sent(request, UDP) and common.reply == reversed_(sent(out, UDP)) and common.nat
+    assert common.reply.dst == "172.24.4.50"  # the router's gateway address
 
 
 def test_an_expired_connection_is_not_listed_though_not_yet_swept(sim):
