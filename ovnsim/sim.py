@@ -17,14 +17,15 @@ drop its detail.  The result types of the API live here.
 State that outlives one frame, as in a real deployment, lives in the engine:
 the connection tracker (so replies to SNATed or DNATed connections are
 un-NATed) and the MAC bindings routers learn from ARP.  ``reset()`` forgets
-both.
+both.  ``sim.conntrack`` lists the connections (:class:`ConntrackEntry`, a
+``dpctl/dump-conntrack`` line each).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Union
+from typing import Dict, Iterator, List, NamedTuple, Optional, Union
 
 from ovnsim.errors import MicroflowError
 from ovnsim.nb.model import LogicalTopology
@@ -33,7 +34,8 @@ from ovnsim.neutron.model import Topology
 from ovnsim.northd.stages import Drop
 from ovnsim.northd.tables import build_tables
 
-__all__ = ["Simulator", "Result", "Output", "DropRecord", "TraceEvent", "verdict", "run_traced"]
+__all__ = ["Simulator", "Result", "Output", "DropRecord", "TraceEvent", "ConntrackTable", "ConntrackEntry",
+           "ConntrackTuple", "verdict", "run_traced"]
 
 FrameLike = Union[bytes, bytearray, memoryview, "scapy.packet.Packet"]  # noqa: F821
 
@@ -132,14 +134,103 @@ class Result:
         return not self.outputs
 
 
-class _ConntrackView:
-    """``len(sim.conntrack)``: the connections the engine tracks."""
+class ConntrackTuple(NamedTuple):
+    """One direction of a connection: addresses as dotted quads (as scapy's ``pkt[IP].src``), ports.
+
+    An ICMP query has no ports: its identifier is both ``sport`` and ``dport``
+    (OVS keys an ICMP query by its identifier in both directions).
+    """
+
+    src: str
+    dst: str
+    sport: int
+    dport: int
+
+
+#: dpctl's protocol names (ct-dpif.c); another protocol prints as its number
+_PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
+
+
+@dataclass(frozen=True)
+class ConntrackEntry:
+    """One connection the conntrack table holds: a line of ``ovs-appctl dpctl/dump-conntrack -s``.
+
+    ``str(entry)`` is that line, e.g.
+    ``udp,orig=(src=10.0.0.11,dst=8.8.8.8,sport=40000,dport=53),reply=(src=8.8.8.8,dst=172.24.4.10,sport=53,dport=40000),zone=3,timeout=60``
+    (``zone=`` is printed also for zone 0; the packet and byte counters and
+    the start time, which ovnsim does not keep, are not).
+    """
+
+    #: the zone's number in this simulator (ovn-controller numbers its zones its own way)
+    zone: int
+    #: the logical router or switch whose zone it is, named as traces and drops name datapaths
+    datapath: str
+    #: ``"snat"``, ``"dnat"`` or ``"common"`` (a router's zone; the common one is NAT through a
+    #: distributed gateway port, ``ct_*_in_czone``) or ``"acl"`` (a switch port's zone, for its ACLs)
+    zone_kind: str
+    #: the switch port whose zone it is (``"acl"`` zones), else None
+    port: Optional[str]
+    #: ``"tcp"``, ``"udp"``, ``"icmp"``, or the IP protocol number as a string
+    proto: str
+    #: the tuple of the packet that committed the connection (before this zone's NAT)
+    orig: ConntrackTuple
+    #: the tuple its replies carry: the original after this zone's NAT, reversed
+    reply: ConntrackTuple
+    #: TCP's state as dpctl prints it (``"SYN_SENT"``, ``"ESTABLISHED"``, ``"TIME_WAIT"``...); None for others
+    state: Optional[str]
+    #: the timeout class its state gives, by OVS's timeout-policy names (``"tcp_established"``, ``"udp_first"``...)
+    timeout_policy: str
+    #: seconds until it expires by the simulator's clock (the last frame's ``time``)
+    timeout: float
+    #: its ct_mark: 1 is ``ct_mark.blocked`` (an ACL zone's connection an ACL change closed)
+    mark: int
+
+    @property
+    def nat(self) -> bool:
+        """Whether this zone translated the connection (its reply is not its original reversed)."""
+        o = self.orig
+        return self.reply != (o.dst, o.src, o.dport, o.sport)
+
+    def __str__(self) -> str:
+        def side(t: ConntrackTuple) -> str:
+            ports = f"id={t.sport}" if self.proto == "icmp" else f"sport={t.sport},dport={t.dport}"
+            return f"src={t.src},dst={t.dst},{ports}"
+
+        line = f"{self.proto},orig=({side(self.orig)}),reply=({side(self.reply)}),zone={self.zone}," \
+               f"timeout={int(self.timeout)}"
+        if self.mark:
+            line += f",mark={self.mark}"
+        if self.state is not None:
+            line += f",protoinfo=(state={self.state})"
+        return line
+
+
+class ConntrackTable:
+    """The connections an engine's conntrack holds now (``Simulator.conntrack``), as dpctl dumps them.
+
+    Iterating gives a :class:`ConntrackEntry` per connection, grouped by
+    zone; ``len()`` counts them.  A connection whose timeout has passed by
+    the clock is not listed, though the engine may not have reclaimed it
+    yet (``engine.conntrack_stats``).  Each iteration reads the table
+    afresh: a list taken before a frame is a snapshot.
+    """
 
     def __init__(self, engine) -> None:
         self._engine = engine
 
+    def __iter__(self) -> Iterator[ConntrackEntry]:
+        entries = [ConntrackEntry(zone, datapath, kind, port, _PROTO_NAMES.get(proto, str(proto)),
+                                  ConntrackTuple(*orig), ConntrackTuple(*reply), state, policy, left / 1e9, mark)
+                   for zone, datapath, kind, port, proto, orig, reply, state, policy, left, mark
+                   in self._engine.conntrack_entries()]
+        return iter(sorted(entries, key=lambda e: e.zone))
+
     def __len__(self) -> int:
-        return self._engine.conntrack_size
+        return len(self._engine.conntrack_entries())
+
+    def __str__(self) -> str:
+        """The dump: one dpctl line per connection."""
+        return "\n".join(map(str, self))
 
 
 def _frame_bytes(frame: FrameLike) -> bytes:
@@ -196,7 +287,8 @@ class Simulator:
         if ct_timeouts:
             self.engine.ct_timeouts = ct_timeouts
         self.renderer = TraceRenderer(self.engine)
-        self.conntrack = _ConntrackView(self.engine)
+        #: the connections tracked now: iterate for :class:`ConntrackEntry` objects, ``len()`` counts them
+        self.conntrack = ConntrackTable(self.engine)
 
     @classmethod
     def from_file(cls, path: str, *, ct_limit: Optional[int] = None,

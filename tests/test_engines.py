@@ -41,8 +41,8 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from conformance.flowgen import generate
 from oracle.engine import PythonEngine
-from oracle.exceptions import (gateway_router_dnat_commit_trace, l2_port_security_exception, oracle_conntrack_size,
-                               reply_not_snated_exception)
+from oracle.exceptions import (gateway_router_dnat_commit_trace, gateway_router_plain_commits,
+                               l2_port_security_exception, oracle_conntrack_size, reply_not_snated_exception)
 from oracle.packet import checksum
 from ovnsim.datapath import _fastpath
 from ovnsim.neutron.compiler import compile_topology
@@ -701,7 +701,7 @@ def test_fast_engines_in_parallel_threads_agree():
     for engine, result in zip(engines, results):
         assert_same_result(expected, result)
         # each connection SNATed, and committed plain in gr-router1's DNAT zone before that
-        assert engine.conntrack_size == 2 * len(frames) and engine.conntrack_untranslated == len(frames)
+        assert engine.conntrack_size == 2 * len(frames) and gateway_router_plain_commits(engine) == len(frames)
 
 
 # ---------------------------------------------------------------------------
@@ -779,7 +779,7 @@ def conntrack_size(engine) -> int:
 
 def plain_commits(engine) -> int:
     """A gateway router's untranslated DNAT-zone commits (lr_out_post_undnat); the oracle has none."""
-    return engine.conntrack_untranslated if isinstance(engine, FastEngine) else 0
+    return gateway_router_plain_commits(engine) if isinstance(engine, FastEngine) else 0
 
 
 # ---------------------------------------------------------------------------
@@ -1213,7 +1213,8 @@ def run_both(py, fast, frames: List[bytes], inports: List[int], result_py=None, 
         raise ReplyNotSnated()
     if len(py.conntrack) != oracle_conntrack_size(fast) and _to_dgp_nat_address(fast, frames):
         raise HairpinZones()
-    if oracle_conntrack_size(fast) < len(py.conntrack) <= fast.conntrack_stats["live"] - fast.conntrack_untranslated:
+    plain = gateway_router_plain_commits(fast)
+    if oracle_conntrack_size(fast) < len(py.conntrack) <= fast.conntrack_stats["live"] - plain:
         raise PlainCommitClash()    # the oracle's connections all held, fewer of their keys
     assert len(py.conntrack) == oracle_conntrack_size(fast)
     return a, b

@@ -18,6 +18,17 @@ STATUS_NAMES: tuple[str, ...]
 #: OVS's userspace conntrack timeouts (seconds), ``(name, default)`` in timeout-class order.
 CT_TIMEOUT_DEFAULTS: tuple[tuple[str, int], ...]
 
+#: What a conntrack zone is (``FastEngine.conntrack_entries``' ``zone_kind``): a router's
+#: SNAT, DNAT and common zones (the common one: NAT through a distributed gateway port,
+#: which OVN runs in the router's DNAT zone), then a switch port's ACL zone.
+CT_ZONE_KINDS: tuple[str, ...]
+
+# (src, dst, sport, dport) of a conntrack entry: dotted-quad addresses, ports (ICMP: the identifier, twice)
+_CtTuple = tuple[str, str, int, int]
+# one connection of FastEngine.conntrack_entries(): (zone, datapath, zone_kind, port, proto,
+# orig, reply, tcp_state, timeout_policy, timeout_ns, mark)
+_CtRecord = tuple[int, str, str, Optional[str], int, _CtTuple, _CtTuple, Optional[str], str, int, int]
+
 #: ``sizeof(Headers)``: the bytes one parsed frame takes in C.
 HEADERS_SIZE: int
 
@@ -168,9 +179,29 @@ class FastEngine:
     def conntrack_size(self) -> int:
         """Connections tracked."""
 
-    @property
-    def conntrack_untranslated(self) -> int:
-        """Live connections a gateway router committed in its DNAT zone with no translation (lr_out_post_undnat)."""
+    def conntrack_entries(self) -> list[_CtRecord]:
+        """The connections a lookup would find now, as ``ovs-appctl dpctl/dump-conntrack -s`` lists them.
+
+        One tuple per connection, in the table's order:
+        ``(zone, datapath, zone_kind, port, proto, orig, reply, tcp_state,
+        timeout_policy, timeout_ns, mark)``.  ``zone_kind`` (from
+        :data:`CT_ZONE_KINDS`) says what the zone is: a router's
+        ``"snat"``/``"dnat"``/``"common"`` zone (``datapath`` the router,
+        ``port`` None) or a switch port's ``"acl"`` zone (``port`` that
+        port, ``datapath`` its switch).  ``proto``: the IP protocol number.
+        ``orig``: the tuple of the packet that committed the connection;
+        ``reply``: the tuple its replies carry (the translated one
+        reversed); each ``(src, dst, sport, dport)`` with dotted-quad
+        addresses, an ICMP query's identifier as both ports.
+        ``tcp_state``: TCP's state as dpctl prints it (None for other
+        protocols); ``timeout_policy``: its timeout class (a
+        :data:`CT_TIMEOUT_DEFAULTS` name); ``timeout_ns``: nanoseconds until
+        it expires by the clock; ``mark``: ct_mark (1: an ACL zone's
+        ``ct_mark.blocked``, the one bit ovnsim models).
+
+        A connection the clock has expired but the sweeper has not removed
+        is not listed (no lookup finds it); the dump removes nothing.
+        """
 
     ct_limit: Optional[int]
     """Connections the tracker may hold, or None; one more is a ``conntrack-full`` drop."""

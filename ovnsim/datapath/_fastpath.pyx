@@ -404,6 +404,18 @@ def frame_fields(const unsigned char[::1] frame not None, Py_ssize_t wire=0):
 include "_lower.pxi"
 
 
+#: What a conntrack zone is: a router's SNAT, DNAT and common zones, indexed by
+#: Z_* (zone = router * 3 + kind), then a switch port's ACL zone (acl_zone_base + port).
+CT_ZONE_KINDS = ("snat", "dnat", "common", "acl")
+
+# The TCP state dpctl/dump-conntrack prints, by CT_DPIF_TCPS_* number (the
+# TCPS_* the engine keeps per end): OVS's names, SYN_RECV shown as ESTABLISHED
+# and FIN_WAIT_2 as TIME_WAIT, as its non-verbose format coalesces them
+# (ct-dpif.c, coalesce_tcp_state).
+_DPCTL_TCP_STATES = ("CLOSED", "LISTEN", "SYN_SENT", "ESTABLISHED", "ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT_1",
+                     "CLOSING", "LAST_ACK", "TIME_WAIT", "TIME_WAIT")
+
+
 cdef class FastEngine:
     """The Cython engine: the reference pipeline's behaviour over C tables, nogil.
 
@@ -482,27 +494,63 @@ cdef class FastEngine:
         """Connections in the tracker (as ``len(oracle PythonEngine.conntrack)``)."""
         return self.core.ct.count // 2
 
-    @property
-    def conntrack_untranslated(self):
-        """Live connections a gateway router committed in its DNAT zone with no translation.
+    def conntrack_entries(self):
+        """The connections a lookup would find now, as ``ovs-appctl dpctl/dump-conntrack -s`` lists them.
 
-        lr_out_post_undnat's ``ct_commit { }`` of every new connection leaving a
-        gateway router (as real OVN does); each is counted in :attr:`conntrack_size`
-        too.  A scan of the connections: for tests and diagnostics, not per frame.
+        One tuple per connection, ``(zone, datapath, zone_kind, port, proto, orig, reply,
+        tcp_state, timeout_policy, timeout_ns, mark)``, in the table's order:
+
+        * ``zone``: the engine's zone number; ``zone_kind`` (one of
+          :data:`CT_ZONE_KINDS`): a router's ``"snat"``, ``"dnat"`` or
+          ``"common"`` zone (``datapath``: the router, ``port``: None), or a
+          switch port's ``"acl"`` zone (``port``: the port, ``datapath``: its
+          switch);
+        * ``proto``: the IP protocol number;
+        * ``orig``: the tuple of the packet that committed it; ``reply``: the
+          tuple its replies carry (the translated tuple reversed); each
+          ``(src, dst, sport, dport)``, addresses dotted quads, an ICMP
+          query's identifier as both ports;
+        * ``tcp_state``: TCP's state as dpctl prints it (the later of the two
+          ends' states, SYN_RECV shown as ESTABLISHED and FIN_WAIT_2 as
+          TIME_WAIT), None for other protocols; ``timeout_policy``: the
+          timeout class its state gives (a :data:`CT_TIMEOUT_DEFAULTS`
+          name); ``timeout_ns``: how long until it expires by the clock;
+        * ``mark``: its ct_mark, of which ovnsim models one bit: 1 is an ACL
+          zone's ``ct_mark.blocked``.
+
+        A connection the clock has expired and the sweeper not yet removed
+        is not listed, as no lookup finds it (``ct_find``); listing removes
+        nothing (:attr:`conntrack_stats` stays as it was).  A scan of every
+        connection slot: for a dump, not per frame.
         """
         cdef Conntrack* ct = &self.core.ct
-        cdef CtConn* conn
-        cdef int64_t ci, n = 0
-        cdef uint32_t r
+        cdef const CtConn* conn
+        cdef int64_t ci
+        cdef uint32_t acl_base = <uint32_t>self.core.acl_zone_base
+        entries = []
         for ci in range(ct.n_conns):
             conn = &ct.conns[ci]
-            if conn.tm == CT_TM_FREE or conn.zone >= <uint32_t>self.core.acl_zone_base or conn.zone % 3 != Z_DNAT:
+            if conn.tm == CT_TM_FREE or ct.now >= conn.expiry:
                 continue
-            r = conn.zone // 3
-            if (self.core.routers[r].gateway_router and conn.osrc == conn.tsrc and conn.odst == conn.tdst
-                    and conn.osport == conn.tsport and conn.odport == conn.tdport):
-                n += 1
-        return n
+            if conn.zone < acl_base:
+                datapath = self.datapath_names[self.core.n_switches + conn.zone // 3]
+                kind, port = CT_ZONE_KINDS[conn.zone % 3], None
+            else:
+                port = self.port_names[conn.zone - acl_base]
+                datapath, kind = self.tables.switch_of_port[port], "acl"
+            # An ICMP query's identifier is both ports (an ACL zone keeps its
+            # type in the original's destination port and the reply type in
+            # the translated source port: the keys' layout, not the tuple's).
+            if conn.proto == IPPROTO_ICMP:
+                orig = (_ip4(conn.osrc), _ip4(conn.odst), conn.osport, conn.osport)
+                reply = (_ip4(conn.tdst), _ip4(conn.tsrc), conn.tdport, conn.tdport)
+            else:
+                orig = (_ip4(conn.osrc), _ip4(conn.odst), conn.osport, conn.odport)
+                reply = (_ip4(conn.tdst), _ip4(conn.tsrc), conn.tdport, conn.tsport)
+            entries.append((conn.zone, datapath, kind, port, conn.proto, orig, reply,
+                            _DPCTL_TCP_STATES[max(conn.st0, conn.st1)] if conn.proto == IPPROTO_TCP else None,
+                            CT_TIMEOUT_DEFAULTS[conn.tm][0], conn.expiry - ct.now, 1 if conn.blocked else 0))
+        return entries
 
     @property
     def ct_limit(self):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ovnsim.datapath.engine import STAGE_LIST
 from ovnsim.northd.rules import CT_OUTCOMES
 from ovnsim.northd.stages import Drop
+from ovnsim.sim import ConntrackTable
 
 from .engine import PythonEngine
 
@@ -135,6 +136,18 @@ def gateway_router_dnat_commit_trace(events, oracle_events=()):
     return out
 
 
+def gateway_router_plain_commits(engine) -> int:
+    """Live connections a gateway router committed in its DNAT zone with no translation.
+
+    lr_out_post_undnat's ``ct_commit { }`` of every new connection leaving a
+    gateway router (see :func:`gateway_router_dnat_commit_trace`), read from
+    the engine's conntrack dump.
+    """
+    gateway_routers = {name for name, lr in engine.tables.routers.items() if lr.gateway_router}
+    return sum(1 for e in ConntrackTable(engine)
+               if e.zone_kind == "dnat" and e.datapath in gateway_routers and not e.nat)
+
+
 def oracle_conntrack_size(engine) -> int:
     """The C engine's conntrack size as the frozen oracle counts it: without the plain commits.
 
@@ -142,7 +155,7 @@ def oracle_conntrack_size(engine) -> int:
     engine also holds, for every connection that left a gateway router, its
     untranslated entry in the router's DNAT zone; the oracle holds none.
     """
-    return engine.conntrack_size - engine.conntrack_untranslated
+    return engine.conntrack_size - gateway_router_plain_commits(engine)
 
 
 def _ip4_header(frame: bytes):
