@@ -578,13 +578,22 @@ cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32
 
 cdef uint64_t ct_commit_plain(Core* c, Pkt* p, int32_t r, int kind) noexcept nogil:
     """``ct_commit { }`` of a packet ct_nat found no entry for and that may open a
-    connection (ct.new: the caller checked ct_valid_new): a connection with no NAT.
+    connection (ct.new: the caller checked ct_valid_new): a connection with no NAT,
+    unless its reply tuple is another connection's.
 
-    Returns CT_COMMITTED or CT_FULL (the caller drops).
+    Then, as OVS's conntrack does (and Linux's NAT null binding), the new
+    connection gets another source port, so that each connection keeps its
+    replies: outside:p -> FIP:q, then outside:p -> fixed:q, leaves with
+    source port p + 1 (real OVN: test_realdp_known.py::
+    test_a_plain_commit_whose_reply_tuple_is_taken_gets_another_source_port).
+
+    Returns CT_COMMITTED (with the source port, and whether it changed, as
+    ct_nat's value has them) or CT_FULL (the caller drops).
     """
     cdef Conntrack* ct = &c.ct
     cdef uint32_t zone = <uint32_t>(r * 3 + kind)
-    cdef uint16_t sp, dp
+    cdef uint32_t s = p.ip_src, d = p.ip_dst
+    cdef uint16_t sp, dp, tsp, tdp
     if p.proto == IPPROTO_ICMP:
         sp = dp = p.icmp_id
     else:
@@ -596,9 +605,17 @@ cdef uint64_t ct_commit_plain(Core* c, Pkt* p, int32_t r, int kind) noexcept nog
         return 0
     if ct_at_limit(ct):
         return CT_FULL
-    ct_insert(ct, zone, p.proto, p.ip_src, sp, p.ip_dst, dp, p.ip_src, sp, p.ip_dst, dp)
+    tsp = sp
+    tdp = dp
+    if not p.later_frag and ct_live(ct, (<uint64_t>d << 32) | s, ct_k2(zone, p.proto, dp, sp)):
+        tsp = ct_unique_sport(ct, zone, p.proto, icmp_query(p.icmp_type), s, sp, d, dp)
+        if p.proto == IPPROTO_ICMP:
+            tdp = tsp
+    ct_insert(ct, zone, p.proto, s, sp, d, dp, s, tsp, d, tdp)
     p.ct_zones |= (1 << kind) | (1 << (kind + 4))
-    return CT_COMMITTED
+    if tsp != sp:
+        set_tuple(p, s, tsp, d, tdp)
+    return CT_COMMITTED | (<uint64_t>tsp << 8) | (<uint64_t>(tsp != sp) << 24)
 
 
 cdef inline bint ct_valid_new(const Pkt* p) noexcept nogil:

@@ -34,6 +34,7 @@ FORMATS = ("minimal", "detailed", "json")
 _FIELD = re.compile(r"\$\{([a-z_0-9]+)(?:\.([a-z_0-9]+))?\}")
 _DROP_RULES = frozenset(i for i, rule in enumerate(RULES) if rule.drop is not None)
 _CT_NEW = next(i for i, (name, _) in enumerate(CT_OUTCOMES) if name == "NEW")
+_CT_COMMITTED = next(i for i, (name, _) in enumerate(CT_OUTCOMES) if name == "COMMITTED")
 
 
 class _Port(NamedTuple):
@@ -268,6 +269,8 @@ def fill(template: str, ctx: Dict[str, object]) -> str:
 
 def _ct_text(v: int) -> str:
     code = v & 0xFF
+    if code == _CT_COMMITTED and (v >> 24) & 1:
+        return f"new connection committed, source port {(v >> 8) & 0xFFFF} (its reply tuple was another connection's)"
     if code != _CT_NEW:
         return CT_OUTCOMES[code][1]
     port = (v >> 8) & 0xFFFF

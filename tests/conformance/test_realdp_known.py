@@ -100,3 +100,73 @@ def test_hairpin_reply_through_the_snat_address_comes_back_on_a_dgp_router(real)
     steps = real("dgp")("web2-icmp-fip-web1")
     reply = Ether(steps[-1].outputs["web2"][0])
     assert reply[ICMP].type == 0 and reply[IP].src == "172.24.4.150" and reply[IP].dst == "10.1.0.12"
+
+
+def _plain_commit_then_its_reply_to_a_floating_ip():
+    """outside -> 172.24.4.1 from vm2's floating IP (reference.yaml), then 172.24.4.1's answer to it."""
+    upstream, gateway = "52:54:00:c0:ff:ee", "fa:16:3e:ab:62:10"
+    return [bytes(Ether(src=upstream, dst=gateway) / IP(src="172.24.4.100", dst="172.24.4.1")
+                  / UDP(sport=5000, dport=53)),
+            bytes(Ether(src=upstream, dst=gateway) / IP(src="172.24.4.1", dst="172.24.4.100")
+                  / UDP(sport=53, dport=5000))]
+
+
+def test_the_reply_of_a_plain_commit_to_a_floating_ip_is_not_dnated():
+    """A gateway router commits what it routes back out in its DNAT zone, un-NATed; a packet
+    that is that connection's reply is not DNATed to the floating IP's VM, though it is sent to
+    the floating IP: it is routed to that address as it is (an ARP for it on the provider network).
+    The frozen oracle DNATs it (test_engines.py: PlainCommitReply); the engine does what real OVN does."""
+    from ovnsim.sim import Simulator
+
+    RealDatapath.skip_unless_available()
+    topo = load_topology(os.path.join(ROOT, "topologies", "reference.yaml"))
+    frames = _plain_commit_then_its_reply_to_a_floating_ip()
+    dp = RealDatapath().start()
+    try:
+        dp.load(compile_topology(topo))
+        real_outputs = [dp.inject("provnet-public", f).outputs for f in frames]
+    finally:
+        dp.stop()
+    assert set(real_outputs[1]) == {"provnet-public"}, real_outputs[1]
+    arp = Ether(real_outputs[1]["provnet-public"][0])
+    assert arp.haslayer("ARP") and arp["ARP"].pdst == "172.24.4.100" and arp["ARP"].op == 1
+    sim = Simulator(topo)
+    for frame, real in zip(frames, real_outputs):
+        outputs = sim.inject("provnet-public", frame).outputs
+        assert {o.port: [o.frame] for o in outputs} == real
+
+
+def test_a_plain_commit_whose_reply_tuple_is_taken_gets_another_source_port():
+    """outside:5000 -> vm2's floating IP:53 is DNATed; then outside:5000 -> vm2's fixed address:53
+    would have the same reply tuple in the gateway router's DNAT zone, where it is committed plain:
+    OVS's conntrack gives it source port 5001, and vm2's reply from port 53 to 5000 still leaves
+    as the floating IP.  The engine does what real OVN does (the frozen oracle has no plain
+    commits: test_engines.py, PlainCommitClash)."""
+    from ovnsim.northd.tables import build_tables, int_to_mac
+    from ovnsim.sim import Simulator
+
+    RealDatapath.skip_unless_available()
+    topo = load_topology(os.path.join(ROOT, "topologies", "reference.yaml"))
+    logical = compile_topology(topo)
+    ports = build_tables(logical).routers["neutron-router1"].ports
+    router_mac = int_to_mac(ports["lrp-router1-web-v4"].mac)
+    upstream, gateway = "52:54:00:c0:ff:ee", "fa:16:3e:ab:62:10"
+    frames = [("provnet-public", Ether(src=upstream, dst=gateway) / IP(src="172.24.4.1", dst="172.24.4.100")
+               / UDP(sport=5000, dport=53)),
+              ("provnet-public", Ether(src=upstream, dst=gateway) / IP(src="172.24.4.1", dst="10.0.0.12")
+               / UDP(sport=5000, dport=53)),
+              ("vm2", Ether(src="fa:16:3e:00:00:12", dst=router_mac) / IP(src="10.0.0.12", dst="172.24.4.1")
+               / UDP(sport=53, dport=5000))]
+    dp = RealDatapath().start()
+    try:
+        dp.load(logical)
+        real_outputs = [dp.inject(port, bytes(f)).outputs for port, f in frames]
+    finally:
+        dp.stop()
+    second = Ether(real_outputs[1]["vm2"][0])
+    assert (second[IP].dst, second[UDP].sport, second[UDP].dport) == ("10.0.0.12", 5001, 53)
+    reply = Ether(real_outputs[2]["provnet-public"][0])
+    assert (reply[IP].src, reply[UDP].sport, reply[IP].dst, reply[UDP].dport) == ("172.24.4.100", 53, "172.24.4.1", 5000)
+    sim = Simulator(topo)
+    for (port, frame), real in zip(frames, real_outputs):
+        assert {o.port: [o.frame] for o in sim.inject(port, bytes(frame)).outputs} == real

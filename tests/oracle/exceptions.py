@@ -143,9 +143,18 @@ def gateway_router_plain_commits(engine) -> int:
     gateway router (see :func:`gateway_router_dnat_commit_trace`), read from
     the engine's conntrack dump.
     """
+    return sum(1 for _ in gateway_router_plain_entries(engine))
+
+
+def gateway_router_plain_entries(engine):
+    """The dump entries of lr_out_post_undnat's commits: a gateway router's DNAT zone, nothing
+    translated but (where the reply tuple was taken) the source port."""
     gateway_routers = {name for name, lr in engine.tables.routers.items() if lr.gateway_router}
-    return sum(1 for e in ConntrackTable(engine)
-               if e.zone_kind == "dnat" and e.datapath in gateway_routers and not e.nat)
+    for e in ConntrackTable(engine):
+        o, r = e.orig, e.reply
+        if (e.zone_kind == "dnat" and e.datapath in gateway_routers
+                and (r.src, r.sport, r.dst) == (o.dst, o.dport, o.src)):
+            yield e
 
 
 def oracle_conntrack_size(engine) -> int:
