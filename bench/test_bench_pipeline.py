@@ -12,7 +12,10 @@ Four frames through ``topologies/reference.yaml``:
 * ``routed_snat_new_connection``: the same route with a new source port each
   frame, so every frame commits a new SNAT connection;
 * ``arp_responder``: vm1's ARP request for its gateway, answered by the
-  switch's ARP responder.
+  switch's ARP responder;
+* ``routed_snat_warm_traced``: ``routed_snat_warm`` with ``trace=True`` (what
+  ``ovnsim trace`` and ``replay --trace`` run: the C engine's trace records,
+  rendered into ``result.trace``'s steps).
 
 The machine is shared and noisy, so nothing here asserts on time. Every run
 also measures a baseline -- scapy dissecting the routed frame (``Ether(frame)``)
@@ -147,6 +150,18 @@ def test_routed_snat_warm(benchmark, sim, frames):
     result = benchmark(sim.inject, "vm1", frame)
     check_routed(sim, result, 40000)
     assert len(sim.conntrack) == 2, "the repeated frame found its connection, it did not add one"
+
+
+@pytest.mark.benchmark(group=GROUP)
+def test_routed_snat_warm_traced(benchmark, sim, frames):
+    frame = frames["routed"]
+    sim.inject("vm1", frame)  # commits the connection
+    result = benchmark(sim.inject, "vm1", frame, trace=True)
+    check_routed(sim, result, 40000)
+    stages = [step.stage for step in result.trace]
+    # the whole route, in OVN's stage names: both routers' SNAT-side stages and the delivery
+    assert stages[0] == "ls_in_check_port_sec" and stages[-1] == "ls_out_apply_port_sec", stages
+    assert "lr_out_snat" in stages and stages.count("lr_in_ip_routing") == 2, stages
 
 
 class _NewConnections:

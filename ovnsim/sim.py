@@ -247,7 +247,6 @@ def run_traced(engine, renderer, raw: bytes, inport: int, *, with_trace: bool = 
     ``origlen``: its length on the wire when a capture's snaplen cut it.
     """
     from ovnsim.datapath.engine import KINDS
-    from ovnsim.datapath.trace import events_and_drops
 
     batch = engine.process_batch(raw, [0], [len(raw)], [inport], trace=True,
                                  timestamps=None if time_ns is None else [time_ns],
@@ -256,11 +255,11 @@ def run_traced(engine, renderer, raw: bytes, inport: int, *, with_trace: bool = 
     outputs = [Output(names[batch.out_port[i]], KINDS[batch.out_kind[i]], batch.output_bytes(i))
                for i in range(batch.n_outputs)]
     if with_trace:
-        events, drops = events_and_drops(renderer.steps(batch))
+        events, drops = renderer.events_and_drops(batch)
         return Result(outputs, drops, events)
     # Without a trace only the drops are rendered (for their details): a few
     # records out of the frame's ~15 per datapath.
-    _events, drops = events_and_drops(renderer.drop_steps(batch))
+    _events, drops = renderer.events_and_drops(batch, drops_only=True)
     return Result(outputs, drops, [])
 
 

@@ -129,6 +129,8 @@ class TraceRenderer:
     def __init__(self, engine) -> None:
         self.engine = engine
         self._cache: Dict[tuple, Step] = {}
+        #: (rule, depth, datapath, a, b) -> (its event or None, its drop's fields or None)
+        self._results: Dict[tuple, tuple] = {}
         tables = engine.tables
         self.datapaths: List[str] = list(engine.datapath_names)
         self.ports: List[str] = list(engine.port_names)
@@ -243,10 +245,33 @@ class TraceRenderer:
         return Step(rule, self.datapaths[dp], depth, prio, fill(rule.match, ctx), fill(rule.actions, ctx),
                     fill(rule.detail, ctx), writes)
 
-    def drop_steps(self, batch) -> List[Step]:
-        """The records of ``batch`` that are drops, rendered."""
-        return [self.step(rule, dp, depth, a, b) for _frame, rule, depth, dp, a, b in batch.trace_records()
-                if rule in _DROP_RULES]
+    def events_and_drops(self, batch, *, drops_only: bool = False) -> Tuple[list, list]:
+        """The records of ``batch`` as a Result's trace events and drops (drops carry their detail).
+
+        ``drops_only``: only the drop records are rendered (no events).  Each
+        distinct record is rendered once (a repeated flow's steps are the same
+        records): its event, frozen, is shared; each drop is a new DropRecord.
+        """
+        from ovnsim.sim import DropRecord
+
+        events, drops = [], []
+        results = self._results
+        for record in batch.trace_records():
+            if drops_only and record[1] not in _DROP_RULES:
+                continue
+            key = record[1:]
+            done = results.get(key)
+            if done is None:
+                if len(results) >= 65536:
+                    results.clear()
+                rule, depth, dp, a, b = key
+                done = results[key] = _event_and_drop(self._render(rule, dp, depth, a, b))
+            event, drop = done
+            if event is not None:
+                events.append(event)
+            if drop is not None:
+                drops.append(DropRecord(*drop))
+        return events, drops
 
     def steps(self, batch, start: int = 0, stop: Optional[int] = None) -> List[Step]:
         """Records ``start:stop`` of ``batch`` (a BatchResult), rendered."""
@@ -279,30 +304,19 @@ def _ct_text(v: int) -> str:
     return text + (f", source port {port}" if (v >> 24) & 1 else "")
 
 
-_EVENTS: Dict[Step, object] = {}
+def _event_and_drop(s: Step) -> tuple:
+    """A rendered step as (its TraceEvent or None, its DropRecord's fields or None)."""
+    from ovnsim.sim import TraceEvent
 
-
-def events_and_drops(steps: List[Step]) -> Tuple[list, list]:
-    """Steps as the Result's trace events and drops (drops carry their detail).
-
-    Events are frozen, so one step's event is made once and shared.
-    """
-    from ovnsim.sim import DropRecord, TraceEvent
-
-    events, drops = [], []
-    for s in steps:
-        stage = STAGES[s.rule.stage]
-        if s.rule.event:
-            event = _EVENTS.get(s)
-            if event is None:
-                if len(_EVENTS) >= 65536:
-                    _EVENTS.clear()
-                event = _EVENTS[s] = TraceEvent(s.depth, s.datapath, stage.name, stage.table, stage.pipeline,
-                                                s.priority, s.match, s.action, s.rule.name, s.writes)
-            events.append(event)
-        if s.rule.drop is not None:
-            drops.append(DropRecord(s.datapath, stage.name, Drop(s.rule.drop), s.detail))
-    return events, drops
+    stage = STAGES[s.rule.stage]
+    event = None
+    if s.rule.event:
+        event = TraceEvent(s.depth, s.datapath, stage.name, stage.table, stage.pipeline,
+                           s.priority, s.match, s.action, s.rule.name, s.writes)
+    drop = None
+    if s.rule.drop is not None:
+        drop = (s.datapath, stage.name, Drop(s.rule.drop), s.detail)
+    return event, drop
 
 
 # -- printing -------------------------------------------------------------------
