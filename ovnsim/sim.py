@@ -239,16 +239,17 @@ def _frame_bytes(frame: FrameLike) -> bytes:
 
 def run_traced(engine, renderer, raw: bytes, inport: int, *, with_trace: bool = True,
                time_ns: Optional[int] = None, origlen: Optional[int] = None) -> Result:
-    """Run one frame through ``engine`` with tracing on; its :class:`Result`.
+    """Run one frame through ``engine``; its :class:`Result` (``with_trace``: its trace too).
 
     ``inport`` is a port index (``-1``: chosen as ``--auto`` does).  The
-    trace records give the events and each drop's detail.  ``time_ns``: the
+    trace records give the events; each drop's detail comes from the
+    batch's drop arrays or its trace.  ``time_ns``: the
     frame's time (conntrack ageing; None: the clock stands still);
     ``origlen``: its length on the wire when a capture's snaplen cut it.
     """
     from ovnsim.datapath.engine import KINDS
 
-    batch = engine.process_batch(raw, [0], [len(raw)], [inport], trace=True,
+    batch = engine.process_batch(raw, [0], [len(raw)], [inport], trace=with_trace,
                                  timestamps=None if time_ns is None else [time_ns],
                                  origlens=None if origlen is None else [origlen])
     names = engine.port_names
@@ -257,10 +258,9 @@ def run_traced(engine, renderer, raw: bytes, inport: int, *, with_trace: bool = 
     if with_trace:
         events, drops = renderer.events_and_drops(batch)
         return Result(outputs, drops, events)
-    # Without a trace only the drops are rendered (for their details): a few
-    # records out of the frame's ~15 per datapath.
-    _events, drops = renderer.events_and_drops(batch, drops_only=True)
-    return Result(outputs, drops, [])
+    # Without a trace the engine runs its untraced build; the drops (their
+    # details included) come from the batch's drop arrays.
+    return Result(outputs, renderer.drops(batch), [])
 
 
 class Simulator:

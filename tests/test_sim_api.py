@@ -203,6 +203,36 @@ def test_trace_rejects_a_bad_microflow(sim):
         sim.trace('inport == "vm1" && eth.src ==')
 
 
+_CAPTURES = [("reference-mixed.pcap", "reference.yaml"), ("dgp-mixed.pcap", "dgp.yaml"),
+             ("multi-router-mixed.pcap", "multi-router.yaml"), ("two-projects-mixed.pcap", "two-projects.yaml"),
+             ("dhcp-metadata-mixed.pcap", "dhcp-metadata.yaml"), ("reference-snaplen.pcap", "reference.yaml")]
+
+
+@pytest.mark.parametrize("capture,topology", _CAPTURES)
+def test_untraced_inject_gives_the_traced_outputs_and_drops(capture, topology):
+    """Without a trace the engine runs its untraced build and the drops come from its drop
+    arrays; with one, from the trace records: every frame of the bundled captures (auto
+    ingress, capture times, snaplen) ends the same either way, drop details included."""
+    from ovnsim.capture.pcap import read_frames
+    from ovnsim.sim import run_traced
+
+    logical = compile_topology(load_topology(str(TOPOLOGIES / topology)))
+    untraced, traced = Simulator(logical), Simulator(logical)
+    frames = list(read_frames(TOPOLOGIES.parent / "pcaps" / capture))
+    drops = steps = 0
+    for i, (stamp, frame, origlen) in enumerate(frames):
+        a = run_traced(untraced.engine, untraced.renderer, frame, -1, with_trace=False, time_ns=stamp,
+                       origlen=origlen)
+        b = run_traced(traced.engine, traced.renderer, frame, -1, with_trace=True, time_ns=stamp,
+                       origlen=origlen)
+        assert a.outputs == b.outputs, f"{capture} frame {i}"
+        assert a.drops == b.drops, f"{capture} frame {i}"
+        assert not a.trace
+        drops += len(a.drops)
+        steps += len(b.trace)
+    assert len(frames) >= 10 and drops > 0 and steps > 0, "the capture exercises drops and traces"
+
+
 def test_inject_traces_only_when_asked(sim):
     frame = udp_frame(VM1_MAC, VM2_MAC, VM1_IP, VM2_IP)
     assert sim.inject("vm1", frame).trace == []

@@ -245,20 +245,17 @@ class TraceRenderer:
         return Step(rule, self.datapaths[dp], depth, prio, fill(rule.match, ctx), fill(rule.actions, ctx),
                     fill(rule.detail, ctx), writes)
 
-    def events_and_drops(self, batch, *, drops_only: bool = False) -> Tuple[list, list]:
-        """The records of ``batch`` as a Result's trace events and drops (drops carry their detail).
+    def events_and_drops(self, batch) -> Tuple[list, list]:
+        """The trace records of ``batch`` as a Result's trace events and drops (drops carry their detail).
 
-        ``drops_only``: only the drop records are rendered (no events).  Each
-        distinct record is rendered once (a repeated flow's steps are the same
-        records): its event, frozen, is shared; each drop is a new DropRecord.
+        Each distinct record is rendered once (a repeated flow's steps are the
+        same records): its event, frozen, is shared; each drop is a new DropRecord.
         """
         from ovnsim.sim import DropRecord
 
         events, drops = [], []
         results = self._results
         for record in batch.trace_records():
-            if drops_only and record[1] not in _DROP_RULES:
-                continue
             key = record[1:]
             done = results.get(key)
             if done is None:
@@ -272,6 +269,24 @@ class TraceRenderer:
             if drop is not None:
                 drops.append(DropRecord(*drop))
         return events, drops
+
+    def drops(self, batch) -> list:
+        """The drops of ``batch``, traced or not, as a Result's drops (from its drop arrays)."""
+        from ovnsim.sim import DropRecord
+
+        drops = []
+        results = self._results
+        for i in range(batch.n_drops):
+            # a drop's record is its trace record's, at depth 0 (a drop's text has no depth)
+            key = (batch.drop_rule[i], 0, batch.drop_datapath[i], batch.drop_a[i], batch.drop_b[i])
+            done = results.get(key)
+            if done is None:
+                if len(results) >= 65536:
+                    results.clear()
+                rule, depth, dp, a, b = key
+                done = results[key] = _event_and_drop(self._render(rule, dp, depth, a, b))
+            drops.append(DropRecord(*done[1]))
+        return drops
 
     def steps(self, batch, start: int = 0, stop: Optional[int] = None) -> List[Step]:
         """Records ``start:stop`` of ``batch`` (a BatchResult), rendered."""
