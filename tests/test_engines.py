@@ -1174,9 +1174,12 @@ class PlainCommitReply(ConnectionReopened):
     its reply (so is a router's TCP reset or ICMP error answering it), and
     ct_dnat does not NAT it afresh (a floating IP's DNAT included): real
     OVN routes it to X as it is (test_realdp_known.py::
-    test_the_reply_of_a_plain_commit_to_a_floating_ip_is_not_dnated), and
-    so does the engine.  The frozen oracle, which commits no plain entries,
-    NATs it, so from that batch on the two legitimately differ.
+    test_the_reply_of_a_plain_commit_to_a_floating_ip_is_not_dnated; a
+    router's own answer, router1's TCP reset, port unreachable or time
+    exceeded to a packet from the floating IP: test_realdp_known.py::
+    test_a_routers_answer_that_is_the_reply_of_a_plain_commit_to_a_floating_ip_is_not_dnated),
+    and so does the engine.  The frozen oracle, which commits no plain
+    entries, NATs it, so from that batch on the two legitimately differ.
     """
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP, UDP
-from scapy.layers.l2 import Ether
+from scapy.layers.inet import ICMP, IP, IPerror, TCP, UDP
+from scapy.layers.l2 import ARP, Ether
 
 from conformance import conversations as cv
 from conformance.known_differences import KINDS, KNOWN
@@ -170,3 +170,58 @@ def test_a_plain_commit_whose_reply_tuple_is_taken_gets_another_source_port():
     sim = Simulator(topo)
     for (port, frame), real in zip(frames, real_outputs):
         assert {o.port: [o.frame] for o in sim.inject(port, bytes(frame)).outputs} == real
+
+
+#: (what the outside sends from vm2's floating IP, the router's answer that comes back as its reply)
+_ROUTER_ANSWERS = {
+    # router1's own address: a TCP reset (lr_in_ip_input: tcp_reset)
+    "tcp-reset": (IP(src="172.24.4.100", dst="10.0.0.1") / TCP(sport=5000, dport=22, flags="S", seq=1000),
+                  ("10.0.0.1", TCP)),
+    # and UDP to it: ICMP port unreachable
+    "port-unreachable": (IP(src="172.24.4.100", dst="10.0.0.1") / UDP(sport=5000, dport=53), ("10.0.0.1", ICMP)),
+    # to vm1 with TTL 2: the gateway router routes it with TTL 1, router1 answers time exceeded from its join address
+    "time-exceeded": (IP(src="172.24.4.100", dst="10.0.0.11", ttl=2) / UDP(sport=5000, dport=53), ("100.64.0.1", ICMP)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_ROUTER_ANSWERS))
+def test_a_routers_answer_that_is_the_reply_of_a_plain_commit_to_a_floating_ip_is_not_dnated(case):
+    """The gateway router routes a packet from outside, sent from its floating IP, to router1
+    and commits it, un-NATed, in its DNAT zone; router1 answers it (a TCP reset, an ICMP error),
+    and the answer comes back into the gateway router as that connection's reply (or related to
+    it): ct_dnat does not DNAT it to the floating IP's VM, it is routed to the floating IP as it
+    is (held while the gateway router ARPs for it on the provider network, sent once an ARP reply
+    comes).  The frozen oracle DNATs the reset and the port unreachable to vm2 and drops the time
+    exceeded (test_engines.py's run_both excuses the reset as PlainCommitReply, a router's own
+    answer, and the ICMP errors as CommitRefused, met first); the engine does what real OVN does."""
+    from ovnsim.sim import Simulator
+
+    RealDatapath.skip_unless_available()
+    upstream, gateway, other = "52:54:00:c0:ff:ee", "fa:16:3e:ab:62:10", "52:54:00:00:01:00"
+    packet, (answered_by, layer) = _ROUTER_ANSWERS[case]
+    frames = [bytes(Ether(src=upstream, dst=gateway) / packet),
+              bytes(Ether(src=other, dst=gateway) / ARP(op=2, hwsrc=other, psrc="172.24.4.100",
+                                                         hwdst=gateway, pdst="172.24.4.10"))]
+    topo = load_topology(os.path.join(ROOT, "topologies", "reference.yaml"))
+    dp = RealDatapath().start()
+    try:
+        dp.load(compile_topology(topo))
+        real_outputs = [dp.inject("provnet-public", f).outputs for f in frames]
+    finally:
+        dp.stop()
+    assert set(real_outputs[0]) == {"provnet-public"}, real_outputs[0]
+    (arp,) = [Ether(f) for f in real_outputs[0]["provnet-public"]]
+    assert arp.haslayer(ARP) and arp[ARP].op == 1 and arp[ARP].pdst == "172.24.4.100"
+    assert set(real_outputs[1]) == {"provnet-public"}, real_outputs[1]
+    (answer,) = [Ether(f) for f in real_outputs[1]["provnet-public"]]
+    assert (answer.dst, answer[IP].src, answer[IP].dst) == (other, answered_by, "172.24.4.100")
+    assert answer.haslayer(layer)
+    if layer is TCP:
+        assert (answer[TCP].sport, answer[TCP].dport, str(answer[TCP].flags), answer[TCP].ack) == (22, 5000, "RA", 1001)
+    else:
+        assert (answer[ICMP].type, answer[ICMP].code) == ((11, 0) if case == "time-exceeded" else (3, 3))
+        assert answer[IPerror].src == "172.24.4.100"
+    sim = Simulator(topo)
+    for frame, real in zip(frames, real_outputs):
+        outputs = sim.inject("provnet-public", frame).outputs
+        assert {o.port: [o.frame] for o in outputs} == real
