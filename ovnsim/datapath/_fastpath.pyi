@@ -177,7 +177,9 @@ class FastEngine:
 
     @property
     def conntrack_size(self) -> int:
-        """Connections tracked."""
+        """The tracker's keys halved (two per connection, fewer where another connection took one):
+        what the frozen test oracle's ``len(conntrack)`` counts.  The connections themselves:
+        ``conntrack_stats["live"]`` (expired ones not yet swept included) and :meth:`conntrack_entries`."""
 
     def conntrack_entries(self) -> list[_CtRecord]:
         """The connections a lookup would find now, as ``ovs-appctl dpctl/dump-conntrack -s`` lists them.

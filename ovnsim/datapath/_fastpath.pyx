@@ -491,7 +491,9 @@ cdef class FastEngine:
 
     @property
     def conntrack_size(self):
-        """Connections in the tracker (as ``len(oracle PythonEngine.conntrack)``)."""
+        """The tracker's keys halved (two per connection, fewer where another connection took one):
+        what the frozen test oracle's ``len(conntrack)`` counts.  The connections themselves:
+        ``conntrack_stats["live"]`` (expired ones not yet swept included) and :meth:`conntrack_entries`."""
         return self.core.ct.count // 2
 
     def conntrack_entries(self):
