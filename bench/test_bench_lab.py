@@ -20,7 +20,8 @@ import subprocess
 
 import pytest
 
-from ovnsim.lab import Lab, cleanup
+from ovnsim.lab import Lab
+from ovnsim.lab.runs import run_lab_dir
 from ovnsim.neutron.compiler import compile_topology
 from ovnsim.neutron.loader import load_topology
 
@@ -49,10 +50,11 @@ def topology_text(ports: int) -> str:
 
 
 @pytest.fixture
-def lab_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
-    yield
-    cleanup(all_labs=True)
+def lab_dir():
+    # ledgers in this run's directory under /run/ovnsim/runs, never a tmp dir (ovnsim.lab.runs);
+    # whatever a benchmark left is torn down by them
+    with run_lab_dir("bench"):
+        yield
 
 
 def logical_of(tmp_path, ports):

@@ -12,10 +12,12 @@ Tests that use them carry ``@pytest.mark.ovn`` (declared in pyproject.toml).
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
 
+from ovnsim.lab.runs import run_lab_dir
 from ovnsim.testing.realovn import RealOVN
 
 
@@ -36,6 +38,24 @@ def ovn(real_ovn):
     """The session's RealOVN with empty databases (reset before the test)."""
     real_ovn.reset()
     return real_ovn
+
+
+@pytest.fixture
+def run_labs(tmp_path, monkeypatch):
+    """``$OVNSIM_LAB_DIR`` for the test: a ledger directory of its own, never a temporary one.
+
+    It lives in this run's directory under ``/run/ovnsim/runs``
+    (:mod:`ovnsim.lab.runs`), which outlives a killed run, so ``ovnsim lab
+    cleanup`` still finds what the test's labs made; after the test it is
+    torn down by its ledgers and removed.  Without root no namespace can be
+    made, so a temporary directory is safe there (and ``/run`` not writable).
+    """
+    if os.geteuid() != 0:
+        monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
+        yield tmp_path / "labs"
+        return
+    with run_lab_dir("test") as path:
+        yield path
 
 
 def pytest_configure(config):

@@ -1,7 +1,8 @@
 """Real labs (root): traffic through the namespaces, lifecycle, crash and cleanup safety.
 
 Every lab here lives in a state directory of the test's own
-(``$OVNSIM_LAB_DIR``), every namespace it creates carries the lab's name,
+(``$OVNSIM_LAB_DIR``, inside this run's directory under /run/ovnsim/runs:
+ovnsim.lab.runs), every namespace it creates carries the lab's name,
 and all traffic stays between the lab's namespaces.
 """
 
@@ -19,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from ovnsim.cli import main
-from ovnsim.lab import Lab, LabError, cleanup
+from ovnsim.lab import Lab, LabError
 from ovnsim.lab.build import bridge_conntrack_missing
 from ovnsim.lab.ledger import Ledger, netns_identity
+from ovnsim.lab.runs import run_lab_dir
 from ovnsim.neutron.compiler import compile_topology
 from ovnsim.neutron.loader import load_topology
 
@@ -50,26 +52,15 @@ PID = os.getpid()
 
 
 @pytest.fixture
-def lab_dir(tmp_path, monkeypatch):
-    path = tmp_path / "labs"
-    monkeypatch.setenv("OVNSIM_LAB_DIR", str(path))
-    yield path
-    # Whatever a failing test left: down by the ledgers of this directory only.
-    cleanup(all_labs=True)
+def lab_dir(run_labs):
+    # Whatever a failing test left is torn down by the ledgers of this directory only (run_labs).
+    return run_labs
 
 
 @pytest.fixture(scope="module")
-def ref_lab(tmp_path_factory):
-    old = os.environ.get("OVNSIM_LAB_DIR")
-    os.environ["OVNSIM_LAB_DIR"] = str(tmp_path_factory.mktemp("labs"))
-    try:
-        with Lab.up(topo_path("reference"), name=f"tref{PID}") as lab:
-            yield lab
-    finally:
-        if old is None:
-            os.environ.pop("OVNSIM_LAB_DIR", None)
-        else:
-            os.environ["OVNSIM_LAB_DIR"] = old
+def ref_lab():
+    with run_lab_dir("ref"), Lab.up(topo_path("reference"), name=f"tref{PID}") as lab:
+        yield lab
 
 
 def ping(lab, port, dst, ttl=None):

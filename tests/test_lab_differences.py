@@ -14,6 +14,7 @@ import pytest
 
 from ovnsim.lab import Lab
 from ovnsim.lab.build import open_packet_socket
+from ovnsim.lab.runs import run_lab_dir
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nft") is None,
                                                    reason="labs need root and nftables")]
@@ -24,27 +25,20 @@ def topo_path(name: str) -> str:
     return str(Path(__file__).resolve().parent.parent / "topologies" / f"{name}.yaml")
 
 
-def _lab(tmp_path_factory, topo, name):
-    old = os.environ.get("OVNSIM_LAB_DIR")
-    os.environ["OVNSIM_LAB_DIR"] = str(tmp_path_factory.mktemp("labs"))
-    try:
-        with Lab.up(topo_path(topo), name=name) as lab:
-            yield lab
-    finally:
-        if old is None:
-            os.environ.pop("OVNSIM_LAB_DIR", None)
-        else:
-            os.environ["OVNSIM_LAB_DIR"] = old
+def _lab(topo, name):
+    # ledgers in this run's directory under /run/ovnsim/runs (ovnsim.lab.runs), never a tmp dir
+    with run_lab_dir(topo), Lab.up(topo_path(topo), name=name) as lab:
+        yield lab
 
 
 @pytest.fixture(scope="module")
-def ref(tmp_path_factory):
-    yield from _lab(tmp_path_factory, "reference", f"dref{os.getpid()}")
+def ref():
+    yield from _lab("reference", f"dref{os.getpid()}")
 
 
 @pytest.fixture(scope="module")
-def multi(tmp_path_factory):
-    yield from _lab(tmp_path_factory, "multi-router", f"dmulti{os.getpid()}")
+def multi():
+    yield from _lab("multi-router", f"dmulti{os.getpid()}")
 
 
 def dissect(frame):
@@ -173,13 +167,13 @@ def test_unknown_unicast_not_flooded_to_known_ports(ref):
     assert not any(dissect(f).dst == "02:00:00:00:99:98" for _t, f in cap.frames)
 
 
-def test_distributed_fip_answered_and_sent_with_its_external_mac(tmp_path_factory):
+def test_distributed_fip_answered_and_sent_with_its_external_mac():
     """As in OVN (and the emulator): a distributed floating IP is answered with its external_mac, and what its
     VM sends outside leaves with it; SNAT and centralised floating IPs keep the gateway port's MAC."""
     from scapy.layers.inet import ICMP, IP
     from scapy.layers.l2 import Ether
 
-    for lab in _lab(tmp_path_factory, "dgp", f"ddgp{os.getpid()}"):
+    for lab in _lab("dgp", f"ddgp{os.getpid()}"):
         gw_mac = lab.plan.link_of_port("router1-gw").mac
         with lab.capture("provnet-public", direction="in", timeout=3) as cap:
             assert lab.exec("upstream", "ping", "-c1", "-W2", "172.24.4.151").returncode == 0
@@ -264,7 +258,7 @@ def test_outside_to_a_fixed_address_is_routed_by_the_emulator_not_by_the_lab(ref
     assert not on_lab.reachable and on_lab.blocker.direction == "forward", on_lab.explain()
 
 
-def test_dhcp_is_answered_by_the_emulator_not_by_the_lab(tmp_path_factory):
+def test_dhcp_is_answered_by_the_emulator_not_by_the_lab():
     """OVN's (and the emulator's) DHCP responder answers web1's DISCOVER; a lab has no DHCP server."""
     from scapy.layers.dhcp import BOOTP, DHCP
     from scapy.layers.inet import IP, UDP
@@ -272,7 +266,7 @@ def test_dhcp_is_answered_by_the_emulator_not_by_the_lab(tmp_path_factory):
 
     from ovnsim.sim import Simulator
 
-    for lab in _lab(tmp_path_factory, "dhcp-metadata", f"ddhcp{os.getpid()}"):
+    for lab in _lab("dhcp-metadata", f"ddhcp{os.getpid()}"):
         mac = lab.plan.link_of_port("web1").mac
         discover = bytes(Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
                          / UDP(sport=68, dport=67)

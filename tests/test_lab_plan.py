@@ -30,6 +30,8 @@ def logical(name):
 
 @pytest.fixture
 def lab_dir(tmp_path, monkeypatch):
+    # A temporary directory is safe here: these ledgers name namespaces that are never created
+    # (labs that create any keep their ledgers under /run/ovnsim/runs: the run_labs fixture).
     monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
     return tmp_path / "labs"
 

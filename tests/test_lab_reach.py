@@ -148,8 +148,7 @@ def _params():
 
 
 @pytest.mark.parametrize("topo,protocol,port", _params())
-def test_emulator_and_lab_matrices_agree(topo, protocol, port, tmp_path, monkeypatch):
-    monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
+def test_emulator_and_lab_matrices_agree(topo, protocol, port, run_labs):
     path = topo_path(topo)
     with Lab.up(path, name=f"m{os.getpid()}-{topo}") as lab:
         targets = endpoints(lab)

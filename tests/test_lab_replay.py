@@ -55,7 +55,7 @@ def requests_of(path):
     return out
 
 
-def test_replay_outputs_agree_with_the_emulator(tmp_path, monkeypatch):
+def test_replay_outputs_agree_with_the_emulator(tmp_path, run_labs):
     from scapy.layers.inet import ICMP, IP
     from scapy.layers.l2 import Ether
 
@@ -63,7 +63,6 @@ def test_replay_outputs_agree_with_the_emulator(tmp_path, monkeypatch):
     from ovnsim.capture.replay import replay
     from ovnsim.lab.replay import replay_into_lab
 
-    monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
     capture = tmp_path / "in.pcap"
     with PcapWriter(capture) as writer:
         for src, dst, ip_src, ip_dst, ident in REQUESTS:

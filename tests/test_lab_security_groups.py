@@ -26,6 +26,7 @@ from ovnsim.lab import Lab
 from ovnsim.lab.acl import UnsupportedMatch, translate_match
 from ovnsim.lab.build import bridge_conntrack_missing
 from ovnsim.lab.probe import endpoints, probe_from
+from ovnsim.lab.runs import run_lab_dir
 
 REQUESTS = [c for c in CASES if not c.reply_to and not c.name.startswith("web1_arp")]
 REPLIES = [c for c in CASES if c.reply_to]
@@ -43,11 +44,10 @@ def needs_lab(test):
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OVNSIM_LAB_DIR", str(tmp_path_factory.mktemp("labs")))
-        with Lab.up(str(TOPO), name=f"sg{os.getpid()}") as lab:
-            yield lab
+def lab():
+    # ledgers in this run's directory under /run/ovnsim/runs (ovnsim.lab.runs), never a tmp dir
+    with run_lab_dir("sg"), Lab.up(str(TOPO), name=f"sg{os.getpid()}") as lab:
+        yield lab
 
 
 def _probe(lab, case, **kw):
@@ -177,7 +177,7 @@ def test_acl_plan_orders_by_priority_and_notes_what_it_cannot_do():
 
 
 @needs_lab
-def test_a_remote_group_without_members_matches_nothing(tmp_path, monkeypatch):
+def test_a_remote_group_without_members_matches_nothing(tmp_path, run_labs):
     topo = tmp_path / "empty-remote.yaml"
     topo.write_text("""
 projects:
@@ -195,7 +195,6 @@ projects:
       a2: {network: n, fixed_ips: [10.9.0.12], security_groups: [a]}
       free: {network: n, fixed_ips: [10.9.0.13], port_security: false}
 """)
-    monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
     with Lab.up(str(topo), name=f"er{os.getpid()}") as lab:
         assert "set pg_nobody_ip4 {" in lab.plan.namespace("sw").nft
         assert lab.exec("a1", "ping", "-c1", "-W1", "10.9.0.12").returncode != 0  # only from members of nobody

@@ -41,12 +41,11 @@ README_TESTS = """
 
 
 @pytest.fixture
-def sandbox(pytester, monkeypatch, tmp_path):
+def sandbox(pytester, monkeypatch, run_labs):
     for name in ("reference.yaml", "multi-router.yaml", "security-groups.yaml"):
         shutil.copy(TOPOS / name, pytester.path / name)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
-    return pytester
+    return pytester  # the inner runs inherit $OVNSIM_LAB_DIR: run_labs
 
 
 def _plugin_args():
@@ -68,12 +67,12 @@ def run(sandbox, *args):
 @pytest.mark.parametrize("backend", ["lab", "both"])
 @pytest.mark.root
 @pytest.mark.skipif(not LABS_OK, reason="labs need root and nftables")
-def test_readme_examples_pass_on_a_lab(sandbox, backend, tmp_path):
+def test_readme_examples_pass_on_a_lab(sandbox, backend, run_labs):
     sandbox.makepyfile(test_net=README_TESTS)
     result = run(sandbox, f"--ovn-backend={backend}")
     result.assert_outcomes(passed=3)
     # one lab for the file's three tests, torn down when the session ended
-    assert not list((tmp_path / "labs").glob("*.json"))
+    assert not list(run_labs.glob("*.json"))
 
 
 @pytest.mark.root
@@ -151,10 +150,9 @@ def test_ovn_lab_fixture_labs_answer_assertions(sandbox):
 
 @pytest.mark.root
 @pytest.mark.skipif(not LABS_OK, reason="labs need root and nftables")
-def test_reach_on_a_lab_answers_as_the_emulator(tmp_path, monkeypatch):
+def test_reach_on_a_lab_answers_as_the_emulator(run_labs):
     from ovnsim.lab import Lab
 
-    monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
     path = str(TOPOS / "reference.yaml")
     # (not outside -> a fixed IP: the emulator's upstream routes tenant subnets to the router, the
     # lab's has no such route -- docs/lab.md, test_lab_differences.py)
@@ -177,11 +175,10 @@ def test_reach_on_a_lab_answers_as_the_emulator(tmp_path, monkeypatch):
 
 @pytest.mark.root
 @pytest.mark.skipif(not LABS_OK, reason="labs need root and nftables")
-def test_reach_cli_on_a_lab(tmp_path, monkeypatch, capsys):
+def test_reach_cli_on_a_lab(tmp_path, monkeypatch, capsys, run_labs):
     from ovnsim.cli import main
     from ovnsim.lab import Lab
 
-    monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
     monkeypatch.chdir(tmp_path)  # the lab's topology file is found from any directory
     with Lab.up(str(TOPOS / "reference.yaml"), name=f"rc{os.getpid()}") as lab:
         assert main(["reach", "--lab", lab.name, "vm1", "outside", "--proto", "icmp"]) == 0
@@ -230,13 +227,12 @@ WITH_EXPECT = sorted(p.stem for p in TOPOS.glob("*.yaml") if p.stem != "large" a
 @pytest.mark.root
 @pytest.mark.skipif(not LABS_OK or bool(bridge_conntrack_missing()),
                     reason=bridge_conntrack_missing() or "labs need root and nftables")
-def test_check_on_a_lab_holds_as_in_the_emulator(topo, tmp_path, monkeypatch, capsys):
+def test_check_on_a_lab_holds_as_in_the_emulator(topo, capsys, run_labs):
     """Every example's expect: block holds in its lab too -- but where docs/lab.md lists a Linux difference:
     multi-router's app network leaves without SNAT, and the lab's upstream has no route back to it."""
     from ovnsim.cli import main
     from ovnsim.lab import Lab
 
-    monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "labs"))
     path = str(TOPOS / f"{topo}.yaml")
     assert main(["check", path]) == 0  # the emulator
     capsys.readouterr()

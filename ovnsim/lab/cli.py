@@ -68,6 +68,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     for info in labs:
         print(f"{info['name']}\t{info['state']}\t{len(info['present'])}/{info['namespaces']} namespaces\t"
               f"{info['topology']}")
+    from ovnsim.lab.runs import orphaned_labs
+
+    orphans = orphaned_labs()
+    if orphans:
+        print(f"ovnsim: note: test runs that are no longer running left {len(orphans)} lab(s) "
+              f"({', '.join(orphans)}); `ovnsim lab cleanup` removes them", file=sys.stderr)
     return EXIT_OK
 
 
@@ -143,7 +149,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    """``ovnsim lab cleanup [--all]``."""
+    """``ovnsim lab cleanup [--all]`` (labs of dead test runs too: :func:`ovnsim.lab.cleanup`)."""
     from ovnsim.lab.lab import cleanup
 
     done = cleanup(all_labs=args.all)
@@ -213,7 +219,12 @@ def add_lab_parser(sub) -> None:
     down.add_argument("name", metavar="N", help="lab name")
     down.set_defaults(func=cmd_down)
 
-    clean = verbs.add_parser("cleanup", help="delete crashed or broken labs (--all: every lab)")
+    clean = verbs.add_parser("cleanup", help="delete crashed or broken labs and those of dead test runs "
+                                             "(--all: every lab)",
+                             description="Delete, by their ledgers, labs crashed mid-up or with namespaces gone, "
+                                         "and every lab a test run that is no longer running left in "
+                                         "/run/ovnsim/runs; --all also healthy labs of the state directory. "
+                                         "Labs of live test runs are never touched.")
     clean.add_argument("--all", action="store_true", help="every lab, healthy ones too")
     clean.set_defaults(func=cmd_cleanup)
 

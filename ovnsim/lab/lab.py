@@ -285,10 +285,15 @@ def all_status() -> List[dict]:
 def cleanup(all_labs: bool = False) -> List[Tuple[str, List[str]]]:
     """Tear down broken labs (crashed mid-``up``, or with namespaces gone) or, with ``all_labs``, every lab.
 
-    Returns (lab, namespaces left alone) per lab torn down.  Labs being
-    built by a live process are skipped.
+    Also, always: the labs that test runs no longer alive left in their run
+    directories (:func:`ovnsim.lab.runs.reap_dead_runs`; nobody else will
+    take them down).  Labs of live test runs are never touched.  Returns
+    (lab, namespaces left alone) per lab torn down.  Labs being built by a
+    live process are skipped.
     """
-    done = []
+    from ovnsim.lab.runs import reap_dead_runs
+
+    done = reap_dead_runs()
     for ledger in list(iter_ledgers()):
         if builder_alive(ledger):
             continue

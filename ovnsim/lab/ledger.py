@@ -2,7 +2,10 @@
 
 The directory is ``$OVNSIM_LAB_DIR`` or ``/run/ovnsim/labs`` (``/run`` is
 cleared at boot, as the namespaces are), so ``status``, ``down`` and
-``cleanup`` find every lab from any working directory.  The file names every
+``cleanup`` find every lab from any working directory.  Test runs keep
+theirs in a directory of the run's own under ``/run/ovnsim/runs``
+(:mod:`ovnsim.lab.runs`), never in a temporary directory that could vanish
+while the namespaces it names remain.  The file names every
 Linux object of the lab *before* ``up`` creates it; ``down``/``cleanup``
 delete what it lists and nothing else.
 
@@ -88,10 +91,11 @@ class Ledger:
         return self.data["namespaces"]
 
     @classmethod
-    def load(cls, name: str) -> "Ledger":
-        """The ledger of lab ``name``; a :class:`LabError` if there is none or it is not one."""
+    def load(cls, name: str, directory: Optional[Path] = None) -> "Ledger":
+        """The ledger of lab ``name`` (in ``directory``, default :func:`lab_dir`); a :class:`LabError` if there
+        is none or it is not one."""
         check_lab_name(name)
-        path = lab_dir() / f"{name}.json"
+        path = Path(directory or lab_dir()) / f"{name}.json"
         try:
             with open(path) as f:
                 data = json.load(f)
@@ -155,7 +159,8 @@ class Ledger:
         path = directory / f"{plan.name}.json"
         data = {
             "version": LEDGER_VERSION, "name": plan.name, "token": plan.token, "topology": topology,
-            "state": STATE_BUILDING, "pid": os.getpid(), "created": time.time(),
+            "state": STATE_BUILDING, "pid": os.getpid(), "pid_start": process_start_time(os.getpid()),
+            "created": time.time(),
             "namespaces": [{"name": ns.name, "id": None} for ns in plan.namespaces],
             "plan": plan.to_dict(),
         }
@@ -205,19 +210,19 @@ class Ledger:
                 pass
 
 
-def ledger_names() -> List[str]:
-    """Names of every lab with a state file, sorted."""
+def ledger_names(directory: Optional[Path] = None) -> List[str]:
+    """Names of every lab with a state file (in ``directory``, default :func:`lab_dir`), sorted."""
     try:
-        return sorted(p.stem for p in lab_dir().glob("*.json") if not p.name.startswith("."))
+        return sorted(p.stem for p in Path(directory or lab_dir()).glob("*.json") if not p.name.startswith("."))
     except OSError:
         return []
 
 
-def iter_ledgers() -> Iterator[Ledger]:
-    """Every readable ledger of the state directory (unreadable ones are skipped)."""
-    for name in ledger_names():
+def iter_ledgers(directory: Optional[Path] = None) -> Iterator[Ledger]:
+    """Every readable ledger of the state directory (or ``directory``); unreadable ones are skipped."""
+    for name in ledger_names(directory):
         try:
-            yield Ledger.load(name)
+            yield Ledger.load(name, directory)
         except LabError:
             continue
 
@@ -254,20 +259,56 @@ def free_name(base: str) -> str:
     return f"{base}-{i}"
 
 
-def _pid_alive(pid: int) -> bool:
+def process_start_time(pid: int) -> Optional[int]:
+    """When process ``pid`` started (clock ticks since boot), or None if it is not running.
+
+    A PID and its start time name one process for the life of the boot:
+    PIDs are reused, (PID, start time) pairs are not.  A zombie (killed,
+    not yet waited for) is not running.
+    """
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # comm (field 2) may hold spaces and parentheses: fields 3.. follow the last ")".
+    fields = stat[stat.rfind(b")") + 2:].split()
+    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])  # field 22, starttime
+
+
+def boot_id() -> str:
+    """This boot's random id (``/proc/sys/kernel/random/boot_id``), or "" where there is none."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def process_alive(pid: object, start: object = None, boot: object = None) -> bool:
+    """True while the process recorded as (``pid``, ``start``, ``boot``) still runs.
+
+    ``start`` (:func:`process_start_time`) tells a reused PID from the
+    process recorded; ``boot`` (:func:`boot_id`) tells a PID of an earlier
+    boot.  Either may be None (not recorded): then the PID alone decides.
+    """
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
-    except PermissionError:
-        return True
-    return True
+    if boot and boot_id() and boot != boot_id():
+        return False
+    now = process_start_time(pid)
+    if now is None:
+        return False
+    return start is None or start == now
 
 
 def builder_alive(ledger: Ledger) -> bool:
     """True while the process that is building the lab still runs."""
     pid = ledger.data.get("pid")
-    return ledger.state == STATE_BUILDING and isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid)
+    return (ledger.state == STATE_BUILDING and pid != os.getpid()
+            and process_alive(pid, ledger.data.get("pid_start")))
 
 
 def status_of(ledger: Ledger) -> Dict[str, object]:
@@ -291,4 +332,4 @@ def status_of(ledger: Ledger) -> Dict[str, object]:
 
 
 __all__ = ["Ledger", "lab_dir", "ledger_names", "iter_ledgers", "free_token", "free_name", "status_of",
-           "netns_identity", "builder_alive", "DEFAULT_LAB_DIR"]
+           "netns_identity", "builder_alive", "process_alive", "process_start_time", "boot_id", "DEFAULT_LAB_DIR"]

@@ -11,8 +11,10 @@ Enable it with ``-p ovnsim.lab.pytest_plugin`` (or ``pytest_plugins =
 and takes it down when the test ends, whatever the outcome.  The first lab
 of a test without ``ovn_topology`` answers its ovnsim assertions
 (``assert_reachable("vm1", "db1", proto="tcp/22")``: a real probe in the lab).  Its labs live
-in a state directory of the test's own, so they never mix with the
-machine's other labs.  Without root, network namespaces or nftables the
+in a state directory of the test's own, inside the test run's directory
+under ``/run/ovnsim/runs`` (:mod:`ovnsim.lab.runs`): they never mix with the
+machine's other labs, and if the run is killed ``ovnsim lab cleanup``
+still finds them.  Without root, network namespaces or nftables the
 test is skipped with the reason (`LabUnavailableError`'s one line).
 """
 
@@ -23,6 +25,7 @@ import pytest
 from ovnsim.lab.build import check_environment
 from ovnsim.lab.lab import Lab
 from ovnsim.lab.plan import LabError, LabUnavailableError
+from ovnsim.lab.runs import run_lab_dir
 
 
 def _answer_assertions(lab: Lab) -> None:
@@ -39,13 +42,12 @@ def _answer_assertions(lab: Lab) -> None:
 
 
 @pytest.fixture
-def ovn_lab(tmp_path, monkeypatch):
+def ovn_lab():
     """A factory of labs torn down at the end of the test."""
     try:
         check_environment()
     except LabUnavailableError as err:
         pytest.skip(str(err))
-    monkeypatch.setenv("OVNSIM_LAB_DIR", str(tmp_path / "ovnsim-labs"))
     labs = []
 
     def make(topology, name=None) -> Lab:
@@ -54,12 +56,13 @@ def ovn_lab(tmp_path, monkeypatch):
         _answer_assertions(lab)
         return lab
 
-    yield make
-    errors = []
-    for lab in reversed(labs):
-        try:
-            lab.down()
-        except LabError as err:
-            errors.append(str(err))
+    with run_lab_dir("ovn_lab"):
+        yield make
+        errors = []
+        for lab in reversed(labs):
+            try:
+                lab.down()
+            except LabError as err:
+                errors.append(str(err))
     if errors:
         pytest.fail("; ".join(errors))
