@@ -259,10 +259,7 @@ class TraceRenderer:
             key = record[1:]
             done = results.get(key)
             if done is None:
-                if len(results) >= 65536:
-                    results.clear()
-                rule, depth, dp, a, b = key
-                done = results[key] = _event_and_drop(self._render(rule, dp, depth, a, b))
+                done = self._result(key)
             event, drop = done
             if event is not None:
                 events.append(event)
@@ -281,12 +278,17 @@ class TraceRenderer:
             key = (batch.drop_rule[i], 0, batch.drop_datapath[i], batch.drop_a[i], batch.drop_b[i])
             done = results.get(key)
             if done is None:
-                if len(results) >= 65536:
-                    results.clear()
-                rule, depth, dp, a, b = key
-                done = results[key] = _event_and_drop(self._render(rule, dp, depth, a, b))
+                done = self._result(key)
             drops.append(DropRecord(*done[1]))
         return drops
+
+    def _result(self, key: tuple) -> tuple:
+        """Record ``key`` (rule, depth, datapath, a, b) rendered as (event or None, drop fields or None), cached."""
+        if len(self._results) >= 65536:
+            self._results.clear()
+        rule, depth, dp, a, b = key
+        done = self._results[key] = _event_and_drop(self._render(rule, dp, depth, a, b))
+        return done
 
     def steps(self, batch, start: int = 0, stop: Optional[int] = None) -> List[Step]:
         """Records ``start:stop`` of ``batch`` (a BatchResult), rendered."""

@@ -111,29 +111,38 @@ def _plain_commit_then_its_reply_to_a_floating_ip():
                   / UDP(sport=53, dport=5000))]
 
 
+def _real_outputs(logical, frames):
+    """What real OVN's data path (a fresh one) sends for each of ``frames``, (port, frame) pairs in order."""
+    dp = RealDatapath().start()
+    try:
+        dp.load(logical)
+        return [dp.inject(port, bytes(frame)).outputs for port, frame in frames]
+    finally:
+        dp.stop()
+
+
+def _assert_simulator_sends(topo, frames, real_outputs):
+    """A fresh Simulator sends for each of ``frames`` exactly what real OVN sent, byte for byte."""
+    from ovnsim.sim import Simulator
+
+    sim = Simulator(topo)
+    for (port, frame), real in zip(frames, real_outputs):
+        assert {o.port: [o.frame] for o in sim.inject(port, bytes(frame)).outputs} == real
+
+
 def test_the_reply_of_a_plain_commit_to_a_floating_ip_is_not_dnated():
     """A gateway router commits what it routes back out in its DNAT zone, un-NATed; a packet
     that is that connection's reply is not DNATed to the floating IP's VM, though it is sent to
     the floating IP: it is routed to that address as it is (an ARP for it on the provider network).
     The frozen oracle DNATs it (test_engines.py: PlainCommitReply); the engine does what real OVN does."""
-    from ovnsim.sim import Simulator
-
     RealDatapath.skip_unless_available()
     topo = load_topology(os.path.join(ROOT, "topologies", "reference.yaml"))
-    frames = _plain_commit_then_its_reply_to_a_floating_ip()
-    dp = RealDatapath().start()
-    try:
-        dp.load(compile_topology(topo))
-        real_outputs = [dp.inject("provnet-public", f).outputs for f in frames]
-    finally:
-        dp.stop()
+    frames = [("provnet-public", f) for f in _plain_commit_then_its_reply_to_a_floating_ip()]
+    real_outputs = _real_outputs(compile_topology(topo), frames)
     assert set(real_outputs[1]) == {"provnet-public"}, real_outputs[1]
     arp = Ether(real_outputs[1]["provnet-public"][0])
     assert arp.haslayer("ARP") and arp["ARP"].pdst == "172.24.4.100" and arp["ARP"].op == 1
-    sim = Simulator(topo)
-    for frame, real in zip(frames, real_outputs):
-        outputs = sim.inject("provnet-public", frame).outputs
-        assert {o.port: [o.frame] for o in outputs} == real
+    _assert_simulator_sends(topo, frames, real_outputs)
 
 
 def test_a_plain_commit_whose_reply_tuple_is_taken_gets_another_source_port():
@@ -143,7 +152,6 @@ def test_a_plain_commit_whose_reply_tuple_is_taken_gets_another_source_port():
     as the floating IP.  The engine does what real OVN does (the frozen oracle has no plain
     commits: test_engines.py, PlainCommitClash)."""
     from ovnsim.northd.tables import build_tables, int_to_mac
-    from ovnsim.sim import Simulator
 
     RealDatapath.skip_unless_available()
     topo = load_topology(os.path.join(ROOT, "topologies", "reference.yaml"))
@@ -157,19 +165,12 @@ def test_a_plain_commit_whose_reply_tuple_is_taken_gets_another_source_port():
                / UDP(sport=5000, dport=53)),
               ("vm2", Ether(src="fa:16:3e:00:00:12", dst=router_mac) / IP(src="10.0.0.12", dst="172.24.4.1")
                / UDP(sport=53, dport=5000))]
-    dp = RealDatapath().start()
-    try:
-        dp.load(logical)
-        real_outputs = [dp.inject(port, bytes(f)).outputs for port, f in frames]
-    finally:
-        dp.stop()
+    real_outputs = _real_outputs(logical, frames)
     second = Ether(real_outputs[1]["vm2"][0])
     assert (second[IP].dst, second[UDP].sport, second[UDP].dport) == ("10.0.0.12", 5001, 53)
     reply = Ether(real_outputs[2]["provnet-public"][0])
     assert (reply[IP].src, reply[UDP].sport, reply[IP].dst, reply[UDP].dport) == ("172.24.4.100", 53, "172.24.4.1", 5000)
-    sim = Simulator(topo)
-    for (port, frame), real in zip(frames, real_outputs):
-        assert {o.port: [o.frame] for o in sim.inject(port, bytes(frame)).outputs} == real
+    _assert_simulator_sends(topo, frames, real_outputs)
 
 
 #: (what the outside sends from vm2's floating IP, the router's answer that comes back as its reply)
@@ -194,21 +195,14 @@ def test_a_routers_answer_that_is_the_reply_of_a_plain_commit_to_a_floating_ip_i
     comes).  The frozen oracle DNATs the reset and the port unreachable to vm2 and drops the time
     exceeded (test_engines.py's run_both excuses the reset as PlainCommitReply, a router's own
     answer, and the ICMP errors as CommitRefused, met first); the engine does what real OVN does."""
-    from ovnsim.sim import Simulator
-
     RealDatapath.skip_unless_available()
     upstream, gateway, other = "52:54:00:c0:ff:ee", "fa:16:3e:ab:62:10", "52:54:00:00:01:00"
     packet, (answered_by, layer) = _ROUTER_ANSWERS[case]
-    frames = [bytes(Ether(src=upstream, dst=gateway) / packet),
-              bytes(Ether(src=other, dst=gateway) / ARP(op=2, hwsrc=other, psrc="172.24.4.100",
-                                                         hwdst=gateway, pdst="172.24.4.10"))]
+    frames = [("provnet-public", Ether(src=upstream, dst=gateway) / packet),
+              ("provnet-public", Ether(src=other, dst=gateway) / ARP(op=2, hwsrc=other, psrc="172.24.4.100",
+                                                                       hwdst=gateway, pdst="172.24.4.10"))]
     topo = load_topology(os.path.join(ROOT, "topologies", "reference.yaml"))
-    dp = RealDatapath().start()
-    try:
-        dp.load(compile_topology(topo))
-        real_outputs = [dp.inject("provnet-public", f).outputs for f in frames]
-    finally:
-        dp.stop()
+    real_outputs = _real_outputs(compile_topology(topo), frames)
     assert set(real_outputs[0]) == {"provnet-public"}, real_outputs[0]
     (arp,) = [Ether(f) for f in real_outputs[0]["provnet-public"]]
     assert arp.haslayer(ARP) and arp[ARP].op == 1 and arp[ARP].pdst == "172.24.4.100"
@@ -221,7 +215,4 @@ def test_a_routers_answer_that_is_the_reply_of_a_plain_commit_to_a_floating_ip_i
     else:
         assert (answer[ICMP].type, answer[ICMP].code) == ((11, 0) if case == "time-exceeded" else (3, 3))
         assert answer[IPerror].src == "172.24.4.100"
-    sim = Simulator(topo)
-    for frame, real in zip(frames, real_outputs):
-        outputs = sim.inject("provnet-public", frame).outputs
-        assert {o.port: [o.frame] for o in outputs} == real
+    _assert_simulator_sends(topo, frames, real_outputs)
