@@ -10,6 +10,7 @@ echo (8 + 4 bytes payload, identifier :data:`ICMP_ID`).  Checksums are right.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from typing import Tuple
@@ -56,19 +57,18 @@ def _words(block: np.ndarray) -> np.ndarray:
 
 
 def _put_u16(frames: np.ndarray, at: int, values) -> None:
-    values = np.asarray(values, dtype=np.uint32)
-    frames[:, at] = (values >> 8) & 0xFF
-    frames[:, at + 1] = values & 0xFF
+    # each value (< 2**16) as 2 big-endian bytes, one assignment for every row
+    frames[:, at:at + 2] = np.asarray(values).astype(">u2").view(np.uint8).reshape(-1, 2)
 
 
 def _put_u32(frames: np.ndarray, at: int, values) -> None:
-    values = np.asarray(values, dtype=np.uint64)
-    for k in range(4):
-        frames[:, at + k] = (values >> (24 - 8 * k)) & 0xFF
+    # each value (< 2**32) as 4 big-endian bytes
+    frames[:, at:at + 4] = np.asarray(values).astype(">u4").view(np.uint8).reshape(-1, 4)
 
 
+@functools.lru_cache(maxsize=None)
 def _template(proto: str, reply: bool) -> np.ndarray:
-    """The constant bytes of a frame (every varying field and checksum zero)."""
+    """The constant bytes of a frame (every varying field and checksum zero); read-only, made once."""
     length = FRAME_LEN[proto]
     t = np.zeros(length, dtype=np.uint8)
     t[12], t[13], t[14] = 0x08, 0x00, 0x45
@@ -83,11 +83,14 @@ def _template(proto: str, reply: bool) -> np.ndarray:
     else:
         t[46], t[47] = 5 << 4, (TCP_SYN | TCP_ACK) if reply else TCP_SYN
         t[48], t[49] = 0xFF, 0xFF  # window 65535
+    t.setflags(write=False)
     return t
 
 
-def _const_sum(t: np.ndarray, lo: int, hi: int) -> int:
-    return int(_words(t[lo:hi].reshape(1, -1))[0])
+@functools.lru_cache(maxsize=None)
+def _const_sum(proto: str, reply: bool, lo: int, hi: int) -> int:
+    """The sum of the 16-bit words of bytes ``lo:hi`` of the template (its share of a checksum)."""
+    return int(_words(_template(proto, reply)[lo:hi].reshape(1, -1))[0])
 
 
 def _split(values) -> np.ndarray:
@@ -119,18 +122,18 @@ def stamp(proto: str, eth_src: np.ndarray, eth_dst: np.ndarray, ip_src, ip_dst, 
     _put_u32(f, 26, ip_src)
     _put_u32(f, 30, ip_dst)
     addresses = _split(ip_src) + _split(ip_dst)
-    _put_u16(f, 24, _fold(np.uint64(_const_sum(t, 14, 34)) + addresses))
+    _put_u16(f, 24, _fold(np.uint64(_const_sum(proto, reply, 14, 34)) + addresses))
     l4 = 34
     if proto == "icmp":
         _put_u16(f, l4 + 4, sport)
         _put_u16(f, l4 + 6, dport)
-        _put_u16(f, l4 + 2, _fold(np.uint64(_const_sum(t, l4, len(t))) + sport + dport))
+        _put_u16(f, l4 + 2, _fold(np.uint64(_const_sum(proto, reply, l4, len(t))) + sport + dport))
         return f
     _put_u16(f, l4, sport)
     _put_u16(f, l4 + 2, dport)
     pseudo = addresses + np.uint64(PROTO_NUM[proto] + L4_LEN[proto])
     if proto == "udp":
-        csum = _fold(pseudo + np.uint64(_const_sum(t, l4, len(t))) + sport + dport)
+        csum = _fold(pseudo + np.uint64(_const_sum(proto, reply, l4, len(t))) + sport + dport)
         _put_u16(f, l4 + 6, np.where(csum == 0, 0xFFFF, csum))
         return f
     seq = np.full(n, SYNACK_SEQ if reply else SYN_SEQ, dtype=np.uint64) if seq is None else \
@@ -138,7 +141,7 @@ def stamp(proto: str, eth_src: np.ndarray, eth_dst: np.ndarray, ip_src, ip_dst, 
     ack = np.zeros(n, dtype=np.uint64) if ack is None else np.asarray(ack, dtype=np.uint64)
     _put_u32(f, l4 + 4, seq)
     _put_u32(f, l4 + 8, ack)
-    _put_u16(f, l4 + 16, _fold(pseudo + np.uint64(_const_sum(t, l4, len(t))) + sport + dport
+    _put_u16(f, l4 + 16, _fold(pseudo + np.uint64(_const_sum(proto, reply, l4, len(t))) + sport + dport
                                + _split(seq) + _split(ack)))
     return f
 
@@ -157,14 +160,13 @@ def build_request(eth_src: str, eth_dst: str, ip_src: ipaddress.IPv4Address, ip_
 
 def reply_fields(received: np.ndarray) -> Tuple[str, tuple]:
     """The :func:`stamp` arguments of the replies to ``received`` ((N, len) uint8 frames of one protocol)."""
-    r = received.astype(np.uint64)
-    proto = {1: "icmp", 6: "tcp", 17: "udp"}[int(r[0, 23])]
+    proto = {1: "icmp", 6: "tcp", 17: "udp"}[int(received[0, 23])]
 
-    def u16(at):
-        return (r[:, at] << 8) | r[:, at + 1]
+    def u16(at):  # the big-endian 16-bit field at byte `at` of each frame
+        return np.ascontiguousarray(received[:, at:at + 2]).view(">u2")[:, 0].astype(np.uint64)
 
     def u32(at):
-        return (u16(at) << 16) | u16(at + 2)
+        return np.ascontiguousarray(received[:, at:at + 4]).view(">u4")[:, 0].astype(np.uint64)
 
     eth_src, eth_dst = received[:, 0:6], received[:, 6:12]  # swapped: answered back the way it came
     ip_src, ip_dst = u32(30), u32(26)
