@@ -75,6 +75,36 @@ def test_readme_examples_pass_on_a_lab(sandbox, backend, run_labs):
     assert not list(run_labs.glob("*.json"))
 
 
+SESSION_LAB_TEST = """
+    import pytest
+    from ovnsim.testing import assert_reachable
+    from ovnsim.testing import plugin
+
+    def test_the_session_lab_keeps_its_ledger_in_the_runs_directory(ovn_topology):
+        assert_reachable("vm1", "db1", proto="tcp/22")
+        (lab,) = plugin._labs.values()
+        print("LEDGER", lab.ledger.path)
+"""
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not LABS_OK, reason="labs need root and nftables")
+def test_the_lab_backend_keeps_its_session_labs_in_the_runs_directory(sandbox, monkeypatch):
+    """Without $OVNSIM_LAB_DIR the backend's labs keep their ledgers in the run's directory
+    under /run/ovnsim/runs (found by `ovnsim lab cleanup` if the run is killed), and a run that
+    ends cleanly leaves nothing there."""
+    from ovnsim.lab.runs import runs_root
+
+    monkeypatch.delenv("OVNSIM_LAB_DIR")
+    sandbox.makepyfile(test_net=SESSION_LAB_TEST)
+    result = run(sandbox, "--ovn-backend=lab", "-s", "--ovn-topology=reference.yaml")
+    result.assert_outcomes(passed=1)
+    (line,) = [line for line in result.outlines if "LEDGER " in line]
+    ledger = Path(line.split("LEDGER ", 1)[1].strip())
+    assert runs_root() in ledger.parents and ledger.parent.name.startswith("session-"), ledger
+    assert not ledger.exists() and not ledger.parent.parent.exists(), "the run's directory is gone"
+
+
 @pytest.mark.root
 @pytest.mark.skipif(not LABS_OK, reason="labs need root and nftables")
 def test_both_fails_where_the_lab_and_the_emulator_disagree(sandbox):

@@ -101,10 +101,25 @@ def _lab_for(path: str):
         try:
             check_environment()
             stem = "".join(c if c.isalnum() or c in "_.-" else "-" for c in os.path.basename(key).rsplit(".", 1)[0])
-            _labs[key] = Lab.up(key, name=f"pt{os.getpid()}-{stem}"[:32])
+            with _session_lab_dir():
+                _labs[key] = Lab.up(key, name=f"pt{os.getpid()}-{stem}"[:32])
         except LabUnavailableError as err:
             pytest.skip(f"--ovn-backend needs labs: {err}")
     return _labs[key]
+
+
+def _session_lab_dir():
+    """Where the session's labs keep their ledgers: ``$OVNSIM_LAB_DIR`` when it is set, else a
+    directory of this run's own under ``/run/ovnsim/runs`` (:mod:`ovnsim.lab.runs`), so that if
+    the run is killed ``ovnsim lab cleanup`` still tears its labs down (a lab knows its ledger's
+    path: ``down`` at the session's end finds it)."""
+    import contextlib
+
+    from ovnsim.lab.runs import new_lab_dir, using_lab_dir
+
+    if os.environ.get("OVNSIM_LAB_DIR"):
+        return contextlib.nullcontext()
+    return using_lab_dir(new_lab_dir("session"))
 
 
 def _backend_for(path: str, backend: str):
