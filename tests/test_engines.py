@@ -44,7 +44,7 @@ from oracle.engine import PythonEngine
 from oracle.exceptions import (gateway_router_dnat_commit_trace, gateway_router_plain_commits,
                                gateway_router_plain_entries,
                                l2_port_security_exception, oracle_conntrack_size, reply_not_snated_exception)
-from oracle.packet import checksum
+from oracle.packet import ICMP_ERROR_TYPES, checksum
 from ovnsim.datapath import _fastpath
 from ovnsim.neutron.compiler import compile_topology
 from ovnsim.datapath.engine import AUTO_INGRESS, KINDS, STAGE_LIST, BatchResult, make_engine
@@ -1183,6 +1183,57 @@ class PlainCommitReply(ConnectionReopened):
     """
 
 
+class RelatedOriginalWay(ConnectionReopened):
+    """An ICMP error travelled its connection's original way, which the engine NATs and the oracle does not.
+
+    Documented exception: an ICMP error whose quoted datagram is a
+    connection's reply (a VM's port unreachable about an SNATed reply, an
+    outside host's error about a packet a floating IP sent) is RELATED to
+    that connection in its original direction, and ct_snat/ct_dnat NAT it as
+    the connection (outer and quoted addresses), as on real OVN
+    (test_realdp_known.py::
+    test_an_icmp_error_the_original_way_is_nated_as_its_connection); the
+    frozen oracle NATs only errors travelling the reply way (and commits
+    one asked to be NATed as a new connection, which OVS's conntrack does
+    not: CommitRefused), so from that batch on the two legitimately differ.
+    """
+
+
+def _originals(fast) -> set:
+    """The original tuples (proto, src, dst, sport, dport) of every connection the engine holds."""
+    return {(e.proto, *e.orig) for e in ConntrackTable(fast)}
+
+
+def _related_original_way(fast, frames: Sequence[bytes], originals: set) -> bool:
+    """Whether a frame of the batch is an ICMP error quoting the reply of a connection the engine held
+    before the batch (``originals``: :func:`_originals`) or holds now: one going the original way."""
+    quoted = [_reversed(_quoted_tuple(f)) for f in frames]
+    return any(q in originals for q in quoted) or any(q in _originals(fast) for q in quoted if q)
+
+
+def _quoted_tuple(frame: bytes):
+    """(proto, src, dst, sport, dport) of the datagram an IPv4 ICMP error quotes, as ConntrackTable words it, or None."""
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != 1:
+        return None
+    icmp = 14 + (frame[14] & 0x0F) * 4
+    if len(frame) < icmp + 8 + 20 or frame[icmp] not in ICMP_ERROR_TYPES:
+        return None
+    quoted = icmp + 8
+    l4 = quoted + (frame[quoted] & 0x0F) * 4
+    if len(frame) < l4 + 8:
+        return None
+    number = frame[quoted + 9]
+    proto = {1: "icmp", 6: "tcp", 17: "udp"}.get(number, str(number))
+    src, dst = int_to_ip(int.from_bytes(frame[quoted + 12:quoted + 16], "big")), \
+        int_to_ip(int.from_bytes(frame[quoted + 16:quoted + 20], "big"))
+    if proto == "icmp":
+        ident = int.from_bytes(frame[l4 + 4:l4 + 6], "big")
+        return proto, src, dst, ident, ident
+    if proto in ("tcp", "udp"):
+        return proto, src, dst, int.from_bytes(frame[l4:l4 + 2], "big"), int.from_bytes(frame[l4 + 2:l4 + 4], "big")
+    return proto, src, dst, 0, 0
+
+
 def _plain_commit_replies(fast) -> set:
     """The reply tuples (proto, src, dst, sport, dport) of the gateway routers' plain DNAT-zone commits."""
     return {(e.proto, e.reply.src, e.reply.dst, e.reply.sport, e.reply.dport)
@@ -1253,6 +1304,7 @@ def run_both(py, fast, frames: List[bytes], inports: List[int], result_py=None, 
     data, offsets, lengths = pack(frames)
     plain_replies = _plain_commit_replies(fast)
     dnat_replies = _dnat_zone_replies(fast)
+    originals = _originals(fast)
     reopened = fast.conntrack_stats["expired"]
     refused = fast.conntrack_stats["refused"]
     since = result_py.n_outputs if result_py is not None else 0
@@ -1276,11 +1328,15 @@ def run_both(py, fast, frames: List[bytes], inports: List[int], result_py=None, 
         after = _dnat_zone_replies(fast)
         if any(clashes_in_dnat_zone(dnat_replies, f) or clashes_in_dnat_zone(after, f) for f in frames):
             raise PlainCommitClash() from None
+        if _related_original_way(fast, frames, originals):
+            raise RelatedOriginalWay() from None
         raise
     if not_snated:
         raise ReplyNotSnated()
     if len(py.conntrack) != oracle_conntrack_size(fast) and _to_dgp_nat_address(fast, frames):
         raise HairpinZones()
+    if len(py.conntrack) != oracle_conntrack_size(fast) and _related_original_way(fast, frames, originals):
+        raise RelatedOriginalWay()      # the oracle committed the error as a new connection
     plain = gateway_router_plain_commits(fast)
     if oracle_conntrack_size(fast) < len(py.conntrack) <= fast.conntrack_stats["live"] - plain:
         raise PlainCommitClash()    # the oracle's connections all held, fewer of their keys

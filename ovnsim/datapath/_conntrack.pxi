@@ -500,25 +500,43 @@ cdef uint64_t ct_nat(Core* c, Pkt* p, int32_t r, int kind, bint has_snat, uint32
         # (bit kind + 4: this packet committed the connection in that zone, which
         # has seen no reply yet: ct.new, as OVS reports it for a second ct() pass)
         return CT_ALREADY_NEW if p.ct_zones & (1 << (kind + 4)) else CT_ALREADY
-    if not has_snat and not has_dnat and p.has_inner:
-        # _Run._ct_related: an ICMP error RELATED to the connection whose
-        # reply tuple is the quoted datagram's reversed, un-NATed as a reply.
+    if p.has_inner:
+        # An ICMP error: OVS's conntrack looks up the datagram it quotes,
+        # reversed, and the error is RELATED to that connection, NATed as the
+        # connection is (the NAT the action asks for is for new connections only).
         slot = ct_find(ct, (<uint64_t>p.in_dst << 32) | p.in_src, ct_k2(zone, p.in_proto, p.in_dport, p.in_sport))
-        if slot.conn < 0 or not slot.reply:
+        if slot.conn >= 0:
+            conn = &ct.conns[slot.conn]
+            p.ct_rpl = slot.reply
+            p.ct_zones |= 1 << kind
+            if slot.reply:
+                # It quotes a packet of the original direction: un-NAT (reverse_nat_packet).
+                if conn.tsrc != conn.osrc:
+                    p.ip_dst = conn.osrc
+                if conn.tdst != conn.odst:
+                    p.ip_src = conn.odst
+                p.in_src = conn.osrc
+                p.in_sport = conn.osport
+                p.in_dst = conn.odst
+                p.in_dport = conn.odport
+                return CT_RELATED
+            # It quotes a reply, so it goes the original way: NAT (nat_packet,
+            # related): outside -> a floating IP is DNATed to the VM, a VM's error
+            # about a reply it got leaves SNATed (real OVN: test_realdp_known.py::
+            # test_an_icmp_error_the_original_way_is_nated_as_its_connection).
+            if conn.tsrc != conn.osrc:
+                p.ip_src = conn.tsrc
+            if conn.tdst != conn.odst:
+                p.ip_dst = conn.tdst
+            p.in_src = conn.tdst
+            p.in_sport = conn.tdport
+            p.in_dst = conn.tsrc
+            p.in_dport = conn.tsport
+            return CT_RELATED_ORIG
+        if not has_snat and not has_dnat:
             p.ct_rpl = 0
             return CT_RELATED_NONE
-        conn = &ct.conns[slot.conn]
-        if conn.tsrc != conn.osrc:
-            p.ip_dst = conn.osrc
-        if conn.tdst != conn.odst:
-            p.ip_src = conn.odst
-        p.in_src = conn.osrc
-        p.in_sport = conn.osport
-        p.in_dst = conn.odst
-        p.in_dport = conn.odport
-        p.ct_rpl = 1
-        p.ct_zones |= 1 << kind
-        return CT_RELATED
+        # (with NAT asked: no connection, and an ICMP error opens none: CT_INVALID below)
     if p.proto == IPPROTO_ICMP:
         sp = dp = p.icmp_id
     else:

@@ -292,6 +292,7 @@ cdef enum:
     CT_INVALID = 8
     CT_COMMITTED = 9
     CT_ALREADY_NEW = 10
+    CT_RELATED_ORIG = 11
 
 cdef enum:
     KIND_PACKET = 0

@@ -473,6 +473,7 @@ CT_OUTCOMES: Tuple[Tuple[str, str], ...] = (
     ("INVALID", "not a first packet (SYN+ACK, echo reply, ICMP error...): not committed, not NATed"),
     ("COMMITTED", "new connection committed, not NATed"),
     ("ALREADY_NEW", "already tracked in this zone, committed by this packet (ct.new)"),
+    ("RELATED_ORIG", "related ICMP error the connection's original way, NAT of it and of the datagram it quotes"),
 )
 
 

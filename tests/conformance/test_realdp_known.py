@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from scapy.layers.inet import ICMP, IP, IPerror, TCP, UDP
+from scapy.layers.inet import ICMP, IP, IPerror, TCP, UDP, UDPerror
 from scapy.layers.l2 import ARP, Ether
 
 from conformance import conversations as cv
@@ -215,4 +215,64 @@ def test_a_routers_answer_that_is_the_reply_of_a_plain_commit_to_a_floating_ip_i
     else:
         assert (answer[ICMP].type, answer[ICMP].code) == ((11, 0) if case == "time-exceeded" else (3, 3))
         assert answer[IPerror].src == "172.24.4.100"
+    _assert_simulator_sends(topo, frames, real_outputs)
+
+
+#: (topology, VM, the NAT address its connections with the outside use)
+_NATTED = [("reference", "vm2", "172.24.4.100"), ("reference", "vm1", "172.24.4.10"),
+           ("dgp", "web1", "172.24.4.150"), ("dgp", "app1", "172.24.4.151"), ("dgp", "web2", "172.24.4.50")]
+_FLOATING = {"172.24.4.100", "172.24.4.150", "172.24.4.151"}
+
+
+def _related_conversation(topo, logical, vm, nat_ip, way):
+    """(port, frame) triples: a UDP exchange between ``vm`` and the outside host, then an ICMP port
+    unreachable about the reply, sent the connection's original way.  ``way``: "to-vm" (the outside
+    opened it to the floating IP; the outside's error about the VM's reply) or "from-vm" (the VM
+    opened it; the VM's error about the outside's reply)."""
+    from ovnsim.reach.endpoints import Directory, frame_ends
+
+    directory = Directory(topo, logical)
+    host, me, nat = directory.resolve("outside"), directory.resolve(vm), directory.resolve(nat_ip)
+    out_port, out_src, out_dst = frame_ends(directory, host, nat)
+    vm_port, vm_src, vm_dst = frame_ends(directory, me, host)
+    outside, fixed = str(host.ip), str(me.ip)
+    if way == "to-vm":
+        return [(out_port, Ether(src=out_src, dst=out_dst) / IP(src=outside, dst=nat_ip) / UDP(sport=5000, dport=53)),
+                (vm_port, Ether(src=vm_src, dst=vm_dst) / IP(src=fixed, dst=outside) / UDP(sport=53, dport=5000)),
+                (out_port, Ether(src=out_src, dst=out_dst) / IP(src=outside, dst=nat_ip) / ICMP(type=3, code=3)
+                 / IPerror(src=nat_ip, dst=outside, ttl=63) / UDPerror(sport=53, dport=5000))]
+    return [(vm_port, Ether(src=vm_src, dst=vm_dst) / IP(src=fixed, dst=outside) / UDP(sport=40000, dport=53)),
+            (out_port, Ether(src=out_src, dst=out_dst) / IP(src=outside, dst=nat_ip) / UDP(sport=53, dport=40000)),
+            (vm_port, Ether(src=vm_src, dst=vm_dst) / IP(src=fixed, dst=outside) / ICMP(type=3, code=3)
+             / IPerror(src=outside, dst=fixed, ttl=62) / UDPerror(sport=53, dport=40000))]
+
+
+@pytest.mark.parametrize("topology,vm,nat_ip", _NATTED)
+@pytest.mark.parametrize("way", ["to-vm", "from-vm"])
+def test_an_icmp_error_the_original_way_is_nated_as_its_connection(topology, vm, nat_ip, way):
+    """An ICMP error about a connection's reply travels the connection's original way; conntrack
+    finds it RELATED (the quoted datagram reversed is the connection's original tuple) and NATs it
+    as the connection: the outside's port unreachable to a floating IP reaches the VM at its fixed
+    address, the datagram it quotes rewritten too; a VM's error about a reply it got leaves from
+    its NAT address, never its fixed one.  On a gateway router the datagram it quotes is rewritten
+    too; through a distributed gateway port's floating IP real OVN leaves the quoted datagram as it
+    was.  The engine does what real OVN does, byte for byte (on a gateway router it used to route
+    the first to the floating IP as it was and let the second leave with the VM's fixed address)."""
+    if way == "to-vm" and nat_ip not in _FLOATING:
+        pytest.skip("the outside cannot open a connection to a SNAT-only address")
+    RealDatapath.skip_unless_available()
+    topo = load_topology(os.path.join(ROOT, "topologies", f"{topology}.yaml"))
+    logical = compile_topology(topo)
+    frames = _related_conversation(topo, logical, vm, nat_ip, way)
+    real_outputs = _real_outputs(logical, frames)
+    error_port = vm if way == "to-vm" else frames[1][0]
+    assert set(real_outputs[2]) == {error_port}, real_outputs[2]
+    (error,) = [Ether(f) for f in real_outputs[2][error_port]]
+    fixed = frames[1 if way == "to-vm" else 0][1][IP].src  # the VM's own address
+    # the quoted datagram as the error's receiver sent it (a DGP's floating IP: as it was on the wire)
+    quoted = nat_ip if topology == "dgp" and nat_ip in _FLOATING else None
+    if way == "to-vm":
+        assert (error[IP].dst, error[IPerror].src) == (fixed, quoted or fixed)
+    else:
+        assert (error[IP].src, error[IPerror].dst) == (nat_ip, fixed if quoted else nat_ip)
     _assert_simulator_sends(topo, frames, real_outputs)
