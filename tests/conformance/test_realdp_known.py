@@ -193,8 +193,8 @@ def test_a_routers_answer_that_is_the_reply_of_a_plain_commit_to_a_floating_ip_i
     it): ct_dnat does not DNAT it to the floating IP's VM, it is routed to the floating IP as it
     is (held while the gateway router ARPs for it on the provider network, sent once an ARP reply
     comes).  The frozen oracle DNATs the reset and the port unreachable to vm2 and drops the time
-    exceeded (test_engines.py's run_both excuses the reset as PlainCommitReply, a router's own
-    answer, and the ICMP errors as CommitRefused, met first); the engine does what real OVN does."""
+    exceeded (test_engines.py's run_both excuses all three as PlainCommitReply, a router's own
+    answer); the engine does what real OVN does, the ICMP errors RELATED to the plain commit."""
     RealDatapath.skip_unless_available()
     upstream, gateway, other = "52:54:00:c0:ff:ee", "fa:16:3e:ab:62:10", "52:54:00:00:01:00"
     packet, (answered_by, layer) = _ROUTER_ANSWERS[case]
