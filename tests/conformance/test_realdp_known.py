@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from scapy.layers.inet import ICMP, IP, IPerror, TCP, UDP, UDPerror
+from scapy.layers.inet import ICMP, IP, ICMPerror, IPerror, TCP, UDP, UDPerror
 from scapy.layers.l2 import ARP, Ether
 
 from conformance import conversations as cv
@@ -224,11 +224,16 @@ _NATTED = [("reference", "vm2", "172.24.4.100"), ("reference", "vm1", "172.24.4.
 _FLOATING = {"172.24.4.100", "172.24.4.150", "172.24.4.151"}
 
 
-def _related_conversation(topo, logical, vm, nat_ip, way):
-    """(port, frame) triples: a UDP exchange between ``vm`` and the outside host, then an ICMP port
-    unreachable about the reply, sent the connection's original way.  ``way``: "to-vm" (the outside
-    opened it to the floating IP; the outside's error about the VM's reply) or "from-vm" (the VM
-    opened it; the VM's error about the outside's reply)."""
+#: (topology, VM, its NAT address, way): the outside opens connections only to floating IPs
+_RELATED_CASES = [(topology, vm, nat_ip, way) for topology, vm, nat_ip in _NATTED for way in ("to-vm", "from-vm")
+                  if way == "from-vm" or nat_ip in _FLOATING]
+
+
+def _related_conversation(topo, logical, vm, nat_ip, way, proto):
+    """(port, frame) triples: a UDP exchange (or a ping and its echo reply) between ``vm`` and the
+    outside host, then an ICMP port unreachable about the reply, sent the connection's original
+    way.  ``way``: "to-vm" (the outside opened it to the floating IP; the outside's error about
+    the VM's reply) or "from-vm" (the VM opened it; the VM's error about the outside's reply)."""
     from ovnsim.reach.endpoints import Directory, frame_ends
 
     directory = Directory(topo, logical)
@@ -236,20 +241,30 @@ def _related_conversation(topo, logical, vm, nat_ip, way):
     out_port, out_src, out_dst = frame_ends(directory, host, nat)
     vm_port, vm_src, vm_dst = frame_ends(directory, me, host)
     outside, fixed = str(host.ip), str(me.ip)
+
+    def request(sport, dport):
+        return UDP(sport=sport, dport=dport) if proto == "udp" else ICMP(type=8, id=sport, seq=1)
+
+    def reply(sport, dport):
+        return UDP(sport=sport, dport=dport) if proto == "udp" else ICMP(type=0, id=dport, seq=1)
+
+    def quoted(sport, dport):
+        return UDPerror(sport=sport, dport=dport) if proto == "udp" else ICMPerror(type=0, id=dport, seq=1)
+
     if way == "to-vm":
-        return [(out_port, Ether(src=out_src, dst=out_dst) / IP(src=outside, dst=nat_ip) / UDP(sport=5000, dport=53)),
-                (vm_port, Ether(src=vm_src, dst=vm_dst) / IP(src=fixed, dst=outside) / UDP(sport=53, dport=5000)),
+        return [(out_port, Ether(src=out_src, dst=out_dst) / IP(src=outside, dst=nat_ip) / request(5000, 53)),
+                (vm_port, Ether(src=vm_src, dst=vm_dst) / IP(src=fixed, dst=outside) / reply(53, 5000)),
                 (out_port, Ether(src=out_src, dst=out_dst) / IP(src=outside, dst=nat_ip) / ICMP(type=3, code=3)
-                 / IPerror(src=nat_ip, dst=outside, ttl=63) / UDPerror(sport=53, dport=5000))]
-    return [(vm_port, Ether(src=vm_src, dst=vm_dst) / IP(src=fixed, dst=outside) / UDP(sport=40000, dport=53)),
-            (out_port, Ether(src=out_src, dst=out_dst) / IP(src=outside, dst=nat_ip) / UDP(sport=53, dport=40000)),
+                 / IPerror(src=nat_ip, dst=outside, ttl=63) / quoted(53, 5000))]
+    return [(vm_port, Ether(src=vm_src, dst=vm_dst) / IP(src=fixed, dst=outside) / request(40000, 53)),
+            (out_port, Ether(src=out_src, dst=out_dst) / IP(src=outside, dst=nat_ip) / reply(53, 40000)),
             (vm_port, Ether(src=vm_src, dst=vm_dst) / IP(src=fixed, dst=outside) / ICMP(type=3, code=3)
-             / IPerror(src=outside, dst=fixed, ttl=62) / UDPerror(sport=53, dport=40000))]
+             / IPerror(src=outside, dst=fixed, ttl=62) / quoted(53, 40000))]
 
 
-@pytest.mark.parametrize("topology,vm,nat_ip", _NATTED)
-@pytest.mark.parametrize("way", ["to-vm", "from-vm"])
-def test_an_icmp_error_the_original_way_is_nated_as_its_connection(topology, vm, nat_ip, way):
+@pytest.mark.parametrize("proto", ["udp", "icmp"])
+@pytest.mark.parametrize("topology,vm,nat_ip,way", _RELATED_CASES)
+def test_an_icmp_error_the_original_way_is_nated_as_its_connection(topology, vm, nat_ip, way, proto):
     """An ICMP error about a connection's reply travels the connection's original way; conntrack
     finds it RELATED (the quoted datagram reversed is the connection's original tuple) and NATs it
     as the connection: the outside's port unreachable to a floating IP reaches the VM at its fixed
@@ -257,13 +272,12 @@ def test_an_icmp_error_the_original_way_is_nated_as_its_connection(topology, vm,
     its NAT address, never its fixed one.  On a gateway router the datagram it quotes is rewritten
     too; through a distributed gateway port's floating IP real OVN leaves the quoted datagram as it
     was.  The engine does what real OVN does, byte for byte (on a gateway router it used to route
-    the first to the floating IP as it was and let the second leave with the VM's fixed address)."""
-    if way == "to-vm" and nat_ip not in _FLOATING:
-        pytest.skip("the outside cannot open a connection to a SNAT-only address")
+    the first to the floating IP as it was and let the second leave with the VM's fixed address).
+    ``proto``: the connection a UDP exchange, or a ping (the error quotes an echo reply)."""
     RealDatapath.skip_unless_available()
     topo = load_topology(os.path.join(ROOT, "topologies", f"{topology}.yaml"))
     logical = compile_topology(topo)
-    frames = _related_conversation(topo, logical, vm, nat_ip, way)
+    frames = _related_conversation(topo, logical, vm, nat_ip, way, proto)
     real_outputs = _real_outputs(logical, frames)
     error_port = vm if way == "to-vm" else frames[1][0]
     assert set(real_outputs[2]) == {error_port}, real_outputs[2]
