@@ -157,13 +157,13 @@ def test_fast_warm(benchmark, logical, routed):
     vm1 = engine.port_index["vm1"]
     data, offsets, lengths, inports = batch(routed * WARM_FRAMES, WARM_FRAMES, vm1)
     engine.process_batch(routed, [0], [FRAME_LEN], [vm1])  # the connection is now in conntrack
-    assert engine.conntrack_size == 2  # gr-router1's DNAT zone (plain) and SNAT zone entries
+    assert engine.conntrack_stats["live"] == 2  # gr-router1's DNAT zone (plain) and SNAT zone entries
     result = benchmark.pedantic(engine.process_batch, args=(data, offsets, lengths, inports),
                                 rounds=15, warmup_rounds=1)
     _record("warm", "fast", WARM_FRAMES, benchmark)
     expected = reference_output(logical, routed)
     check_routed(engine, result, WARM_FRAMES, {0: expected, WARM_FRAMES - 1: expected})
-    assert engine.conntrack_size == 2
+    assert engine.conntrack_stats["live"] == 2
 
 
 @pytest.mark.benchmark(group="fastpath-warm")
@@ -226,7 +226,7 @@ def test_fast_new_connections(benchmark, logical, new_connection_frames):
 
     result = benchmark.pedantic(engine.process_batch, setup=fresh, rounds=15, warmup_rounds=1)
     _record("new-connection", "fast", NEW_FRAMES, benchmark)
-    assert engine.conntrack_size == 2 * NEW_FRAMES  # each in gr-router1's DNAT zone and SNAT zone
+    assert engine.conntrack_stats["live"] == 2 * NEW_FRAMES  # each in gr-router1's DNAT zone and SNAT zone
     last = new_connection_frames[(NEW_FRAMES - 1) * FRAME_LEN:]
     check_routed(engine, result, NEW_FRAMES, {
         0: reference_output(logical, new_connection_frames[:FRAME_LEN]),

@@ -703,7 +703,7 @@ def test_fast_engines_in_parallel_threads_agree():
     for engine, result in zip(engines, results):
         assert_same_result(expected, result)
         # each connection SNATed, and committed plain in gr-router1's DNAT zone before that
-        assert engine.conntrack_size == 2 * len(frames) and gateway_router_plain_commits(engine) == len(frames)
+        assert len(ConntrackTable(engine)) == 2 * len(frames) and gateway_router_plain_commits(engine) == len(frames)
 
 
 # ---------------------------------------------------------------------------

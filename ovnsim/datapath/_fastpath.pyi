@@ -175,12 +175,6 @@ class FastEngine:
     def conntrack_sweep(self) -> int:
         """Remove every connection expired by the clock; how many."""
 
-    @property
-    def conntrack_size(self) -> int:
-        """The tracker's keys halved (two per connection, fewer where another connection took one):
-        what the frozen test oracle's ``len(conntrack)`` counts.  The connections themselves:
-        ``conntrack_stats["live"]`` (expired ones not yet swept included) and :meth:`conntrack_entries`."""
-
     def conntrack_entries(self) -> list[_CtRecord]:
         """The connections a lookup would find now, as ``ovs-appctl dpctl/dump-conntrack -s`` lists them.
 

@@ -489,13 +489,6 @@ cdef class FastEngine:
             return auto_ingress(&self.core, p.eth_src, True, p.ip_src)
         return auto_ingress(&self.core, p.eth_src, False, 0)
 
-    @property
-    def conntrack_size(self):
-        """The tracker's keys halved (two per connection, fewer where another connection took one):
-        what the frozen test oracle's ``len(conntrack)`` counts.  The connections themselves:
-        ``conntrack_stats["live"]`` (expired ones not yet swept included) and :meth:`conntrack_entries`."""
-        return self.core.ct.count // 2
-
     def conntrack_entries(self):
         """The connections a lookup would find now, as ``ovs-appctl dpctl/dump-conntrack -s`` lists them.
 
