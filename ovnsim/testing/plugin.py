@@ -51,6 +51,7 @@ test's soft failures are reported together when it ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
@@ -113,8 +114,6 @@ def _session_lab_dir():
     directory of this run's own under ``/run/ovnsim/runs`` (:mod:`ovnsim.lab.runs`), so that if
     the run is killed ``ovnsim lab cleanup`` still tears its labs down (a lab knows its ledger's
     path: ``down`` at the session's end finds it)."""
-    import contextlib
-
     from ovnsim.lab.runs import new_lab_dir, using_lab_dir
 
     if os.environ.get("OVNSIM_LAB_DIR"):
