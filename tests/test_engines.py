@@ -1177,7 +1177,9 @@ class PlainCommitReply(ConnectionReopened):
     test_the_reply_of_a_plain_commit_to_a_floating_ip_is_not_dnated; a
     router's own answer, router1's TCP reset, port unreachable or time
     exceeded to a packet from the floating IP: test_realdp_known.py::
-    test_a_routers_answer_that_is_the_reply_of_a_plain_commit_to_a_floating_ip_is_not_dnated),
+    test_a_routers_answer_that_is_the_reply_of_a_plain_commit_to_a_floating_ip_is_not_dnated;
+    the outside's ICMP error about the commit's original, RELATED to it: test_realdp_known.py::
+    test_an_outside_icmp_error_related_to_a_plain_commit_is_not_dnated),
     and so does the engine.  The frozen oracle, which commits no plain
     entries, NATs it, so from that batch on the two legitimately differ.
     """
@@ -1312,7 +1314,9 @@ def run_both(py, fast, frames: List[bytes], inports: List[int], result_py=None, 
         nat_ips = {int_to_ip(ip) for ip in gateway_router_nat_ips(fast.tables)}
         if any(_tuple_of(f) in replies
                # or a router's own answer (a TCP reset, an ICMP error) to a packet from a NAT address
-               or (_reversed(_tuple_of(f)) in replies and _tuple_of(f)[1] in nat_ips) for f in frames):
+               or (_reversed(_tuple_of(f)) in replies and _tuple_of(f)[1] in nat_ips)
+               # or an ICMP error RELATED to one (it quotes the connection's original)
+               or _reversed(_quoted_tuple(f)) in replies for f in frames):
             raise PlainCommitReply() from None
         after = _dnat_zone_replies(fast)
         if any(clashes_in_dnat_zone(dnat_replies, f) or clashes_in_dnat_zone(after, f) for f in frames):

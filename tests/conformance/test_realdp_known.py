@@ -218,6 +218,36 @@ def test_a_routers_answer_that_is_the_reply_of_a_plain_commit_to_a_floating_ip_i
     _assert_simulator_sends(topo, frames, real_outputs)
 
 
+def test_an_outside_icmp_error_related_to_a_plain_commit_is_not_dnated():
+    """The outside sends from vm2's floating IP to 172.24.4.1 (a timestamp request); the gateway
+    router routes it back out and commits it, un-NATed, in its DNAT zone.  The time exceeded the
+    outside sends about it, to the floating IP, is RELATED to that connection (the datagram it
+    quotes is its original): ct_dnat does not DNAT it to vm2, it is routed to the floating IP as it
+    is, after an ARP for it.  The frozen oracle DNATs it to vm2 (test_engines.py's run_both
+    excuses it as PlainCommitReply); the engine does what real OVN does."""
+    RealDatapath.skip_unless_available()
+    upstream, gateway, other = "52:54:00:c0:ff:ee", "fa:16:3e:ab:62:10", "52:54:00:00:01:00"
+    fip, outside = "172.24.4.100", "172.24.4.1"
+    frames = [("provnet-public", Ether(src=upstream, dst=gateway) / IP(src=fip, dst=outside)
+               / ICMP(type=13, id=7, seq=1)),
+              ("provnet-public", Ether(src=upstream, dst=gateway) / ARP(op=2, hwsrc=upstream, psrc=outside,
+                                                                          hwdst=gateway, pdst="172.24.4.10")),
+              ("provnet-public", Ether(src=upstream, dst=gateway) / IP(src=outside, dst=fip) / ICMP(type=11, code=0)
+               / IPerror(src=fip, dst=outside, ttl=63) / ICMPerror(type=13, id=7, seq=1)),
+              ("provnet-public", Ether(src=other, dst=gateway) / ARP(op=2, hwsrc=other, psrc=fip,
+                                                                       hwdst=gateway, pdst="172.24.4.10"))]
+    topo = load_topology(os.path.join(ROOT, "topologies", "reference.yaml"))
+    real_outputs = _real_outputs(compile_topology(topo), frames)
+    assert set(real_outputs[2]) == {"provnet-public"}, real_outputs[2]
+    (arp,) = [Ether(f) for f in real_outputs[2]["provnet-public"]]
+    assert arp.haslayer(ARP) and arp[ARP].op == 1 and arp[ARP].pdst == fip
+    assert set(real_outputs[3]) == {"provnet-public"}, real_outputs[3]
+    (error,) = [Ether(f) for f in real_outputs[3]["provnet-public"]]
+    assert (error.dst, error[IP].src, error[IP].dst, error[ICMP].type) == (other, outside, fip, 11)
+    assert (error[IPerror].src, error[ICMPerror].id) == (fip, 7)
+    _assert_simulator_sends(topo, frames, real_outputs)
+
+
 #: (topology, VM, the NAT address its connections with the outside use)
 _NATTED = [("reference", "vm2", "172.24.4.100"), ("reference", "vm1", "172.24.4.10"),
            ("dgp", "web1", "172.24.4.150"), ("dgp", "app1", "172.24.4.151"), ("dgp", "web2", "172.24.4.50")]
